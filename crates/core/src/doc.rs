@@ -1,0 +1,357 @@
+//! The automerge document of one space: devices and items, each in a map keyed by id.
+//!
+//! Items live in a *map* keyed by a random [`ItemId`], never a list, so concurrent inserts on
+//! different devices merge without conflicts and display order is computed, not stored:
+//! `(at, id)`. The top-level objects come from one deterministic genesis change that every
+//! device creates identically; otherwise two devices starting offline would each create their
+//! own `items` map and one would silently win the merge.
+
+use crate::hlc::Hlc;
+use crate::ids::{DeviceId, ItemId};
+use automerge::sync::SyncDoc;
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value, sync};
+use thiserror::Error;
+
+/// What went wrong with a document operation.
+#[derive(Debug, Error)]
+pub enum DocError {
+    /// Automerge refused an operation or a chunk of bytes.
+    #[error("the history could not be read or changed: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// A sync message from a peer could not be decoded.
+    #[error("a peer sent a sync message that could not be read: {0}")]
+    BadSyncMessage(String),
+    /// The genesis objects are missing (never happens for documents made by Ferry).
+    #[error("the history is missing its {0:?} map")]
+    MissingSchema(&'static str),
+    /// Text too large for one item.
+    #[error("a message may hold at most {max} bytes of text, this one has {len}")]
+    TooLarge {
+        /// Limit in bytes.
+        max: usize,
+        /// Actual length.
+        len: usize,
+    },
+}
+
+/// Largest text body of one item; longer texts belong in a file.
+pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+
+/// The fixed actor of the genesis change, shared by every device.
+const GENESIS_ACTOR: &[u8] = b"ferry-genesis-v1";
+
+/// What an item holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKind {
+    /// A chat text.
+    Text,
+    /// Anything written by a newer Ferry that this version does not know yet.
+    Other(String),
+}
+
+/// One entry of the history, as read from the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// Its id, also its key in the `items` map.
+    pub id: ItemId,
+    /// Kind of content.
+    pub kind: ItemKind,
+    /// The device that wrote it.
+    pub author: DeviceId,
+    /// When it was written (hybrid logical clock).
+    pub at: Hlc,
+    /// Text body (empty for non-text kinds).
+    pub text: String,
+}
+
+/// One device of the space, as recorded in the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device id.
+    pub id: DeviceId,
+    /// Human name, e.g. "Chrome on Linux".
+    pub name: String,
+    /// When it first joined (ms since epoch).
+    pub added_at: u64,
+}
+
+/// The document of one space.
+pub struct SpaceDoc {
+    doc: AutoCommit,
+    items: ObjId,
+    devices: ObjId,
+}
+
+impl std::fmt::Debug for SpaceDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpaceDoc").finish_non_exhaustive()
+    }
+}
+
+fn genesis() -> Result<AutoCommit, DocError> {
+    let mut doc = AutoCommit::new().with_actor(ActorId::from(GENESIS_ACTOR));
+    doc.put(ROOT, "schema", 1_i64)?;
+    doc.put_object(ROOT, "devices", ObjType::Map)?;
+    doc.put_object(ROOT, "items", ObjType::Map)?;
+    doc.commit_with(CommitOptions::default().with_time(0));
+    Ok(doc)
+}
+
+fn map_at(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<ObjId> {
+    match doc.get(obj, key) {
+        Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
+        _ => None,
+    }
+}
+
+fn str_at(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<String> {
+    match doc.get(obj, key) {
+        Ok(Some((v, _))) => v.as_str().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn int_at(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<i64> {
+    match doc.get(obj, key) {
+        Ok(Some((v, _))) => v.as_i64(),
+        _ => None,
+    }
+}
+
+impl SpaceDoc {
+    /// A new, empty space document that will write changes as `actor`.
+    pub fn new(actor: &[u8]) -> Result<Self, DocError> {
+        Self::load(actor, std::iter::empty::<&[u8]>()).map(|(d, _)| d)
+    }
+
+    /// Rebuilds a document from stored chunks (snapshots or incremental saves, any order).
+    ///
+    /// A chunk that fails to load is skipped and reported by index, so one corrupt record in
+    /// storage costs only the changes in it, never the whole history.
+    pub fn load<'a>(
+        actor: &[u8],
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(Self, Vec<usize>), DocError> {
+        let mut doc = genesis()?;
+        let mut bad = Vec::new();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            if doc.load_incremental(chunk).is_err() {
+                bad.push(i);
+            }
+        }
+        doc.set_actor(ActorId::from(actor));
+        let items = map_at(&doc, &ROOT, "items").ok_or(DocError::MissingSchema("items"))?;
+        let devices = map_at(&doc, &ROOT, "devices").ok_or(DocError::MissingSchema("devices"))?;
+        Ok((
+            SpaceDoc {
+                doc,
+                items,
+                devices,
+            },
+            bad,
+        ))
+    }
+
+    /// Adds a text item.
+    pub fn add_text(
+        &mut self,
+        id: ItemId,
+        text: &str,
+        author: DeviceId,
+        at: Hlc,
+    ) -> Result<Item, DocError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(DocError::TooLarge {
+                max: MAX_TEXT_BYTES,
+                len: text.len(),
+            });
+        }
+        let key = id.to_string();
+        let obj = self.doc.put_object(&self.items, key.as_str(), ObjType::Map)?;
+        self.doc.put(&obj, "kind", "text")?;
+        self.doc.put(&obj, "author", author.to_string())?;
+        self.doc.put(&obj, "at", at.pack())?;
+        self.doc.put(&obj, "text", text)?;
+        self.commit(at);
+        Ok(Item {
+            id,
+            kind: ItemKind::Text,
+            author,
+            at,
+            text: text.to_owned(),
+        })
+    }
+
+    /// Records (or renames) a device.
+    pub fn set_device(&mut self, info: &DeviceInfo) -> Result<(), DocError> {
+        let key = info.id.to_string();
+        let obj = match map_at(&self.doc, &self.devices, &key) {
+            Some(obj) => obj,
+            None => {
+                let obj = self
+                    .doc
+                    .put_object(&self.devices, key.as_str(), ObjType::Map)?;
+                self.doc.put(&obj, "added_at", info.added_at as i64)?;
+                obj
+            }
+        };
+        if str_at(&self.doc, &obj, "name").as_deref() != Some(info.name.as_str()) {
+            self.doc.put(&obj, "name", info.name.as_str())?;
+        }
+        self.doc.commit();
+        Ok(())
+    }
+
+    fn commit(&mut self, at: Hlc) {
+        let secs = i64::try_from(at.wall_ms / 1000).unwrap_or(0);
+        self.doc
+            .commit_with(CommitOptions::default().with_time(secs));
+    }
+
+    /// All readable items in display order `(at, id)`. Malformed entries (from a buggy or
+    /// newer peer) are skipped rather than failing the whole list.
+    pub fn items(&self) -> Vec<Item> {
+        let mut out: Vec<Item> = self
+            .doc
+            .keys(&self.items)
+            .filter_map(|key| self.item(&key))
+            .collect();
+        out.sort_by(|a, b| (a.at, a.id).cmp(&(b.at, b.id)));
+        out
+    }
+
+    /// Number of items (cheap; no sorting or decoding).
+    pub fn item_count(&self) -> usize {
+        self.doc.length(&self.items)
+    }
+
+    fn item(&self, key: &str) -> Option<Item> {
+        let id: ItemId = key.parse().ok()?;
+        let obj = map_at(&self.doc, &self.items, key)?;
+        let kind = match str_at(&self.doc, &obj, "kind")?.as_str() {
+            "text" => ItemKind::Text,
+            other => ItemKind::Other(other.to_owned()),
+        };
+        Some(Item {
+            id,
+            kind,
+            author: str_at(&self.doc, &obj, "author")?.parse().ok()?,
+            at: Hlc::unpack(int_at(&self.doc, &obj, "at")?),
+            text: str_at(&self.doc, &obj, "text").unwrap_or_default(),
+        })
+    }
+
+    /// The devices recorded in the space, oldest first.
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        let mut out: Vec<DeviceInfo> = self
+            .doc
+            .keys(&self.devices)
+            .filter_map(|key| {
+                let obj = map_at(&self.doc, &self.devices, &key)?;
+                Some(DeviceInfo {
+                    id: key.parse().ok()?,
+                    name: str_at(&self.doc, &obj, "name").unwrap_or_default(),
+                    added_at: u64::try_from(int_at(&self.doc, &obj, "added_at")?).ok()?,
+                })
+            })
+            .collect();
+        out.sort_by_key(|d| (d.added_at, d.id));
+        out
+    }
+
+    /// Current heads: equal heads on two devices mean equal documents.
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        let mut h = self.doc.get_heads();
+        h.sort();
+        h
+    }
+
+    /// Bytes of every change since the previous call (or since load): one storage chunk.
+    /// Empty when nothing changed.
+    pub fn save_incremental(&mut self) -> Vec<u8> {
+        self.doc.save_incremental()
+    }
+
+    /// A compact snapshot of the whole document.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The next automerge sync message for a peer, if there is anything to say.
+    pub fn generate_sync_message(&mut self, state: &mut sync::State) -> Option<Vec<u8>> {
+        self.doc
+            .sync()
+            .generate_sync_message(state)
+            .map(sync::Message::encode)
+    }
+
+    /// Applies a sync message from a peer.
+    pub fn receive_sync_message(
+        &mut self,
+        state: &mut sync::State,
+        bytes: &[u8],
+    ) -> Result<(), DocError> {
+        let msg =
+            sync::Message::decode(bytes).map_err(|e| DocError::BadSyncMessage(e.to_string()))?;
+        self.doc.sync().receive_sync_message(state, msg)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_device_creates_the_same_genesis() {
+        let mut a = SpaceDoc::new(&[1; 16]).unwrap();
+        let mut b = SpaceDoc::new(&[2; 16]).unwrap();
+        assert_eq!(a.heads(), b.heads());
+    }
+
+    #[test]
+    fn offline_devices_merge_items_without_losing_either_side() {
+        let (da, db) = (DeviceId::random(), DeviceId::random());
+        let mut a = SpaceDoc::new(da.as_bytes()).unwrap();
+        let mut b = SpaceDoc::new(db.as_bytes()).unwrap();
+        a.add_text(ItemId::random(), "from a", da, Hlc { wall_ms: 2, counter: 0 })
+            .unwrap();
+        b.add_text(ItemId::random(), "from b", db, Hlc { wall_ms: 1, counter: 0 })
+            .unwrap();
+        let chunk_a = a.save_incremental();
+        b.doc.load_incremental(&chunk_a).unwrap();
+        let texts: Vec<_> = b.items().into_iter().map(|i| i.text).collect();
+        assert_eq!(texts, ["from b", "from a"]);
+    }
+
+    #[test]
+    fn reload_from_chunks_skips_a_corrupt_chunk_and_keeps_the_rest() {
+        let d = DeviceId::random();
+        let mut a = SpaceDoc::new(d.as_bytes()).unwrap();
+        a.add_text(ItemId::random(), "one", d, Hlc { wall_ms: 1, counter: 0 })
+            .unwrap();
+        let c1 = a.save_incremental();
+        a.add_text(ItemId::random(), "two", d, Hlc { wall_ms: 2, counter: 0 })
+            .unwrap();
+        let c2 = a.save_incremental();
+        let garbage = vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3];
+        // automerge may skip garbage silently or report it; either way the rest must load.
+        let (b, bad) =
+            SpaceDoc::load(&[9; 16], [c1.as_slice(), garbage.as_slice(), c2.as_slice()]).unwrap();
+        assert!(bad.iter().all(|&i| i == 1));
+        assert_eq!(b.items().len(), 2);
+    }
+
+    #[test]
+    fn oversized_text_is_refused_and_changes_nothing() {
+        let d = DeviceId::random();
+        let mut a = SpaceDoc::new(d.as_bytes()).unwrap();
+        let big = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert!(matches!(
+            a.add_text(ItemId::random(), &big, d, Hlc::unpack(1)),
+            Err(DocError::TooLarge { .. })
+        ));
+        assert!(a.items().is_empty());
+    }
+}

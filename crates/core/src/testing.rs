@@ -1,0 +1,262 @@
+//! Test support (feature `testing`): the storage contract suite and a simulated network.
+//!
+//! The contract runs unchanged against [`MemoryStore`] on the host and against IndexedDB in
+//! Chromium. The simulated network runs several [`Replica`]s with their own stores and lets a
+//! test connect, partition, drop, duplicate, reorder and restart at will.
+
+use crate::persist::DocStore;
+use crate::replica::{Effect, Input, Replica};
+use crate::store::{MemoryStore, Store, StoreError, StoreKey};
+use crate::{DeviceId, Item};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+/// Runs a future that never waits (everything over [`MemoryStore`]).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("block_on: the future waited; only use it with MemoryStore"),
+    }
+}
+
+fn key(s: &[&str]) -> StoreKey {
+    StoreKey::new(s).expect("valid test key")
+}
+
+/// The storage contract every [`Store`] must pass. Panics with a description on violation.
+/// Expects an empty store.
+pub async fn store_contract<S: Store>(store: &S) {
+    let a = key(&["contract", "a"]);
+    let b = key(&["contract", "b"]);
+    let nested = key(&["contract", "n", "1"]);
+    let outside = key(&["contractx", "a"]);
+    assert_eq!(store.get(&a).await.unwrap(), None, "missing key reads as None");
+    store.put(&a, b"one").await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap().as_deref(), Some(&b"one"[..]));
+    store.put(&a, b"two").await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap().as_deref(), Some(&b"two"[..]), "put replaces");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    store.put(&b, &binary).await.unwrap();
+    assert_eq!(store.get(&b).await.unwrap(), Some(binary.clone()), "binary round trip");
+    store.put(&nested, b"").await.unwrap();
+    assert_eq!(store.get(&nested).await.unwrap(), Some(vec![]), "empty value is kept");
+    store.put(&outside, b"x").await.unwrap();
+    let listed = store.list(&key(&["contract"])).await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["contract/a", "contract/b", "contract/n/1"], "prefix list, ordered");
+    assert_eq!(listed[1].1, binary);
+    store.delete(&a).await.unwrap();
+    store.delete(&a).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap(), None, "delete removes, twice is fine");
+    assert_eq!(store.list(&key(&["contract", "n"])).await.unwrap().len(), 1);
+    assert_eq!(store.list(&key(&["nothing"])).await.unwrap(), vec![]);
+    assert!(matches!(StoreKey::new(&["a/b"]), Err(StoreError::BadKey(_))));
+}
+
+/// One simulated device: a replica and its own persistent store.
+pub struct SimDevice {
+    /// Device id (kept across restarts).
+    pub id: DeviceId,
+    /// The live replica.
+    pub replica: Replica,
+    /// Its storage (survives restarts).
+    pub store: MemoryStore,
+    docstore: DocStore,
+}
+
+impl SimDevice {
+    fn boot(id: DeviceId, store: MemoryStore) -> Self {
+        let loaded = block_on(DocStore::load(&store, &Replica::actor_for(id))).expect("load");
+        SimDevice {
+            id,
+            replica: Replica::from_doc(id, &format!("sim {}", id.short()), loaded.doc),
+            store,
+            docstore: loaded.store,
+        }
+    }
+}
+
+/// A network of simulated devices with fully controllable links.
+pub struct SimNet {
+    /// The devices, by index.
+    pub devices: Vec<SimDevice>,
+    links: BTreeMap<(usize, usize), VecDeque<Vec<u8>>>,
+    /// Frames refused by replicas so far.
+    pub rejected: usize,
+    clock_ms: u64,
+}
+
+fn peer_name(i: usize) -> String {
+    format!("dev{i}")
+}
+
+fn peer_index(name: &str) -> Option<usize> {
+    name.strip_prefix("dev")?.parse().ok()
+}
+
+impl SimNet {
+    /// `n` fresh devices, all offline.
+    pub fn new(n: usize) -> Self {
+        SimNet {
+            devices: (0..n)
+                .map(|_| SimDevice::boot(DeviceId::random(), MemoryStore::default()))
+                .collect(),
+            links: BTreeMap::new(),
+            rejected: 0,
+            clock_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn apply(&mut self, from: usize, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Send { peer, frame } => {
+                    if let Some(to) = peer_index(&peer)
+                        && let Some(q) = self.links.get_mut(&(from, to))
+                    {
+                        q.push_back(frame);
+                    }
+                }
+                Effect::DocChanged => {
+                    let d = &mut self.devices[from];
+                    block_on(d.docstore.save(&d.store, d.replica.doc_mut())).expect("save");
+                    if d.docstore.should_compact() {
+                        block_on(d.docstore.compact(&d.store, d.replica.doc_mut()))
+                            .expect("compact");
+                    }
+                }
+                Effect::Rejected { .. } => self.rejected += 1,
+                Effect::PeerIdentified { .. } => {}
+            }
+        }
+    }
+
+    /// Device `i` writes a text; returns the item.
+    pub fn write(&mut self, i: usize, text: &str) -> Item {
+        self.clock_ms += 7;
+        let (item, effects) = self.devices[i]
+            .replica
+            .add_text(text, self.clock_ms)
+            .expect("add_text");
+        self.apply(i, effects);
+        item
+    }
+
+    /// Whether `a` and `b` are connected.
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        self.links.contains_key(&(a, b))
+    }
+
+    /// Opens a connection between `a` and `b` (both get `PeerUp`).
+    pub fn connect(&mut self, a: usize, b: usize) {
+        if a == b || self.connected(a, b) {
+            return;
+        }
+        self.links.insert((a, b), VecDeque::new());
+        self.links.insert((b, a), VecDeque::new());
+        for (x, y) in [(a, b), (b, a)] {
+            let eff = self.devices[x].replica.handle(Input::PeerUp(peer_name(y)));
+            self.apply(x, eff);
+        }
+    }
+
+    /// Closes the connection; frames in flight are lost.
+    pub fn disconnect(&mut self, a: usize, b: usize) {
+        if !self.connected(a, b) {
+            return;
+        }
+        self.links.remove(&(a, b));
+        self.links.remove(&(b, a));
+        for (x, y) in [(a, b), (b, a)] {
+            let eff = self.devices[x].replica.handle(Input::PeerDown(peer_name(y)));
+            self.apply(x, eff);
+        }
+    }
+
+    /// Delivers up to `n` frames from `a` to `b` in order. Returns how many were delivered.
+    pub fn deliver(&mut self, a: usize, b: usize, n: usize) -> usize {
+        let mut done = 0;
+        while done < n {
+            let Some(frame) = self.links.get_mut(&(a, b)).and_then(VecDeque::pop_front) else {
+                break;
+            };
+            let eff = self.devices[b].replica.handle(Input::Frame {
+                peer: peer_name(a),
+                frame,
+            });
+            self.apply(b, eff);
+            done += 1;
+        }
+        done
+    }
+
+    /// Loses the next frame from `a` to `b`.
+    pub fn drop_next(&mut self, a: usize, b: usize) {
+        if let Some(q) = self.links.get_mut(&(a, b)) {
+            q.pop_front();
+        }
+    }
+
+    /// Duplicates the next frame from `a` to `b`.
+    pub fn duplicate_next(&mut self, a: usize, b: usize) {
+        if let Some(q) = self.links.get_mut(&(a, b))
+            && let Some(f) = q.front().cloned()
+        {
+            q.push_front(f);
+        }
+    }
+
+    /// Swaps the next two frames from `a` to `b`.
+    pub fn reorder_next(&mut self, a: usize, b: usize) {
+        if let Some(q) = self.links.get_mut(&(a, b))
+            && q.len() >= 2
+        {
+            q.swap(0, 1);
+        }
+    }
+
+    /// Kills device `i` (its connections drop) and boots it again from its store.
+    pub fn restart(&mut self, i: usize) {
+        let others: Vec<usize> = (0..self.devices.len()).filter(|&j| self.connected(i, j)).collect();
+        for j in others {
+            self.disconnect(i, j);
+        }
+        let (id, store) = (self.devices[i].id, self.devices[i].store.share());
+        self.devices[i] = SimDevice::boot(id, store);
+    }
+
+    /// Delivers everything in flight, in order, until no link has frames.
+    pub fn run_until_quiescent(&mut self) {
+        for _ in 0..10_000 {
+            let busy: Vec<(usize, usize)> = self
+                .links
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(k, _)| *k)
+                .collect();
+            if busy.is_empty() {
+                return;
+            }
+            for (a, b) in busy {
+                self.deliver(a, b, usize::MAX);
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    /// Heals every partition: all links are re-established fresh and drained.
+    pub fn heal(&mut self) {
+        let n = self.devices.len();
+        for a in 0..n {
+            for b in a + 1..n {
+                self.disconnect(a, b);
+                self.connect(a, b);
+            }
+        }
+        self.run_until_quiescent();
+    }
+}

@@ -1,0 +1,84 @@
+//! Scenario: two devices write while apart, one restarts, then they meet.
+
+use ferry_core::testing::{SimNet, block_on, store_contract};
+use ferry_core::MemoryStore;
+
+#[test]
+fn offline_writes_survive_a_restart_and_reconcile() {
+    // 1. Alice and Bob are paired and in sync.
+    let mut net = SimNet::new(2);
+    net.connect(0, 1);
+    net.write(0, "before the trip");
+    net.run_until_quiescent();
+    assert_eq!(net.devices[1].replica.items().len(), 1);
+    // 2. They drift apart; each writes.
+    net.disconnect(0, 1);
+    net.write(0, "alice offline");
+    net.write(1, "bob offline");
+    // 3. Bob's tab is killed and reopened from storage.
+    net.restart(1);
+    assert_eq!(net.devices[1].replica.items().len(), 2, "Bob's own write survived the restart");
+    // 4. They reconnect and see the same three items in the same order.
+    net.connect(0, 1);
+    net.run_until_quiescent();
+    let a: Vec<_> = net.devices[0].replica.items();
+    let b: Vec<_> = net.devices[1].replica.items();
+    assert_eq!(a.len(), 3);
+    assert_eq!(a, b);
+    assert_eq!(net.rejected, 0);
+}
+
+#[test]
+fn memory_store_passes_the_storage_contract() {
+    block_on(store_contract(&MemoryStore::default()));
+}
+
+#[test]
+fn a_full_store_refuses_the_write_and_keeps_what_it_had() {
+    use ferry_core::{Store, StoreError, StoreKey};
+    let store = MemoryStore::with_quota(100);
+    let k = StoreKey::new(&["a"]).unwrap();
+    block_on(store.put(&k, b"small")).unwrap();
+    let big = vec![0u8; 200];
+    assert_eq!(block_on(store.put(&k, &big)), Err(StoreError::QuotaExceeded));
+    assert_eq!(block_on(store.get(&k)).unwrap().as_deref(), Some(&b"small"[..]));
+}
+
+#[test]
+fn a_damaged_chunk_is_set_aside_and_the_rest_loads() {
+    use ferry_core::persist::DocStore;
+    use ferry_core::{DeviceId, Replica, Store, StoreKey};
+    let store = MemoryStore::default();
+    let me = DeviceId::random();
+    let mut loaded = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
+    let mut replica = Replica::from_doc(me, "pc", loaded.doc);
+    replica.add_text("kept", 1).unwrap();
+    block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
+    replica.add_text("also kept", 2).unwrap();
+    block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
+    // A torn write: bytes that do not match their content-hash key.
+    let bad = StoreKey::new(&["doc", "incremental", &"0".repeat(64)]).unwrap();
+    block_on(store.put(&bad, b"\x85\x6f\x4a\x83 torn")).unwrap();
+    let again = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
+    assert_eq!(again.corrupt, vec![bad]);
+    assert_eq!(again.doc.items().len(), 2);
+}
+
+#[test]
+fn compaction_keeps_everything_and_shrinks_the_chunk_count() {
+    use ferry_core::persist::DocStore;
+    use ferry_core::{DeviceId, Replica};
+    let store = MemoryStore::default();
+    let me = DeviceId::random();
+    let mut loaded = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
+    let mut replica = Replica::from_doc(me, "pc", loaded.doc);
+    for i in 0..70 {
+        replica.add_text(&format!("n{i}"), i).unwrap();
+        block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
+    }
+    assert!(loaded.store.should_compact());
+    block_on(loaded.store.compact(&store, replica.doc_mut())).unwrap();
+    assert_eq!(loaded.store.chunk_count(), 1);
+    let again = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
+    assert_eq!(again.doc.items().len(), 70);
+}

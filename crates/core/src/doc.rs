@@ -273,6 +273,11 @@ impl SpaceDoc {
         self.doc.save_incremental()
     }
 
+    /// Bytes of every change not covered by `heads` (an incremental storage chunk).
+    pub fn save_after(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.doc.save_after(heads)
+    }
+
     /// A compact snapshot of the whole document.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()

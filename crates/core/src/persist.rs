@@ -35,6 +35,9 @@ fn chunk_key(kind: &str, bytes: &[u8]) -> Result<StoreKey, StoreError> {
 pub struct DocStore {
     known: BTreeSet<StoreKey>,
     incrementals: usize,
+    /// Heads covered by what is in storage. Saves write everything after these, so a write
+    /// that failed (full quota) is simply retried by the next save: nothing is skipped.
+    saved_heads: Vec<automerge::ChangeHash>,
 }
 
 /// What loading found.
@@ -71,11 +74,14 @@ impl DocStore {
             .iter()
             .filter(|k| k.as_str().starts_with("doc/incremental/"))
             .count();
+        let mut doc = doc;
+        let saved_heads = doc.heads();
         Ok(Loaded {
             doc,
             store: DocStore {
                 known,
                 incrementals,
+                saved_heads,
             },
             corrupt,
         })
@@ -87,12 +93,14 @@ impl DocStore {
         store: &S,
         doc: &mut SpaceDoc,
     ) -> Result<bool, PersistError> {
-        let bytes = doc.save_incremental();
-        if bytes.is_empty() {
+        let heads = doc.heads();
+        if heads == self.saved_heads {
             return Ok(false);
         }
+        let bytes = doc.save_after(&self.saved_heads);
         let key = chunk_key("incremental", &bytes)?;
         store.put(&key, &bytes).await?;
+        self.saved_heads = heads;
         self.known.insert(key);
         self.incrementals += 1;
         Ok(true)
@@ -109,8 +117,7 @@ impl DocStore {
         store: &S,
         doc: &mut SpaceDoc,
     ) -> Result<(), PersistError> {
-        // Anything unsaved goes into the snapshot too; mark it saved.
-        let _ = doc.save_incremental();
+        let heads = doc.heads();
         let snapshot = doc.save();
         let key = chunk_key("snapshot", &snapshot)?;
         store.put(&key, &snapshot).await?;
@@ -120,6 +127,7 @@ impl DocStore {
         }
         self.known = BTreeSet::from([key]);
         self.incrementals = 0;
+        self.saved_heads = heads;
         Ok(())
     }
 

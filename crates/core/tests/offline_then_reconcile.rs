@@ -82,3 +82,31 @@ fn compaction_keeps_everything_and_shrinks_the_chunk_count() {
     let again = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
     assert_eq!(again.doc.items().len(), 70);
 }
+
+#[test]
+fn a_save_that_hit_a_full_disk_is_retried_by_the_next_save() {
+    use ferry_core::persist::{DocStore, PersistError};
+    use ferry_core::{DeviceId, Replica, StoreError};
+    let store = MemoryStore::with_quota(1200);
+    let me = DeviceId::random();
+    let mut loaded = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
+    let mut replica = Replica::from_doc(me, "pc", loaded.doc);
+    replica.add_text("small", 1).unwrap();
+    block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
+    replica.add_text(&"big ".repeat(400), 2).unwrap();
+    let err = block_on(loaded.store.save(&store, replica.doc_mut())).unwrap_err();
+    assert!(matches!(err, PersistError::Store(StoreError::QuotaExceeded)));
+    // Storage still loads, with what was saved before.
+    let before = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
+    assert_eq!(before.doc.items().len(), 1);
+    // Space is freed (simulated by a bigger store with the same data): the next save writes
+    // the change that failed earlier too.
+    let bigger = MemoryStore::default();
+    for (k, v) in block_on(ferry_core::Store::list(&store, &ferry_core::StoreKey::new(&["doc"]).unwrap())).unwrap() {
+        block_on(ferry_core::Store::put(&bigger, &k, &v)).unwrap();
+    }
+    replica.add_text("after cleanup", 3).unwrap();
+    block_on(loaded.store.save(&bigger, replica.doc_mut())).unwrap();
+    let after = block_on(DocStore::load(&bigger, &Replica::actor_for(me))).unwrap();
+    assert_eq!(after.doc.items().len(), 3);
+}

@@ -1,0 +1,212 @@
+//! The Leptos UI. Components render view state and send intents; they do no I/O.
+//!
+//! Accessibility is the contract the acceptance tests rely on: the history is a `log` named
+//! "Messages", the composer a textbox "Message" and a button "Send", connection state a
+//! `status`, errors an `alert`, and the pairing view a "Devices" toggle, a read-only textbox
+//! "Pairing link", "Copy link" and a "Join" confirmation.
+
+use crate::view::{Intent, ItemView, ViewState};
+use futures::channel::mpsc::UnboundedSender;
+use leptos::prelude::*;
+
+/// Sends intents to the runtime. Cheap to clone; shared through context.
+#[derive(Clone)]
+pub struct Intents(pub UnboundedSender<Intent>);
+
+impl Intents {
+    /// Queues an intent (dropped only if the runtime is gone, i.e. the page is closing).
+    pub fn send(&self, intent: Intent) {
+        let _ = self.0.unbounded_send(intent);
+    }
+}
+
+/// The whole app.
+#[component]
+pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
+    provide_context(view);
+    provide_context(Intents(intents));
+    let devices_open = RwSignal::new(false);
+    view! {
+        <div class="app">
+            <header class="topbar">
+                <div class="title">
+                    <h1>"Ferry"</h1>
+                    <p class="status" role="status" aria-live="polite"
+                        data-state=move || format!("{:?}", view.status.get())>
+                        {move || view.status.get().text()}
+                    </p>
+                </div>
+                <button type="button" class="devices-toggle"
+                    aria-expanded=move || devices_open.get().to_string()
+                    aria-controls="devices-panel"
+                    on:click=move |_| devices_open.update(|o| *o = !*o)>
+                    "Devices"
+                </button>
+            </header>
+            <ErrorBanner/>
+            <JoinDialog/>
+            <Show when=move || devices_open.get()>
+                <DevicesPanel/>
+            </Show>
+            <History/>
+            <Composer/>
+        </div>
+    }
+}
+
+#[component]
+fn ErrorBanner() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    move || {
+        let intents = intents.clone();
+        view.error.get().map(|msg| {
+            view! {
+                <div class="banner error" role="alert">
+                    <span>{msg}</span>
+                    <button type="button" on:click=move |_| intents.send(Intent::DismissError)>
+                        "Dismiss"
+                    </button>
+                </div>
+            }
+        })
+    }
+}
+
+#[component]
+fn JoinDialog() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    move || {
+        let (join, cancel) = (intents.clone(), intents.clone());
+        view.pending_join.get().map(|offer| {
+            view! {
+                <div class="dialog-backdrop">
+                    <div class="dialog" role="dialog" aria-modal="true"
+                        aria-labelledby="join-title" aria-describedby="join-desc">
+                        <h2 id="join-title">"Join this space?"</h2>
+                        <p id="join-desc">
+                            "This device will join the space "
+                            <strong class="fingerprint">{offer.fingerprint}</strong>
+                            " and share its whole history with your other devices. \
+                             Everything already on this device is kept and merged."
+                        </p>
+                        <div class="actions">
+                            <button type="button" class="primary" autofocus
+                                on:click=move |_| join.send(Intent::Join)>"Join"</button>
+                            <button type="button" on:click=move |_| cancel.send(Intent::CancelJoin)>
+                                "Cancel"
+                            </button>
+                        </div>
+                    </div>
+                </div>
+            }
+        })
+    }
+}
+
+#[component]
+fn DevicesPanel() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    view! {
+        <section id="devices-panel" class="panel" aria-labelledby="devices-title">
+            <h2 id="devices-title">"Devices"</h2>
+            <p>
+                "Open this link on your other device (another browser, your phone) to add it \
+                 to this space "<strong class="fingerprint">{move || view.fingerprint.get()}</strong>
+                ". Anyone with the link can join: share it only with yourself."
+            </p>
+            <label for="pairing-link">"Pairing link"</label>
+            <div class="link-row">
+                <input id="pairing-link" type="text" readonly
+                    prop:value=move || view.pairing_link.get()
+                    on:focus=move |ev| {
+                        use leptos::wasm_bindgen::JsCast;
+                        if let Some(input) = ev.target()
+                            .and_then(|t| t.dyn_into::<leptos::web_sys::HtmlInputElement>().ok())
+                        {
+                            input.select();
+                        }
+                    }/>
+                <button type="button" on:click=move |_| intents.send(Intent::CopyLink)>
+                    "Copy link"
+                </button>
+            </div>
+            <p class="notice" aria-live="polite">{move || view.notice.get()}</p>
+            <h3>"In this space"</h3>
+            <ul class="device-list" aria-label="Devices in this space">
+                <For each=move || view.devices.get() key=|d| (d.id.clone(), d.online, d.name.clone())
+                    let:d>
+                    <li>
+                        <span class="device-name">{d.name.clone()}</span>
+                        {d.this.then_some(" (this device)")}
+                        <span class="device-state">{if d.online { "online" } else { "" }}</span>
+                    </li>
+                </For>
+            </ul>
+        </section>
+    }
+}
+
+#[component]
+fn History() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    view! {
+        <div class="history" role="log" aria-label="Messages" aria-live="polite" tabindex="0">
+            <Show when=move || view.ready.get() && view.items.with(Vec::is_empty)>
+                <p class="empty">"No messages yet. Write something to yourself: it will appear on all your devices."</p>
+            </Show>
+            <ol class="items">
+                <For each=move || view.items.get() key=|i| i.id.clone() let:item>
+                    <ItemRow item/>
+                </For>
+            </ol>
+        </div>
+    }
+}
+
+#[component]
+fn ItemRow(item: ItemView) -> impl IntoView {
+    let class = if item.mine { "item mine" } else { "item" };
+    view! {
+        <li class=class>
+            <p class="text">{item.text}</p>
+            <p class="meta">
+                <span class="author">{item.author}</span>
+                " · "
+                <time datetime=item.datetime.clone() title=item.datetime>{item.time}</time>
+            </p>
+        </li>
+    }
+}
+
+#[component]
+fn Composer() -> impl IntoView {
+    let intents = expect_context::<Intents>();
+    let view = expect_context::<ViewState>();
+    let text = RwSignal::new(String::new());
+    let send = move || {
+        let body = text.get_untracked();
+        if !body.trim().is_empty() {
+            intents.send(Intent::Send(body));
+            text.set(String::new());
+        }
+    };
+    let send_key = send.clone();
+    view! {
+        <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
+            <textarea aria-label="Message" placeholder="Message" rows="1"
+                prop:disabled=move || !view.ready.get()
+                prop:value=move || text.get()
+                on:input=move |ev| text.set(event_target_value(&ev))
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        send_key();
+                    }
+                }></textarea>
+            <button type="submit" class="primary">"Send"</button>
+        </form>
+    }
+}

@@ -1,0 +1,2 @@
+//! Browser network adapters.
+pub mod rtc;

@@ -1,0 +1,155 @@
+//! WebRTC link through `matchbox_socket`: one socket per space room, one reliable channel.
+//!
+//! The adapter keeps matchbox on its non-panicking paths (`try_update_peers`, `try_send`,
+//! ICE configuration validated by [`crate::config::Config::validate`] before it gets here) and
+//! turns the socket into plain events for the runtime.
+
+use crate::config::IceServer;
+use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// What the link reports.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A peer's data channel is open.
+    Up(String),
+    /// A peer went away.
+    Down(String),
+    /// Bytes from a peer.
+    Frame(String, Vec<u8>),
+}
+
+/// A send failed.
+#[derive(Debug, Error)]
+pub enum LinkError {
+    /// The peer is not (or no longer) connected.
+    #[error("peer {0} is not connected")]
+    UnknownPeer(String),
+    /// The data channel refused the message.
+    #[error("sending to {0} failed: {1}")]
+    Send(String, String),
+}
+
+/// One connection to the signaling room and the peers met there.
+pub struct RtcLink {
+    socket: WebRtcSocket,
+    closed: Rc<Cell<bool>>,
+    id_known: Cell<bool>,
+    peers: HashMap<String, PeerId>,
+}
+
+/// matchbox takes one `RTCIceServer` entry: merge all URLs into it, with the first
+/// credentials found (TURN entries were validated to have them).
+fn ice_config(servers: &[IceServer]) -> RtcIceServerConfig {
+    RtcIceServerConfig {
+        urls: servers.iter().flat_map(|s| s.urls.clone()).collect(),
+        username: servers.iter().find_map(|s| s.username.clone()),
+        credential: servers.iter().find_map(|s| s.credential.clone()),
+    }
+}
+
+impl RtcLink {
+    /// Connects to `<signal>/<room>`; the message loop runs on the local executor.
+    pub fn connect(signal: &str, room: &str, ice: &[IceServer]) -> Self {
+        let url = format!("{}/{room}", signal.trim_end_matches('/'));
+        let (socket, message_loop) = WebRtcSocket::builder(url)
+            .ice_server(ice_config(ice))
+            .reconnect_attempts(Some(2))
+            .signaling_keep_alive_interval(Some(Duration::from_secs(10)))
+            .add_reliable_channel()
+            .build();
+        let closed = Rc::new(Cell::new(false));
+        let flag = closed.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(e) = message_loop.await {
+                log(&format!("signaling ended: {e}"));
+            }
+            flag.set(true);
+        });
+        RtcLink {
+            socket,
+            closed,
+            id_known: Cell::new(false),
+            peers: HashMap::new(),
+        }
+    }
+
+    /// Whether the signaling connection (and with it the socket) has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Whether the signaling server has accepted us (refreshes the cached answer).
+    pub fn is_signaling(&mut self) -> bool {
+        if !self.id_known.get() {
+            self.id_known.set(self.socket.id().is_some());
+        }
+        !self.closed.get() && self.id_known.get()
+    }
+
+    /// Last known answer of [`RtcLink::is_signaling`], without polling.
+    pub fn has_id(&self) -> bool {
+        self.id_known.get()
+    }
+
+    /// Collects peer changes and received packets since the last call.
+    pub fn poll(&mut self) -> Vec<LinkEvent> {
+        let mut out = Vec::new();
+        if self.closed.get() {
+            for (key, _) in self.peers.drain() {
+                out.push(LinkEvent::Down(key));
+            }
+            return out;
+        }
+        if let Ok(changes) = self.socket.try_update_peers() {
+            for (peer, state) in changes {
+                let key = peer.to_string();
+                match state {
+                    PeerState::Connected => {
+                        self.peers.insert(key.clone(), peer);
+                        out.push(LinkEvent::Up(key));
+                    }
+                    PeerState::Disconnected => {
+                        self.peers.remove(&key);
+                        out.push(LinkEvent::Down(key));
+                    }
+                }
+            }
+        }
+        if let Ok(channel) = self.socket.get_channel_mut(0) {
+            for (peer, packet) in channel.receive() {
+                out.push(LinkEvent::Frame(peer.to_string(), packet.to_vec()));
+            }
+        }
+        out
+    }
+
+    /// Sends one packet to a peer.
+    pub fn send(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), LinkError> {
+        let id = *self
+            .peers
+            .get(peer)
+            .ok_or_else(|| LinkError::UnknownPeer(peer.to_owned()))?;
+        let channel = self
+            .socket
+            .get_channel_mut(0)
+            .map_err(|e| LinkError::Send(peer.to_owned(), e.to_string()))?;
+        channel
+            .try_send(frame.into(), id)
+            .map_err(|e| LinkError::Send(peer.to_owned(), e.to_string()))
+    }
+
+    /// Closes the socket (e.g. before joining another space).
+    pub fn close(mut self) -> Vec<String> {
+        self.socket.close();
+        self.peers.drain().map(|(k, _)| k).collect()
+    }
+}
+
+fn log(msg: &str) {
+    web_sys::console::warn_1(&msg.into());
+}

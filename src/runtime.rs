@@ -1,0 +1,490 @@
+//! The runtime: owns the replica, storage and network link, performs the core's effects and
+//! feeds the view state. One task does all of it, so no state is ever borrowed across an
+//! `await` by two tasks at once.
+
+use crate::config::Config;
+use crate::net::rtc::{LinkEvent, RtcLink};
+use crate::store::idb::IdbStore;
+use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
+use ferry_core::persist::DocStore;
+use ferry_core::{
+    DeviceId, Effect, Input, PairingLink, PeerKey, Replica, SpaceSecret, Store, StoreError,
+    StoreKey,
+};
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use gloo_timers::future::TimeoutFuture;
+use leptos::prelude::*;
+use std::collections::BTreeMap;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen_futures::JsFuture;
+
+/// Name of the IndexedDB database.
+pub const DB_NAME: &str = "ferry";
+/// How often the link is polled (ms). matchbox exposes no wake-up; 20 ms keeps a text's
+/// latency well under a frame or two of human perception.
+const TICK_MS: u32 = 20;
+/// Reconnect backoff bounds (ms).
+const BACKOFF_MIN: f64 = 1_000.0;
+const BACKOFF_MAX: f64 = 30_000.0;
+
+fn key(segments: &[&str]) -> StoreKey {
+    // Only called with the constant, slash-free segments below.
+    StoreKey::new(segments).expect("constant storage key")
+}
+
+fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+fn offset_min() -> i64 {
+    -(js_sys::Date::new_0().get_timezone_offset() as i64)
+}
+
+/// Starts the runtime on the local executor.
+pub fn spawn(view: ViewState, intents: UnboundedReceiver<Intent>, tx: UnboundedSender<Intent>) {
+    wasm_bindgen_futures::spawn_local(async move {
+        match Runtime::boot(view).await {
+            Ok(rt) => rt.run(intents, tx).await,
+            Err(e) => view.error.set(Some(e)),
+        }
+    });
+}
+
+struct Runtime {
+    view: ViewState,
+    store: IdbStore,
+    docstore: DocStore,
+    replica: Replica,
+    device: DeviceId,
+    secret: SpaceSecret,
+    config: Config,
+    signal: Option<String>,
+    link: Option<RtcLink>,
+    /// Identified peers: transport key -> device.
+    peers: BTreeMap<PeerKey, DeviceId>,
+    pending: Option<PairingLink>,
+    backoff: f64,
+    reconnect_at: f64,
+    rejected: u64,
+}
+
+async fn get_or_init(
+    store: &IdbStore,
+    k: &StoreKey,
+    init: impl FnOnce() -> Vec<u8>,
+) -> Result<Vec<u8>, StoreError> {
+    if let Some(v) = store.get(k).await? {
+        return Ok(v);
+    }
+    let v = init();
+    store.put(k, &v).await?;
+    Ok(v)
+}
+
+async fn fetch_config() -> Result<Config, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let resp = JsFuture::from(window.fetch_with_str("config.json"))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a response")?;
+    if !resp.ok() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let text = JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    Config::parse(&text.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+}
+
+fn location() -> Option<web_sys::Location> {
+    web_sys::window().map(|w| w.location())
+}
+
+/// The app's own URL without fragment: the base of pairing links.
+fn app_base() -> String {
+    location()
+        .and_then(|l| Some(format!("{}{}", l.origin().ok()?, l.pathname().ok()?)))
+        .unwrap_or_default()
+}
+
+fn clear_fragment() {
+    if let Some(w) = web_sys::window()
+        && let Ok(history) = w.history()
+    {
+        let url = location()
+            .and_then(|l| Some(format!("{}{}", l.pathname().ok()?, l.search().ok()?)))
+            .unwrap_or_else(|| "/".into());
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+}
+
+impl Runtime {
+    async fn boot(view: ViewState) -> Result<Self, String> {
+        let storage_err = |e: StoreError| format!("Ferry cannot use this browser's storage: {e}");
+        let store = IdbStore::open(DB_NAME).await.map_err(storage_err)?;
+        let id_bytes = get_or_init(&store, &key(&["device", "id"]), || {
+            DeviceId::random().to_string().into_bytes()
+        })
+        .await
+        .map_err(storage_err)?;
+        let device: DeviceId = String::from_utf8_lossy(&id_bytes)
+            .parse()
+            .map_err(|e| format!("stored device id is damaged: {e}"))?;
+        let ua = web_sys::window()
+            .and_then(|w| w.navigator().user_agent().ok())
+            .unwrap_or_default();
+        let name_bytes = get_or_init(&store, &key(&["device", "name"]), || {
+            view::device_name(&ua).into_bytes()
+        })
+        .await
+        .map_err(storage_err)?;
+        let name = String::from_utf8_lossy(&name_bytes).into_owned();
+        let secret_bytes = get_or_init(&store, &key(&["space", "secret"]), || {
+            SpaceSecret::random().expose().to_vec()
+        })
+        .await
+        .map_err(storage_err)?;
+        let secret = SpaceSecret::from_slice(&secret_bytes)
+            .map_err(|_| "the stored space secret is damaged".to_string())?;
+        let signal = store
+            .get(&key(&["settings", "signal"]))
+            .await
+            .map_err(storage_err)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+
+        let loaded = DocStore::load(&store, &Replica::actor_for(device))
+            .await
+            .map_err(|e| format!("Ferry could not load your history: {e}"))?;
+        if !loaded.corrupt.is_empty() {
+            view.error.set(Some(format!(
+                "{} damaged record(s) in local storage were skipped; everything else loaded.",
+                loaded.corrupt.len()
+            )));
+        }
+        let replica = Replica::from_doc(device, &name, loaded.doc);
+
+        let config = match fetch_config().await {
+            Ok(c) => c,
+            Err(e) => {
+                let l = location();
+                let host = l.as_ref().and_then(|l| l.hostname().ok()).unwrap_or_default();
+                let https = l.and_then(|l| l.protocol().ok()).as_deref() == Some("https:");
+                web_sys::console::warn_1(&format!("config.json unavailable ({e}); using defaults").into());
+                Config::fallback(&host, https)
+            }
+        };
+
+        let mut rt = Runtime {
+            view,
+            store,
+            docstore: loaded.store,
+            replica,
+            device,
+            secret,
+            config,
+            signal,
+            link: None,
+            peers: BTreeMap::new(),
+            pending: None,
+            backoff: BACKOFF_MIN,
+            reconnect_at: 0.0,
+            rejected: 0,
+        };
+        let effects = rt.replica.register_self(now_ms()).unwrap_or_default();
+        rt.apply(effects).await;
+        rt.refresh_space();
+        rt.refresh_items();
+        view.ready.set(true);
+        request_persistence();
+        Ok(rt)
+    }
+
+    fn signal_url(&self) -> Option<String> {
+        self.signal.clone().or_else(|| self.config.signal.clone())
+    }
+
+    async fn run(mut self, mut intents: UnboundedReceiver<Intent>, tx: UnboundedSender<Intent>) {
+        listen_hashchange(tx);
+        self.check_location();
+        self.connect();
+        loop {
+            while let Ok(intent) = intents.try_recv() {
+                self.on_intent(intent).await;
+            }
+            self.poll_link().await;
+            TimeoutFuture::new(TICK_MS).await;
+        }
+    }
+
+    fn connect(&mut self) {
+        if let Some(signal) = self.signal_url() {
+            let room = self.secret.room_id();
+            self.link = Some(RtcLink::connect(&signal, room.as_str(), &self.config.ice_servers));
+        }
+        self.refresh_status();
+    }
+
+    async fn disconnect(&mut self) {
+        if let Some(link) = self.link.take() {
+            for peer in link.close() {
+                self.on_peer_down(peer).await;
+            }
+        }
+    }
+
+    async fn poll_link(&mut self) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let events = link.poll();
+        let closed = link.is_closed();
+        for event in events {
+            match event {
+                LinkEvent::Up(peer) => {
+                    let eff = self.replica.handle(Input::PeerUp(peer));
+                    self.apply(eff).await;
+                }
+                LinkEvent::Down(peer) => self.on_peer_down(peer).await,
+                LinkEvent::Frame(peer, frame) => {
+                    let eff = self.replica.handle(Input::Frame { peer, frame });
+                    self.apply(eff).await;
+                }
+            }
+        }
+        let now = js_sys::Date::now();
+        if closed {
+            if self.reconnect_at == 0.0 {
+                self.reconnect_at = now + self.backoff;
+                self.backoff = (self.backoff * 2.0).min(BACKOFF_MAX);
+            } else if now >= self.reconnect_at {
+                self.reconnect_at = 0.0;
+                self.link = None;
+                self.connect();
+            }
+        } else if self.link.as_mut().is_some_and(RtcLink::is_signaling) {
+            self.backoff = BACKOFF_MIN;
+        }
+        self.refresh_status();
+    }
+
+    async fn on_peer_down(&mut self, peer: PeerKey) {
+        self.peers.remove(&peer);
+        let eff = self.replica.handle(Input::PeerDown(peer));
+        self.apply(eff).await;
+        self.refresh_space();
+    }
+
+    async fn apply(&mut self, effects: Vec<Effect>) {
+        let mut changed = false;
+        for e in effects {
+            match e {
+                Effect::Send { peer, frame } => {
+                    if let Some(link) = self.link.as_mut()
+                        && let Err(err) = link.send(&peer, frame)
+                    {
+                        web_sys::console::warn_1(&err.to_string().into());
+                    }
+                }
+                Effect::DocChanged => changed = true,
+                Effect::PeerIdentified { peer, device, .. } => {
+                    self.peers.insert(peer, device);
+                    self.refresh_space();
+                }
+                Effect::Rejected { peer, reason } => {
+                    self.rejected += 1;
+                    web_sys::console::warn_1(&format!("frame from {peer} refused: {reason}").into());
+                }
+            }
+        }
+        if changed {
+            self.persist().await;
+            self.refresh_items();
+            self.refresh_space();
+        }
+    }
+
+    /// Writes pending changes; only after this does the UI show them.
+    async fn persist(&mut self) {
+        let doc = self.replica.doc_mut();
+        match self.docstore.save(&self.store, doc).await {
+            Ok(_) => {
+                if self.docstore.should_compact()
+                    && let Err(e) = self.docstore.compact(&self.store, self.replica.doc_mut()).await
+                {
+                    web_sys::console::warn_1(&format!("compaction postponed: {e}").into());
+                }
+            }
+            Err(e) => self.view.error.set(Some(format!(
+                "Not saved on this device yet: {e}. Ferry keeps it in memory and retries with the next change."
+            ))),
+        }
+    }
+
+    fn refresh_items(&self) {
+        let names = view::display_names(&self.replica.devices());
+        let items = view::item_views(&self.replica.items(), &names, self.device, offset_min());
+        self.view.items.set(items);
+    }
+
+    fn refresh_space(&self) {
+        let online: Vec<DeviceId> = self.peers.values().copied().collect();
+        let devices = view::display_names(&self.replica.devices())
+            .into_iter()
+            .map(|(id, name)| DeviceView {
+                id: id.to_string(),
+                name,
+                this: id == self.device,
+                online: id == self.device || online.contains(&id),
+            })
+            .collect();
+        self.view.devices.set(devices);
+        let link = PairingLink {
+            secret: self.secret.clone(),
+            signal: self.signal_url(),
+        };
+        self.view.pairing_link.set(link.to_url(&app_base()));
+        self.view.fingerprint.set(self.secret.fingerprint());
+        self.refresh_status();
+    }
+
+    fn refresh_status(&self) {
+        let status = match &self.link {
+            None => NetStatus::Offline,
+            Some(l) if l.is_closed() && self.peers.is_empty() => NetStatus::Offline,
+            Some(_) if !self.peers.is_empty() => NetStatus::Online {
+                peers: self.peers.len(),
+            },
+            Some(_) => NetStatus::Connecting,
+        };
+        // "Connecting" once signaling has accepted us means: reachable, nobody else here.
+        let status = match (status, self.link.as_ref()) {
+            (NetStatus::Connecting, Some(_)) if self.signaling_up() => NetStatus::Online { peers: 0 },
+            (s, _) => s,
+        };
+        if self.view.status.get_untracked() != status {
+            self.view.status.set(status);
+        }
+    }
+
+    fn signaling_up(&self) -> bool {
+        // `id()` needs `&mut`; the status is refreshed right after polls, where the link's
+        // closed flag is current, so "not closed and polled" is what we can tell here.
+        self.link.as_ref().is_some_and(|l| !l.is_closed() && l.has_id())
+    }
+
+    fn check_location(&mut self) {
+        let Some(hash) = location().and_then(|l| l.hash().ok()) else {
+            return;
+        };
+        if !hash.contains("pair=") {
+            return;
+        }
+        match PairingLink::parse(&hash) {
+            Ok(link) if link.secret == self.secret => {
+                clear_fragment();
+                self.view
+                    .notice
+                    .set(Some("This device is already in that space.".into()));
+            }
+            Ok(link) => {
+                self.view.pending_join.set(Some(JoinOffer {
+                    fingerprint: link.secret.fingerprint(),
+                }));
+                self.pending = Some(link);
+            }
+            Err(e) => self
+                .view
+                .error
+                .set(Some(format!("This pairing link cannot be used: {e}"))),
+        }
+    }
+
+    async fn on_intent(&mut self, intent: Intent) {
+        match intent {
+            Intent::Send(text) => match self.replica.add_text(&text, now_ms()) {
+                Ok((_, effects)) => self.apply(effects).await,
+                Err(e) => self.view.error.set(Some(e.to_string())),
+            },
+            Intent::Join => self.join().await,
+            Intent::CancelJoin => {
+                self.pending = None;
+                self.view.pending_join.set(None);
+                clear_fragment();
+            }
+            Intent::CopyLink => {
+                let link = self.view.pairing_link.get_untracked();
+                let ok = match web_sys::window().map(|w| w.navigator().clipboard()) {
+                    Some(cb) => JsFuture::from(cb.write_text(&link)).await.is_ok(),
+                    None => false,
+                };
+                self.view.notice.set(Some(if ok {
+                    "Link copied.".into()
+                } else {
+                    "Copying is not allowed here: select the link and copy it yourself.".into()
+                }));
+            }
+            Intent::DismissError => self.view.error.set(None),
+            Intent::CheckLocation => self.check_location(),
+        }
+    }
+
+    async fn join(&mut self) {
+        let Some(link) = self.pending.take() else {
+            return;
+        };
+        self.view.pending_join.set(None);
+        let saved = async {
+            self.store
+                .put(&key(&["space", "secret"]), link.secret.expose())
+                .await?;
+            if let Some(signal) = &link.signal {
+                self.store
+                    .put(&key(&["settings", "signal"]), signal.as_bytes())
+                    .await?;
+            }
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if let Err(e) = saved {
+            self.view
+                .error
+                .set(Some(format!("Could not join: {e}. Nothing was changed.")));
+            return;
+        }
+        clear_fragment();
+        self.disconnect().await;
+        self.secret = link.secret;
+        if link.signal.is_some() {
+            self.signal = link.signal;
+        }
+        self.backoff = BACKOFF_MIN;
+        self.connect();
+        self.refresh_space();
+        self.view.notice.set(Some(format!(
+            "Joined space {}. Your history is merged with your other devices.",
+            self.secret.fingerprint()
+        )));
+    }
+}
+
+fn listen_hashchange(tx: UnboundedSender<Intent>) {
+    if let Some(w) = web_sys::window() {
+        let cb = Closure::<dyn FnMut()>::new(move || {
+            let _ = tx.unbounded_send(Intent::CheckLocation);
+        });
+        let _ = w.add_event_listener_with_callback("hashchange", cb.as_ref().unchecked_ref());
+        cb.forget();
+    }
+}
+
+/// Asks the browser not to evict Ferry's storage under pressure.
+fn request_persistence() {
+    if let Some(w) = web_sys::window()
+        && let Ok(p) = w.navigator().storage().persist()
+    {
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = JsFuture::from(p).await;
+        });
+    }
+}

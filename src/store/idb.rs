@@ -1,0 +1,110 @@
+//! IndexedDB adapter (rexie) for [`Store`]: one object store `kv`, string keys, byte values.
+//!
+//! Each call is its own transaction, so a write is durable once `put` returns: the runtime
+//! awaits it before showing a change as saved. A quota error is reported as
+//! [`StoreError::QuotaExceeded`] and the transaction aborts, leaving earlier data intact.
+
+use ferry_core::{Store, StoreError, StoreKey};
+use js_sys::Uint8Array;
+use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
+use wasm_bindgen::{JsCast, JsValue};
+
+const STORE: &str = "kv";
+
+/// A Ferry database in this browser profile.
+pub struct IdbStore {
+    db: Rexie,
+}
+
+fn err(e: impl std::fmt::Debug) -> StoreError {
+    let text = format!("{e:?}");
+    if text.contains("QuotaExceeded") {
+        StoreError::QuotaExceeded
+    } else {
+        StoreError::Unavailable(text.chars().take(300).collect())
+    }
+}
+
+fn bytes(v: &JsValue) -> Vec<u8> {
+    v.dyn_ref::<Uint8Array>()
+        .map(Uint8Array::to_vec)
+        .unwrap_or_default()
+}
+
+impl IdbStore {
+    /// Opens (creating if needed) the database `name`.
+    pub async fn open(name: &str) -> Result<Self, StoreError> {
+        let db = Rexie::builder(name)
+            .version(1)
+            .add_object_store(ObjectStore::new(STORE))
+            .build()
+            .await
+            .map_err(err)?;
+        Ok(IdbStore { db })
+    }
+
+    /// Deletes the database `name` (tests).
+    pub async fn delete(name: &str) -> Result<(), StoreError> {
+        Rexie::delete(name).await.map_err(err)
+    }
+}
+
+impl Store for IdbStore {
+    async fn get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        let v = store.get(JsValue::from_str(key.as_str())).await.map_err(err)?;
+        Ok(v.filter(|v| !v.is_undefined()).map(|v| bytes(&v)))
+    }
+
+    async fn put(&self, key: &StoreKey, value: &[u8]) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        let array = Uint8Array::from(value);
+        store
+            .put(&array.into(), Some(&JsValue::from_str(key.as_str())))
+            .await
+            .map_err(err)?;
+        tx.done().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        store
+            .delete(JsValue::from_str(key.as_str()))
+            .await
+            .map_err(err)?;
+        tx.done().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &StoreKey) -> Result<Vec<(StoreKey, Vec<u8>)>, StoreError> {
+        let (lo, hi) = prefix.prefix_range();
+        let range = KeyRange::bound(&JsValue::from_str(&lo), &JsValue::from_str(&hi), None, None)
+            .map_err(err)?;
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        let rows = store
+            .scan(Some(range), None, None, None)
+            .await
+            .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| Some((StoreKey::from_stored(k.as_string()?), bytes(&v))))
+            .collect())
+    }
+}

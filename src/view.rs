@@ -1,0 +1,273 @@
+//! View state: what the UI shows, as plain signals the runtime writes and components read.
+//!
+//! Components never do I/O; they read this state through context and send [`Intent`]s back
+//! to the runtime. The helpers below are pure so they are tested on the host.
+
+use ferry_core::{DeviceInfo, Item};
+use leptos::prelude::*;
+
+/// Something the person asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Send a text.
+    Send(String),
+    /// Accept the pending pairing link.
+    Join,
+    /// Decline the pending pairing link.
+    CancelJoin,
+    /// Copy the pairing link to the clipboard.
+    CopyLink,
+    /// Dismiss the current error.
+    DismissError,
+    /// The URL fragment changed (a pairing link pasted into the address bar).
+    CheckLocation,
+}
+
+/// How the device is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NetStatus {
+    /// Starting up or reconnecting to the signaling endpoint.
+    #[default]
+    Connecting,
+    /// Reachable signaling; `peers` other devices connected.
+    Online {
+        /// Connected and identified devices.
+        peers: usize,
+    },
+    /// No signaling and no peers.
+    Offline,
+}
+
+impl NetStatus {
+    /// The status line a person (or screen reader) reads.
+    pub fn text(self) -> String {
+        match self {
+            NetStatus::Online { peers: 1 } => "1 device connected".into(),
+            NetStatus::Online { peers: 0 } => "No other devices connected".into(),
+            NetStatus::Online { peers } => format!("{peers} devices connected"),
+            NetStatus::Connecting => "Connecting…".into(),
+            NetStatus::Offline => "offline".into(),
+        }
+    }
+}
+
+/// One history entry, ready to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemView {
+    /// Stable key for the keyed list.
+    pub id: String,
+    /// Text body.
+    pub text: String,
+    /// Which device wrote it.
+    pub author: String,
+    /// Written on this device.
+    pub mine: bool,
+    /// Local time, "HH:MM".
+    pub time: String,
+    /// Full local date and time for the tooltip / `datetime`.
+    pub datetime: String,
+}
+
+/// One device of the space, ready to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceView {
+    /// Device id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// This device.
+    pub this: bool,
+    /// Currently connected.
+    pub online: bool,
+}
+
+/// A pairing link waiting for confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOffer {
+    /// Short fingerprint of the space to join.
+    pub fingerprint: String,
+}
+
+/// Everything the UI shows. `Copy`: signals are handles.
+#[derive(Clone, Copy)]
+pub struct ViewState {
+    /// Finished loading local state.
+    pub ready: RwSignal<bool>,
+    /// History in display order.
+    pub items: RwSignal<Vec<ItemView>>,
+    /// Devices of the space.
+    pub devices: RwSignal<Vec<DeviceView>>,
+    /// Connection status.
+    pub status: RwSignal<NetStatus>,
+    /// Current error, shown as an alert.
+    pub error: RwSignal<Option<String>>,
+    /// Transient confirmation ("Link copied").
+    pub notice: RwSignal<Option<String>>,
+    /// This space's pairing link.
+    pub pairing_link: RwSignal<String>,
+    /// This space's fingerprint.
+    pub fingerprint: RwSignal<String>,
+    /// A pairing link awaiting "Join".
+    pub pending_join: RwSignal<Option<JoinOffer>>,
+}
+
+impl ViewState {
+    /// Fresh, empty state (must be created inside a reactive owner).
+    pub fn new() -> Self {
+        ViewState {
+            ready: RwSignal::new(false),
+            items: RwSignal::new(vec![]),
+            devices: RwSignal::new(vec![]),
+            status: RwSignal::new(NetStatus::Connecting),
+            error: RwSignal::new(None),
+            notice: RwSignal::new(None),
+            pairing_link: RwSignal::new(String::new()),
+            fingerprint: RwSignal::new(String::new()),
+            pending_join: RwSignal::new(None),
+        }
+    }
+}
+
+impl Default for ViewState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Formats `ms` since the epoch as local `(HH:MM, YYYY-MM-DD HH:MM)`, given the local offset
+/// from UTC in minutes (east positive).
+pub fn format_time(ms: u64, offset_min: i64) -> (String, String) {
+    let local_min = (ms / 60_000) as i64 + offset_min;
+    let days = local_min.div_euclid(1440);
+    let min_of_day = local_min.rem_euclid(1440);
+    let (h, m) = (min_of_day / 60, min_of_day % 60);
+    // Civil-from-days (Howard Hinnant), for the full date.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    (
+        format!("{h:02}:{m:02}"),
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}"),
+    )
+}
+
+/// A readable device name from a user-agent string, e.g. "Chrome on Linux".
+pub fn device_name(user_agent: &str) -> String {
+    let ua = user_agent;
+    let browser = if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else {
+        "Browser"
+    };
+    let os = if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("CrOS") {
+        "ChromeOS"
+    } else if ua.contains("Linux") {
+        "Linux"
+    } else {
+        "this device"
+    };
+    format!("{browser} on {os}")
+}
+
+/// Display names for devices: a name shared by several devices gets its short id appended,
+/// so "Chrome on Linux" on two laptops stays distinguishable.
+pub fn display_names(devices: &[DeviceInfo]) -> Vec<(ferry_core::DeviceId, String)> {
+    devices
+        .iter()
+        .map(|d| {
+            let shared = devices.iter().filter(|o| o.name == d.name).count() > 1;
+            let name = if d.name.is_empty() {
+                format!("Device {}", d.id.short())
+            } else if shared {
+                format!("{} ({})", d.name, d.id.short())
+            } else {
+                d.name.clone()
+            };
+            (d.id, name)
+        })
+        .collect()
+}
+
+/// Builds the rendered history from items and device names.
+pub fn item_views(
+    items: &[Item],
+    names: &[(ferry_core::DeviceId, String)],
+    me: ferry_core::DeviceId,
+    offset_min: i64,
+) -> Vec<ItemView> {
+    items
+        .iter()
+        .map(|i| {
+            let author = names
+                .iter()
+                .find(|(id, _)| *id == i.author)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| format!("Device {}", i.author.short()));
+            let (time, datetime) = format_time(i.at.wall_ms, offset_min);
+            ItemView {
+                id: i.id.to_string(),
+                text: i.text.clone(),
+                author,
+                mine: i.author == me,
+                time,
+                datetime,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_counts_other_devices() {
+        assert_eq!(NetStatus::Online { peers: 1 }.text(), "1 device connected");
+        assert_eq!(NetStatus::Online { peers: 3 }.text(), "3 devices connected");
+        assert_eq!(NetStatus::Offline.text(), "offline");
+    }
+
+    #[test]
+    fn times_format_in_local_time() {
+        // 2026-11-24 14:52 UTC
+        let ms = 1_795_531_920_000;
+        assert_eq!(format_time(ms, 0).1, "2026-11-24 14:52");
+        assert_eq!(format_time(ms, 60).0, "15:52");
+        assert_eq!(format_time(ms, -15 * 60).1, "2026-11-23 23:52");
+    }
+
+    #[test]
+    fn device_names_are_readable_and_distinguishable() {
+        let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+        assert_eq!(device_name(ua), "Chrome on Linux");
+        let a = ferry_core::DeviceId::from_bytes([0xab; 16]);
+        let b = ferry_core::DeviceId::from_bytes([0xcd; 16]);
+        let devs = [
+            DeviceInfo { id: a, name: "Chrome on Linux".into(), added_at: 1 },
+            DeviceInfo { id: b, name: "Chrome on Linux".into(), added_at: 2 },
+        ];
+        let names = display_names(&devs);
+        assert_eq!(names[0].1, "Chrome on Linux (abab)");
+        assert_eq!(names[1].1, "Chrome on Linux (cdcd)");
+    }
+}

@@ -6,7 +6,8 @@
 
 use ferry_core::{Store, StoreError, StoreKey};
 use js_sys::Uint8Array;
-use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
+use futures::future::join;
+use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode, TransactionResult};
 use wasm_bindgen::{JsCast, JsValue};
 
 const STORE: &str = "kv";
@@ -22,6 +23,24 @@ fn err(e: impl std::fmt::Debug) -> StoreError {
         StoreError::QuotaExceeded
     } else {
         StoreError::Unavailable(text.chars().take(300).collect())
+    }
+}
+
+/// Awaits a write request *and* its transaction's completion in the same poll.
+///
+/// The completion listener must be attached before the browser can fire `complete`: awaiting
+/// the request first and the transaction after races with auto-commit (seen in Chromium: a
+/// delete of a missing key completed before the listener existed, and the await hung). A
+/// write counts as durable only once the transaction committed; an abort (quota) is an error.
+fn finish<T>(
+    (request, done): (rexie::Result<T>, rexie::Result<TransactionResult>),
+) -> Result<(), StoreError> {
+    request.map_err(err)?;
+    match done.map_err(err)? {
+        TransactionResult::Committed => Ok(()),
+        TransactionResult::Aborted => Err(StoreError::Unavailable(
+            "the browser aborted the write (storage may be full)".into(),
+        )),
     }
 }
 
@@ -41,6 +60,11 @@ impl IdbStore {
             .await
             .map_err(err)?;
         Ok(IdbStore { db })
+    }
+
+    /// Closes the connection (deleting a database waits until every connection is closed).
+    pub fn close(self) {
+        self.db.close();
     }
 
     /// Deletes the database `name` (tests).
@@ -66,13 +90,9 @@ impl Store for IdbStore {
             .transaction(&[STORE], TransactionMode::ReadWrite)
             .map_err(err)?;
         let store = tx.store(STORE).map_err(err)?;
-        let array = Uint8Array::from(value);
-        store
-            .put(&array.into(), Some(&JsValue::from_str(key.as_str())))
-            .await
-            .map_err(err)?;
-        tx.done().await.map_err(err)?;
-        Ok(())
+        let array: JsValue = Uint8Array::from(value).into();
+        let key = JsValue::from_str(key.as_str());
+        finish(join(store.put(&array, Some(&key)), tx.done()).await)
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
@@ -81,12 +101,7 @@ impl Store for IdbStore {
             .transaction(&[STORE], TransactionMode::ReadWrite)
             .map_err(err)?;
         let store = tx.store(STORE).map_err(err)?;
-        store
-            .delete(JsValue::from_str(key.as_str()))
-            .await
-            .map_err(err)?;
-        tx.done().await.map_err(err)?;
-        Ok(())
+        finish(join(store.delete(JsValue::from_str(key.as_str())), tx.done()).await)
     }
 
     async fn list(&self, prefix: &StoreKey) -> Result<Vec<(StoreKey, Vec<u8>)>, StoreError> {

@@ -1,0 +1,109 @@
+// A page object for one Ferry device (one browser profile), driven by role and accessible
+// name the way a person with a screen reader would use it.
+import { chromium, expect, type BrowserContext, type Locator, type Page } from '@playwright/test';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+];
+
+const BASE = process.env.FERRY_APP_URL ?? 'http://127.0.0.1:8080';
+
+export class Device {
+  private constructor(
+    readonly name: string,
+    readonly profileDir: string,
+    public context: BrowserContext,
+    public page: Page,
+  ) {}
+
+  /** A new browser profile (its own IndexedDB): a separate device. */
+  static async launch(name: string, url = '/'): Promise<Device> {
+    const dir = mkdtempSync(join(tmpdir(), `ferry-${name}-`));
+    const { context, page } = await Device.start(dir, url);
+    const d = new Device(name, dir, context, page);
+    await d.ready();
+    return d;
+  }
+
+  private static async start(dir: string, url: string) {
+    const context = await chromium.launchPersistentContext(dir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+      baseURL: BASE,
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (e) => console.log(`[${dir}] page error: ${e.message}`));
+    await page.goto(url);
+    return { context, page };
+  }
+
+  /** Closes the whole browser and opens it again on the same profile. */
+  async restartBrowser(url = '/'): Promise<void> {
+    await this.context.close();
+    const { context, page } = await Device.start(this.profileDir, url);
+    this.context = context;
+    this.page = page;
+    await this.ready();
+  }
+
+  async close(): Promise<void> {
+    await this.context.close();
+  }
+
+  get composer(): Locator {
+    return this.page.getByRole('textbox', { name: 'Message' });
+  }
+  get status(): Locator {
+    return this.page.getByRole('status');
+  }
+  get history(): Locator {
+    return this.page.getByRole('log', { name: 'Messages' });
+  }
+  get alert(): Locator {
+    return this.page.getByRole('alert');
+  }
+
+  message(text: string): Locator {
+    return this.history.getByRole('listitem').filter({ hasText: text });
+  }
+
+  async ready(): Promise<void> {
+    await expect(this.composer).toBeEnabled();
+  }
+
+  /** Types a text and presses Enter. */
+  async send(text: string): Promise<void> {
+    await this.composer.fill(text);
+    await this.composer.press('Enter');
+    await expect(this.message(text)).toBeVisible();
+  }
+
+  async openDevices(): Promise<void> {
+    const toggle = this.page.getByRole('button', { name: 'Devices' });
+    if ((await toggle.getAttribute('aria-expanded')) !== 'true') await toggle.click();
+  }
+
+  async pairingLink(): Promise<string> {
+    await this.openDevices();
+    const box = this.page.getByRole('textbox', { name: 'Pairing link' });
+    await expect(box).toHaveValue(/#pair=/);
+    return box.inputValue();
+  }
+
+  /** Opens a pairing link and confirms with "Join". */
+  async join(link: string): Promise<void> {
+    await this.page.goto(link);
+    await this.page.getByRole('button', { name: 'Join' }).click();
+    await expect(this.page.getByRole('dialog')).toHaveCount(0);
+  }
+
+  async texts(): Promise<string[]> {
+    return this.history.getByRole('listitem').locator('.text').allInnerTexts();
+  }
+}

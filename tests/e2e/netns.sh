@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the e2e specs inside a private network namespace (started by `unshare -n`): loopback
+# plus a veth pair with a TEST-NET-2 address and a default route, so Chromium has a
+# non-loopback interface for WebRTC host candidates while nothing can leave the machine.
+# ferry-signal serves the app and signaling on 127.0.0.1 inside the namespace.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+: "${FERRY_SIGNAL_BIN:=$root/target/release/ferry-signal}"
+: "${FERRY_DIST:=$root/dist}"
+log="$root/target/e2e-signal.log"
+
+ip link set lo up
+ip link add ferry0 type veth peer name ferry1
+ip addr add 198.51.100.2/24 dev ferry0
+ip link set ferry0 up
+ip link set ferry1 up
+ip route add default via 198.51.100.1 dev ferry0
+
+"$FERRY_SIGNAL_BIN" --host 127.0.0.1 --port 3536 --app-dir "$FERRY_DIST" --app-port 8080 --ice none >"$log" 2>&1 &
+signal_pid=$!
+trap 'kill $signal_pid 2>/dev/null || true' EXIT
+python3 - <<'PY'
+import time, urllib.request
+for _ in range(100):
+    try:
+        if urllib.request.urlopen("http://127.0.0.1:3536/health", timeout=1).read() == b"ok":
+            break
+    except Exception:
+        time.sleep(0.1)
+else:
+    raise SystemExit("ferry-signal did not become healthy")
+PY
+cd "$here"
+export FERRY_APP_URL=http://127.0.0.1:8080
+node_modules/.bin/playwright test "$@"

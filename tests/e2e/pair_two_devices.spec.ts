@@ -1,0 +1,69 @@
+// Journey: a person pairs their laptop and phone by link, chats both ways in real time over
+// WebRTC, reloads and restarts browsers, and never loses the history.
+import { test, expect } from '@playwright/test';
+import { Device } from './device';
+
+test('pair by link, chat both ways, keep history across reload and browser restart', async () => {
+  // 1. The laptop starts Ferry for the first time: empty chat, nobody else connected.
+  const laptop = await Device.launch('laptop');
+  await expect(laptop.status).toHaveText(/No other devices connected|Connecting/);
+  await laptop.send('hello from the laptop');
+
+  // 2. The phone has a note of its own before it is paired.
+  const phone = await Device.launch('phone');
+  await phone.send('note written on the phone before pairing');
+
+  // 3. The laptop's pairing link opens on the phone, which joins after confirming.
+  const link = await laptop.pairingLink();
+  expect(link).toMatch(/^http:\/\/127\.0\.0\.1:8080\/#pair=[A-Za-z0-9_-]{43}&signal=/);
+  await phone.join(link);
+
+  // 4. Both see each other and both histories merge, nothing lost.
+  await expect(laptop.status).toHaveText('1 device connected');
+  await expect(phone.status).toHaveText('1 device connected');
+  await expect(phone.message('hello from the laptop')).toBeVisible();
+  await expect(laptop.message('note written on the phone before pairing')).toBeVisible();
+
+  // 5. Real time, both ways.
+  await phone.send('reply from the phone');
+  await expect(laptop.message('reply from the phone')).toBeVisible();
+  await laptop.send('and back to the phone');
+  await expect(phone.message('and back to the phone')).toBeVisible();
+  expect(await phone.texts()).toEqual(await laptop.texts());
+
+  // 6. A reload keeps the history and reconnects by itself.
+  await phone.page.reload();
+  await phone.ready();
+  await expect(phone.message('hello from the laptop')).toBeVisible();
+  await expect(phone.status).toHaveText('1 device connected');
+  await laptop.send('after the reload');
+  await expect(phone.message('after the reload')).toBeVisible();
+
+  // 7. Closing the whole browser and opening it again: same history, same space.
+  await laptop.restartBrowser();
+  await expect(laptop.message('reply from the phone')).toBeVisible();
+  await expect(laptop.status).toHaveText('1 device connected');
+  await phone.send('welcome back');
+  await expect(laptop.message('welcome back')).toBeVisible();
+  expect(await laptop.pairingLink()).toBe(link);
+  expect(await phone.texts()).toEqual(await laptop.texts());
+  expect(await laptop.texts()).toHaveLength(6);
+
+  await laptop.close();
+  await phone.close();
+});
+
+test('a malformed pairing link shows an alert and changes nothing', async () => {
+  const device = await Device.launch('solo');
+  await device.send('still here');
+  const before = await device.pairingLink();
+  for (const bad of ['#pair=not-base64!!', '#pair=AAAA', '#pair=' + 'A'.repeat(43) + '&signal=http%3A%2F%2Fevil']) {
+    await device.page.goto('/' + bad);
+    await device.ready();
+    await expect(device.alert).toContainText('This pairing link cannot be used');
+    await expect(device.page.getByRole('button', { name: 'Join' })).toHaveCount(0);
+    expect(await device.pairingLink()).toBe(before);
+    await expect(device.message('still here')).toBeVisible();
+  }
+  await device.close();
+});

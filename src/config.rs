@@ -107,8 +107,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.signal.as_deref(), Some("ws://10.0.0.2:3536"));
         assert_eq!(c.ice_servers[0].username.as_deref(), Some("u"));
-        assert_eq!(Config::parse(r#"{"signal":"ws://x"}"#).unwrap().ice_servers, default_ice());
-        assert!(Config::parse(r#"{"ice_servers":[]}"#).unwrap().ice_servers.is_empty());
+        assert_eq!(
+            Config::parse(r#"{"signal":"ws://x"}"#).unwrap().ice_servers,
+            default_ice()
+        );
+        assert!(
+            Config::parse(r#"{"ice_servers":[]}"#)
+                .unwrap()
+                .ice_servers
+                .is_empty()
+        );
     }
 
     #[test]
@@ -117,7 +125,10 @@ mod tests {
             Config::parse(r#"{"ice_servers":[{"urls":["turn:t:3478"]}]}"#),
             Err(ConfigError::TurnWithoutCredentials("turn:t:3478".into()))
         );
-        assert!(matches!(Config::parse(r#"{"signal":"http://x"}"#), Err(ConfigError::BadSignal(_))));
+        assert!(matches!(
+            Config::parse(r#"{"signal":"http://x"}"#),
+            Err(ConfigError::BadSignal(_))
+        ));
         assert!(matches!(Config::parse("nope"), Err(ConfigError::Json(_))));
     }
 }

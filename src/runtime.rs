@@ -168,9 +168,14 @@ impl Runtime {
             Ok(c) => c,
             Err(e) => {
                 let l = location();
-                let host = l.as_ref().and_then(|l| l.hostname().ok()).unwrap_or_default();
+                let host = l
+                    .as_ref()
+                    .and_then(|l| l.hostname().ok())
+                    .unwrap_or_default();
                 let https = l.and_then(|l| l.protocol().ok()).as_deref() == Some("https:");
-                web_sys::console::warn_1(&format!("config.json unavailable ({e}); using defaults").into());
+                web_sys::console::warn_1(
+                    &format!("config.json unavailable ({e}); using defaults").into(),
+                );
                 Config::fallback(&host, https)
             }
         };
@@ -220,7 +225,11 @@ impl Runtime {
     fn connect(&mut self) {
         if let Some(signal) = self.signal_url() {
             let room = self.secret.room_id();
-            self.link = Some(RtcLink::connect(&signal, room.as_str(), &self.config.ice_servers));
+            self.link = Some(RtcLink::connect(
+                &signal,
+                room.as_str(),
+                &self.config.ice_servers,
+            ));
         }
         self.refresh_status();
     }
@@ -293,7 +302,9 @@ impl Runtime {
                 }
                 Effect::Rejected { peer, reason } => {
                     self.rejected += 1;
-                    web_sys::console::warn_1(&format!("frame from {peer} refused: {reason}").into());
+                    web_sys::console::warn_1(
+                        &format!("frame from {peer} refused: {reason}").into(),
+                    );
                 }
             }
         }
@@ -359,7 +370,9 @@ impl Runtime {
         };
         // "Connecting" once signaling has accepted us means: reachable, nobody else here.
         let status = match (status, self.link.as_ref()) {
-            (NetStatus::Connecting, Some(_)) if self.signaling_up() => NetStatus::Online { peers: 0 },
+            (NetStatus::Connecting, Some(_)) if self.signaling_up() => {
+                NetStatus::Online { peers: 0 }
+            }
             (s, _) => s,
         };
         if self.view.status.get_untracked() != status {
@@ -370,7 +383,9 @@ impl Runtime {
     fn signaling_up(&self) -> bool {
         // `id()` needs `&mut`; the status is refreshed right after polls, where the link's
         // closed flag is current, so "not closed and polled" is what we can tell here.
-        self.link.as_ref().is_some_and(|l| !l.is_closed() && l.has_id())
+        self.link
+            .as_ref()
+            .is_some_and(|l| !l.is_closed() && l.has_id())
     }
 
     fn check_location(&mut self) {

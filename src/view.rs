@@ -263,8 +263,16 @@ mod tests {
         let a = ferry_core::DeviceId::from_bytes([0xab; 16]);
         let b = ferry_core::DeviceId::from_bytes([0xcd; 16]);
         let devs = [
-            DeviceInfo { id: a, name: "Chrome on Linux".into(), added_at: 1 },
-            DeviceInfo { id: b, name: "Chrome on Linux".into(), added_at: 2 },
+            DeviceInfo {
+                id: a,
+                name: "Chrome on Linux".into(),
+                added_at: 1,
+            },
+            DeviceInfo {
+                id: b,
+                name: "Chrome on Linux".into(),
+                added_at: 2,
+            },
         ];
         let names = display_names(&devs);
         assert_eq!(names[0].1, "Chrome on Linux (abab)");

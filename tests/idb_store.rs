@@ -29,21 +29,36 @@ async fn history_round_trips_through_indexeddb() {
     let me = DeviceId::random();
     {
         let store = IdbStore::open(&name).await.expect("open");
-        let loaded = DocStore::load(&store, &Replica::actor_for(me)).await.expect("load");
+        let loaded = DocStore::load(&store, &Replica::actor_for(me))
+            .await
+            .expect("load");
         let mut docstore = loaded.store;
         let mut replica = Replica::from_doc(me, "test", loaded.doc);
         for i in 0..3 {
-            replica.add_text(&format!("note {i}"), 1_000 + i).expect("add");
-            docstore.save(&store, replica.doc_mut()).await.expect("save");
+            replica
+                .add_text(&format!("note {i}"), 1_000 + i)
+                .expect("add");
+            docstore
+                .save(&store, replica.doc_mut())
+                .await
+                .expect("save");
         }
-        docstore.compact(&store, replica.doc_mut()).await.expect("compact");
+        docstore
+            .compact(&store, replica.doc_mut())
+            .await
+            .expect("compact");
         replica.add_text("after compaction", 2_000).expect("add");
-        docstore.save(&store, replica.doc_mut()).await.expect("save");
+        docstore
+            .save(&store, replica.doc_mut())
+            .await
+            .expect("save");
         store.close();
     }
     // A new handle, as after a reload.
     let store = IdbStore::open(&name).await.expect("reopen");
-    let loaded = DocStore::load(&store, &Replica::actor_for(me)).await.expect("load");
+    let loaded = DocStore::load(&store, &Replica::actor_for(me))
+        .await
+        .expect("load");
     let texts: Vec<String> = loaded.doc.items().into_iter().map(|i| i.text).collect();
     assert_eq!(texts, ["note 0", "note 1", "note 2", "after compaction"]);
     assert!(loaded.corrupt.is_empty());

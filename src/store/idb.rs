@@ -5,8 +5,8 @@
 //! [`StoreError::QuotaExceeded`] and the transaction aborts, leaving earlier data intact.
 
 use ferry_core::{Store, StoreError, StoreKey};
-use js_sys::Uint8Array;
 use futures::future::join;
+use js_sys::Uint8Array;
 use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode, TransactionResult};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -80,7 +80,10 @@ impl Store for IdbStore {
             .transaction(&[STORE], TransactionMode::ReadOnly)
             .map_err(err)?;
         let store = tx.store(STORE).map_err(err)?;
-        let v = store.get(JsValue::from_str(key.as_str())).await.map_err(err)?;
+        let v = store
+            .get(JsValue::from_str(key.as_str()))
+            .await
+            .map_err(err)?;
         Ok(v.filter(|v| !v.is_undefined()).map(|v| bytes(&v)))
     }
 

@@ -168,7 +168,9 @@ impl SpaceDoc {
             });
         }
         let key = id.to_string();
-        let obj = self.doc.put_object(&self.items, key.as_str(), ObjType::Map)?;
+        let obj = self
+            .doc
+            .put_object(&self.items, key.as_str(), ObjType::Map)?;
         self.doc.put(&obj, "kind", "text")?;
         self.doc.put(&obj, "author", author.to_string())?;
         self.doc.put(&obj, "at", at.pack())?;
@@ -217,7 +219,7 @@ impl SpaceDoc {
             .keys(&self.items)
             .filter_map(|key| self.item(&key))
             .collect();
-        out.sort_by(|a, b| (a.at, a.id).cmp(&(b.at, b.id)));
+        out.sort_by_key(|i| (i.at, i.id));
         out
     }
 
@@ -320,10 +322,26 @@ mod tests {
         let (da, db) = (DeviceId::random(), DeviceId::random());
         let mut a = SpaceDoc::new(da.as_bytes()).unwrap();
         let mut b = SpaceDoc::new(db.as_bytes()).unwrap();
-        a.add_text(ItemId::random(), "from a", da, Hlc { wall_ms: 2, counter: 0 })
-            .unwrap();
-        b.add_text(ItemId::random(), "from b", db, Hlc { wall_ms: 1, counter: 0 })
-            .unwrap();
+        a.add_text(
+            ItemId::random(),
+            "from a",
+            da,
+            Hlc {
+                wall_ms: 2,
+                counter: 0,
+            },
+        )
+        .unwrap();
+        b.add_text(
+            ItemId::random(),
+            "from b",
+            db,
+            Hlc {
+                wall_ms: 1,
+                counter: 0,
+            },
+        )
+        .unwrap();
         let chunk_a = a.save_incremental();
         b.doc.load_incremental(&chunk_a).unwrap();
         let texts: Vec<_> = b.items().into_iter().map(|i| i.text).collect();
@@ -334,11 +352,27 @@ mod tests {
     fn reload_from_chunks_skips_a_corrupt_chunk_and_keeps_the_rest() {
         let d = DeviceId::random();
         let mut a = SpaceDoc::new(d.as_bytes()).unwrap();
-        a.add_text(ItemId::random(), "one", d, Hlc { wall_ms: 1, counter: 0 })
-            .unwrap();
+        a.add_text(
+            ItemId::random(),
+            "one",
+            d,
+            Hlc {
+                wall_ms: 1,
+                counter: 0,
+            },
+        )
+        .unwrap();
         let c1 = a.save_incremental();
-        a.add_text(ItemId::random(), "two", d, Hlc { wall_ms: 2, counter: 0 })
-            .unwrap();
+        a.add_text(
+            ItemId::random(),
+            "two",
+            d,
+            Hlc {
+                wall_ms: 2,
+                counter: 0,
+            },
+        )
+        .unwrap();
         let c2 = a.save_incremental();
         let garbage = vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3];
         // automerge may skip garbage silently or report it; either way the rest must load.

@@ -25,7 +25,11 @@ fn to_hex(bytes: &[u8]) -> String {
 
 fn from_hex16(s: &str) -> Result<[u8; 16], IdError> {
     let bad = || IdError::Malformed(s.chars().take(64).collect());
-    if s.len() != 32 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if s.len() != 32
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
         return Err(bad());
     }
     let mut out = [0u8; 16];

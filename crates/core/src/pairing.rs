@@ -25,10 +25,14 @@ pub enum PairingError {
     #[error("the pairing link is damaged: its secret is not readable (copy the whole link again)")]
     BadEncoding,
     /// The secret decodes to the wrong number of bytes (usually a truncated link).
-    #[error("the pairing link is incomplete: its secret has {0} bytes instead of 32 (copy the whole link again)")]
+    #[error(
+        "the pairing link is incomplete: its secret has {0} bytes instead of 32 (copy the whole link again)"
+    )]
     WrongLength(usize),
     /// The signaling address is not a ws:// or wss:// URL.
-    #[error("the pairing link names a signaling server that is not a ws:// or wss:// address: {0:?}")]
+    #[error(
+        "the pairing link names a signaling server that is not a ws:// or wss:// address: {0:?}"
+    )]
     BadSignal(String),
 }
 
@@ -217,13 +221,19 @@ mod tests {
             signal: None,
             ..link
         };
-        assert_eq!(PairingLink::parse(&bare.to_url("https://ferry.example/")), Ok(bare));
+        assert_eq!(
+            PairingLink::parse(&bare.to_url("https://ferry.example/")),
+            Ok(bare)
+        );
     }
 
     #[test]
     fn key_derivation_is_pinned() {
         let s = SpaceSecret::from_bytes([42; 32]);
-        assert_eq!(s.room_id().as_str(), include_str!("../tests/fixtures/room_id_42.txt").trim());
+        assert_eq!(
+            s.room_id().as_str(),
+            include_str!("../tests/fixtures/room_id_42.txt").trim()
+        );
         assert_ne!(SpaceSecret::from_bytes([43; 32]).room_id(), s.room_id());
     }
 
@@ -231,7 +241,10 @@ mod tests {
     fn secrets_never_print() {
         let s = SpaceSecret::from_bytes([7; 32]);
         assert_eq!(format!("{s:?}"), "SpaceSecret(..)");
-        let link = PairingLink { secret: s, signal: None };
+        let link = PairingLink {
+            secret: s,
+            signal: None,
+        };
         assert!(!format!("{link:?}").contains("7, 7"));
     }
 
@@ -241,9 +254,15 @@ mod tests {
         let short = URL_SAFE_NO_PAD.encode([1u8; 20]);
         let cases = [
             ("https://example.com/page", PairingError::NotAPairingLink),
-            ("https://example.com/#section", PairingError::NotAPairingLink),
+            (
+                "https://example.com/#section",
+                PairingError::NotAPairingLink,
+            ),
             ("http://x/#pair=***", PairingError::BadEncoding),
-            (&format!("http://x/#pair={short}"), PairingError::WrongLength(20)),
+            (
+                &format!("http://x/#pair={short}"),
+                PairingError::WrongLength(20),
+            ),
             (
                 &format!("http://x/#pair={ok}&signal=http%3A%2F%2Fevil"),
                 PairingError::BadSignal("http://evil".into()),

@@ -113,7 +113,11 @@ fn session_actor(device: DeviceId) -> Vec<u8> {
 impl Replica {
     /// A replica of a new, empty space.
     pub fn new(device: DeviceId, name: &str) -> Result<Self, DocError> {
-        Ok(Self::from_doc(device, name, SpaceDoc::new(&session_actor(device))?))
+        Ok(Self::from_doc(
+            device,
+            name,
+            SpaceDoc::new(&session_actor(device))?,
+        ))
     }
 
     /// The actor id a replica of `device` should load its document with.
@@ -164,7 +168,12 @@ impl Replica {
 
     /// Records this device in the space document (idempotent).
     pub fn register_self(&mut self, now_ms: u64) -> Result<Vec<Effect>, ReplicaError> {
-        if self.doc.devices().iter().any(|d| d.id == self.device && d.name == self.name) {
+        if self
+            .doc
+            .devices()
+            .iter()
+            .any(|d| d.id == self.device && d.name == self.name)
+        {
             return Ok(vec![]);
         }
         self.doc.set_device(&DeviceInfo {

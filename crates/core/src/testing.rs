@@ -4,6 +4,8 @@
 //! Chromium. The simulated network runs several [`Replica`]s with their own stores and lets a
 //! test connect, partition, drop, duplicate, reorder and restart at will.
 
+#![allow(clippy::unwrap_used)] // test support: a failed step should fail the test loudly
+
 use crate::persist::DocStore;
 use crate::replica::{Effect, Input, Replica};
 use crate::store::{MemoryStore, Store, StoreError, StoreKey};
@@ -34,27 +36,54 @@ pub async fn store_contract<S: Store>(store: &S) {
     let b = key(&["contract", "b"]);
     let nested = key(&["contract", "n", "1"]);
     let outside = key(&["contractx", "a"]);
-    assert_eq!(store.get(&a).await.unwrap(), None, "missing key reads as None");
+    assert_eq!(
+        store.get(&a).await.unwrap(),
+        None,
+        "missing key reads as None"
+    );
     store.put(&a, b"one").await.unwrap();
     assert_eq!(store.get(&a).await.unwrap().as_deref(), Some(&b"one"[..]));
     store.put(&a, b"two").await.unwrap();
-    assert_eq!(store.get(&a).await.unwrap().as_deref(), Some(&b"two"[..]), "put replaces");
+    assert_eq!(
+        store.get(&a).await.unwrap().as_deref(),
+        Some(&b"two"[..]),
+        "put replaces"
+    );
     let binary: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     store.put(&b, &binary).await.unwrap();
-    assert_eq!(store.get(&b).await.unwrap(), Some(binary.clone()), "binary round trip");
+    assert_eq!(
+        store.get(&b).await.unwrap(),
+        Some(binary.clone()),
+        "binary round trip"
+    );
     store.put(&nested, b"").await.unwrap();
-    assert_eq!(store.get(&nested).await.unwrap(), Some(vec![]), "empty value is kept");
+    assert_eq!(
+        store.get(&nested).await.unwrap(),
+        Some(vec![]),
+        "empty value is kept"
+    );
     store.put(&outside, b"x").await.unwrap();
     let listed = store.list(&key(&["contract"])).await.unwrap();
     let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["contract/a", "contract/b", "contract/n/1"], "prefix list, ordered");
+    assert_eq!(
+        keys,
+        ["contract/a", "contract/b", "contract/n/1"],
+        "prefix list, ordered"
+    );
     assert_eq!(listed[1].1, binary);
     store.delete(&a).await.unwrap();
     store.delete(&a).await.unwrap();
-    assert_eq!(store.get(&a).await.unwrap(), None, "delete removes, twice is fine");
+    assert_eq!(
+        store.get(&a).await.unwrap(),
+        None,
+        "delete removes, twice is fine"
+    );
     assert_eq!(store.list(&key(&["contract", "n"])).await.unwrap().len(), 1);
     assert_eq!(store.list(&key(&["nothing"])).await.unwrap(), vec![]);
-    assert!(matches!(StoreKey::new(&["a/b"]), Err(StoreError::BadKey(_))));
+    assert!(matches!(
+        StoreKey::new(&["a/b"]),
+        Err(StoreError::BadKey(_))
+    ));
 }
 
 /// One simulated device: a replica and its own persistent store.
@@ -172,7 +201,9 @@ impl SimNet {
         self.links.remove(&(a, b));
         self.links.remove(&(b, a));
         for (x, y) in [(a, b), (b, a)] {
-            let eff = self.devices[x].replica.handle(Input::PeerDown(peer_name(y)));
+            let eff = self.devices[x]
+                .replica
+                .handle(Input::PeerDown(peer_name(y)));
             self.apply(x, eff);
         }
     }
@@ -221,7 +252,9 @@ impl SimNet {
 
     /// Kills device `i` (its connections drop) and boots it again from its store.
     pub fn restart(&mut self, i: usize) {
-        let others: Vec<usize> = (0..self.devices.len()).filter(|&j| self.connected(i, j)).collect();
+        let others: Vec<usize> = (0..self.devices.len())
+            .filter(|&j| self.connected(i, j))
+            .collect();
         for j in others {
             self.disconnect(i, j);
         }

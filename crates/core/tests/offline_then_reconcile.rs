@@ -1,7 +1,7 @@
 //! Scenario: two devices write while apart, one restarts, then they meet.
 
-use ferry_core::testing::{SimNet, block_on, store_contract};
 use ferry_core::MemoryStore;
+use ferry_core::testing::{SimNet, block_on, store_contract};
 
 #[test]
 fn offline_writes_survive_a_restart_and_reconcile() {
@@ -17,7 +17,11 @@ fn offline_writes_survive_a_restart_and_reconcile() {
     net.write(1, "bob offline");
     // 3. Bob's tab is killed and reopened from storage.
     net.restart(1);
-    assert_eq!(net.devices[1].replica.items().len(), 2, "Bob's own write survived the restart");
+    assert_eq!(
+        net.devices[1].replica.items().len(),
+        2,
+        "Bob's own write survived the restart"
+    );
     // 4. They reconnect and see the same three items in the same order.
     net.connect(0, 1);
     net.run_until_quiescent();
@@ -40,8 +44,14 @@ fn a_full_store_refuses_the_write_and_keeps_what_it_had() {
     let k = StoreKey::new(&["a"]).unwrap();
     block_on(store.put(&k, b"small")).unwrap();
     let big = vec![0u8; 200];
-    assert_eq!(block_on(store.put(&k, &big)), Err(StoreError::QuotaExceeded));
-    assert_eq!(block_on(store.get(&k)).unwrap().as_deref(), Some(&b"small"[..]));
+    assert_eq!(
+        block_on(store.put(&k, &big)),
+        Err(StoreError::QuotaExceeded)
+    );
+    assert_eq!(
+        block_on(store.get(&k)).unwrap().as_deref(),
+        Some(&b"small"[..])
+    );
 }
 
 #[test]
@@ -95,14 +105,22 @@ fn a_save_that_hit_a_full_disk_is_retried_by_the_next_save() {
     block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
     replica.add_text(&"big ".repeat(400), 2).unwrap();
     let err = block_on(loaded.store.save(&store, replica.doc_mut())).unwrap_err();
-    assert!(matches!(err, PersistError::Store(StoreError::QuotaExceeded)));
+    assert!(matches!(
+        err,
+        PersistError::Store(StoreError::QuotaExceeded)
+    ));
     // Storage still loads, with what was saved before.
     let before = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
     assert_eq!(before.doc.items().len(), 1);
     // Space is freed (simulated by a bigger store with the same data): the next save writes
     // the change that failed earlier too.
     let bigger = MemoryStore::default();
-    for (k, v) in block_on(ferry_core::Store::list(&store, &ferry_core::StoreKey::new(&["doc"]).unwrap())).unwrap() {
+    for (k, v) in block_on(ferry_core::Store::list(
+        &store,
+        &ferry_core::StoreKey::new(&["doc"]).unwrap(),
+    ))
+    .unwrap()
+    {
         block_on(ferry_core::Store::put(&bigger, &k, &v)).unwrap();
     }
     replica.add_text("after cleanup", 3).unwrap();

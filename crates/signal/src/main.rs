@@ -64,13 +64,20 @@ fn parse_args() -> Result<Args, String> {
     }
     let ice = ice.unwrap_or_else(|| vec![DEFAULT_STUN.into()]);
     Ok(Args {
-        host: host.parse().map_err(|_| format!("--host: not an IP address: {host}"))?,
-        port: port.parse().map_err(|_| format!("--port: not a port: {port}"))?,
+        host: host
+            .parse()
+            .map_err(|_| format!("--host: not an IP address: {host}"))?,
+        port: port
+            .parse()
+            .map_err(|_| format!("--port: not a port: {port}"))?,
         app_dir,
         app_port: app_port
             .parse()
             .map_err(|_| format!("--app-port: not a port: {app_port}"))?,
-        ice: ice.into_iter().filter(|s| s != "none" && !s.is_empty()).collect(),
+        ice: ice
+            .into_iter()
+            .filter(|s| s != "none" && !s.is_empty())
+            .collect(),
     })
 }
 

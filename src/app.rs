@@ -109,6 +109,7 @@ fn JoinDialog() -> impl IntoView {
 fn DevicesPanel() -> impl IntoView {
     let view = expect_context::<ViewState>();
     let intents = expect_context::<Intents>();
+    let intents_share = intents.clone();
     view! {
         <section id="devices-panel" class="panel" aria-labelledby="devices-title">
             <h2 id="devices-title">"Devices"</h2>
@@ -133,19 +134,65 @@ fn DevicesPanel() -> impl IntoView {
                     "Copy link"
                 </button>
             </div>
+            <Show when=move || view.can_share.get()>
+                {
+                    let intents = intents_share.clone();
+                    view! {
+                        <button type="button" on:click=move |_| intents.send(Intent::Share)>"Share link"</button>
+                    }
+                }
+            </Show>
             <p class="notice" aria-live="polite">{move || view.notice.get()}</p>
+            <div class="qr" role="img" aria-label="QR code of the pairing link"
+                inner_html=move || view.qr_svg.get()></div>
+            <RenameDevice/>
             <h3>"In this space"</h3>
             <ul class="device-list" aria-label="Devices in this space">
-                <For each=move || view.devices.get() key=|d| (d.id.clone(), d.online, d.name.clone())
+                <For each=move || view.devices.get()
+                    key=|d| (d.id.clone(), d.online, d.name.clone(), d.last_seen.clone())
                     let:d>
                     <li>
                         <span class="device-name">{d.name.clone()}</span>
                         {d.this.then_some(" (this device)")}
-                        <span class="device-state">{if d.online { "online" } else { "" }}</span>
+                        <span class="device-state">
+                            {if d.online {
+                                "online".to_string()
+                            } else {
+                                d.last_seen.clone().map(|t| format!("last seen {t}")).unwrap_or_else(|| "not seen yet".into())
+                            }}
+                        </span>
                     </li>
                 </For>
             </ul>
+            <h3>"Diagnostics"</h3>
+            <dl class="diagnostics" aria-label="Diagnostics">
+                <dt>"Refused frames"</dt>
+                <dd data-testid="refused-frames">{move || view.refused.get()}</dd>
+                <dt>"Blocked connections"</dt>
+                <dd>{move || view.banned.get()}</dd>
+            </dl>
         </section>
+    }
+}
+
+#[component]
+fn RenameDevice() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    let draft = RwSignal::new(view.device_name.get_untracked());
+    view! {
+        <form class="rename" on:submit=move |ev| {
+            ev.prevent_default();
+            intents.send(Intent::Rename(draft.get_untracked()));
+        }>
+            <label for="device-name">"This device's name"</label>
+            <div class="link-row">
+                <input id="device-name" type="text" maxlength="60" required
+                    prop:value=move || draft.get()
+                    on:input=move |ev| draft.set(event_target_value(&ev))/>
+                <button type="submit">"Rename"</button>
+            </div>
+        </form>
     }
 }
 

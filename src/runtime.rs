@@ -66,7 +66,23 @@ struct Runtime {
     pending: Option<PairingLink>,
     backoff: f64,
     reconnect_at: f64,
-    rejected: u64,
+    /// When each other device was last connected to this one (ms), persisted.
+    seen: BTreeMap<DeviceId, u64>,
+}
+
+fn parse_seen(text: &str) -> BTreeMap<DeviceId, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (id, ms) = l.split_once(' ')?;
+            Some((id.parse().ok()?, ms.parse().ok()?))
+        })
+        .collect()
+}
+
+fn can_share() -> bool {
+    web_sys::window()
+        .map(|w| js_sys::Reflect::has(&w.navigator(), &"share".into()).unwrap_or(false))
+        .unwrap_or(false)
 }
 
 async fn get_or_init(
@@ -162,7 +178,13 @@ impl Runtime {
                 loaded.corrupt.len()
             )));
         }
-        let replica = Replica::from_doc(device, &name, loaded.doc);
+        let replica = Replica::from_doc(device, &name, loaded.doc, &secret);
+        let seen = store
+            .get(&key(&["device", "seen"]))
+            .await
+            .map_err(storage_err)?
+            .map(|b| parse_seen(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default();
 
         let config = match fetch_config().await {
             Ok(c) => c,
@@ -194,8 +216,10 @@ impl Runtime {
             pending: None,
             backoff: BACKOFF_MIN,
             reconnect_at: 0.0,
-            rejected: 0,
+            seen,
         };
+        view.device_name.set(rt.replica.name().to_owned());
+        view.can_share.set(can_share());
         let effects = rt.replica.register_self(now_ms()).unwrap_or_default();
         rt.apply(effects).await;
         rt.refresh_space();
@@ -278,7 +302,9 @@ impl Runtime {
     }
 
     async fn on_peer_down(&mut self, peer: PeerKey) {
-        self.peers.remove(&peer);
+        if let Some(device) = self.peers.remove(&peer) {
+            self.mark_seen(device).await;
+        }
         let eff = self.replica.handle(Input::PeerDown(peer));
         self.apply(eff).await;
         self.refresh_space();
@@ -298,12 +324,19 @@ impl Runtime {
                 Effect::DocChanged => changed = true,
                 Effect::PeerIdentified { peer, device, .. } => {
                     self.peers.insert(peer, device);
+                    self.mark_seen(device).await;
                     self.refresh_space();
                 }
                 Effect::Rejected { peer, reason } => {
-                    self.rejected += 1;
+                    self.view.refused.update(|n| *n += 1);
                     web_sys::console::warn_1(
                         &format!("frame from {peer} refused: {reason}").into(),
+                    );
+                }
+                Effect::PeerBanned { peer } => {
+                    self.view.banned.update(|n| *n += 1);
+                    web_sys::console::warn_1(
+                        &format!("peer {peer} blocked: too many bad frames").into(),
                     );
                 }
             }
@@ -332,6 +365,20 @@ impl Runtime {
         }
     }
 
+    async fn mark_seen(&mut self, device: DeviceId) {
+        self.seen.insert(device, now_ms());
+        let text: String = self
+            .seen
+            .iter()
+            .map(|(id, ms)| format!("{id} {ms}\n"))
+            .collect();
+        // Best effort: "last seen" is a convenience, never worth an error banner.
+        let _ = self
+            .store
+            .put(&key(&["device", "seen"]), text.as_bytes())
+            .await;
+    }
+
     fn refresh_items(&self) {
         let names = view::display_names(&self.replica.devices());
         let items = view::item_views(&self.replica.items(), &names, self.device, offset_min());
@@ -347,6 +394,10 @@ impl Runtime {
                 name,
                 this: id == self.device,
                 online: id == self.device || online.contains(&id),
+                last_seen: self
+                    .seen
+                    .get(&id)
+                    .map(|ms| view::format_time(*ms, offset_min()).1),
             })
             .collect();
         self.view.devices.set(devices);
@@ -354,7 +405,11 @@ impl Runtime {
             secret: self.secret.clone(),
             signal: self.signal_url(),
         };
-        self.view.pairing_link.set(link.to_url(&app_base()));
+        let url = link.to_url(&app_base());
+        if self.view.pairing_link.get_untracked() != url {
+            self.view.qr_svg.set(view::qr_svg(&url));
+            self.view.pairing_link.set(url);
+        }
         self.view.fingerprint.set(self.secret.fingerprint());
         self.refresh_status();
     }
@@ -440,6 +495,25 @@ impl Runtime {
                 }));
             }
             Intent::DismissError => self.view.error.set(None),
+            Intent::Rename(name) => match self.replica.rename(&name, now_ms()) {
+                Ok(effects) => {
+                    let name = self.replica.name().to_owned();
+                    if let Err(e) = self
+                        .store
+                        .put(&key(&["device", "name"]), name.as_bytes())
+                        .await
+                    {
+                        self.view
+                            .error
+                            .set(Some(format!("The new name was not saved: {e}")));
+                    }
+                    self.view.device_name.set(name);
+                    self.apply(effects).await;
+                    self.view.notice.set(Some("Device renamed.".into()));
+                }
+                Err(e) => self.view.error.set(Some(format!("Cannot rename: {e}"))),
+            },
+            Intent::Share => share(&self.view.pairing_link.get_untracked()).await,
             Intent::CheckLocation => self.check_location(),
         }
     }
@@ -469,6 +543,7 @@ impl Runtime {
         }
         clear_fragment();
         self.disconnect().await;
+        self.replica.set_secret(&link.secret);
         self.secret = link.secret;
         if link.signal.is_some() {
             self.signal = link.signal;
@@ -480,6 +555,24 @@ impl Runtime {
             "Joined space {}. Your history is merged with your other devices.",
             self.secret.fingerprint()
         )));
+    }
+}
+
+/// Opens the system share sheet with the link (a user gesture started this).
+async fn share(link: &str) {
+    let Some(nav) = web_sys::window().map(|w| w.navigator()) else {
+        return;
+    };
+    let data = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&data, &"title".into(), &"Ferry pairing link".into());
+    let _ = js_sys::Reflect::set(&data, &"url".into(), &link.into());
+    if let Ok(f) = js_sys::Reflect::get(&nav, &"share".into())
+        && let Ok(f) = f.dyn_into::<js_sys::Function>()
+        && let Ok(p) = f.call1(&nav, &data)
+        && let Ok(p) = p.dyn_into::<js_sys::Promise>()
+    {
+        // Cancelling the share sheet rejects; that is the person's choice, not an error.
+        let _ = JsFuture::from(p).await;
     }
 }
 

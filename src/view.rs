@@ -21,6 +21,10 @@ pub enum Intent {
     DismissError,
     /// The URL fragment changed (a pairing link pasted into the address bar).
     CheckLocation,
+    /// Rename this device.
+    Rename(String),
+    /// Share the pairing link through the system share sheet.
+    Share,
 }
 
 /// How the device is connected.
@@ -79,6 +83,8 @@ pub struct DeviceView {
     pub this: bool,
     /// Currently connected.
     pub online: bool,
+    /// When this device last saw it connected ("2026-11-24 14:52"), if ever.
+    pub last_seen: Option<String>,
 }
 
 /// A pairing link waiting for confirmation.
@@ -109,6 +115,16 @@ pub struct ViewState {
     pub fingerprint: RwSignal<String>,
     /// A pairing link awaiting "Join".
     pub pending_join: RwSignal<Option<JoinOffer>>,
+    /// This device's name.
+    pub device_name: RwSignal<String>,
+    /// The pairing link as an SVG QR code.
+    pub qr_svg: RwSignal<String>,
+    /// The browser offers the Web Share API.
+    pub can_share: RwSignal<bool>,
+    /// Diagnostics: frames refused since start (forged, truncated, replayed, oversized).
+    pub refused: RwSignal<u64>,
+    /// Diagnostics: connections blocked for sending too many bad frames.
+    pub banned: RwSignal<u64>,
 }
 
 impl ViewState {
@@ -124,6 +140,11 @@ impl ViewState {
             pairing_link: RwSignal::new(String::new()),
             fingerprint: RwSignal::new(String::new()),
             pending_join: RwSignal::new(None),
+            device_name: RwSignal::new(String::new()),
+            qr_svg: RwSignal::new(String::new()),
+            can_share: RwSignal::new(false),
+            refused: RwSignal::new(0),
+            banned: RwSignal::new(0),
         }
     }
 }
@@ -236,9 +257,28 @@ pub fn item_views(
         .collect()
 }
 
+/// The pairing link as a QR code in SVG (rendered inline; no network, no canvas).
+pub fn qr_svg(link: &str) -> String {
+    match qrcode::QrCode::with_error_correction_level(link.as_bytes(), qrcode::EcLevel::M) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(220, 220)
+            .quiet_zone(true)
+            .build(),
+        Err(_) => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qr_code_is_an_svg_of_the_link() {
+        let svg = qr_svg("http://127.0.0.1:8080/#pair=AAAA");
+        assert!(svg.contains("<svg") && svg.contains("</svg>"));
+        assert_ne!(svg, qr_svg("http://127.0.0.1:8080/#pair=BBBB"));
+    }
 
     #[test]
     fn status_text_counts_other_devices() {

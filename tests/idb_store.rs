@@ -33,7 +33,8 @@ async fn history_round_trips_through_indexeddb() {
             .await
             .expect("load");
         let mut docstore = loaded.store;
-        let mut replica = Replica::from_doc(me, "test", loaded.doc);
+        let mut replica =
+            Replica::from_doc(me, "test", loaded.doc, &ferry_core::SpaceSecret::random());
         for i in 0..3 {
             replica
                 .add_text(&format!("note {i}"), 1_000 + i)

@@ -8,17 +8,19 @@
 //! Two devices, one history:
 //!
 //! ```
-//! use ferry_core::{DeviceId, Replica, Input, Effect};
+//! use ferry_core::{DeviceId, Replica, Input, Effect, SpaceSecret};
 //!
-//! let mut alice = Replica::new(DeviceId::random(), "Alice's laptop").unwrap();
-//! let mut bob = Replica::new(DeviceId::random(), "Bob's phone").unwrap();
+//! let space = SpaceSecret::random(); // shared through a pairing link
+//! let mut alice = Replica::new(DeviceId::random(), "Alice's laptop", &space).unwrap();
+//! let mut bob = Replica::new(DeviceId::random(), "Bob's phone", &space).unwrap();
 //! alice.add_text("hello from the laptop", 1_700_000_000_000).unwrap();
 //!
 //! // Both see each other; the runtime shuttles `Effect::Send` frames between them.
 //! let mut inbox = vec![];
 //! for e in alice.handle(Input::PeerUp("bob".into())) { if let Effect::Send { frame, .. } = e { inbox.push(("b", frame)) } }
 //! for e in bob.handle(Input::PeerUp("alice".into())) { if let Effect::Send { frame, .. } = e { inbox.push(("a", frame)) } }
-//! while let Some((to, frame)) = inbox.pop() {
+//! while !inbox.is_empty() {
+//!     let (to, frame) = inbox.remove(0); // in order, like a data channel
 //!     let (target, from, back) = if to == "b" { (&mut bob, "alice", "a") } else { (&mut alice, "bob", "b") };
 //!     for e in target.handle(Input::Frame { peer: from.into(), frame }) {
 //!         if let Effect::Send { frame, .. } = e { inbox.push((back, frame)) }
@@ -36,6 +38,7 @@ pub mod ids;
 pub mod pairing;
 pub mod persist;
 pub mod replica;
+pub mod seal;
 pub mod store;
 pub mod wire;
 
@@ -46,6 +49,6 @@ pub use doc::{DeviceInfo, DocError, Item, ItemKind, SpaceDoc};
 pub use hlc::{Clock, Hlc};
 pub use ids::{DeviceId, IdError, ItemId};
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};
-pub use replica::{Effect, Input, PeerKey, Replica, ReplicaError};
+pub use replica::{Effect, Input, MAX_BAD_FRAMES, PeerKey, Replica, ReplicaError};
 pub use store::{MemoryStore, Store, StoreError, StoreKey};
 pub use wire::{Message, Reassembler, WireError};

@@ -3,10 +3,18 @@
 //! The runtime feeds [`Input`]s (a peer came or went, a frame arrived) and performs the
 //! returned [`Effect`]s (send a frame, persist and re-render after a change). Nothing here
 //! waits, sleeps or does I/O, so whole multi-device networks can be simulated in tests.
+//!
+//! Per connection: both sides send a sealed `Hello` with a fresh challenge; each answers the
+//! other's hello with a `Proof` sealed under that challenge. Only a peer whose proof opened is
+//! *authenticated*; only then does automerge sync start. Frames that fail to open, replay, or
+//! break the protocol are refused and counted; after [`MAX_BAD_FRAMES`] the peer is banned
+//! (everything it sends is dropped unread).
 
 use crate::doc::{DeviceInfo, DocError, Item, SpaceDoc};
 use crate::hlc::Clock;
 use crate::ids::{DeviceId, ItemId};
+use crate::pairing::SpaceSecret;
+use crate::seal::{Binding, FrameKey};
 use crate::wire::{Message, Reassembler, WireError};
 use automerge::sync;
 use std::collections::BTreeMap;
@@ -15,10 +23,13 @@ use thiserror::Error;
 /// How the transport names a connected peer (matchbox peer id, tab id, ...).
 pub type PeerKey = String;
 
+/// Refused frames after which a peer is banned for the rest of the connection.
+pub const MAX_BAD_FRAMES: u32 = 16;
+
 /// Something that happened to the replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    /// A peer connected: start a sync session.
+    /// A peer connected: start a session.
     PeerUp(PeerKey),
     /// A peer disconnected: forget its session (automerge resyncs from heads next time).
     PeerDown(PeerKey),
@@ -43,7 +54,7 @@ pub enum Effect {
     },
     /// The document changed: persist it, then show the new state.
     DocChanged,
-    /// A peer said who it is.
+    /// A peer proved it belongs to the space.
     PeerIdentified {
         /// The transport's name for it.
         peer: PeerKey,
@@ -58,6 +69,11 @@ pub enum Effect {
         peer: PeerKey,
         /// Why.
         reason: String,
+    },
+    /// A peer sent too many bad frames: everything further from it is dropped unread.
+    PeerBanned {
+        /// The peer.
+        peer: PeerKey,
     },
 }
 
@@ -75,11 +91,38 @@ pub enum ReplicaError {
     Empty,
 }
 
-#[derive(Default)]
 struct Session {
     sync: sync::State,
     reassembler: Reassembler,
+    my_challenge: [u8; 16],
+    their_challenge: Option<[u8; 16]>,
     device: Option<DeviceId>,
+    name: String,
+    authenticated: bool,
+    send_seq: u64,
+    recv_seq: u64,
+    bad: u32,
+    banned: bool,
+}
+
+impl Session {
+    fn new() -> Self {
+        let mut my_challenge = [0u8; 16];
+        my_challenge.copy_from_slice(ItemId::random().as_bytes());
+        Session {
+            sync: sync::State::new(),
+            reassembler: Reassembler::default(),
+            my_challenge,
+            their_challenge: None,
+            device: None,
+            name: String::new(),
+            authenticated: false,
+            send_seq: 0,
+            recv_seq: 0,
+            bad: 0,
+            banned: false,
+        }
+    }
 }
 
 /// One device's view of the space.
@@ -88,6 +131,7 @@ pub struct Replica {
     name: String,
     doc: SpaceDoc,
     clock: Clock,
+    key: FrameKey,
     peers: BTreeMap<PeerKey, Session>,
     next_msg: u32,
 }
@@ -111,13 +155,10 @@ fn session_actor(device: DeviceId) -> Vec<u8> {
 }
 
 impl Replica {
-    /// A replica of a new, empty space.
-    pub fn new(device: DeviceId, name: &str) -> Result<Self, DocError> {
-        Ok(Self::from_doc(
-            device,
-            name,
-            SpaceDoc::new(&session_actor(device))?,
-        ))
+    /// A replica of a new, empty space document.
+    pub fn new(device: DeviceId, name: &str, secret: &SpaceSecret) -> Result<Self, DocError> {
+        let doc = SpaceDoc::new(&session_actor(device))?;
+        Ok(Self::from_doc(device, name, doc, secret))
     }
 
     /// The actor id a replica of `device` should load its document with.
@@ -125,8 +166,8 @@ impl Replica {
         session_actor(device)
     }
 
-    /// Wraps a loaded document.
-    pub fn from_doc(device: DeviceId, name: &str, doc: SpaceDoc) -> Self {
+    /// Wraps a loaded document; frames are sealed with the space's key.
+    pub fn from_doc(device: DeviceId, name: &str, doc: SpaceDoc, secret: &SpaceSecret) -> Self {
         let mut clock = Clock::default();
         if let Some(max) = doc.items().iter().map(|i| i.at).max() {
             clock.observe(max);
@@ -136,9 +177,32 @@ impl Replica {
             name: name.to_owned(),
             doc,
             clock,
+            key: FrameKey::derive(secret),
             peers: BTreeMap::new(),
             next_msg: 0,
         }
+    }
+
+    /// Moves this replica to another space (after "Join"): new key, no sessions. The document
+    /// is kept, so everything on this device merges into the joined space.
+    pub fn set_secret(&mut self, secret: &SpaceSecret) {
+        self.key = FrameKey::derive(secret);
+        self.peers.clear();
+    }
+
+    /// Renames this device (recorded in the space document; sent in later hellos).
+    pub fn rename(&mut self, name: &str, now_ms: u64) -> Result<Vec<Effect>, ReplicaError> {
+        let name: String = name.trim().chars().take(60).collect();
+        if name.is_empty() {
+            return Err(ReplicaError::Empty);
+        }
+        self.name = name;
+        self.register_self(now_ms)
+    }
+
+    /// This device's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// This device's id.
@@ -161,9 +225,9 @@ impl Replica {
         self.doc.devices()
     }
 
-    /// Peers with an open session.
+    /// Authenticated peers.
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.peers.values().filter(|s| s.authenticated).count()
     }
 
     /// Records this device in the space document (idempotent).
@@ -208,12 +272,26 @@ impl Replica {
         Ok(effects)
     }
 
+    /// Seals and queues a message. Hellos are bound to nothing; everything else to the
+    /// peer's challenge (so it can only go out after the peer's hello arrived).
     fn send(&mut self, peer: &str, msg: &Message, out: &mut Vec<Effect>) -> Result<(), WireError> {
+        let Some(session) = self.peers.get_mut(peer) else {
+            return Ok(());
+        };
+        let binding = match (msg, session.their_challenge) {
+            (Message::Hello { .. }, _) => Binding::HELLO,
+            (_, Some(challenge)) => Binding {
+                sender: *self.device.as_bytes(),
+                challenge,
+            },
+            (_, None) => return Ok(()),
+        };
         self.next_msg = self.next_msg.wrapping_add(1);
-        for frame in msg.to_packets(self.next_msg)? {
+        for packet in msg.to_packets(self.next_msg)? {
+            session.send_seq += 1;
             out.push(Effect::Send {
                 peer: peer.to_owned(),
-                frame,
+                frame: self.key.seal(session.send_seq, &binding, &packet),
             });
         }
         Ok(())
@@ -223,72 +301,139 @@ impl Replica {
         let Some(session) = self.peers.get_mut(peer) else {
             return Ok(());
         };
+        if !session.authenticated || session.banned {
+            return Ok(());
+        }
         if let Some(bytes) = self.doc.generate_sync_message(&mut session.sync) {
             self.send(peer, &Message::Sync(bytes), out)?;
         }
         Ok(())
     }
 
+    fn start_session(&mut self, peer: &str, out: &mut Vec<Effect>) {
+        let session = Session::new();
+        let hello = Message::Hello {
+            device: *self.device.as_bytes(),
+            name: self.name.clone(),
+            challenge: session.my_challenge,
+        };
+        self.peers.insert(peer.to_owned(), session);
+        if let Err(e) = self.send(peer, &hello, out) {
+            out.push(Effect::Rejected {
+                peer: peer.to_owned(),
+                reason: e.to_string(),
+            });
+        }
+    }
+
     /// Handles one input.
     pub fn handle(&mut self, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
         match input {
-            Input::PeerUp(peer) => {
-                self.peers.insert(peer.clone(), Session::default());
-                let hello = Message::Hello {
-                    device: *self.device.as_bytes(),
-                    name: self.name.clone(),
-                };
-                if let Err(e) = self
-                    .send(&peer, &hello, &mut out)
-                    .and_then(|()| self.sync_to(&peer, &mut out))
-                {
-                    out.push(Effect::Rejected {
-                        peer,
-                        reason: e.to_string(),
-                    });
-                }
-            }
+            Input::PeerUp(peer) => self.start_session(&peer, &mut out),
             Input::PeerDown(peer) => {
                 self.peers.remove(&peer);
             }
-            Input::Frame { peer, frame } => self.on_frame(peer, &frame, &mut out),
+            Input::Frame { peer, frame } => {
+                if !self.peers.contains_key(&peer) {
+                    self.start_session(&peer, &mut out);
+                }
+                if let Err(reason) = self.on_frame(&peer, &frame, &mut out) {
+                    self.refuse(&peer, reason, &mut out);
+                }
+            }
         }
         out
     }
 
-    fn on_frame(&mut self, peer: PeerKey, frame: &[u8], out: &mut Vec<Effect>) {
-        let session = self.peers.entry(peer.clone()).or_default();
-        let msg = match session.reassembler.push(frame) {
-            Ok(Some(msg)) => msg,
-            Ok(None) => return,
-            Err(e) => {
-                out.push(Effect::Rejected {
-                    peer,
-                    reason: e.to_string(),
-                });
-                return;
+    fn refuse(&mut self, peer: &str, reason: String, out: &mut Vec<Effect>) {
+        let Some(session) = self.peers.get_mut(peer) else {
+            return;
+        };
+        session.bad += 1;
+        out.push(Effect::Rejected {
+            peer: peer.to_owned(),
+            reason,
+        });
+        if session.bad >= MAX_BAD_FRAMES && !session.banned {
+            session.banned = true;
+            session.authenticated = false;
+            out.push(Effect::PeerBanned {
+                peer: peer.to_owned(),
+            });
+        }
+    }
+
+    fn on_frame(&mut self, peer: &str, frame: &[u8], out: &mut Vec<Effect>) -> Result<(), String> {
+        let Some(session) = self.peers.get_mut(peer) else {
+            return Ok(());
+        };
+        if session.banned {
+            return Ok(());
+        }
+        // Frames bound to our challenge, from the device that said hello; else a hello.
+        let authed = session.device.map(|d| Binding {
+            sender: *d.as_bytes(),
+            challenge: session.my_challenge,
+        });
+        let opened = authed
+            .and_then(|b| self.key.open(frame, &b, session.recv_seq).ok())
+            .map(|(seq, p)| (seq, p, false));
+        let (seq, packet, is_hello_binding) = match opened {
+            Some(o) => o,
+            None => {
+                let (seq, p) = self
+                    .key
+                    .open(frame, &Binding::HELLO, session.recv_seq)
+                    .map_err(|e| e.to_string())?;
+                (seq, p, true)
             }
         };
-        match msg {
-            Message::Hello { device, name } => {
-                let device = DeviceId::from_bytes(device);
-                session.device = Some(device);
-                out.push(Effect::PeerIdentified {
-                    peer,
+        session.recv_seq = seq;
+        let Some(msg) = session
+            .reassembler
+            .push(&packet)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(());
+        };
+        match (msg, is_hello_binding) {
+            (
+                Message::Hello {
                     device,
-                    name: name.chars().take(100).collect(),
-                });
-            }
-            Message::Sync(bytes) => {
-                let before = self.doc.heads();
-                if let Err(e) = self.doc.receive_sync_message(&mut session.sync, &bytes) {
-                    out.push(Effect::Rejected {
-                        peer,
-                        reason: e.to_string(),
-                    });
-                    return;
+                    name,
+                    challenge,
+                },
+                true,
+            ) => {
+                if session.their_challenge.is_some() {
+                    return Err("a second hello on one connection".into());
                 }
+                session.device = Some(DeviceId::from_bytes(device));
+                session.name = name.chars().take(100).collect();
+                session.their_challenge = Some(challenge);
+                self.send(peer, &Message::Proof, out)
+                    .map_err(|e| e.to_string())?;
+            }
+            (Message::Proof, false) => {
+                if session.authenticated {
+                    return Err("a second proof on one connection".into());
+                }
+                session.authenticated = true;
+                if let Some(device) = session.device {
+                    out.push(Effect::PeerIdentified {
+                        peer: peer.to_owned(),
+                        device,
+                        name: session.name.clone(),
+                    });
+                }
+                self.sync_to(peer, out).map_err(|e| e.to_string())?;
+            }
+            (Message::Sync(bytes), false) if session.authenticated => {
+                let before = self.doc.heads();
+                self.doc
+                    .receive_sync_message(&mut session.sync, &bytes)
+                    .map_err(|e| e.to_string())?;
                 let changed = self.doc.heads() != before;
                 if changed {
                     out.push(Effect::DocChanged);
@@ -300,18 +445,24 @@ impl Replica {
                 let targets: Vec<PeerKey> = if changed {
                     self.peers.keys().cloned().collect()
                 } else {
-                    vec![peer]
+                    vec![peer.to_owned()]
                 };
                 for p in targets {
-                    if let Err(e) = self.sync_to(&p, out) {
-                        out.push(Effect::Rejected {
-                            peer: p,
-                            reason: e.to_string(),
-                        });
-                    }
+                    self.sync_to(&p, out).map_err(|e| e.to_string())?;
                 }
             }
+            (msg, _) => {
+                return Err(format!(
+                    "unexpected {} at this point of the handshake",
+                    match msg {
+                        Message::Hello { .. } => "hello",
+                        Message::Proof => "proof",
+                        Message::Sync(_) => "sync message",
+                    }
+                ));
+            }
         }
+        Ok(())
     }
 
     /// Current heads of the document (equal heads = equal documents).

@@ -9,7 +9,7 @@
 use crate::persist::DocStore;
 use crate::replica::{Effect, Input, Replica};
 use crate::store::{MemoryStore, Store, StoreError, StoreKey};
-use crate::{DeviceId, Item};
+use crate::{DeviceId, Item, SpaceSecret};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::pin;
@@ -98,11 +98,11 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
-    fn boot(id: DeviceId, store: MemoryStore) -> Self {
+    fn boot(id: DeviceId, store: MemoryStore, secret: &SpaceSecret) -> Self {
         let loaded = block_on(DocStore::load(&store, &Replica::actor_for(id))).expect("load");
         SimDevice {
             id,
-            replica: Replica::from_doc(id, &format!("sim {}", id.short()), loaded.doc),
+            replica: Replica::from_doc(id, &format!("sim {}", id.short()), loaded.doc, secret),
             store,
             docstore: loaded.store,
         }
@@ -117,6 +117,7 @@ pub struct SimNet {
     /// Frames refused by replicas so far.
     pub rejected: usize,
     clock_ms: u64,
+    secret: SpaceSecret,
 }
 
 fn peer_name(i: usize) -> String {
@@ -130,13 +131,15 @@ fn peer_index(name: &str) -> Option<usize> {
 impl SimNet {
     /// `n` fresh devices, all offline.
     pub fn new(n: usize) -> Self {
+        let secret = SpaceSecret::random();
         SimNet {
             devices: (0..n)
-                .map(|_| SimDevice::boot(DeviceId::random(), MemoryStore::default()))
+                .map(|_| SimDevice::boot(DeviceId::random(), MemoryStore::default(), &secret))
                 .collect(),
             links: BTreeMap::new(),
             rejected: 0,
             clock_ms: 1_700_000_000_000,
+            secret,
         }
     }
 
@@ -159,7 +162,7 @@ impl SimNet {
                     }
                 }
                 Effect::Rejected { .. } => self.rejected += 1,
-                Effect::PeerIdentified { .. } => {}
+                Effect::PeerIdentified { .. } | Effect::PeerBanned { .. } => {}
             }
         }
     }
@@ -259,7 +262,7 @@ impl SimNet {
             self.disconnect(i, j);
         }
         let (id, store) = (self.devices[i].id, self.devices[i].store.share());
-        self.devices[i] = SimDevice::boot(id, store);
+        self.devices[i] = SimDevice::boot(id, store, &self.secret);
     }
 
     /// Delivers everything in flight, in order, until no link has frames.

@@ -23,8 +23,9 @@ pub const VERSION: u8 = 1;
 pub const HEADER: usize = 9;
 /// Largest packet sent or accepted (well under every browser's data-channel limit).
 pub const MAX_PACKET: usize = 64 * 1024;
-/// Data bytes per packet.
-pub const PACKET_DATA: usize = MAX_PACKET - HEADER;
+/// Data bytes per packet: sealing ([`crate::seal`]) adds its overhead and the sealed frame
+/// must still fit in [`MAX_PACKET`].
+pub const PACKET_DATA: usize = MAX_PACKET - HEADER - crate::seal::OVERHEAD;
 /// Largest reassembled message: bounds memory a peer can make us hold.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Messages being reassembled at once per peer; older partial ones are dropped.
@@ -60,13 +61,19 @@ pub enum WireError {
 /// What devices say to each other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// First message on a new connection: who is talking.
+    /// First message on a new connection: who is talking, and a fresh challenge that the
+    /// other side must bind its frames to (see [`crate::seal`]).
     Hello {
         /// The sender's device id bytes.
         device: [u8; 16],
         /// The sender's device name.
         name: String,
+        /// Random per connection.
+        challenge: [u8; 16],
     },
+    /// Answer to a hello, sealed under its challenge: proves knowledge of the frame key on
+    /// this very connection. Nothing of the space is sent before it arrives.
+    Proof,
     /// An automerge sync message.
     Sync(Vec<u8>),
 }
@@ -212,6 +219,7 @@ mod tests {
         let m = Message::Hello {
             device: [7; 16],
             name: "pc".into(),
+            challenge: [9; 16],
         };
         let p = m.to_packets(5).unwrap();
         let expected = std::fs::read(concat!(
@@ -227,6 +235,11 @@ mod tests {
         let m = Message::Sync((0..200_000u32).map(|i| (i % 251) as u8).collect());
         let packets = m.to_packets(1).unwrap();
         assert_eq!(packets.len(), 4);
+        assert!(
+            packets
+                .iter()
+                .all(|p| p.len() + crate::seal::OVERHEAD <= MAX_PACKET)
+        );
         assert!(packets.iter().all(|p| p.len() <= MAX_PACKET));
         let mut r = Reassembler::default();
         let mut got = None;
@@ -247,7 +260,7 @@ mod tests {
         fn truncated_or_flipped_packets_are_refused_or_decode_to_something_harmless(
             cut in 0usize..40, flip in 0usize..40, bit in 0u8..8
         ) {
-            let m = Message::Hello { device: [1; 16], name: "laptop".into() };
+            let m = Message::Hello { device: [1; 16], name: "laptop".into(), challenge: [2; 16] };
             let mut p = m.to_packets(9).unwrap().remove(0);
             let cut = cut.min(p.len());
             let mut r = Reassembler::default();

@@ -61,7 +61,7 @@ fn a_damaged_chunk_is_set_aside_and_the_rest_loads() {
     let store = MemoryStore::default();
     let me = DeviceId::random();
     let mut loaded = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
-    let mut replica = Replica::from_doc(me, "pc", loaded.doc);
+    let mut replica = Replica::from_doc(me, "pc", loaded.doc, &ferry_core::SpaceSecret::random());
     replica.add_text("kept", 1).unwrap();
     block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
     replica.add_text("also kept", 2).unwrap();
@@ -81,7 +81,7 @@ fn compaction_keeps_everything_and_shrinks_the_chunk_count() {
     let store = MemoryStore::default();
     let me = DeviceId::random();
     let mut loaded = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
-    let mut replica = Replica::from_doc(me, "pc", loaded.doc);
+    let mut replica = Replica::from_doc(me, "pc", loaded.doc, &ferry_core::SpaceSecret::random());
     for i in 0..70 {
         replica.add_text(&format!("n{i}"), i).unwrap();
         block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
@@ -100,7 +100,7 @@ fn a_save_that_hit_a_full_disk_is_retried_by_the_next_save() {
     let store = MemoryStore::with_quota(1200);
     let me = DeviceId::random();
     let mut loaded = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
-    let mut replica = Replica::from_doc(me, "pc", loaded.doc);
+    let mut replica = Replica::from_doc(me, "pc", loaded.doc, &ferry_core::SpaceSecret::random());
     replica.add_text("small", 1).unwrap();
     block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
     replica.add_text(&"big ".repeat(400), 2).unwrap();

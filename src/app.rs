@@ -169,7 +169,7 @@ fn DevicesPanel() -> impl IntoView {
                 <dt>"Refused frames"</dt>
                 <dd data-testid="refused-frames">{move || view.refused.get()}</dd>
                 <dt>"Blocked connections"</dt>
-                <dd>{move || view.banned.get()}</dd>
+                <dd data-testid="blocked-connections">{move || view.banned.get()}</dd>
             </dl>
         </section>
     }

@@ -20,14 +20,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use matchbox_signaling::SignalingServer;
+use matchbox_signaling::SignalingServerBuilder;
+use mesh::{FerryMesh, Limits, MeshState};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tower_http::services::ServeDir;
 use tracing::info;
 
+mod mesh;
+
 const USAGE: &str = "usage: ferry-signal [--host ADDR] [--port N] [--app-dir DIR] [--app-port N] [--ice URL[|USER|CREDENTIAL] | --ice none]...
-  env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated)";
+                    [--max-peers-per-room N] [--max-message-bytes N] [--rate MSGS_PER_SEC] [--burst N] [--idle-timeout SECS]
+  env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated)
+  --port 0 picks a free port (printed on stdout).";
 
 /// Default ICE server handed to browsers: a public STUN server.
 const DEFAULT_STUN: &str = "stun:stun.l.google.com:19302";
@@ -39,6 +44,11 @@ struct Args {
     app_dir: Option<String>,
     app_port: u16,
     ice: Vec<String>,
+    limits: Limits,
+}
+
+fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse().map_err(|_| format!("{flag}: not a number: {v}"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
     let mut app_dir = env("FERRY_APP_DIR");
     let mut ice: Option<Vec<String>> =
         env("FERRY_ICE").map(|v| v.split(',').map(str::to_owned).collect());
+    let mut limits = Limits::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -58,6 +69,13 @@ fn parse_args() -> Result<Args, String> {
             "--app-dir" => app_dir = Some(value()?),
             "--app-port" => app_port = value()?,
             "--ice" => ice.get_or_insert_with(Vec::new).push(value()?),
+            "--max-peers-per-room" => limits.max_peers_per_room = num(&flag, &value()?)?,
+            "--max-message-bytes" => limits.max_message_bytes = num(&flag, &value()?)?,
+            "--rate" => limits.messages_per_second = num(&flag, &value()?)?,
+            "--burst" => limits.burst = num(&flag, &value()?)?,
+            "--idle-timeout" => {
+                limits.idle_timeout = std::time::Duration::from_secs_f64(num(&flag, &value()?)?)
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -78,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
             .into_iter()
             .filter(|s| s != "none" && !s.is_empty())
             .collect(),
+        limits,
     })
 }
 
@@ -146,17 +165,28 @@ async fn main() {
         }
     };
 
-    let signal_addr = SocketAddr::new(args.host, args.port);
-    let server = SignalingServer::full_mesh_builder(signal_addr)
-        .mutate_router(|r| r.route("/health", get(health)))
-        .on_peer_connected(|id| info!(peer = %id, "peer connected"))
-        .on_peer_disconnected(|id| info!(peer = %id, "peer disconnected"))
-        .cors()
-        .build();
+    let mut server = SignalingServerBuilder::new(
+        SocketAddr::new(args.host, args.port),
+        FerryMesh,
+        MeshState::new(args.limits),
+    )
+    .mutate_router(|r| r.route("/health", get(health)))
+    .cors()
+    .build();
+    let signal_addr = match server.bind() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!(
+                "cannot listen for signaling on {}:{}: {e}",
+                args.host, args.port
+            );
+            std::process::exit(1);
+        }
+    };
 
     if let Some(dir) = args.app_dir.clone() {
         let state = Arc::new(AppState {
-            signal_port: args.port,
+            signal_port: signal_addr.port(),
             ice: ice_json(&args.ice),
         });
         let app = Router::new()
@@ -182,6 +212,9 @@ async fn main() {
         });
     }
     println!("Ferry signaling: ws://{signal_addr}/ (health: http://{signal_addr}/health)");
+    // Flush now: test harnesses and scripts read the address from a pipe.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
     if let Err(e) = server.serve().await {
         eprintln!("signaling server failed: {e}");
         std::process::exit(1);

@@ -1,0 +1,201 @@
+//! Drives a real `ferry-signal` process on 127.0.0.1 with raw WebSocket clients: routing stays
+//! inside a room, and every limit closes the offending connection with its code.
+
+use futures::{SinkExt, StreamExt};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free port and reads the address it prints.
+fn server(extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ferry-signal");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("ferry-signal printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("Ferry signaling: ws://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    Server { child, addr }
+}
+
+async fn join(s: &Server, room: &str) -> (Ws, String) {
+    let (mut ws, _) = connect_async(format!("ws://{}/{room}", s.addr))
+        .await
+        .expect("connect");
+    let id = match next_json(&mut ws).await {
+        Some(v) => v["IdAssigned"]
+            .as_str()
+            .expect("IdAssigned first")
+            .to_owned(),
+        None => panic!("no IdAssigned"),
+    };
+    (ws, id)
+}
+
+async fn next(ws: &mut Ws, wait: Duration) -> Option<Message> {
+    match tokio::time::timeout(wait, ws.next()).await {
+        Ok(Some(Ok(m))) => Some(m),
+        _ => None,
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Option<serde_json::Value> {
+    match next(ws, Duration::from_secs(5)).await? {
+        Message::Text(t) => serde_json::from_str(&t).ok(),
+        _ => None,
+    }
+}
+
+async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
+    loop {
+        match next(ws, Duration::from_secs(5)).await? {
+            Message::Close(frame) => return frame.map(|f| f.code),
+            _ => continue,
+        }
+    }
+}
+
+fn signal(to: &str, payload: &str) -> Message {
+    Message::Text(
+        serde_json::json!({ "Signal": { "receiver": to, "data": { "Offer": payload } } })
+            .to_string()
+            .into(),
+    )
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let s = server(&[]);
+    let mut stream = TcpStream::connect(&s.addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    assert!(
+        body.starts_with("HTTP/1.1 200") && body.ends_with("ok"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn signals_never_cross_rooms() {
+    let s = server(&[]);
+    let (mut a1, a1_id) = join(&s, "roomA").await;
+    let (mut a2, a2_id) = join(&s, "roomA").await;
+    assert_eq!(next_json(&mut a1).await.unwrap()["NewPeer"], a2_id.as_str());
+    let (mut b1, _) = join(&s, "roomB").await;
+    // b1 knows a1's peer id (say, a leaky log) and signals it from another room.
+    b1.send(signal(&a1_id, "from another room")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a2.send(signal(&a1_id, "from my room")).await.unwrap();
+    let got = next_json(&mut a1).await.unwrap();
+    assert_eq!(got["Signal"]["sender"], a2_id.as_str());
+    assert_eq!(got["Signal"]["data"]["Offer"], "from my room");
+    assert!(next(&mut a1, Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_the_next_peer() {
+    let s = server(&["--max-peers-per-room", "2"]);
+    let (_a, _) = join(&s, "r").await;
+    let (_b, _) = join(&s, "r").await;
+    let (mut c, _) = join(&s, "r").await;
+    assert_eq!(close_code(&mut c).await, Some(CloseCode::from(4001)));
+    // Another room is unaffected.
+    let (mut d, _) = join(&s, "other").await;
+    d.send(signal("00000000-0000-0000-0000-000000000000", "x"))
+        .await
+        .unwrap();
+    assert!(next(&mut d, Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test]
+async fn an_oversized_message_closes_the_connection() {
+    let s = server(&["--max-message-bytes", "1000"]);
+    let (mut a, _) = join(&s, "r").await;
+    a.send(signal(
+        "00000000-0000-0000-0000-000000000000",
+        &"x".repeat(2000),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut a).await, Some(CloseCode::Size));
+}
+
+#[tokio::test]
+async fn a_flood_is_rate_limited() {
+    let s = server(&["--rate", "1", "--burst", "5"]);
+    let (mut a, _) = join(&s, "r").await;
+    for _ in 0..20 {
+        if a.send(Message::Text("\"KeepAlive\"".into())).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(close_code(&mut a).await, Some(CloseCode::Policy));
+}
+
+#[tokio::test]
+async fn binary_messages_and_bad_room_names_are_refused() {
+    let s = server(&[]);
+    let (mut a, _) = join(&s, "r").await;
+    a.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(close_code(&mut a).await, Some(CloseCode::Policy));
+    let (mut b, _) = join(&s, &"x".repeat(200)).await;
+    assert_eq!(close_code(&mut b).await, Some(CloseCode::Policy));
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_keepalives_prevent_it() {
+    let s = server(&["--idle-timeout", "1"]);
+    let (mut idle, _) = join(&s, "r").await;
+    let (mut alive, _) = join(&s, "r").await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        alive
+            .send(Message::Text("\"KeepAlive\"".into()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(close_code(&mut idle).await, Some(CloseCode::from(4008)));
+    // `alive` is still in the room: it saw `idle` leave.
+    let left = loop {
+        let v = next_json(&mut alive).await.expect("an event");
+        if v.get("PeerLeft").is_some() {
+            break v;
+        }
+    };
+    assert!(left["PeerLeft"].is_string());
+}

@@ -145,6 +145,7 @@ fn DevicesPanel() -> impl IntoView {
             <p class="notice" aria-live="polite">{move || view.notice.get()}</p>
             <div class="qr" role="img" aria-label="QR code of the pairing link"
                 inner_html=move || view.qr_svg.get()></div>
+            <PasteLink/>
             <RenameDevice/>
             <h3>"In this space"</h3>
             <ul class="device-list" aria-label="Devices in this space">
@@ -172,6 +173,27 @@ fn DevicesPanel() -> impl IntoView {
                 <dd data-testid="blocked-connections">{move || view.banned.get()}</dd>
             </dl>
         </section>
+    }
+}
+
+#[component]
+fn PasteLink() -> impl IntoView {
+    let intents = expect_context::<Intents>();
+    let draft = RwSignal::new(String::new());
+    view! {
+        <form class="rename" on:submit=move |ev| {
+            ev.prevent_default();
+            intents.send(Intent::UseLink(draft.get_untracked()));
+            draft.set(String::new());
+        }>
+            <label for="paste-link">"Join another space with its link"</label>
+            <div class="link-row">
+                <input id="paste-link" type="url" placeholder="Paste a pairing link" required
+                    prop:value=move || draft.get()
+                    on:input=move |ev| draft.set(event_target_value(&ev))/>
+                <button type="submit">"Use link"</button>
+            </div>
+        </form>
     }
 }
 

@@ -450,7 +450,12 @@ impl Runtime {
         if !hash.contains("pair=") {
             return;
         }
-        match PairingLink::parse(&hash) {
+        self.offer_link(&hash);
+    }
+
+    /// Asks to join the space of `text` (a link or its fragment), or says why it cannot.
+    fn offer_link(&mut self, text: &str) {
+        match PairingLink::parse(text) {
             Ok(link) if link.secret == self.secret => {
                 clear_fragment();
                 self.view
@@ -515,6 +520,7 @@ impl Runtime {
             },
             Intent::Share => share(&self.view.pairing_link.get_untracked()).await,
             Intent::CheckLocation => self.check_location(),
+            Intent::UseLink(text) => self.offer_link(&text),
         }
     }
 

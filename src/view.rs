@@ -21,6 +21,8 @@ pub enum Intent {
     DismissError,
     /// The URL fragment changed (a pairing link pasted into the address bar).
     CheckLocation,
+    /// Join with a pairing link pasted into the app.
+    UseLink(String),
     /// Rename this device.
     Rename(String),
     /// Share the pairing link through the system share sheet.

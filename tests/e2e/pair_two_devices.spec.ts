@@ -39,7 +39,14 @@ test('pair by link, chat both ways, keep history across reload and browser resta
   await laptop.send('after the reload');
   await expect(phone.message('after the reload')).toBeVisible();
 
-  // 7. Closing the whole browser and opening it again: same history, same space.
+  // 7. Closing the whole browser and opening it again: same history, same space. Meanwhile
+  //    the phone lists the laptop as last seen.
+  await laptop.context.close();
+  await phone.openDevices();
+  const devices = phone.page.getByRole('list', { name: 'Devices in this space' });
+  await expect(devices.getByRole('listitem')).toHaveCount(2);
+  await expect(devices.getByRole('listitem').filter({ hasNotText: 'this device' })).toContainText(/last seen \d{4}-\d\d-\d\d \d\d:\d\d/);
+  await expect(phone.status).toHaveText('No other devices connected');
   await laptop.restartBrowser();
   await expect(laptop.message('reply from the phone')).toBeVisible();
   await expect(laptop.status).toHaveText('1 device connected');
@@ -51,6 +58,25 @@ test('pair by link, chat both ways, keep history across reload and browser resta
 
   await laptop.close();
   await phone.close();
+});
+
+test('a pasted link of another app, or a damaged one, gets a clear alert', async () => {
+  const device = await Device.launch('paste');
+  await device.openDevices();
+  const box = device.page.getByRole('textbox', { name: 'Join another space with its link' });
+  const cases: [string, RegExp][] = [
+    ['https://example.com/some/page', /not a Ferry pairing link/],
+    ['http://127.0.0.1:8080/#pair=', /incomplete/],
+    ['http://127.0.0.1:8080/#pair=' + 'A'.repeat(30), /incomplete/],
+  ];
+  for (const [text, why] of cases) {
+    await box.fill(text);
+    await device.page.getByRole('button', { name: 'Use link' }).click();
+    await expect(device.alert).toContainText(why);
+    await expect(device.page.getByRole('button', { name: 'Join' })).toHaveCount(0);
+    await device.page.getByRole('button', { name: 'Dismiss' }).click();
+  }
+  await device.close();
 });
 
 test('a malformed pairing link shows an alert and changes nothing', async () => {

@@ -227,7 +227,7 @@ fn History() -> impl IntoView {
                 <p class="empty">"No messages yet. Write something to yourself: it will appear on all your devices."</p>
             </Show>
             <ol class="items">
-                <For each=move || view.items.get() key=|i| i.id.clone() let:item>
+                <For each=move || view.items.get() key=|i| (i.id.clone(), i.text.clone()) let:item>
                     <ItemRow item/>
                 </For>
             </ol>
@@ -237,15 +237,74 @@ fn History() -> impl IntoView {
 
 #[component]
 fn ItemRow(item: ItemView) -> impl IntoView {
+    let intents = expect_context::<Intents>();
     let class = if item.mine { "item mine" } else { "item" };
+    let editing = RwSignal::new(false);
+    let confirming = RwSignal::new(false);
+    let draft = RwSignal::new(item.text.clone());
+    let id = item.id.clone();
+    let text = item.text.clone();
+    let (save, delete) = (intents.clone(), intents);
+    let (id_save, id_delete) = (id.clone(), id);
+    let submit = move || {
+        save.send(Intent::Edit(id_save.clone(), draft.get_untracked()));
+        editing.set(false);
+    };
+    let submit_key = submit.clone();
     view! {
         <li class=class>
-            <p class="text">{item.text}</p>
+            <Show when=move || editing.get()
+                fallback=move || view! { <p class="text">{text.clone()}</p> }>
+                <form class="edit" on:submit={
+                    let submit = submit.clone();
+                    move |ev| { ev.prevent_default(); submit(); }
+                }>
+                    <textarea aria-label="Edit message" rows="2" autofocus
+                        prop:value=move || draft.get()
+                        on:input=move |ev| draft.set(event_target_value(&ev))
+                        on:keydown={
+                            let submit_key = submit_key.clone();
+                            move |ev| {
+                                if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                                    ev.prevent_default();
+                                    submit_key();
+                                } else if ev.key() == "Escape" {
+                                    editing.set(false);
+                                }
+                            }
+                        }></textarea>
+                    <button type="submit">"Save"</button>
+                    <button type="button" on:click=move |_| editing.set(false)>"Cancel"</button>
+                </form>
+            </Show>
             <p class="meta">
                 <span class="author">{item.author}</span>
                 " · "
                 <time datetime=item.datetime.clone() title=item.datetime>{item.time}</time>
+                {item.edited.then_some(" · edited")}
             </p>
+            <div class="item-actions">
+                <Show when=move || !confirming.get()
+                    fallback={
+                        let delete = delete.clone();
+                        let id_delete = id_delete.clone();
+                        move || {
+                            let (delete, id_delete) = (delete.clone(), id_delete.clone());
+                            view! {
+                                <button type="button" class="danger"
+                                    on:click=move |_| delete.send(Intent::Delete(id_delete.clone()))>
+                                    "Delete everywhere"
+                                </button>
+                                <button type="button" on:click=move |_| confirming.set(false)>"Keep"</button>
+                            }
+                        }
+                    }>
+                    <button type="button" aria-label="Edit message"
+                        on:click=move |_| editing.set(true)>"Edit"</button>
+                    <button type="button" aria-label="Delete message"
+                        on:click=move |_| confirming.set(true)>"Delete"</button>
+                </Show>
+            </div>
         </li>
     }
 }

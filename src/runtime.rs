@@ -481,6 +481,34 @@ impl Runtime {
                 Ok((_, effects)) => self.apply(effects).await,
                 Err(e) => self.view.error.set(Some(e.to_string())),
             },
+            Intent::Edit(id, text) => {
+                let result = id
+                    .parse()
+                    .map_err(|_| "unknown message".to_string())
+                    .and_then(|id| {
+                        self.replica
+                            .edit_text(id, &text, now_ms())
+                            .map_err(|e| e.to_string())
+                    });
+                match result {
+                    Ok(effects) => self.apply(effects).await,
+                    Err(e) => self.view.error.set(Some(format!("Cannot edit: {e}"))),
+                }
+            }
+            Intent::Delete(id) => {
+                let result = id
+                    .parse()
+                    .map_err(|_| "unknown message".to_string())
+                    .and_then(|id| {
+                        self.replica
+                            .delete_item(id, now_ms())
+                            .map_err(|e| e.to_string())
+                    });
+                match result {
+                    Ok(effects) => self.apply(effects).await,
+                    Err(e) => self.view.error.set(Some(format!("Cannot delete: {e}"))),
+                }
+            }
             Intent::Join => self.join().await,
             Intent::CancelJoin => {
                 self.pending = None;

@@ -21,6 +21,10 @@ pub enum Intent {
     DismissError,
     /// The URL fragment changed (a pairing link pasted into the address bar).
     CheckLocation,
+    /// Replace the text of an item.
+    Edit(String, String),
+    /// Delete an item on every device.
+    Delete(String),
     /// Join with a pairing link pasted into the app.
     UseLink(String),
     /// Rename this device.
@@ -72,6 +76,8 @@ pub struct ItemView {
     pub time: String,
     /// Full local date and time for the tooltip / `datetime`.
     pub datetime: String,
+    /// The text was edited after it was written.
+    pub edited: bool,
 }
 
 /// One device of the space, ready to render.
@@ -254,6 +260,7 @@ pub fn item_views(
                 mine: i.author == me,
                 time,
                 datetime,
+                edited: i.edited_at.is_some(),
             }
         })
         .collect()

@@ -25,6 +25,9 @@ pub enum DocError {
     /// The genesis objects are missing (never happens for documents made by Ferry).
     #[error("the history is missing its {0:?} map")]
     MissingSchema(&'static str),
+    /// No visible item has this id (never existed, or deleted).
+    #[error("this message no longer exists (deleted on another device?)")]
+    NotFound,
     /// Text too large for one item.
     #[error("a message may hold at most {max} bytes of text, this one has {len}")]
     TooLarge {
@@ -63,6 +66,8 @@ pub struct Item {
     pub at: Hlc,
     /// Text body (empty for non-text kinds).
     pub text: String,
+    /// When the text was last edited, if ever.
+    pub edited_at: Option<Hlc>,
 }
 
 /// One device of the space, as recorded in the document.
@@ -182,7 +187,48 @@ impl SpaceDoc {
             author,
             at,
             text: text.to_owned(),
+            edited_at: None,
         })
+    }
+
+    fn is_deleted(&self, obj: &ObjId) -> bool {
+        matches!(self.doc.get(obj, "deleted"), Ok(Some((v, _))) if v.as_bool() == Some(true))
+    }
+
+    fn live_item_obj(&self, id: ItemId) -> Result<ObjId, DocError> {
+        let obj = map_at(&self.doc, &self.items, &id.to_string()).ok_or(DocError::NotFound)?;
+        if self.is_deleted(&obj) {
+            return Err(DocError::NotFound);
+        }
+        Ok(obj)
+    }
+
+    /// Replaces an item's text. Concurrent edits converge on one of them (automerge's
+    /// deterministic winner); an edit concurrent with a delete loses to the delete.
+    pub fn edit_text(&mut self, id: ItemId, text: &str, at: Hlc) -> Result<(), DocError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(DocError::TooLarge {
+                max: MAX_TEXT_BYTES,
+                len: text.len(),
+            });
+        }
+        let obj = self.live_item_obj(id)?;
+        self.doc.put(&obj, "text", text)?;
+        self.doc.put(&obj, "edited_at", at.pack())?;
+        self.commit(at);
+        Ok(())
+    }
+
+    /// Deletes an item: a tombstone (`deleted = true`) that syncs like any change, so the
+    /// delete reaches devices that were offline. The text is cleared from the current state
+    /// (automerge history still holds old values; see the README).
+    pub fn delete(&mut self, id: ItemId, at: Hlc) -> Result<(), DocError> {
+        let obj = self.live_item_obj(id)?;
+        self.doc.put(&obj, "deleted", true)?;
+        self.doc.put(&obj, "deleted_at", at.pack())?;
+        self.doc.put(&obj, "text", "")?;
+        self.commit(at);
+        Ok(())
     }
 
     /// Records (or renames) a device.
@@ -223,14 +269,12 @@ impl SpaceDoc {
         out
     }
 
-    /// Number of items (cheap; no sorting or decoding).
-    pub fn item_count(&self) -> usize {
-        self.doc.length(&self.items)
-    }
-
     fn item(&self, key: &str) -> Option<Item> {
         let id: ItemId = key.parse().ok()?;
         let obj = map_at(&self.doc, &self.items, key)?;
+        if self.is_deleted(&obj) {
+            return None;
+        }
         let kind = match str_at(&self.doc, &obj, "kind")?.as_str() {
             "text" => ItemKind::Text,
             other => ItemKind::Other(other.to_owned()),
@@ -241,6 +285,7 @@ impl SpaceDoc {
             author: str_at(&self.doc, &obj, "author")?.parse().ok()?,
             at: Hlc::unpack(int_at(&self.doc, &obj, "at")?),
             text: str_at(&self.doc, &obj, "text").unwrap_or_default(),
+            edited_at: int_at(&self.doc, &obj, "edited_at").map(Hlc::unpack),
         })
     }
 
@@ -380,6 +425,41 @@ mod tests {
             SpaceDoc::load(&[9; 16], [c1.as_slice(), garbage.as_slice(), c2.as_slice()]).unwrap();
         assert!(bad.iter().all(|&i| i == 1));
         assert_eq!(b.items().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_edit_and_delete_resolve_to_deleted_everywhere() {
+        let (da, db) = (DeviceId::random(), DeviceId::random());
+        let mut a = SpaceDoc::new(da.as_bytes()).unwrap();
+        let id = ItemId::random();
+        a.add_text(id, "draft", da, Hlc::unpack(1 << 16)).unwrap();
+        let (mut b, _) = SpaceDoc::load(db.as_bytes(), [a.save().as_slice()]).unwrap();
+        a.edit_text(id, "edited on a", Hlc::unpack(2 << 16))
+            .unwrap();
+        b.delete(id, Hlc::unpack(2 << 16)).unwrap();
+        let (ca, cb) = (a.save(), b.save());
+        a.doc.load_incremental(&cb).unwrap();
+        b.doc.load_incremental(&ca).unwrap();
+        assert!(a.items().is_empty() && b.items().is_empty());
+        assert_eq!(a.heads(), b.heads());
+        assert!(matches!(
+            a.edit_text(id, "late", Hlc::unpack(3 << 16)),
+            Err(DocError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn edits_are_marked() {
+        let d = DeviceId::random();
+        let mut a = SpaceDoc::new(d.as_bytes()).unwrap();
+        let id = ItemId::random();
+        a.add_text(id, "typo", d, Hlc::unpack(1 << 16)).unwrap();
+        a.edit_text(id, "fixed", Hlc::unpack(5 << 16)).unwrap();
+        let item = &a.items()[0];
+        assert_eq!(
+            (item.text.as_str(), item.edited_at),
+            ("fixed", Some(Hlc::unpack(5 << 16)))
+        );
     }
 
     #[test]

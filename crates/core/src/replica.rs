@@ -263,6 +263,29 @@ impl Replica {
         Ok((item, self.after_local_change()?))
     }
 
+    /// Replaces the text of an item.
+    pub fn edit_text(
+        &mut self,
+        id: ItemId,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, ReplicaError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ReplicaError::Empty);
+        }
+        let at = self.clock.tick(now_ms);
+        self.doc.edit_text(id, text, at)?;
+        self.after_local_change()
+    }
+
+    /// Deletes an item everywhere (a tombstone that syncs).
+    pub fn delete_item(&mut self, id: ItemId, now_ms: u64) -> Result<Vec<Effect>, ReplicaError> {
+        let at = self.clock.tick(now_ms);
+        self.doc.delete(id, at)?;
+        self.after_local_change()
+    }
+
     fn after_local_change(&mut self) -> Result<Vec<Effect>, ReplicaError> {
         let mut effects = vec![Effect::DocChanged];
         let peers: Vec<PeerKey> = self.peers.keys().cloned().collect();

@@ -178,6 +178,30 @@ impl SimNet {
         item
     }
 
+    /// Device `i` edits an item it can see; false if it cannot (not synced yet, or deleted).
+    pub fn edit(&mut self, i: usize, id: crate::ItemId, text: &str) -> bool {
+        self.clock_ms += 7;
+        match self.devices[i].replica.edit_text(id, text, self.clock_ms) {
+            Ok(effects) => {
+                self.apply(i, effects);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Device `i` deletes an item it can see; false if it cannot.
+    pub fn delete(&mut self, i: usize, id: crate::ItemId) -> bool {
+        self.clock_ms += 7;
+        match self.devices[i].replica.delete_item(id, self.clock_ms) {
+            Ok(effects) => {
+                self.apply(i, effects);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Whether `a` and `b` are connected.
     pub fn connected(&self, a: usize, b: usize) -> bool {
         self.links.contains_key(&(a, b))

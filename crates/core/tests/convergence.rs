@@ -1,14 +1,18 @@
 //! Property: whatever happens while devices are partitioned (drops, duplicates, reorders,
 //! restarts from storage), once the network heals every device holds exactly the items that
-//! were written: none lost, none duplicated, identical documents.
+//! were written and not deleted: none lost, none duplicated, no deleted one resurrected,
+//! every text one that was really written for that item, identical documents everywhere.
 
+use ferry_core::ItemId;
 use ferry_core::testing::SimNet;
 use proptest::prelude::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone)]
 enum Op {
     Write(usize),
+    Edit(usize, usize),
+    Delete(usize, usize),
     Connect(usize, usize),
     Disconnect(usize, usize),
     Deliver(usize, usize, usize),
@@ -22,6 +26,8 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
     let d = 0..n;
     prop_oneof![
         4 => d.clone().prop_map(Op::Write),
+        2 => (d.clone(), any::<usize>()).prop_map(|(i, k)| Op::Edit(i, k)),
+        1 => (d.clone(), any::<usize>()).prop_map(|(i, k)| Op::Delete(i, k)),
         3 => (d.clone(), d.clone()).prop_map(|(a, b)| Op::Connect(a, b)),
         1 => (d.clone(), d.clone()).prop_map(|(a, b)| Op::Disconnect(a, b)),
         5 => (d.clone(), d.clone(), 1..4usize).prop_map(|(a, b, k)| Op::Deliver(a, b, k)),
@@ -49,14 +55,32 @@ proptest! {
     #[test]
     fn every_written_item_reaches_every_device_exactly_once((n, ops) in scenario()) {
         let mut net = SimNet::new(n);
-        let mut written = BTreeSet::new();
+        // Every text ever written for each item, and the items deleted anywhere.
+        let mut texts: BTreeMap<ItemId, BTreeSet<String>> = BTreeMap::new();
+        let mut order: Vec<ItemId> = vec![];
+        let mut deleted = BTreeSet::new();
         for (step, op) in ops.iter().enumerate() {
             match *op {
                 Op::Write(i) => {
                     let text = format!("item {step} from {i}");
-                    net.write(i, &text);
-                    written.insert(text);
+                    let item = net.write(i, &text);
+                    texts.entry(item.id).or_default().insert(text);
+                    order.push(item.id);
                 }
+                Op::Edit(i, k) if !order.is_empty() => {
+                    let id = order[k % order.len()];
+                    let text = format!("edit {step} by {i}");
+                    if net.edit(i, id, &text) {
+                        texts.entry(id).or_default().insert(text);
+                    }
+                }
+                Op::Delete(i, k) if !order.is_empty() => {
+                    let id = order[k % order.len()];
+                    if net.delete(i, id) {
+                        deleted.insert(id);
+                    }
+                }
+                Op::Edit(..) | Op::Delete(..) => {}
                 Op::Connect(a, b) => net.connect(a, b),
                 Op::Disconnect(a, b) => net.disconnect(a, b),
                 Op::Deliver(a, b, k) => { net.deliver(a, b, k); }
@@ -67,13 +91,21 @@ proptest! {
             }
         }
         net.heal();
+        let expected: BTreeSet<ItemId> =
+            texts.keys().filter(|id| !deleted.contains(*id)).copied().collect();
         let heads0 = net.devices[0].replica.heads();
+        let items0 = net.devices[0].replica.items();
         for d in net.devices.iter_mut() {
             prop_assert_eq!(&d.replica.heads(), &heads0);
-            let texts: Vec<String> = d.replica.items().into_iter().map(|i| i.text).collect();
-            let unique: BTreeSet<String> = texts.iter().cloned().collect();
-            prop_assert_eq!(texts.len(), unique.len(), "an item was duplicated");
-            prop_assert_eq!(&unique, &written, "an item was lost or invented");
+            let items = d.replica.items();
+            prop_assert_eq!(&items, &items0, "devices disagree");
+            let ids: Vec<ItemId> = items.iter().map(|i| i.id).collect();
+            let unique: BTreeSet<ItemId> = ids.iter().copied().collect();
+            prop_assert_eq!(ids.len(), unique.len(), "an item was duplicated");
+            prop_assert_eq!(&unique, &expected, "an item was lost, resurrected or invented");
+            for item in &items {
+                prop_assert!(texts[&item.id].contains(&item.text), "text never written: {}", item.text);
+            }
         }
     }
 }

@@ -1,2 +1,3 @@
 //! Browser network adapters.
 pub mod rtc;
+pub mod tabs;

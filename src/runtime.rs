@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::net::rtc::{LinkEvent, RtcLink};
+use crate::net::tabs::{TAB_PREFIX, TabLink};
 use crate::store::idb::IdbStore;
 use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
 use ferry_core::persist::DocStore;
@@ -14,7 +15,9 @@ use ferry_core::{
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen_futures::JsFuture;
@@ -61,6 +64,10 @@ struct Runtime {
     config: Config,
     signal: Option<String>,
     link: Option<RtcLink>,
+    /// Sibling tabs of this browser (BroadcastChannel).
+    tabs: Option<TabLink>,
+    /// This tab holds the browser-wide Web Lock that owns the WebRTC connection.
+    rtc_owner: Rc<Cell<bool>>,
     /// Identified peers: transport key -> device.
     peers: BTreeMap<PeerKey, DeviceId>,
     pending: Option<PairingLink>,
@@ -212,6 +219,8 @@ impl Runtime {
             config,
             signal,
             link: None,
+            tabs: None,
+            rtc_owner: Rc::new(Cell::new(false)),
             peers: BTreeMap::new(),
             pending: None,
             backoff: BACKOFF_MIN,
@@ -236,8 +245,15 @@ impl Runtime {
     async fn run(mut self, mut intents: UnboundedReceiver<Intent>, tx: UnboundedSender<Intent>) {
         listen_hashchange(tx);
         self.check_location();
-        self.connect();
+        self.open_tabs();
+        if !request_rtc_lock(self.rtc_owner.clone()) {
+            // No Web Locks: every tab connects on its own (still correct, just more sockets).
+            self.rtc_owner.set(true);
+        }
         loop {
+            if self.rtc_owner.get() && self.link.is_none() && self.reconnect_at == 0.0 {
+                self.connect();
+            }
             while let Ok(intent) = intents.try_recv() {
                 self.on_intent(intent).await;
             }
@@ -266,12 +282,27 @@ impl Runtime {
         }
     }
 
-    async fn poll_link(&mut self) {
-        let Some(link) = self.link.as_mut() else {
-            return;
-        };
-        let events = link.poll();
-        let closed = link.is_closed();
+    fn open_tabs(&mut self) {
+        self.tabs = TabLink::open(self.secret.room_id().as_str());
+        if let Some(tabs) = &self.tabs {
+            tabs.say_goodbye_on_pagehide();
+        }
+    }
+
+    /// Other devices this tab is connected to over WebRTC (sibling tabs share the device id).
+    fn remote_devices(&self) -> usize {
+        let mut ids: Vec<DeviceId> = self
+            .peers
+            .values()
+            .copied()
+            .filter(|d| *d != self.device)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    }
+
+    async fn handle_events(&mut self, events: Vec<LinkEvent>) {
         for event in events {
             match event {
                 LinkEvent::Up(peer) => {
@@ -285,7 +316,27 @@ impl Runtime {
                 }
             }
         }
+    }
+
+    async fn poll_link(&mut self) {
         let now = js_sys::Date::now();
+        let remote = u16::try_from(self.remote_devices()).unwrap_or(u16::MAX);
+        if let Some((events, news)) = self.tabs.as_mut().map(|t| t.poll(now, remote)) {
+            if news.space_changed {
+                // Another tab joined another space: start over from storage like it did.
+                if let Some(l) = location() {
+                    let _ = l.reload();
+                }
+            }
+            self.handle_events(events).await;
+        }
+        let Some(link) = self.link.as_mut() else {
+            self.refresh_status();
+            return;
+        };
+        let events = link.poll();
+        let closed = link.is_closed();
+        self.handle_events(events).await;
         if closed {
             if self.reconnect_at == 0.0 {
                 self.reconnect_at = now + self.backoff;
@@ -314,6 +365,11 @@ impl Runtime {
         let mut changed = false;
         for e in effects {
             match e {
+                Effect::Send { peer, frame } if peer.starts_with(TAB_PREFIX) => {
+                    if let Some(tabs) = &self.tabs {
+                        tabs.send(&peer, &frame);
+                    }
+                }
                 Effect::Send { peer, frame } => {
                     if let Some(link) = self.link.as_mut()
                         && let Err(err) = link.send(&peer, frame)
@@ -415,12 +471,19 @@ impl Runtime {
     }
 
     fn refresh_status(&self) {
+        let remote = self.remote_devices();
+        let via_tabs = self
+            .tabs
+            .as_ref()
+            .map_or(0, TabLink::remote_devices_via_tabs);
         let status = match &self.link {
-            None => NetStatus::Offline,
-            Some(l) if l.is_closed() && self.peers.is_empty() => NetStatus::Offline,
-            Some(_) if !self.peers.is_empty() => NetStatus::Online {
-                peers: self.peers.len(),
+            // Another tab holds the WebRTC connection: report what it reaches.
+            None if !self.rtc_owner.get() && self.tabs.is_some() => NetStatus::Online {
+                peers: via_tabs.max(remote),
             },
+            None => NetStatus::Offline,
+            Some(l) if l.is_closed() && remote == 0 => NetStatus::Offline,
+            Some(_) if remote > 0 => NetStatus::Online { peers: remote },
             Some(_) => NetStatus::Connecting,
         };
         // "Connecting" once signaling has accepted us means: reachable, nobody else here.
@@ -577,19 +640,53 @@ impl Runtime {
         }
         clear_fragment();
         self.disconnect().await;
+        if let Some(tabs) = self.tabs.take() {
+            tabs.announce_space_change();
+            tabs.close();
+        }
+        self.peers.clear();
         self.replica.set_secret(&link.secret);
         self.secret = link.secret;
         if link.signal.is_some() {
             self.signal = link.signal;
         }
         self.backoff = BACKOFF_MIN;
-        self.connect();
+        self.open_tabs();
+        if self.rtc_owner.get() {
+            self.connect();
+        }
         self.refresh_space();
         self.view.notice.set(Some(format!(
             "Joined space {}. Your history is merged with your other devices.",
             self.secret.fingerprint()
         )));
     }
+}
+
+/// Asks for the browser-wide lock that makes one tab the owner of the WebRTC connection;
+/// `owner` turns true when granted (at once, or when the owning tab closes). The lock is held
+/// by a promise that never settles, i.e. for the life of the page. False without Web Locks.
+fn request_rtc_lock(owner: Rc<Cell<bool>>) -> bool {
+    let Some(nav) = web_sys::window().map(|w| w.navigator()) else {
+        return false;
+    };
+    let Ok(locks) = js_sys::Reflect::get(&nav, &"locks".into()) else {
+        return false;
+    };
+    let Ok(request) = js_sys::Reflect::get(&locks, &"request".into())
+        .and_then(|f| f.dyn_into::<js_sys::Function>())
+    else {
+        return false;
+    };
+    let granted = Closure::once_into_js(
+        move |_lock: wasm_bindgen::JsValue| -> wasm_bindgen::JsValue {
+            owner.set(true);
+            js_sys::Promise::new(&mut |_, _| {}).into()
+        },
+    );
+    request
+        .call2(&locks, &"ferry-webrtc".into(), &granted)
+        .is_ok()
 }
 
 /// Opens the system share sheet with the link (a user gesture started this).

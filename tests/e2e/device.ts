@@ -30,6 +30,21 @@ export class Device {
     return d;
   }
 
+  /** A device whose config.json points at a signaling server that does not exist. */
+  static async launchWithoutServer(name: string): Promise<Device> {
+    const dir = mkdtempSync(join(tmpdir(), `ferry-${name}-`));
+    const context = await chromium.launchPersistentContext(dir, {
+      executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS, baseURL: BASE,
+    });
+    await context.route('**/config.json', (route) =>
+      route.fulfill({ json: { signal: 'ws://127.0.0.1:9', ice_servers: [] } }));
+    const page = context.pages()[0] ?? (await context.newPage());
+    await page.goto('/');
+    const d = new Device(name, dir, context, page);
+    await d.ready();
+    return d;
+  }
+
   private static async start(dir: string, url: string) {
     const context = await chromium.launchPersistentContext(dir, {
       executablePath: '/usr/bin/chromium',
@@ -50,6 +65,15 @@ export class Device {
     this.context = context;
     this.page = page;
     await this.ready();
+  }
+
+  /** Another tab of the same browser profile, as a Device sharing this one's context. */
+  async newTab(url = '/'): Promise<Device> {
+    const page = await this.context.newPage();
+    await page.goto(url);
+    const tab = new Device(`${this.name}-tab`, this.profileDir, this.context, page);
+    await tab.ready();
+    return tab;
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@
 //! `status`, errors an `alert`, and the pairing view a "Devices" toggle, a read-only textbox
 //! "Pairing link", "Copy link" and a "Join" confirmation.
 
-use crate::view::{Intent, ItemView, ViewState};
+use crate::view::{Intent, ItemView, NetStatus, ViewState};
 use futures::channel::mpsc::UnboundedSender;
 use leptos::prelude::*;
 
@@ -35,6 +35,14 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                         data-state=move || format!("{:?}", view.status.get())>
                         {move || view.status.get().text()}
                     </p>
+                    <Show when=move || !matches!(view.status.get(), NetStatus::Online { peers } if peers > 0)>
+                        <p class="last-sync">
+                            {move || match view.last_synced.get() {
+                                Some(t) => format!("Last synced {t}"),
+                                None => "Not synced with another device yet".into(),
+                            }}
+                        </p>
+                    </Show>
                 </div>
                 <button type="button" class="devices-toggle"
                     aria-expanded=move || devices_open.get().to_string()
@@ -227,7 +235,7 @@ fn History() -> impl IntoView {
                 <p class="empty">"No messages yet. Write something to yourself: it will appear on all your devices."</p>
             </Show>
             <ol class="items">
-                <For each=move || view.items.get() key=|i| (i.id.clone(), i.text.clone()) let:item>
+                <For each=move || view.items.get() key=|i| (i.id.clone(), i.text.clone(), i.pending) let:item>
                     <ItemRow item/>
                 </For>
             </ol>
@@ -282,6 +290,7 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                 " · "
                 <time datetime=item.datetime.clone() title=item.datetime>{item.time}</time>
                 {item.edited.then_some(" · edited")}
+                {item.pending.then(|| view! { <span class="pending">" · not yet on other devices"</span> })}
             </p>
             <div class="item-actions">
                 <Show when=move || !confirming.get()

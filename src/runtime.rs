@@ -75,6 +75,12 @@ struct Runtime {
     reconnect_at: f64,
     /// When each other device was last connected to this one (ms), persisted.
     seen: BTreeMap<DeviceId, u64>,
+    /// Last moment (ms, on the HLC's scale) another device had everything this one has.
+    last_synced: u64,
+    /// When `last_synced` was last written to storage.
+    last_synced_saved: u64,
+    /// Items shown as "not yet on other devices" by the last render.
+    pending_items: usize,
 }
 
 fn parse_seen(text: &str) -> BTreeMap<DeviceId, u64> {
@@ -185,7 +191,14 @@ impl Runtime {
                 loaded.corrupt.len()
             )));
         }
-        let replica = Replica::from_doc(device, &name, loaded.doc, &secret);
+        let mut replica = Replica::from_doc(device, &name, loaded.doc, &secret);
+        if let Ok(states) = store.list(&key(&["sync"])).await {
+            replica.restore_sync_states(
+                states
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k.last().parse().ok()?, v))),
+            );
+        }
         let seen = store
             .get(&key(&["device", "seen"]))
             .await
@@ -209,6 +222,13 @@ impl Runtime {
             }
         };
 
+        let last_synced = store
+            .get(&key(&["settings", "last-synced"]))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+            .unwrap_or(0);
         let mut rt = Runtime {
             view,
             store,
@@ -226,6 +246,9 @@ impl Runtime {
             backoff: BACKOFF_MIN,
             reconnect_at: 0.0,
             seen,
+            last_synced,
+            last_synced_saved: last_synced,
+            pending_items: 0,
         };
         view.device_name.set(rt.replica.name().to_owned());
         view.can_share.set(can_share());
@@ -321,7 +344,8 @@ impl Runtime {
     async fn poll_link(&mut self) {
         let now = js_sys::Date::now();
         let remote = u16::try_from(self.remote_devices()).unwrap_or(u16::MAX);
-        if let Some((events, news)) = self.tabs.as_mut().map(|t| t.poll(now, remote)) {
+        let synced = self.last_synced;
+        if let Some((events, news)) = self.tabs.as_mut().map(|t| t.poll(now, remote, synced)) {
             if news.space_changed {
                 // Another tab joined another space: start over from storage like it did.
                 if let Some(l) = location() {
@@ -331,12 +355,14 @@ impl Runtime {
             self.handle_events(events).await;
         }
         let Some(link) = self.link.as_mut() else {
+            self.update_synced(now as u64).await;
             self.refresh_status();
             return;
         };
         let events = link.poll();
         let closed = link.is_closed();
         self.handle_events(events).await;
+        self.update_synced(now as u64).await;
         if closed {
             if self.reconnect_at == 0.0 {
                 self.reconnect_at = now + self.backoff;
@@ -389,6 +415,13 @@ impl Runtime {
                         &format!("frame from {peer} refused: {reason}").into(),
                     );
                 }
+                Effect::SaveSyncState { device, state } => {
+                    // Best effort: without it the next connection just exchanges more.
+                    let _ = self
+                        .store
+                        .put(&key(&["sync", &device.to_string()]), &state)
+                        .await;
+                }
                 Effect::PeerBanned { peer } => {
                     self.view.banned.update(|n| *n += 1);
                     web_sys::console::warn_1(
@@ -421,6 +454,36 @@ impl Runtime {
         }
     }
 
+    /// Notes when another device (directly, or through a sibling tab) had everything this one
+    /// has; re-renders items that stop being "not yet on other devices".
+    async fn update_synced(&mut self, now: u64) {
+        let mut synced = self.tabs.as_ref().map_or(0, TabLink::last_synced_via_tabs);
+        if self.replica.synced_with_remote() {
+            synced = synced.max(now.max(self.replica.latest_ms()));
+        }
+        if synced <= self.last_synced {
+            return;
+        }
+        self.last_synced = synced;
+        if self.pending_items > 0 {
+            self.refresh_items();
+        }
+        if synced > self.last_synced_saved + 10_000 || self.pending_items > 0 {
+            self.last_synced_saved = synced;
+            let _ = self
+                .store
+                .put(
+                    &key(&["settings", "last-synced"]),
+                    synced.to_string().as_bytes(),
+                )
+                .await;
+        }
+        let (_, text) = view::format_time(synced, offset_min());
+        if self.view.last_synced.get_untracked().as_deref() != Some(text.as_str()) {
+            self.view.last_synced.set(Some(text));
+        }
+    }
+
     async fn mark_seen(&mut self, device: DeviceId) {
         self.seen.insert(device, now_ms());
         let text: String = self
@@ -435,9 +498,16 @@ impl Runtime {
             .await;
     }
 
-    fn refresh_items(&self) {
+    fn refresh_items(&mut self) {
         let names = view::display_names(&self.replica.devices());
-        let items = view::item_views(&self.replica.items(), &names, self.device, offset_min());
+        let items = view::item_views(
+            &self.replica.items(),
+            &names,
+            self.device,
+            offset_min(),
+            self.last_synced,
+        );
+        self.pending_items = items.iter().filter(|i| i.pending).count();
         self.view.items.set(items);
     }
 

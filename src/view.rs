@@ -78,6 +78,8 @@ pub struct ItemView {
     pub datetime: String,
     /// The text was edited after it was written.
     pub edited: bool,
+    /// Written here and not yet known to be on another device.
+    pub pending: bool,
 }
 
 /// One device of the space, ready to render.
@@ -133,6 +135,8 @@ pub struct ViewState {
     pub refused: RwSignal<u64>,
     /// Diagnostics: connections blocked for sending too many bad frames.
     pub banned: RwSignal<u64>,
+    /// When another device last had everything this one has ("2026-11-24 14:52").
+    pub last_synced: RwSignal<Option<String>>,
 }
 
 impl ViewState {
@@ -153,6 +157,7 @@ impl ViewState {
             can_share: RwSignal::new(false),
             refused: RwSignal::new(0),
             banned: RwSignal::new(0),
+            last_synced: RwSignal::new(None),
         }
     }
 }
@@ -238,11 +243,14 @@ pub fn display_names(devices: &[DeviceInfo]) -> Vec<(ferry_core::DeviceId, Strin
 }
 
 /// Builds the rendered history from items and device names.
+/// Items written here after `synced_ms` (the last moment another device had everything) are
+/// shown as "not yet on other devices".
 pub fn item_views(
     items: &[Item],
     names: &[(ferry_core::DeviceId, String)],
     me: ferry_core::DeviceId,
     offset_min: i64,
+    synced_ms: u64,
 ) -> Vec<ItemView> {
     items
         .iter()
@@ -261,6 +269,8 @@ pub fn item_views(
                 time,
                 datetime,
                 edited: i.edited_at.is_some(),
+                pending: i.author == me
+                    && i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms)) > synced_ms,
             }
         })
         .collect()

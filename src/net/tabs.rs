@@ -31,6 +31,7 @@ pub const TAB_PREFIX: &str = "tab:";
 struct Peer {
     last_heard: f64,
     remote_devices: u16,
+    last_synced: u64,
 }
 
 /// What `poll` found besides link events.
@@ -91,8 +92,16 @@ impl TabLink {
             .post_message(&js_sys::Uint8Array::from(env.as_slice()));
     }
 
-    /// Events since the last call; `remote_devices` is what this tab reports in heartbeats.
-    pub fn poll(&mut self, now: f64, remote_devices: u16) -> (Vec<LinkEvent>, TabNews) {
+    /// Events since the last call; `remote_devices` and `last_synced` (ms) are what this tab
+    /// reports in its heartbeats.
+    pub fn poll(
+        &mut self,
+        now: f64,
+        remote_devices: u16,
+        last_synced: u64,
+    ) -> (Vec<LinkEvent>, TabNews) {
+        let mut status = remote_devices.to_le_bytes().to_vec();
+        status.extend_from_slice(&last_synced.to_le_bytes());
         let mut out = Vec::new();
         let mut news = TabNews::default();
         let messages: Vec<Vec<u8>> = self.inbox.borrow_mut().drain(..).collect();
@@ -121,16 +130,20 @@ impl TabLink {
             let peer = self.peers.entry(key.clone()).or_insert(Peer {
                 last_heard: now,
                 remote_devices: 0,
+                last_synced: 0,
             });
             peer.last_heard = now;
             match kind {
                 ANNOUNCE => {
                     let mut to = [0u8; 16];
                     to.copy_from_slice(from);
-                    self.post(PRESENT, &to, &remote_devices.to_le_bytes());
+                    self.post(PRESENT, &to, &status);
                 }
-                PRESENT if payload.len() >= 2 => {
+                PRESENT if payload.len() >= 10 => {
                     peer.remote_devices = u16::from_le_bytes([payload[0], payload[1]]);
+                    let mut ms = [0u8; 8];
+                    ms.copy_from_slice(&payload[2..10]);
+                    peer.last_synced = u64::from_le_bytes(ms);
                 }
                 FRAME => out.push(LinkEvent::Frame(key, payload.to_vec())),
                 _ => {}
@@ -148,7 +161,7 @@ impl TabLink {
         }
         if now - self.last_beat > HEARTBEAT_MS {
             self.last_beat = now;
-            self.post(PRESENT, &[0; 16], &remote_devices.to_le_bytes());
+            self.post(PRESENT, &[0; 16], &status);
         }
         (out, news)
     }
@@ -158,6 +171,15 @@ impl TabLink {
         self.peers
             .values()
             .map(|p| usize::from(p.remote_devices))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The most recent full sync with another device reported by a sibling tab (ms).
+    pub fn last_synced_via_tabs(&self) -> u64 {
+        self.peers
+            .values()
+            .map(|p| p.last_synced)
             .max()
             .unwrap_or(0)
     }

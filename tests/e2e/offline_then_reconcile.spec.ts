@@ -18,6 +18,8 @@ test('write, edit and delete while apart; both reconcile when they meet', async 
   await phone.context.close();
   await expect(laptop.status).toHaveText('No other devices connected');
   await laptop.send('written while the phone was off');
+  await expect(laptop.message('written while the phone was off')).toContainText('not yet on other devices');
+  await expect(laptop.page.getByText(/^Last synced \d{4}-\d\d-\d\d \d\d:\d\d$/)).toBeVisible();
   const item = laptop.message('shopping list: milk');
   await item.getByRole('button', { name: 'Edit message' }).click();
   const editor = laptop.page.getByRole('textbox', { name: 'Edit message' });
@@ -40,6 +42,8 @@ test('write, edit and delete while apart; both reconcile when they meet', async 
   await expect(laptop.status).toHaveText('1 device connected');
   await expect(laptop.message('written while the laptop was off')).toBeVisible();
   await expect(phone.message('written while the phone was off')).toBeVisible();
+  await expect(laptop.message('written while the phone was off')).not.toContainText('not yet on other devices');
+  await expect(phone.message('written while the laptop was off')).not.toContainText('not yet on other devices');
   await expect(phone.message('shopping list: milk, eggs')).toBeVisible();
   await expect(phone.message('to be deleted')).toHaveCount(0);
   expect(await phone.texts()).toEqual(await laptop.texts());
@@ -58,4 +62,27 @@ test('a tab killed right after a message shows as sent still has it after reopen
   await device.restartBrowser();
   await expect(device.message('sent just before the crash')).toBeVisible();
   await device.close();
+});
+
+test('a reload in the middle of syncing 1,000 items converges afterwards', async () => {
+  const big = await Device.launch('big');
+  // 1,000 texts typed in one go (Enter after each), as fast as the page takes them.
+  await big.page.evaluate(() => {
+    const box = document.querySelector('textarea[aria-label="Message"]') as HTMLTextAreaElement;
+    for (let i = 0; i < 1000; i++) {
+      box.value = `bulk item ${i}`;
+      box.dispatchEvent(new Event('input', { bubbles: true }));
+      box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+    }
+  });
+  await expect(big.history.getByRole('listitem')).toHaveCount(1000, { timeout: 120_000 });
+  const fresh = await Device.launch('fresh');
+  await fresh.join(await big.pairingLink());
+  // Reload while the history is streaming in.
+  await fresh.page.reload();
+  await fresh.ready();
+  await expect(fresh.history.getByRole('listitem')).toHaveCount(1000, { timeout: 60_000 });
+  expect(await fresh.texts()).toEqual(await big.texts());
+  await big.close();
+  await fresh.close();
 });

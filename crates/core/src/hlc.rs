@@ -64,6 +64,11 @@ impl Clock {
         next
     }
 
+    /// The latest timestamp issued or seen.
+    pub fn latest(&self) -> Option<Hlc> {
+        self.last
+    }
+
     /// Takes a timestamp seen from another device into account.
     pub fn observe(&mut self, seen: Hlc) {
         if self.last.is_none_or(|last| seen > last) {

@@ -70,6 +70,14 @@ pub enum Effect {
         /// Why.
         reason: String,
     },
+    /// Store this automerge sync state for a device, to resume from next time (so a reconnect
+    /// does not resend what the peer already has).
+    SaveSyncState {
+        /// The other device.
+        device: DeviceId,
+        /// `automerge::sync::State::encode` bytes.
+        state: Vec<u8>,
+    },
     /// A peer sent too many bad frames: everything further from it is dropped unread.
     PeerBanned {
         /// The peer.
@@ -134,6 +142,8 @@ pub struct Replica {
     key: FrameKey,
     peers: BTreeMap<PeerKey, Session>,
     next_msg: u32,
+    /// Sync states saved from earlier connections, by device.
+    saved_sync: BTreeMap<DeviceId, Vec<u8>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -180,7 +190,14 @@ impl Replica {
             key: FrameKey::derive(secret),
             peers: BTreeMap::new(),
             next_msg: 0,
+            saved_sync: BTreeMap::new(),
         }
+    }
+
+    /// Sync states stored by earlier [`Effect::SaveSyncState`]s. Undecodable ones are ignored
+    /// (a fresh state only costs a longer first exchange).
+    pub fn restore_sync_states(&mut self, states: impl IntoIterator<Item = (DeviceId, Vec<u8>)>) {
+        self.saved_sync.extend(states);
     }
 
     /// Moves this replica to another space (after "Join"): new key, no sessions. The document
@@ -188,6 +205,7 @@ impl Replica {
     pub fn set_secret(&mut self, secret: &SpaceSecret) {
         self.key = FrameKey::derive(secret);
         self.peers.clear();
+        self.saved_sync.clear();
     }
 
     /// Renames this device (recorded in the space document; sent in later hellos).
@@ -228,6 +246,28 @@ impl Replica {
     /// Authenticated peers.
     pub fn peer_count(&self) -> usize {
         self.peers.values().filter(|s| s.authenticated).count()
+    }
+
+    /// Whether another device (not a sibling tab of this one) is known to have everything this
+    /// replica has: its last reported heads equal ours.
+    pub fn synced_with_remote(&mut self) -> bool {
+        let heads = self.doc.heads();
+        let me = self.device;
+        self.peers.values().any(|s| {
+            s.authenticated
+                && s.device.is_some_and(|d| d != me)
+                && s.sync.their_heads.as_ref().is_some_and(|h| {
+                    let mut h = h.clone();
+                    h.sort();
+                    h == heads
+                })
+        })
+    }
+
+    /// The latest wall time (ms) of any timestamp issued or seen: items at or before it are
+    /// covered by a sync that happened after it.
+    pub fn latest_ms(&self) -> u64 {
+        self.clock.latest().map_or(0, |h| h.wall_ms)
     }
 
     /// Records this device in the space document (idempotent).
@@ -355,7 +395,15 @@ impl Replica {
         match input {
             Input::PeerUp(peer) => self.start_session(&peer, &mut out),
             Input::PeerDown(peer) => {
-                self.peers.remove(&peer);
+                if let Some(session) = self.peers.remove(&peer)
+                    && session.authenticated
+                    && let Some(device) = session.device
+                    && device != self.device
+                {
+                    let state = session.sync.encode();
+                    self.saved_sync.insert(device, state.clone());
+                    out.push(Effect::SaveSyncState { device, state });
+                }
             }
             Input::Frame { peer, frame } => {
                 if !self.peers.contains_key(&peer) {
@@ -443,6 +491,14 @@ impl Replica {
                     return Err("a second proof on one connection".into());
                 }
                 session.authenticated = true;
+                if let Some(saved) = session
+                    .device
+                    .filter(|d| *d != self.device)
+                    .and_then(|d| self.saved_sync.get(&d))
+                    && let Ok(state) = sync::State::decode(saved)
+                {
+                    session.sync = state;
+                }
                 if let Some(device) = session.device {
                     out.push(Effect::PeerIdentified {
                         peer: peer.to_owned(),

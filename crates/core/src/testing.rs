@@ -100,9 +100,16 @@ pub struct SimDevice {
 impl SimDevice {
     fn boot(id: DeviceId, store: MemoryStore, secret: &SpaceSecret) -> Self {
         let loaded = block_on(DocStore::load(&store, &Replica::actor_for(id))).expect("load");
+        let mut replica = Replica::from_doc(id, &format!("sim {}", id.short()), loaded.doc, secret);
+        let saved = block_on(store.list(&key(&["sync"]))).expect("list sync states");
+        replica.restore_sync_states(
+            saved
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.last().parse().ok()?, v))),
+        );
         SimDevice {
             id,
-            replica: Replica::from_doc(id, &format!("sim {}", id.short()), loaded.doc, secret),
+            replica,
             store,
             docstore: loaded.store,
         }
@@ -118,6 +125,10 @@ pub struct SimNet {
     pub rejected: usize,
     clock_ms: u64,
     secret: SpaceSecret,
+    /// Sync states persisted so far (connections that ended after authenticating).
+    pub sync_states_saved: usize,
+    /// Bytes of all frames sent so far.
+    pub bytes_sent: usize,
 }
 
 fn peer_name(i: usize) -> String {
@@ -140,6 +151,8 @@ impl SimNet {
             rejected: 0,
             clock_ms: 1_700_000_000_000,
             secret,
+            sync_states_saved: 0,
+            bytes_sent: 0,
         }
     }
 
@@ -147,6 +160,7 @@ impl SimNet {
         for e in effects {
             match e {
                 Effect::Send { peer, frame } => {
+                    self.bytes_sent += frame.len();
                     if let Some(to) = peer_index(&peer)
                         && let Some(q) = self.links.get_mut(&(from, to))
                     {
@@ -162,6 +176,12 @@ impl SimNet {
                     }
                 }
                 Effect::Rejected { .. } => self.rejected += 1,
+                Effect::SaveSyncState { device, state } => {
+                    let d = &self.devices[from];
+                    let k = key(&["sync", &device.to_string()]);
+                    block_on(d.store.put(&k, &state)).expect("save sync state");
+                    self.sync_states_saved += 1;
+                }
                 Effect::PeerIdentified { .. } | Effect::PeerBanned { .. } => {}
             }
         }

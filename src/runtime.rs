@@ -277,9 +277,22 @@ impl Runtime {
             if self.rtc_owner.get() && self.link.is_none() && self.reconnect_at == 0.0 {
                 self.connect();
             }
+            // Texts queued in one tick become one storage write and one render (a paste of
+            // many lines, or a fast typist, never costs one IndexedDB transaction each).
+            let mut batch = Vec::new();
             while let Ok(intent) = intents.try_recv() {
-                self.on_intent(intent).await;
+                match intent {
+                    Intent::Send(text) => match self.replica.add_text(&text, now_ms()) {
+                        Ok((_, effects)) => batch.extend(effects),
+                        Err(e) => self.view.error.set(Some(e.to_string())),
+                    },
+                    other => {
+                        self.apply(std::mem::take(&mut batch)).await;
+                        self.on_intent(other).await;
+                    }
+                }
             }
+            self.apply(batch).await;
             self.poll_link().await;
             TimeoutFuture::new(TICK_MS).await;
         }

@@ -33,4 +33,8 @@ else:
 PY
 cd "$here"
 export FERRY_APP_URL=http://127.0.0.1:8080
-node_modules/.bin/playwright test "$@"
+if [ "${1:-}" = "--bench" ]; then
+  node bench.mjs
+else
+  node_modules/.bin/playwright test "$@"
+fi

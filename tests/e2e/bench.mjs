@@ -1,0 +1,179 @@
+// `cargo xtask bench`: Ferry measured against baselines in the same run, on this machine.
+// Runs inside the private network namespace (netns.sh --bench) with a real ferry-signal.
+// Prints a table and writes target/bench/results.json. Never part of `cargo xtask test`.
+import { chromium } from '@playwright/test';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
+
+const BASE = process.env.FERRY_APP_URL ?? 'http://127.0.0.1:8080';
+const ROOT = new URL('../..', import.meta.url).pathname;
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-features=WebRtcHideLocalIpsWithMdns'];
+const COLD_SIZES = (process.env.FERRY_BENCH_COLD ?? '10000,100000').split(',').map(Number);
+
+// Long tasks are recorded from the very start of every page.
+const LONGTASKS = `window.__longest = 0; new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__longest = Math.max(window.__longest, e.duration); }).observe({ type: 'longtask', buffered: true });`;
+
+async function device(name, dir = mkdtempSync(join(tmpdir(), `ferry-bench-${name}-`))) {
+  const context = await chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', headless: true, args: ARGS, baseURL: BASE });
+  await context.addInitScript(LONGTASKS);
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto('/');
+  await page.getByRole('textbox', { name: 'Message' }).waitFor();
+  await page.waitForFunction(() => !document.querySelector('textarea[aria-label="Message"]').disabled);
+  return { name, dir, context, page };
+}
+
+const count = (page) => page.evaluate(() => document.querySelectorAll('[role=log] li').length);
+async function waitCount(page, n, timeout = 600_000) {
+  await page.waitForFunction((n) => document.querySelectorAll('[role=log] li').length >= n, n, { timeout, polling: 50 });
+}
+async function bulk(page, prefix, n) {
+  await page.evaluate(([prefix, n]) => {
+    const box = document.querySelector('textarea[aria-label="Message"]');
+    for (let i = 0; i < n; i++) {
+      box.value = `${prefix} ${i}`;
+      box.dispatchEvent(new Event('input', { bubbles: true }));
+      box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+    }
+  }, [prefix, n]);
+}
+async function pair(a, b) {
+  await a.page.getByRole('button', { name: 'Devices' }).click();
+  const link = await a.page.getByRole('textbox', { name: 'Pairing link' }).inputValue();
+  await a.page.getByRole('button', { name: 'Devices' }).click();
+  await b.page.goto(link);
+  await b.page.getByRole('button', { name: 'Join' }).click();
+  for (const d of [a, b]) await d.page.getByRole('status').filter({ hasText: '1 device connected' }).waitFor({ timeout: 30_000 });
+}
+const pct = (xs, p) => { const s = [...xs].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
+const now = (page) => page.evaluate(() => performance.timeOrigin + performance.now());
+
+const results = { date: new Date().toISOString(), machine: `${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores`, scenarios: {} };
+const rows = [];
+function row(name, ferry, baseline, unit, note = '') {
+  const ratio = baseline ? ferry / baseline : null;
+  rows.push({ name, ferry, baseline, unit, ratio, note });
+}
+
+// 1. Text latency: A sends, B renders. Baseline: a raw RTCDataChannel one-way time between two
+//    peer connections in one page of the same browser build.
+{
+  const a = await device('lat-a');
+  const b = await device('lat-b');
+  await pair(a, b);
+  await b.page.evaluate(() => {
+    window.__seen = {};
+    new MutationObserver(() => {
+      for (const p of document.querySelectorAll('[role=log] li .text')) {
+        const t = p.textContent;
+        if (t.startsWith('lat ') && !(t in window.__seen)) window.__seen[t] = performance.timeOrigin + performance.now();
+      }
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+  const ferry = [];
+  for (let i = 0; i < 200; i++) {
+    const text = `lat ${i}`;
+    const sent = await a.page.evaluate((text) => {
+      const box = document.querySelector('textarea[aria-label="Message"]');
+      box.value = text;
+      box.dispatchEvent(new Event('input', { bubbles: true }));
+      const t = performance.timeOrigin + performance.now();
+      box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+      return t;
+    }, text);
+    await b.page.waitForFunction((t) => t in window.__seen, text, { polling: 5 });
+    ferry.push((await b.page.evaluate((t) => window.__seen[t], text)) - sent);
+  }
+  const raw = await a.page.evaluate(async () => {
+    const p1 = new RTCPeerConnection(), p2 = new RTCPeerConnection();
+    p1.onicecandidate = (e) => e.candidate && p2.addIceCandidate(e.candidate);
+    p2.onicecandidate = (e) => e.candidate && p1.addIceCandidate(e.candidate);
+    const d1 = p1.createDataChannel('raw', { negotiated: true, id: 0 });
+    const d2 = p2.createDataChannel('raw', { negotiated: true, id: 0 });
+    await p1.setLocalDescription(); await p2.setRemoteDescription(p1.localDescription);
+    await p2.setLocalDescription(); await p1.setRemoteDescription(p2.localDescription);
+    await new Promise((r) => (d1.readyState === 'open' ? r() : (d1.onopen = r)));
+    const out = [];
+    for (let i = 0; i < 200; i++) {
+      const got = new Promise((r) => (d2.onmessage = () => r(performance.now())));
+      const t = performance.now();
+      d1.send(`raw ${i}`);
+      out.push((await got) - t);
+    }
+    return out;
+  });
+  row('text latency p50 (send on A → rendered on B)', pct(ferry, 50), pct(raw, 50), 'ms', 'baseline: raw RTCDataChannel one-way');
+  row('text latency p95', pct(ferry, 95), pct(raw, 95), 'ms');
+  results.scenarios.latency = { ferry_ms: ferry, raw_ms: raw };
+  for (const d of [a, b]) await d.context.close();
+}
+
+// 2. Reconcile: 1,000 items written offline on each of two devices; time from the second
+//    device's reopening (reconnect) until both show all 2,000.
+{
+  const a = await device('rec-a');
+  const b = await device('rec-b');
+  await pair(a, b);
+  await b.context.close();
+  await bulk(a.page, 'from A', 1000);
+  await waitCount(a.page, 1000);
+  await a.context.close();
+  const b2 = await device('rec-b', b.dir);
+  await bulk(b2.page, 'from B', 1000);
+  await waitCount(b2.page, 2000 - 1000);
+  const t0 = Date.now();
+  const a2 = await device('rec-a', a.dir);
+  await Promise.all([waitCount(a2.page, 2000), waitCount(b2.page, 2000)]);
+  const ms = Date.now() - t0;
+  row('reconcile 2×1,000 offline items (reopen → both converged)', ms, null, 'ms', 'Yjs + y-webrtc baseline not built yet');
+  results.scenarios.reconcile = { ms };
+  for (const d of [a2, b2]) await d.context.close();
+}
+
+// 3. Cold start: time to first render of the stored history, and the longest main-thread task.
+for (const n of COLD_SIZES) {
+  const d = await device(`cold-${n}`);
+  for (let done = 0; done < n; done += 10_000) {
+    await bulk(d.page, `cold item`, Math.min(10_000, n - done));
+    await waitCount(d.page, Math.min(n, done + 10_000));
+  }
+  await d.page.reload();
+  await waitCount(d.page, n);
+  const { firstRender, longest } = await d.page.evaluate(() => ({
+    firstRender: performance.now(), longest: window.__longest,
+  }));
+  row(`cold start, ${n.toLocaleString('en')} items: first render of history`, firstRender, null, 'ms');
+  row(`cold start, ${n.toLocaleString('en')} items: longest main-thread task`, longest, null, 'ms');
+  results.scenarios[`cold_${n}`] = { first_render_ms: firstRender, longest_task_ms: longest };
+  await d.context.close();
+}
+
+// 4. Size of what a browser downloads.
+{
+  const dist = join(ROOT, 'dist');
+  let raw = 0, gz = 0, br = 0, wasm = {};
+  for (const f of readdirSync(dist)) {
+    const p = join(dist, f);
+    if (!statSync(p).isFile()) continue;
+    const bytes = readFileSync(p);
+    const g = gzipSync(bytes, { level: 9 }).length;
+    const b = brotliCompressSync(bytes, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+    raw += bytes.length; gz += g; br += b;
+    if (f.endsWith('.wasm')) wasm = { raw: bytes.length, gzip: g, brotli: b };
+  }
+  row('wasm size (brotli)', wasm.brotli / 1024, 600, 'KiB', 'baseline: the 600 KiB whole-app target');
+  row('whole app size (brotli)', br / 1024, 600, 'KiB', `raw ${(raw / 1024).toFixed(0)} KiB, gzip ${(gz / 1024).toFixed(0)} KiB`);
+  results.scenarios.size = { wasm, total: { raw, gzip: gz, brotli: br } };
+}
+
+results.table = rows;
+mkdirSync(join(ROOT, 'target/bench'), { recursive: true });
+writeFileSync(join(ROOT, 'target/bench/results.json'), JSON.stringify(results, null, 2));
+const fmt = (v) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
+console.log(`\n| scenario | Ferry | baseline | unit | ratio | note |\n|---|---|---|---|---|---|`);
+for (const r of rows) console.log(`| ${r.name} | ${fmt(r.ferry)} | ${fmt(r.baseline)} | ${r.unit} | ${r.ratio == null ? '—' : r.ratio.toFixed(2) + '×'} | ${r.note} |`);
+console.log(`\nwritten: target/bench/results.json`);

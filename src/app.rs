@@ -44,6 +44,14 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                         </p>
                     </Show>
                 </div>
+                <Show when=move || view.can_install.get()>
+                    {
+                        let intents = expect_context::<Intents>();
+                        view! {
+                            <button type="button" on:click=move |_| intents.send(Intent::Install)>"Install"</button>
+                        }
+                    }
+                </Show>
                 <button type="button" class="devices-toggle"
                     aria-expanded=move || devices_open.get().to_string()
                     aria-controls="devices-panel"
@@ -51,6 +59,18 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                     "Devices"
                 </button>
             </header>
+            <Show when=move || view.update_ready.get()>
+                {
+                    let intents = expect_context::<Intents>();
+                    view! {
+                        <div class="banner update" aria-live="polite">
+                            <span>"Update available"</span>
+                            <button type="button" class="primary"
+                                on:click=move |_| intents.send(Intent::ApplyUpdate)>"Reload"</button>
+                        </div>
+                    }
+                }
+            </Show>
             <ErrorBanner/>
             <JoinDialog/>
             <Show when=move || devices_open.get()>

@@ -12,6 +12,8 @@ pub mod view;
 #[cfg(target_arch = "wasm32")]
 pub mod net;
 #[cfg(target_arch = "wasm32")]
+pub mod pwa;
+#[cfg(target_arch = "wasm32")]
 pub mod runtime;
 #[cfg(target_arch = "wasm32")]
 pub mod store;
@@ -25,6 +27,7 @@ pub fn start() {
     owner.set();
     let view = view::ViewState::new();
     runtime::spawn(view, rx, tx.clone());
+    pwa::start(view);
     mount_to_body(move || view! { <app::App view intents=tx/> });
     // The app lives as long as the page: keep its reactive owner alive.
     std::mem::forget(owner);

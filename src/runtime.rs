@@ -708,6 +708,8 @@ impl Runtime {
                 Err(e) => self.view.error.set(Some(format!("Cannot rename: {e}"))),
             },
             Intent::Share => share(&self.view.pairing_link.get_untracked()).await,
+            Intent::ApplyUpdate => crate::pwa::apply_update(),
+            Intent::Install => crate::pwa::install(self.view),
             Intent::CheckLocation => self.check_location(),
             Intent::UseLink(text) => self.offer_link(&text),
         }

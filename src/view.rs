@@ -31,6 +31,10 @@ pub enum Intent {
     Rename(String),
     /// Share the pairing link through the system share sheet.
     Share,
+    /// Activate the waiting new version and reload.
+    ApplyUpdate,
+    /// Show the browser's install dialog.
+    Install,
 }
 
 /// How the device is connected.
@@ -137,6 +141,10 @@ pub struct ViewState {
     pub banned: RwSignal<u64>,
     /// When another device last had everything this one has ("2026-11-24 14:52").
     pub last_synced: RwSignal<Option<String>>,
+    /// A new version of the app is installed and waiting.
+    pub update_ready: RwSignal<bool>,
+    /// The browser offers to install the app.
+    pub can_install: RwSignal<bool>,
 }
 
 impl ViewState {
@@ -158,6 +166,8 @@ impl ViewState {
             refused: RwSignal::new(0),
             banned: RwSignal::new(0),
             last_synced: RwSignal::new(None),
+            update_ready: RwSignal::new(false),
+            can_install: RwSignal::new(false),
         }
     }
 }

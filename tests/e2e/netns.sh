@@ -32,7 +32,7 @@ else:
     raise SystemExit("ferry-signal did not become healthy")
 PY
 cd "$here"
-export FERRY_APP_URL=http://127.0.0.1:8080
+export FERRY_APP_URL=http://127.0.0.1:8080 FERRY_DIST
 if [ "${1:-}" = "--bench" ]; then
   node bench.mjs
 else

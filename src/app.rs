@@ -52,6 +52,9 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                         }
                     }
                 </Show>
+                <input type="search" class="search" aria-label="Search messages" placeholder="Search"
+                    prop:value=move || view.search.get()
+                    on:input=move |ev| view.search.set(event_target_value(&ev))/>
                 <button type="button" class="devices-toggle"
                     aria-expanded=move || devices_open.get().to_string()
                     aria-controls="devices-panel"
@@ -249,17 +252,84 @@ fn RenameDevice() -> impl IntoView {
 #[component]
 fn History() -> impl IntoView {
     let view = expect_context::<ViewState>();
+    let searching = move || !view.search.with(|q| q.trim().is_empty());
+    // Only the newest `window` items are in the DOM (or the matches of a search): a long
+    // history stays fast; "Show earlier messages" widens the window.
+    let shown = Memo::new(move |_| {
+        let query = view.search.get().trim().to_lowercase();
+        view.items.with(|items| {
+            if query.is_empty() {
+                let w = view.window.get();
+                items[items.len().saturating_sub(w)..].to_vec()
+            } else {
+                items
+                    .iter()
+                    .filter(|i| i.text.to_lowercase().contains(&query))
+                    .cloned()
+                    .collect()
+            }
+        })
+    });
+    let hidden = move || view.items.with(Vec::len).saturating_sub(view.window.get());
     view! {
-        <div class="history" role="log" aria-label="Messages" aria-live="polite" tabindex="0">
+        <div class="history" role="log" aria-label="Messages" aria-live="polite" tabindex="0"
+            data-count=move || view.items.with(Vec::len)>
             <Show when=move || view.ready.get() && view.items.with(Vec::is_empty)>
                 <p class="empty">"No messages yet. Write something to yourself: it will appear on all your devices."</p>
             </Show>
+            <Show when=move || searching()>
+                <p class="search-count" aria-live="polite">
+                    {move || match shown.with(Vec::len) {
+                        0 => "No messages match".to_string(),
+                        1 => "1 message matches".to_string(),
+                        n => format!("{n} messages match"),
+                    }}
+                </p>
+            </Show>
             <ol class="items">
-                <For each=move || view.items.get() key=|i| (i.id.clone(), i.text.clone(), i.pending) let:item>
+                <Show when=move || !searching() && hidden() != 0>
+                    <li class="earlier" role="presentation">
+                        <button type="button"
+                            on:click=move |_| view.window.update(|w| *w += crate::view::RENDER_WINDOW)>
+                            {move || format!("Show earlier messages ({})", hidden())}
+                        </button>
+                    </li>
+                </Show>
+                <For each=move || shown.get() key=|i| (i.id.clone(), i.text.clone(), i.pending) let:item>
                     <ItemRow item/>
                 </For>
             </ol>
         </div>
+    }
+}
+
+#[component]
+fn MessageText(text: String) -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    move || {
+        let query = view.search.get();
+        let marked = move |part: &str| {
+            crate::view::highlight(part, &query)
+                .into_iter()
+                .map(|(t, hit)| {
+                    if hit {
+                        view! { <mark>{t}</mark> }.into_any()
+                    } else {
+                        t.into_any()
+                    }
+                })
+                .collect_view()
+        };
+        crate::view::linkify(&text)
+            .into_iter()
+            .map(|seg| match seg {
+                crate::view::Segment::Text(t) => marked(&t).into_any(),
+                crate::view::Segment::Link(url) => view! {
+                    <a href=url.clone() target="_blank" rel="noopener noreferrer">{marked(&url)}</a>
+                }
+                .into_any(),
+            })
+            .collect_view()
     }
 }
 
@@ -281,8 +351,12 @@ fn ItemRow(item: ItemView) -> impl IntoView {
     let submit_key = submit.clone();
     view! {
         <li class=class>
+            {item.day.clone().map(|d| {
+                let label = d.clone();
+                view! { <p class="day" role="separator" aria-label=label>{d}</p> }
+            })}
             <Show when=move || editing.get()
-                fallback=move || view! { <p class="text">{text.clone()}</p> }>
+                fallback=move || view! { <p class="text"><MessageText text=text.clone()/></p> }>
                 <form class="edit" on:submit={
                     let submit = submit.clone();
                     move |ev| { ev.prevent_default(); submit(); }

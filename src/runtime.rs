@@ -268,6 +268,7 @@ impl Runtime {
     async fn run(mut self, mut intents: UnboundedReceiver<Intent>, tx: UnboundedSender<Intent>) {
         listen_hashchange(tx);
         self.check_location();
+        self.check_share().await;
         self.open_tabs();
         if !request_rtc_lock(self.rtc_owner.clone()) {
             // No Web Locks: every tab connects on its own (still correct, just more sockets).
@@ -534,6 +535,7 @@ impl Runtime {
             self.device,
             offset_min(),
             self.last_synced,
+            now_ms(),
         );
         self.pending_items = items.iter().filter(|i| i.pending).count();
         self.view.items.set(items);
@@ -602,6 +604,46 @@ impl Runtime {
         self.link
             .as_ref()
             .is_some_and(|l| !l.is_closed() && l.has_id())
+    }
+
+    /// "Share → Ferry" from another app (manifest `share_target`, GET): the shared title,
+    /// text and URL become one item, and the query is removed so a reload does not repeat it.
+    async fn check_share(&mut self) {
+        let Some(search) = location().and_then(|l| l.search().ok()) else {
+            return;
+        };
+        let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
+            return;
+        };
+        let parts: Vec<String> = ["share_title", "share_text", "share_url"]
+            .iter()
+            .filter_map(|k| params.get(k))
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let mut text = parts.join("\n");
+        // Android puts the URL into `text` as well; do not repeat it.
+        if parts.len() == 2 && parts[0].contains(&parts[1]) {
+            text = parts[0].clone();
+        }
+        if let Some(w) = web_sys::window()
+            && let Ok(history) = w.history()
+        {
+            let path = location()
+                .and_then(|l| l.pathname().ok())
+                .unwrap_or_else(|| "/".into());
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
+        }
+        match self.replica.add_text(&text, now_ms()) {
+            Ok((_, effects)) => self.apply(effects).await,
+            Err(e) => self
+                .view
+                .error
+                .set(Some(format!("Could not save what was shared: {e}"))),
+        }
     }
 
     fn check_location(&mut self) {

@@ -84,7 +84,80 @@ pub struct ItemView {
     pub edited: bool,
     /// Written here and not yet known to be on another device.
     pub pending: bool,
+    /// "Today", "Yesterday" or the date, on the first item of each day.
+    pub day: Option<String>,
 }
+
+/// A piece of a message: plain text or a link to make clickable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Plain text.
+    Text(String),
+    /// An http(s) URL.
+    Link(String),
+}
+
+/// Splits a text into plain parts and http(s) links (trailing punctuation stays text).
+pub fn linkify(text: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = ["https://", "http://"]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        let end = rest[start..]
+            .find(char::is_whitespace)
+            .map_or(rest.len(), |e| start + e);
+        let mut url = &rest[start..end];
+        url = url.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '"', '\'']);
+        if url.len() <= "https://".len() {
+            out.push(Segment::Text(rest[..end].to_owned()));
+            rest = &rest[end..];
+            continue;
+        }
+        if start > 0 {
+            out.push(Segment::Text(rest[..start].to_owned()));
+        }
+        out.push(Segment::Link(url.to_owned()));
+        rest = &rest[start + url.len()..];
+    }
+    if !rest.is_empty() {
+        out.push(Segment::Text(rest.to_owned()));
+    }
+    out
+}
+
+/// Splits `text` around case-insensitive matches of `query`: `(part, is_match)`.
+pub fn highlight(text: &str, query: &str) -> Vec<(String, bool)> {
+    let q = query.trim().to_lowercase();
+    if q.is_empty() {
+        return vec![(text.to_owned(), false)];
+    }
+    let lower = text.to_lowercase();
+    // Lowercasing can change byte lengths outside ASCII; fall back to no highlight then.
+    if lower.len() != text.len() {
+        return vec![(text.to_owned(), lower.contains(&q))];
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = lower[at..].find(&q) {
+        let (s, e) = (at + i, at + i + q.len());
+        if s > at {
+            out.push((text[at..s].to_owned(), false));
+        }
+        out.push((text[s..e].to_owned(), true));
+        at = e;
+    }
+    if at < text.len() {
+        out.push((text[at..].to_owned(), false));
+    }
+    out
+}
+
+/// Items shown at first; older ones come with "Show earlier messages" (keeps the page fast
+/// with a very long history).
+pub const RENDER_WINDOW: usize = 1000;
 
 /// One device of the space, ready to render.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +214,10 @@ pub struct ViewState {
     pub banned: RwSignal<u64>,
     /// When another device last had everything this one has ("2026-11-24 14:52").
     pub last_synced: RwSignal<Option<String>>,
+    /// The search query ("" = no search).
+    pub search: RwSignal<String>,
+    /// How many of the newest items are rendered.
+    pub window: RwSignal<usize>,
     /// A new version of the app is installed and waiting.
     pub update_ready: RwSignal<bool>,
     /// The browser offers to install the app.
@@ -166,6 +243,8 @@ impl ViewState {
             refused: RwSignal::new(0),
             banned: RwSignal::new(0),
             last_synced: RwSignal::new(None),
+            search: RwSignal::new(String::new()),
+            window: RwSignal::new(RENDER_WINDOW),
             update_ready: RwSignal::new(false),
             can_install: RwSignal::new(false),
         }
@@ -261,7 +340,11 @@ pub fn item_views(
     me: ferry_core::DeviceId,
     offset_min: i64,
     synced_ms: u64,
+    now_ms: u64,
 ) -> Vec<ItemView> {
+    let today = format_time(now_ms, offset_min).1[..10].to_owned();
+    let yesterday = format_time(now_ms.saturating_sub(86_400_000), offset_min).1[..10].to_owned();
+    let mut last_day = String::new();
     items
         .iter()
         .map(|i| {
@@ -271,6 +354,17 @@ pub fn item_views(
                 .map(|(_, n)| n.clone())
                 .unwrap_or_else(|| format!("Device {}", i.author.short()));
             let (time, datetime) = format_time(i.at.wall_ms, offset_min);
+            let date = datetime[..10].to_owned();
+            let day = (date != last_day).then(|| {
+                if date == today {
+                    "Today".to_owned()
+                } else if date == yesterday {
+                    "Yesterday".to_owned()
+                } else {
+                    date.clone()
+                }
+            });
+            last_day = date;
             ItemView {
                 id: i.id.to_string(),
                 text: i.text.clone(),
@@ -281,6 +375,7 @@ pub fn item_views(
                 edited: i.edited_at.is_some(),
                 pending: i.author == me
                     && i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms)) > synced_ms,
+                day,
             }
         })
         .collect()
@@ -301,6 +396,76 @@ pub fn qr_svg(link: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_become_clickable_without_their_trailing_punctuation() {
+        use Segment::*;
+        assert_eq!(
+            linkify("see https://example.org/a?b=1. and (http://x.io/p), ok"),
+            vec![
+                Text("see ".into()),
+                Link("https://example.org/a?b=1".into()),
+                Text(". and (".into()),
+                Link("http://x.io/p".into()),
+                Text("), ok".into()),
+            ]
+        );
+        assert_eq!(linkify("no links"), vec![Text("no links".into())]);
+        assert_eq!(
+            linkify("bare https:// only"),
+            vec![Text("bare https://".into()), Text(" only".into())]
+        );
+    }
+
+    #[test]
+    fn search_highlights_every_match_case_insensitively() {
+        assert_eq!(
+            highlight("Milk and milk", "MILK"),
+            vec![
+                ("Milk".into(), true),
+                (" and ".into(), false),
+                ("milk".into(), true)
+            ]
+        );
+        assert_eq!(highlight("abc", ""), vec![("abc".into(), false)]);
+    }
+
+    #[test]
+    fn days_are_labelled_once() {
+        let me = ferry_core::DeviceId::from_bytes([1; 16]);
+        let day = 86_400_000u64;
+        let now = 1_795_531_920_000; // 2026-11-24 14:52 UTC
+        let at = |ms: u64| ferry_core::Item {
+            id: ferry_core::ItemId::random(),
+            kind: ferry_core::ItemKind::Text,
+            author: me,
+            at: ferry_core::Hlc {
+                wall_ms: ms,
+                counter: 0,
+            },
+            text: String::new(),
+            edited_at: None,
+        };
+        let items = [
+            at(now - 3 * day),
+            at(now - day),
+            at(now - day + 1000),
+            at(now),
+        ];
+        let days: Vec<Option<String>> = item_views(&items, &[], me, 0, now, now)
+            .into_iter()
+            .map(|v| v.day)
+            .collect();
+        assert_eq!(
+            days,
+            [
+                Some("2026-11-21".into()),
+                Some("Yesterday".into()),
+                None,
+                Some("Today".into())
+            ]
+        );
+    }
 
     #[test]
     fn qr_code_is_an_svg_of_the_link() {

@@ -27,9 +27,9 @@ async function device(name, dir = mkdtempSync(join(tmpdir(), `ferry-bench-${name
   return { name, dir, context, page };
 }
 
-const count = (page) => page.evaluate(() => document.querySelectorAll('[role=log] li').length);
+// Items in the history (the log renders only the newest ones; it carries the total).
 async function waitCount(page, n, timeout = 600_000) {
-  await page.waitForFunction((n) => document.querySelectorAll('[role=log] li').length >= n, n, { timeout, polling: 50 });
+  await page.waitForFunction((n) => Number(document.querySelector('[role=log]')?.dataset.count ?? 0) >= n, n, { timeout, polling: 50 });
 }
 async function bulk(page, prefix, n) {
   await page.evaluate(([prefix, n]) => {
@@ -142,7 +142,9 @@ for (const n of COLD_SIZES) {
     await waitCount(d.page, Math.min(n, done + 10_000));
   }
   await d.page.reload();
-  await waitCount(d.page, n);
+  // First render of the history: the newest item is on screen.
+  await d.page.waitForFunction((last) => [...document.querySelectorAll('[role=log] li .text')].some((p) => p.textContent === last),
+    `cold item ${(n - 1) % 10_000}`, { timeout: 600_000, polling: 50 });
   const { firstRender, longest } = await d.page.evaluate(() => ({
     firstRender: performance.now(), longest: window.__longest,
   }));

@@ -34,6 +34,9 @@ const AAD_LABEL: &[u8] = b"ferry/frame/v2";
 /// Why a sealed frame was refused. None of these reveal anything to the sender.
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 pub enum SealError {
+    /// Larger than any frame this build sends ([`crate::wire::MAX_PACKET`]).
+    #[error("sealed frame too large: {0} bytes")]
+    TooLarge(usize),
     /// Shorter than header plus tag.
     #[error("sealed frame truncated: {0} bytes")]
     Truncated(usize),
@@ -137,6 +140,9 @@ impl FrameKey {
 
     /// Reads the sequence number of a sealed frame without authenticating it.
     pub fn peek_seq(frame: &[u8]) -> Result<u64, SealError> {
+        if frame.len() > crate::wire::MAX_PACKET {
+            return Err(SealError::TooLarge(frame.len()));
+        }
         if frame.len() < OVERHEAD {
             return Err(SealError::Truncated(frame.len()));
         }
@@ -233,6 +239,15 @@ mod tests {
         let expected = include_str!("../tests/fixtures/frame_key_42.txt").trim();
         let hex: String = k.key.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, expected);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_any_crypto() {
+        let huge = vec![SEALED_VERSION; crate::wire::MAX_PACKET + 1];
+        assert_eq!(
+            key(1).open(&huge, &B, 0),
+            Err(SealError::TooLarge(huge.len()))
+        );
     }
 
     proptest! {

@@ -62,25 +62,27 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                     "Devices"
                 </button>
             </header>
-            <Show when=move || view.update_ready.get()>
-                {
-                    let intents = expect_context::<Intents>();
-                    view! {
-                        <div class="banner update" aria-live="polite">
-                            <span>"Update available"</span>
-                            <button type="button" class="primary"
-                                on:click=move |_| intents.send(Intent::ApplyUpdate)>"Reload"</button>
-                        </div>
+            <main class="main">
+                <Show when=move || view.update_ready.get()>
+                    {
+                        let intents = expect_context::<Intents>();
+                        view! {
+                            <div class="banner update" aria-live="polite">
+                                <span>"Update available"</span>
+                                <button type="button" class="primary"
+                                    on:click=move |_| intents.send(Intent::ApplyUpdate)>"Reload"</button>
+                            </div>
+                        }
                     }
-                }
-            </Show>
-            <ErrorBanner/>
-            <JoinDialog/>
-            <Show when=move || devices_open.get()>
-                <DevicesPanel/>
-            </Show>
-            <History/>
-            <Composer/>
+                </Show>
+                <ErrorBanner/>
+                <JoinDialog/>
+                <Show when=move || devices_open.get()>
+                    <DevicesPanel/>
+                </Show>
+                <History/>
+                <Composer/>
+            </main>
         </div>
     }
 }

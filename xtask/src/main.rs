@@ -103,17 +103,23 @@ fn ensure_npm() -> Result<(), String> {
             .zip(std::fs::read_to_string(dir.join("package-lock.json")).ok())
             // npm records what it installed; reinstall when the lock wants something else.
             .is_some_and(|(installed, wanted)| {
-                ["@playwright/test", "binaryen", "jsqr", "pngjs"]
-                    .iter()
-                    .all(|pkg| {
-                        let version = |lock: &str| {
-                            let at = lock.find(&format!("\"node_modules/{pkg}\""))?;
-                            let rest = &lock[at..];
-                            let v = rest.find("\"version\"")?;
-                            rest[v..].split('"').nth(3).map(str::to_owned)
-                        };
-                        version(&installed).is_some() && version(&installed) == version(&wanted)
-                    })
+                [
+                    "@playwright/test",
+                    "@axe-core/playwright",
+                    "binaryen",
+                    "jsqr",
+                    "pngjs",
+                ]
+                .iter()
+                .all(|pkg| {
+                    let version = |lock: &str| {
+                        let at = lock.find(&format!("\"node_modules/{pkg}\""))?;
+                        let rest = &lock[at..];
+                        let v = rest.find("\"version\"")?;
+                        rest[v..].split('"').nth(3).map(str::to_owned)
+                    };
+                    version(&installed).is_some() && version(&installed) == version(&wanted)
+                })
             });
     if ok {
         return Ok(());

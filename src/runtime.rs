@@ -62,6 +62,10 @@ struct Runtime {
     device: DeviceId,
     secret: SpaceSecret,
     config: Config,
+    /// STUN/TURN servers set on this device (Settings), overriding config.json's.
+    ice_override: Option<Vec<crate::config::IceServer>>,
+    /// When the device list (and its connection paths) was last refreshed.
+    space_refreshed: f64,
     signal: Option<String>,
     link: Option<RtcLink>,
     /// Sibling tabs of this browser (BroadcastChannel).
@@ -229,6 +233,12 @@ impl Runtime {
             .flatten()
             .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
             .unwrap_or(0);
+        let ice_override = store
+            .get(&key(&["settings", "ice"]))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Vec<crate::config::IceServer>>(&b).ok());
         let mut rt = Runtime {
             view,
             store,
@@ -237,6 +247,8 @@ impl Runtime {
             device,
             secret,
             config,
+            ice_override,
+            space_refreshed: 0.0,
             signal,
             link: None,
             tabs: None,
@@ -251,6 +263,7 @@ impl Runtime {
             pending_items: 0,
         };
         view.device_name.set(rt.replica.name().to_owned());
+        rt.refresh_ice_summary();
         view.can_share.set(can_share());
         let effects = rt.replica.register_self(now_ms()).unwrap_or_default();
         rt.apply(effects).await;
@@ -259,6 +272,66 @@ impl Runtime {
         view.ready.set(true);
         request_persistence();
         Ok(rt)
+    }
+
+    fn ice(&self) -> &[crate::config::IceServer] {
+        self.ice_override
+            .as_deref()
+            .unwrap_or(&self.config.ice_servers)
+    }
+
+    fn refresh_ice_summary(&self) {
+        let lines = self
+            .ice()
+            .iter()
+            .flat_map(|s| {
+                s.urls.iter().map(move |u| match &s.username {
+                    Some(user) => format!("{u} (user {user})"),
+                    None => u.clone(),
+                })
+            })
+            .collect();
+        self.view
+            .ice_summary
+            .set((lines, self.ice_override.is_some()));
+    }
+
+    async fn set_ice(&mut self, servers: Vec<crate::config::IceServer>) {
+        let candidate = Config {
+            signal: None,
+            ice_servers: servers.clone(),
+        };
+        if let Err(e) = candidate.validate() {
+            self.view
+                .error
+                .set(Some(format!("Connection settings not saved: {e}")));
+            return;
+        }
+        let k = key(&["settings", "ice"]);
+        let saved = if servers.is_empty() {
+            self.store.delete(&k).await
+        } else {
+            let json = serde_json::to_vec(&servers).unwrap_or_default();
+            self.store.put(&k, &json).await
+        };
+        if let Err(e) = saved {
+            self.view
+                .error
+                .set(Some(format!("Connection settings not saved: {e}")));
+            return;
+        }
+        self.ice_override = (!servers.is_empty()).then_some(servers);
+        self.refresh_ice_summary();
+        // Reconnect with the new servers (peers come back through the new configuration).
+        if self.rtc_owner.get() {
+            self.disconnect().await;
+            self.backoff = BACKOFF_MIN;
+            self.reconnect_at = 0.0;
+            self.connect();
+        }
+        self.view
+            .notice
+            .set(Some("Connection settings saved.".into()));
     }
 
     fn signal_url(&self) -> Option<String> {
@@ -302,11 +375,7 @@ impl Runtime {
     fn connect(&mut self) {
         if let Some(signal) = self.signal_url() {
             let room = self.secret.room_id();
-            self.link = Some(RtcLink::connect(
-                &signal,
-                room.as_str(),
-                &self.config.ice_servers,
-            ));
+            self.link = Some(RtcLink::connect(&signal, room.as_str(), self.ice()));
         }
         self.refresh_status();
     }
@@ -367,6 +436,11 @@ impl Runtime {
                 }
             }
             self.handle_events(events).await;
+        }
+        if now - self.space_refreshed > 1_000.0 {
+            // Connection paths change as ICE settles; the list is small.
+            self.space_refreshed = now;
+            self.refresh_space();
         }
         let Some(link) = self.link.as_mut() else {
             self.update_synced(now as u64).await;
@@ -554,9 +628,17 @@ impl Runtime {
                     .seen
                     .get(&id)
                     .map(|ms| view::format_time(*ms, offset_min()).1),
+                path: self
+                    .peers
+                    .iter()
+                    .filter(|(k, d)| **d == id && !k.starts_with(TAB_PREFIX))
+                    .find_map(|(k, _)| self.link.as_ref()?.path(k))
+                    .map(str::to_owned),
             })
-            .collect();
-        self.view.devices.set(devices);
+            .collect::<Vec<_>>();
+        if self.view.devices.with_untracked(|d| *d != devices) {
+            self.view.devices.set(devices);
+        }
         let link = PairingLink {
             secret: self.secret.clone(),
             signal: self.signal_url(),
@@ -751,6 +833,7 @@ impl Runtime {
             },
             Intent::Share => share(&self.view.pairing_link.get_untracked()).await,
             Intent::ApplyUpdate => crate::pwa::apply_update(),
+            Intent::SetIce(servers) => self.set_ice(servers).await,
             Intent::Install => crate::pwa::install(self.view),
             Intent::CheckLocation => self.check_location(),
             Intent::UseLink(text) => self.offer_link(&text),

@@ -31,6 +31,8 @@ pub enum Intent {
     Rename(String),
     /// Share the pairing link through the system share sheet.
     Share,
+    /// Use these STUN/TURN servers (empty list = back to the configured defaults).
+    SetIce(Vec<crate::config::IceServer>),
     /// Activate the waiting new version and reload.
     ApplyUpdate,
     /// Show the browser's install dialog.
@@ -172,6 +174,8 @@ pub struct DeviceView {
     pub online: bool,
     /// When this device last saw it connected ("2026-11-24 14:52"), if ever.
     pub last_seen: Option<String>,
+    /// How it is reached right now ("direct", "relayed via TURN"), when connected over WebRTC.
+    pub path: Option<String>,
 }
 
 /// A pairing link waiting for confirmation.
@@ -218,6 +222,9 @@ pub struct ViewState {
     pub search: RwSignal<String>,
     /// How many of the newest items are rendered.
     pub window: RwSignal<usize>,
+    /// The STUN/TURN servers in use, as "url" or "url (user)" lines, and whether they come
+    /// from this device's settings.
+    pub ice_summary: RwSignal<(Vec<String>, bool)>,
     /// A new version of the app is installed and waiting.
     pub update_ready: RwSignal<bool>,
     /// The browser offers to install the app.
@@ -245,6 +252,7 @@ impl ViewState {
             last_synced: RwSignal::new(None),
             search: RwSignal::new(String::new()),
             window: RwSignal::new(RENDER_WINDOW),
+            ice_summary: RwSignal::new((vec![], false)),
             update_ready: RwSignal::new(false),
             can_install: RwSignal::new(false),
         }

@@ -5,7 +5,7 @@
 //! turns the socket into plain events for the runtime.
 
 use crate::config::IceServer;
-use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use matchbox_socket::{CandidateType, PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -141,6 +141,21 @@ impl RtcLink {
         channel
             .try_send(frame.into(), id)
             .map_err(|e| LinkError::Send(peer.to_owned(), e.to_string()))
+    }
+
+    /// How a connected peer is reached, in words for the device list ("direct", "via STUN",
+    /// "relayed via TURN"); `None` until the browser reports the candidate pair.
+    pub fn path(&self, peer: &str) -> Option<&'static str> {
+        let pair = self.socket.candidate_pair(*self.peers.get(peer)?)?;
+        Some(if pair.is_relayed() {
+            "relayed via TURN"
+        } else if pair.remote == CandidateType::ServerReflexive
+            || pair.local == CandidateType::ServerReflexive
+        {
+            "direct via STUN"
+        } else {
+            "direct"
+        })
     }
 
     /// Closes the socket (e.g. before joining another space).

@@ -21,10 +21,11 @@ export class Device {
     public page: Page,
   ) {}
 
-  /** A new browser profile (its own IndexedDB): a separate device. */
-  static async launch(name: string, url = '/'): Promise<Device> {
+  /** A new browser profile (its own IndexedDB): a separate device. `relayOnly` makes every
+   *  RTCPeerConnection use TURN relays only, as behind a symmetric NAT (no browser flag does). */
+  static async launch(name: string, url = '/', opts: { relayOnly?: boolean } = {}): Promise<Device> {
     const dir = mkdtempSync(join(tmpdir(), `ferry-${name}-`));
-    const { context, page } = await Device.start(dir, url);
+    const { context, page } = await Device.start(dir, url, opts.relayOnly);
     const d = new Device(name, dir, context, page);
     await d.ready();
     return d;
@@ -45,13 +46,23 @@ export class Device {
     return d;
   }
 
-  private static async start(dir: string, url: string) {
+  private static async start(dir: string, url: string, relayOnly = false) {
     const context = await chromium.launchPersistentContext(dir, {
       executablePath: '/usr/bin/chromium',
       headless: true,
       args: CHROMIUM_ARGS,
       baseURL: BASE,
     });
+    if (relayOnly) {
+      await context.addInitScript(() => {
+        const Original = window.RTCPeerConnection;
+        const RelayOnly = function (config?: RTCConfiguration) {
+          return new Original({ ...(config ?? {}), iceTransportPolicy: 'relay' });
+        } as unknown as typeof RTCPeerConnection;
+        RelayOnly.prototype = Original.prototype;
+        window.RTCPeerConnection = RelayOnly;
+      });
+    }
     const page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (e) => console.log(`[${dir}] page error: ${e.message}`));
     await page.goto(url);

@@ -31,6 +31,31 @@ for _ in range(100):
 else:
     raise SystemExit("ferry-signal did not become healthy")
 PY
+# A TURN relay (Debian's coturn) on 127.0.0.1:3478 for the relay-only journey.
+if command -v turnserver >/dev/null; then
+  turn_dir=$(mktemp -d)
+  cat >"$turn_dir/turnserver.conf" <<CONF
+listening-ip=127.0.0.1
+relay-ip=127.0.0.1
+listening-port=3478
+min-port=49152
+max-port=49999
+lt-cred-mech
+user=ferry:secret
+realm=ferry
+no-tls
+no-dtls
+allow-loopback-peers
+no-cli
+userdb=$turn_dir/turndb
+pidfile=$turn_dir/turnserver.pid
+CONF
+  turnserver -c "$turn_dir/turnserver.conf" >"$root/target/e2e-turn.log" 2>&1 &
+  turn_pid=$!
+  trap 'kill $signal_pid $turn_pid 2>/dev/null || true' EXIT
+  export FERRY_TURN=turn:127.0.0.1:3478
+fi
+
 cd "$here"
 export FERRY_APP_URL=http://127.0.0.1:8080 FERRY_DIST
 if [ "${1:-}" = "--bench" ]; then

@@ -129,8 +129,13 @@ fn ensure_npm() -> Result<(), String> {
     run(c)
 }
 
+/// Debian packages the browser tests need: Chromium, its driver, and coturn (the TURN relay of
+/// the relay-only journey).
 fn ensure_chromium() -> Result<(), String> {
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+    if Path::new("/usr/bin/chromium").exists()
+        && Path::new("/usr/bin/chromedriver").exists()
+        && Path::new("/usr/bin/turnserver").exists()
+    {
         return Ok(());
     }
     let sudo = output("id", &["-u"]).is_some_and(|u| u.trim() != "0");

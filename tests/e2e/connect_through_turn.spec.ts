@@ -1,0 +1,46 @@
+// Journey: two devices that cannot reach each other directly (relay-only, as behind symmetric
+// NAT / CGNAT) connect through the person's own TURN server, set up in the Devices view, and
+// the device list says the path is relayed.
+import { test, expect } from '@playwright/test';
+import { Device } from './device';
+
+const TURN = process.env.FERRY_TURN;
+
+async function useTurn(d: Device) {
+  await d.openDevices();
+  await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill(TURN!);
+  await d.page.getByRole('textbox', { name: 'Username (TURN)' }).fill('ferry');
+  await d.page.getByLabel('Credential (TURN)').fill('secret');
+  await d.page.getByRole('button', { name: 'Save connection settings' }).click();
+  await expect(d.page.getByText('Connection settings saved.')).toBeVisible();
+  await expect(d.page.getByText(`This device uses: ${TURN} (user ferry)`)).toBeVisible();
+}
+
+test('relay-only devices sync through TURN and say so', async () => {
+  test.skip(!TURN, 'coturn is not installed');
+  const laptop = await Device.launch('turn-laptop', '/', { relayOnly: true });
+  const phone = await Device.launch('turn-phone', '/', { relayOnly: true });
+  await useTurn(laptop);
+  await useTurn(phone);
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected');
+  await expect(phone.status).toHaveText('1 device connected');
+  await laptop.openDevices();
+  await expect(laptop.page.getByRole('list', { name: 'Devices in this space' })).toContainText('online · relayed via TURN');
+  await laptop.send('through the relay');
+  await expect(phone.message('through the relay')).toBeVisible();
+  await phone.send('and back');
+  await expect(laptop.message('and back')).toBeVisible();
+  await laptop.close();
+  await phone.close();
+});
+
+test('a TURN server without credentials is refused with a clear error', async () => {
+  const d = await Device.launch('turn-bad');
+  await d.openDevices();
+  await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill('turn:turn.example.org:3478');
+  await d.page.getByRole('button', { name: 'Save connection settings' }).click();
+  await expect(d.alert).toContainText('needs a username and a credential');
+  await expect(d.page.getByText('Using the server\'s defaults:')).toBeVisible();
+  await d.close();
+});

@@ -36,6 +36,10 @@ fn key(segments: &[&str]) -> StoreKey {
     StoreKey::new(segments).expect("constant storage key")
 }
 
+fn parse_item(id: &str) -> Result<ferry_core::ItemId, String> {
+    id.parse().map_err(|_| "unknown message".to_string())
+}
+
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
@@ -767,32 +771,20 @@ impl Runtime {
                 Err(e) => self.view.error.set(Some(e.to_string())),
             },
             Intent::Edit(id, text) => {
-                let result = id
-                    .parse()
-                    .map_err(|_| "unknown message".to_string())
-                    .and_then(|id| {
-                        self.replica
-                            .edit_text(id, &text, now_ms())
-                            .map_err(|e| e.to_string())
-                    });
-                match result {
-                    Ok(effects) => self.apply(effects).await,
-                    Err(e) => self.view.error.set(Some(format!("Cannot edit: {e}"))),
-                }
+                let result = parse_item(&id).and_then(|id| {
+                    self.replica
+                        .edit_text(id, &text, now_ms())
+                        .map_err(|e| e.to_string())
+                });
+                self.apply_or_alert(result, "Cannot edit").await;
             }
             Intent::Delete(id) => {
-                let result = id
-                    .parse()
-                    .map_err(|_| "unknown message".to_string())
-                    .and_then(|id| {
-                        self.replica
-                            .delete_item(id, now_ms())
-                            .map_err(|e| e.to_string())
-                    });
-                match result {
-                    Ok(effects) => self.apply(effects).await,
-                    Err(e) => self.view.error.set(Some(format!("Cannot delete: {e}"))),
-                }
+                let result = parse_item(&id).and_then(|id| {
+                    self.replica
+                        .delete_item(id, now_ms())
+                        .map_err(|e| e.to_string())
+                });
+                self.apply_or_alert(result, "Cannot delete").await;
             }
             Intent::Join => self.join().await,
             Intent::CancelJoin => {
@@ -837,6 +829,13 @@ impl Runtime {
             Intent::Install => crate::pwa::install(self.view),
             Intent::CheckLocation => self.check_location(),
             Intent::UseLink(text) => self.offer_link(&text),
+        }
+    }
+
+    async fn apply_or_alert(&mut self, result: Result<Vec<Effect>, String>, what: &str) {
+        match result {
+            Ok(effects) => self.apply(effects).await,
+            Err(e) => self.view.error.set(Some(format!("{what}: {e}"))),
         }
     }
 

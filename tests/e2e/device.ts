@@ -119,6 +119,19 @@ export class Device {
     await expect(this.message(text)).toBeVisible();
   }
 
+  /** Types `n` texts in one go, Enter after each, as fast as the page takes them. */
+  async typeMany(n: number, text: (i: number) => string): Promise<void> {
+    const texts = Array.from({ length: n }, (_, i) => text(i));
+    await this.page.evaluate((texts) => {
+      const box = document.querySelector('textarea[aria-label="Message"]') as HTMLTextAreaElement;
+      for (const t of texts) {
+        box.value = t;
+        box.dispatchEvent(new Event('input', { bubbles: true }));
+        box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+      }
+    }, texts);
+  }
+
   async openDevices(): Promise<void> {
     const toggle = this.page.getByRole('button', { name: 'Devices' });
     if ((await toggle.getAttribute('aria-expanded')) !== 'true') await toggle.click();

@@ -5,14 +5,7 @@ import { Device } from './device';
 
 test('search finds an item among 1,000 and highlights it; links are clickable', async () => {
   const d = await Device.launch('search');
-  await d.page.evaluate(() => {
-    const box = document.querySelector('textarea[aria-label="Message"]') as HTMLTextAreaElement;
-    for (let i = 0; i < 1000; i++) {
-      box.value = i === 617 ? 'the wifi password is Zebra-Crossing-42' : `filler note ${i}`;
-      box.dispatchEvent(new Event('input', { bubbles: true }));
-      box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
-    }
-  });
+  await d.typeMany(1000, (i) => (i === 617 ? 'the wifi password is Zebra-Crossing-42' : `filler note ${i}`));
   await expect(d.history.getByRole('listitem')).toHaveCount(1000);
   await expect(d.page.getByRole('separator', { name: 'Today' })).toHaveCount(1);
   await d.page.getByRole('searchbox', { name: 'Search messages' }).fill('zebra');

@@ -67,14 +67,7 @@ test('a tab killed right after a message shows as sent still has it after reopen
 test('a reload in the middle of syncing 1,000 items converges afterwards', async () => {
   const big = await Device.launch('big');
   // 1,000 texts typed in one go (Enter after each), as fast as the page takes them.
-  await big.page.evaluate(() => {
-    const box = document.querySelector('textarea[aria-label="Message"]') as HTMLTextAreaElement;
-    for (let i = 0; i < 1000; i++) {
-      box.value = `bulk item ${i}`;
-      box.dispatchEvent(new Event('input', { bubbles: true }));
-      box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
-    }
-  });
+  await big.typeMany(1000, (i) => `bulk item ${i}`);
   await expect(big.history.getByRole('listitem')).toHaveCount(1000, { timeout: 120_000 });
   const fresh = await Device.launch('fresh');
   await fresh.join(await big.pairingLink());

@@ -44,3 +44,24 @@ test('a TURN server without credentials is refused with a clear error', async ()
   await expect(d.page.getByText('Using the server\'s defaults:')).toBeVisible();
   await d.close();
 });
+
+test('an unreachable STUN server does not stall devices on the same network', async () => {
+  // 192.0.2.1 is TEST-NET-1: inside the test's namespace nothing answers there, like an
+  // offline LAN or a captive portal. Unpatched matchbox waits ~40 s for ICE gathering.
+  const laptop = await Device.launch('stun-laptop');
+  const phone = await Device.launch('stun-phone');
+  for (const d of [laptop, phone]) {
+    await d.openDevices();
+    await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill('stun:192.0.2.1:3478');
+    await d.page.getByRole('button', { name: 'Save connection settings' }).click();
+    await expect(d.page.getByText('Connection settings saved.')).toBeVisible();
+  }
+  const started = Date.now();
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected', { timeout: 15_000 });
+  console.log(`connected in ${Date.now() - started} ms with an unreachable STUN server`);
+  await laptop.send('no stall');
+  await expect(phone.message('no stall')).toBeVisible();
+  await laptop.close();
+  await phone.close();
+});

@@ -29,7 +29,12 @@ pub const DB_NAME: &str = "ferry";
 const TICK_MS: u32 = 10;
 /// Reconnect backoff bounds (ms).
 const BACKOFF_MIN: f64 = 1_000.0;
-const BACKOFF_MAX: f64 = 30_000.0;
+const BACKOFF_MAX: f64 = 10_000.0;
+
+/// Backoff with ±20 % jitter, so devices that lost the same server do not return in lockstep.
+fn jittered(ms: f64) -> f64 {
+    ms * (0.8 + 0.4 * js_sys::Math::random())
+}
 
 fn key(segments: &[&str]) -> StoreKey {
     // Only called with the constant, slash-free segments below.
@@ -72,6 +77,9 @@ struct Runtime {
     space_refreshed: f64,
     signal: Option<String>,
     link: Option<RtcLink>,
+    /// Sockets whose signaling ended but whose peers are still connected: kept for those
+    /// peers until the current socket reaches the same devices.
+    retired: Vec<RtcLink>,
     /// Sibling tabs of this browser (BroadcastChannel).
     tabs: Option<TabLink>,
     /// This tab holds the browser-wide Web Lock that owns the WebRTC connection.
@@ -255,6 +263,7 @@ impl Runtime {
             space_refreshed: 0.0,
             signal,
             link: None,
+            retired: Vec::new(),
             tabs: None,
             rtc_owner: Rc::new(Cell::new(false)),
             peers: BTreeMap::new(),
@@ -385,11 +394,52 @@ impl Runtime {
     }
 
     async fn disconnect(&mut self) {
-        if let Some(link) = self.link.take() {
+        let links: Vec<RtcLink> = self
+            .link
+            .take()
+            .into_iter()
+            .chain(self.retired.drain(..))
+            .collect();
+        for link in links {
             for peer in link.close() {
                 self.on_peer_down(peer).await;
             }
         }
+    }
+
+    /// Polls sockets kept for their peers; closes one once the current socket reaches all of
+    /// its devices again (or drops it when its peers are gone).
+    async fn poll_retired(&mut self) {
+        let mut events = Vec::new();
+        for link in &mut self.retired {
+            events.extend(link.poll());
+        }
+        self.handle_events(events).await;
+        let current: Vec<DeviceId> = self
+            .link
+            .as_ref()
+            .map(|l| {
+                l.peer_keys()
+                    .iter()
+                    .filter_map(|k| self.peers.get(k).copied())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut keep = Vec::new();
+        for link in std::mem::take(&mut self.retired) {
+            let keys = link.peer_keys();
+            let covered = keys
+                .iter()
+                .all(|k| self.peers.get(k).is_some_and(|d| current.contains(d)));
+            if keys.is_empty() || covered {
+                for peer in link.close() {
+                    self.on_peer_down(peer).await;
+                }
+            } else {
+                keep.push(link);
+            }
+        }
+        self.retired = keep;
     }
 
     fn open_tabs(&mut self) {
@@ -446,6 +496,9 @@ impl Runtime {
             self.space_refreshed = now;
             self.refresh_space();
         }
+        if !self.retired.is_empty() {
+            self.poll_retired().await;
+        }
         let Some(link) = self.link.as_mut() else {
             self.update_synced(now as u64).await;
             self.refresh_status();
@@ -453,15 +506,22 @@ impl Runtime {
         };
         let events = link.poll();
         let closed = link.is_closed();
+        let lost = !closed && link.is_signaling_lost();
         self.handle_events(events).await;
         self.update_synced(now as u64).await;
-        if closed {
+        if closed || lost {
             if self.reconnect_at == 0.0 {
-                self.reconnect_at = now + self.backoff;
+                self.reconnect_at = now + jittered(self.backoff);
                 self.backoff = (self.backoff * 2.0).min(BACKOFF_MAX);
             } else if now >= self.reconnect_at {
                 self.reconnect_at = 0.0;
-                self.link = None;
+                // Signaling is gone but peers may live on: keep their socket, meet the
+                // world again through a new one.
+                if let Some(old) = self.link.take()
+                    && !old.is_closed()
+                {
+                    self.retired.push(old);
+                }
                 self.connect();
             }
         } else if self.link.as_mut().is_some_and(RtcLink::is_signaling) {
@@ -499,7 +559,11 @@ impl Runtime {
                     }
                 }
                 Effect::Send { peer, frame } => {
-                    if let Some(link) = self.link.as_mut()
+                    let link = match self.link.as_mut() {
+                        Some(l) if l.has_peer(&peer) => Some(l),
+                        _ => self.retired.iter_mut().find(|l| l.has_peer(&peer)),
+                    };
+                    if let Some(link) = link
                         && let Err(err) = link.send(&peer, frame)
                     {
                         web_sys::console::warn_1(&err.to_string().into());
@@ -636,7 +700,13 @@ impl Runtime {
                     .peers
                     .iter()
                     .filter(|(k, d)| **d == id && !k.starts_with(TAB_PREFIX))
-                    .find_map(|(k, _)| self.link.as_ref()?.path(k))
+                    .find_map(|(k, _)| {
+                        self.link
+                            .iter()
+                            .chain(&self.retired)
+                            .find(|l| l.has_peer(k))?
+                            .path(k)
+                    })
                     .map(str::to_owned),
             })
             .collect::<Vec<_>>();
@@ -663,6 +733,8 @@ impl Runtime {
             .as_ref()
             .map_or(0, TabLink::remote_devices_via_tabs);
         let status = match &self.link {
+            // Connected devices count whatever state signaling is in.
+            _ if remote > 0 => NetStatus::Online { peers: remote },
             // Another tab holds the WebRTC connection: report what it reaches.
             None if !self.rtc_owner.get() && self.tabs.is_some() => NetStatus::Online {
                 peers: via_tabs.max(remote),

@@ -83,6 +83,22 @@ impl RtcLink {
         self.closed.get()
     }
 
+    /// Whether the signaling connection ended while the socket lives on for connected peers:
+    /// time for a new socket to meet new peers.
+    pub fn is_signaling_lost(&self) -> bool {
+        self.socket.is_signaling_lost()
+    }
+
+    /// Whether this link carries the given peer.
+    pub fn has_peer(&self, peer: &str) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// The peers this link carries.
+    pub fn peer_keys(&self) -> Vec<String> {
+        self.peers.keys().cloned().collect()
+    }
+
     /// Whether the signaling server has accepted us (refreshes the cached answer).
     pub fn is_signaling(&mut self) -> bool {
         if !self.id_known.get() {

@@ -57,7 +57,7 @@ CONF
 fi
 
 cd "$here"
-export FERRY_APP_URL=http://127.0.0.1:8080 FERRY_DIST
+export FERRY_APP_URL=http://127.0.0.1:8080 FERRY_DIST FERRY_SIGNAL_BIN
 if [ "${1:-}" = "--bench" ]; then
   node bench.mjs
 else

@@ -227,6 +227,8 @@ impl WebRtcSocketBuilder {
         }
 
         let (id_tx, id_rx) = futures_channel::oneshot::channel();
+        // FERRY PATCH: lets the application see that signaling is gone while peers live on.
+        let signaling_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let signaller_builder = self
             .signaller_builder
             .unwrap_or_else(|| Arc::new(UseSignallerBuilder::default()));
@@ -239,6 +241,7 @@ impl WebRtcSocketBuilder {
             peer_state_tx,
             candidate_pair_tx,
             messages_from_peers_tx,
+            signaling_lost.clone(),
         )
         // Transform the source into a user-error.
         .map(|f| {
@@ -255,6 +258,7 @@ impl WebRtcSocketBuilder {
 
         (
             WebRtcSocket {
+                signaling_lost,
                 id: Default::default(),
                 id_rx,
                 peer_state_rx,
@@ -487,6 +491,8 @@ impl Sink<(PeerId, Packet)> for WebRtcChannel {
 /// Contains a set of [`WebRtcChannel`]s and connection metadata.
 #[derive(Debug)]
 pub struct WebRtcSocket {
+    /// FERRY PATCH: set when the signaling connection ended (peers may still be connected).
+    signaling_lost: Arc<std::sync::atomic::AtomicBool>,
     id: once_cell::race::OnceBox<PeerId>,
     id_rx: futures_channel::oneshot::Receiver<PeerId>,
     peer_state_rx: futures_channel::mpsc::UnboundedReceiver<(PeerId, PeerState)>,
@@ -500,6 +506,14 @@ pub struct WebRtcSocket {
 }
 
 impl WebRtcSocket {
+    /// FERRY PATCH: whether the signaling connection has ended. Established peers keep working
+    /// over their data channels, but no new peer can connect through this socket: build a new
+    /// one to meet new peers (and old ones again).
+    pub fn is_signaling_lost(&self) -> bool {
+        self.signaling_lost
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Creates a new builder for a connection to a given room with a given number of
     /// re-connection attempts.
     ///
@@ -848,6 +862,7 @@ async fn run_socket(
     peer_state_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerState)>,
     candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, CandidatePair)>,
     messages_from_peers_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
+    signaling_lost: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), SignalingError> {
     debug!("Starting WebRtcSocket");
 
@@ -920,6 +935,7 @@ async fn run_socket(
             }
 
             sigloop = signaling_loop_done => {
+                signaling_lost.store(true, std::sync::atomic::Ordering::Relaxed);
                 // A signaling failure after the initial connection is not
                 // fatal while peers are connected: established peer
                 // connections live entirely on WebRTC data channels and do
@@ -1020,6 +1036,7 @@ mod test {
             peer_state_tx,
             candidate_pair_tx,
             vec![messages_from_peers_tx],
+            Default::default(),
         )
         .await;
         assert!(

@@ -14,10 +14,11 @@ export function roomIdOf(link: string): string {
 export async function joinAsStranger(page: Page, roomUrl: string): Promise<void> {
   await page.evaluate((url) => {
     const w = window as any;
-    w.stranger = { received: [] as number[][], channels: [] as RTCDataChannel[] };
     const ws = new WebSocket(url);
+    w.stranger = { received: [] as number[][], channels: [] as RTCDataChannel[], peers: [] as string[], ws };
     ws.onmessage = async (ev) => {
       const msg = JSON.parse(ev.data);
+      if (msg.Signal?.sender && !w.stranger.peers.includes(msg.Signal.sender)) w.stranger.peers.push(msg.Signal.sender);
       const offer = msg.Signal?.data?.Offer;
       if (!offer) return;
       const pc = new RTCPeerConnection({ iceServers: [] });
@@ -53,4 +54,13 @@ export async function strangerSend(page: Page, frames: Buffer[]): Promise<void> 
       for (const f of frames) dc.send(new Uint8Array(f));
     }
   }, frames.map((f) => Array.from(f)));
+}
+
+/** Sends a raw matchbox signal (e.g. a malformed offer) to every device it has met. */
+export async function strangerSignal(page: Page, data: unknown): Promise<number> {
+  return page.evaluate((data) => {
+    const s = (window as any).stranger;
+    for (const receiver of s.peers) s.ws.send(JSON.stringify({ Signal: { receiver, data } }));
+    return s.peers.length;
+  }, data);
 }

@@ -4,7 +4,7 @@
 import { test, expect, chromium } from '@playwright/test';
 import { randomBytes } from 'node:crypto';
 import { CHROMIUM_ARGS, Device } from './device';
-import { joinAsStranger, roomIdOf, strangerChannels, strangerReceived, strangerSend } from './stranger';
+import { joinAsStranger, roomIdOf, strangerChannels, strangerReceived, strangerSend, strangerSignal } from './stranger';
 
 test('a stranger in the room learns nothing and injects nothing', async () => {
   // 1. Two paired devices, one secret text.
@@ -49,7 +49,13 @@ test('a stranger in the room learns nothing and injects nothing', async () => {
     await expect(device.status).toHaveText('1 device connected');
   }
 
-  // 6. The real devices keep syncing; nothing foreign appeared.
+  // 6. Malformed signaling (a garbage offer, answer and ICE candidate) must not crash them:
+  //    upstream matchbox panics there, which aborts the whole app (patched, see FERRY_PATCH.md).
+  expect(await strangerSignal(page, { Offer: 'v=0 this is not SDP' })).toBe(2);
+  await strangerSignal(page, { Answer: 'not an answer either' });
+  await strangerSignal(page, { IceCandidate: '{"candidate":"candidate:garbage","sdpMid":"0"}' });
+
+  // 7. The real devices keep syncing; nothing foreign appeared.
   await phone.send('still private and still in sync');
   await expect(laptop.message('still private and still in sync')).toBeVisible();
   expect(await laptop.texts()).toEqual(await phone.texts());

@@ -177,10 +177,12 @@ impl Messenger for WasmMessenger {
 
         // Wait for answer
         let sdp = loop {
-            let signal = peer_signal_rx
-                .next()
-                .await
-                .expect("Signal server connection lost in the middle of a handshake");
+            // FERRY PATCH: signaling lost mid-handshake abandons the handshake (was `expect`).
+            let signal = or_abandon(
+                peer_signal_rx.next().await.ok_or("no more signals"),
+                "signaling ended in the middle of a handshake",
+            )
+            .await;
 
             match signal {
                 PeerSignal::Answer(answer) => break answer,
@@ -200,10 +202,14 @@ impl Messenger for WasmMessenger {
         let remote_description = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
         remote_description.set_sdp(&sdp);
         debug!("setting remote description");
-        JsFuture::from(conn.set_remote_description(&remote_description))
-            .await
-            .efix()
-            .unwrap();
+        // FERRY PATCH: a malformed answer abandons this handshake instead of panicking.
+        or_abandon(
+            JsFuture::from(conn.set_remote_description(&remote_description))
+                .await
+                .efix(),
+            "the peer's answer was rejected",
+        )
+        .await;
 
         let signaled = SignaledCandidates::default();
         let peer_signal_rx = complete_handshake(
@@ -251,10 +257,12 @@ impl Messenger for WasmMessenger {
         let mut received_candidates = vec![];
 
         let offer = loop {
-            let signal = peer_signal_rx
-                .next()
-                .await
-                .expect("Signal server connection lost in the middle of a handshake");
+            // FERRY PATCH: signaling lost mid-handshake abandons the handshake (was `expect`).
+            let signal = or_abandon(
+                peer_signal_rx.next().await.ok_or("no more signals"),
+                "signaling ended in the middle of a handshake",
+            )
+            .await;
 
             match signal {
                 PeerSignal::Offer(o) => {
@@ -276,15 +284,20 @@ impl Messenger for WasmMessenger {
             let remote_description = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
             let sdp = offer;
             remote_description.set_sdp(&sdp);
-            JsFuture::from(conn.set_remote_description(&remote_description))
-                .await
-                .expect("failed to set remote description");
+            // FERRY PATCH: a malformed offer abandons this handshake instead of panicking.
+            or_abandon(
+                JsFuture::from(conn.set_remote_description(&remote_description)).await,
+                "the peer's offer was rejected",
+            )
+            .await;
             debug!("set remote_description from offer");
         }
 
-        let answer = JsFuture::from(conn.create_answer())
-            .await
-            .expect("error creating answer");
+        let answer = or_abandon(
+            JsFuture::from(conn.create_answer()).await,
+            "no answer could be created for the peer's offer",
+        )
+        .await;
 
         debug!("created answer");
 
@@ -553,11 +566,28 @@ async fn try_add_rtc_ice_candidate(
         Some(candidate)
     };
 
-    JsFuture::from(
+    // FERRY PATCH: a candidate the browser rejects is skipped (was `expect`, a panic on input
+    // from the network).
+    if let Err(e) = JsFuture::from(
         connection.add_ice_candidate_with_opt_rtc_ice_candidate_init(candidate_init.as_ref()),
     )
     .await
-    .expect("failed to add ice candidate");
+    {
+        warn!("ignoring an ICE candidate the browser rejected: {e:?}");
+    }
+}
+
+/// FERRY PATCH: a handshake step that fails on input from the network (a malformed SDP,
+/// signaling gone mid-handshake) abandons that handshake instead of panicking: its future
+/// never completes, that peer never connects, and the application lives on.
+async fn or_abandon<T, E: std::fmt::Debug>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => {
+            warn!("abandoning a handshake: {what}: {e:?}");
+            futures::future::pending().await
+        }
+    }
 }
 
 fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeerConnection {

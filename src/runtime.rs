@@ -41,6 +41,22 @@ fn key(segments: &[&str]) -> StoreKey {
     StoreKey::new(segments).expect("constant storage key")
 }
 
+/// The connection settings a pairing link carries, checked like Settings input.
+fn link_ice(link: &PairingLink) -> Result<Option<Vec<crate::config::IceServer>>, String> {
+    let Some(json) = &link.ice else {
+        return Ok(None);
+    };
+    let servers: Vec<crate::config::IceServer> =
+        serde_json::from_str(json).map_err(|_| ferry_core::PairingError::BadIce.to_string())?;
+    Config {
+        signal: None,
+        ice_servers: servers.clone(),
+    }
+    .validate()
+    .map_err(|e| format!("its connection settings are not usable: {e}"))?;
+    Ok(Some(servers))
+}
+
 fn parse_item(id: &str) -> Result<ferry_core::ItemId, String> {
     id.parse().map_err(|_| "unknown message".to_string())
 }
@@ -716,6 +732,10 @@ impl Runtime {
         let link = PairingLink {
             secret: self.secret.clone(),
             signal: self.signal_url(),
+            ice: self
+                .ice_override
+                .as_ref()
+                .and_then(|ice| serde_json::to_string(ice).ok()),
         };
         let url = link.to_url(&app_base());
         if self.view.pairing_link.get_untracked() != url {
@@ -816,7 +836,13 @@ impl Runtime {
 
     /// Asks to join the space of `text` (a link or its fragment), or says why it cannot.
     fn offer_link(&mut self, text: &str) {
-        match PairingLink::parse(text) {
+        let parsed = PairingLink::parse(text)
+            .map_err(|e| e.to_string())
+            .and_then(|link| {
+                link_ice(&link)?;
+                Ok(link)
+            });
+        match parsed {
             Ok(link) if link.secret == self.secret => {
                 clear_fragment();
                 self.view
@@ -935,6 +961,21 @@ impl Runtime {
             return;
         }
         clear_fragment();
+        // The inviting device's STUN/TURN servers come along (validated when offered).
+        if let Ok(Some(ice)) = link_ice(&link)
+            && self.ice_override.as_ref() != Some(&ice)
+        {
+            let json = serde_json::to_vec(&ice).unwrap_or_default();
+            if self
+                .store
+                .put(&key(&["settings", "ice"]), &json)
+                .await
+                .is_ok()
+            {
+                self.ice_override = Some(ice);
+                self.refresh_ice_summary();
+            }
+        }
         self.disconnect().await;
         if let Some(tabs) = self.tabs.take() {
             tabs.announce_space_change();

@@ -6,7 +6,7 @@ import { Device } from './device';
 
 const TURN = process.env.FERRY_TURN;
 
-async function useTurn(d: Device) {
+async function useTurn(d: Device): Promise<void> {
   await d.openDevices();
   await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill(TURN!);
   await d.page.getByRole('textbox', { name: 'Username (TURN)' }).fill('ferry');
@@ -20,9 +20,11 @@ test('relay-only devices sync through TURN and say so', async () => {
   test.skip(!TURN, 'coturn is not installed');
   const laptop = await Device.launch('turn-laptop', '/', { relayOnly: true });
   const phone = await Device.launch('turn-phone', '/', { relayOnly: true });
+  // Only the laptop is configured: the pairing link carries its TURN settings to the phone.
   await useTurn(laptop);
-  await useTurn(phone);
   await phone.join(await laptop.pairingLink());
+  await phone.openDevices();
+  await expect(phone.page.getByText(`This device uses: ${TURN} (user ferry)`)).toBeVisible();
   await expect(laptop.status).toHaveText('1 device connected');
   await expect(phone.status).toHaveText('1 device connected');
   await laptop.openDevices();

@@ -29,6 +29,9 @@ pub enum PairingError {
         "the pairing link is incomplete: its secret has {0} bytes instead of 32 (copy the whole link again)"
     )]
     WrongLength(usize),
+    /// The connection settings in the link are not readable.
+    #[error("the pairing link's connection settings are damaged (copy the whole link again)")]
+    BadIce,
     /// The signaling address is not a ws:// or wss:// URL.
     #[error(
         "the pairing link names a signaling server that is not a ws:// or wss:// address: {0:?}"
@@ -121,6 +124,9 @@ pub struct PairingLink {
     pub secret: SpaceSecret,
     /// The signaling server the inviting device uses, if it named one.
     pub signal: Option<String>,
+    /// The inviting device's own STUN/TURN servers, as JSON (the app validates the shape),
+    /// so a device behind CGNAT joins already knowing the relay it needs.
+    pub ice: Option<String>,
 }
 
 fn percent_encode(s: &str) -> String {
@@ -164,6 +170,10 @@ impl PairingLink {
             url.push_str("&signal=");
             url.push_str(&percent_encode(signal));
         }
+        if let Some(ice) = &self.ice {
+            url.push_str("&ice=");
+            url.push_str(&percent_encode(ice));
+        }
         url
     }
 
@@ -176,6 +186,7 @@ impl PairingLink {
             .ok_or(PairingError::NotAPairingLink)?;
         let mut secret = None;
         let mut signal = None;
+        let mut ice = None;
         for part in fragment.split('&') {
             match part.split_once('=') {
                 Some(("pair", v)) => secret = Some(v),
@@ -190,6 +201,13 @@ impl PairingLink {
                     }
                     signal = Some(url);
                 }
+                Some(("ice", v)) if !v.is_empty() => {
+                    let json = percent_decode(v).ok_or(PairingError::BadIce)?;
+                    if json.len() > 4096 {
+                        return Err(PairingError::BadIce);
+                    }
+                    ice = Some(json);
+                }
                 _ => {}
             }
         }
@@ -200,6 +218,7 @@ impl PairingLink {
         Ok(PairingLink {
             secret: SpaceSecret::from_slice(&bytes)?,
             signal,
+            ice,
         })
     }
 }
@@ -213,12 +232,16 @@ mod tests {
         let link = PairingLink {
             secret: SpaceSecret::random(),
             signal: Some("ws://192.168.1.5:3536".into()),
+            ice: Some(
+                r#"[{"urls":["turn:t.example:3478"],"username":"u","credential":"p&q"}]"#.into(),
+            ),
         };
         let url = link.to_url("http://192.168.1.5:8080/");
         assert!(url.starts_with("http://192.168.1.5:8080/#pair="));
         assert_eq!(PairingLink::parse(&url), Ok(link.clone()));
         let bare = PairingLink {
             signal: None,
+            ice: None,
             ..link
         };
         assert_eq!(
@@ -244,6 +267,7 @@ mod tests {
         let link = PairingLink {
             secret: s,
             signal: None,
+            ice: None,
         };
         assert!(!format!("{link:?}").contains("7, 7"));
     }
@@ -268,6 +292,10 @@ mod tests {
                 PairingError::BadSignal("http://evil".into()),
             ),
         ];
+        let cases = cases.into_iter().chain([(
+            "http://x/#pair=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE&ice=%ZZ",
+            PairingError::BadIce,
+        )]);
         for (input, err) in cases {
             assert_eq!(PairingLink::parse(input), Err(err), "{input}");
         }

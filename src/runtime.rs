@@ -351,6 +351,8 @@ impl Runtime {
         }
         self.ice_override = (!servers.is_empty()).then_some(servers);
         self.refresh_ice_summary();
+        // The pairing link carries these settings: show the updated link at once.
+        self.refresh_space();
         // Reconnect with the new servers (peers come back through the new configuration).
         if self.rtc_owner.get() {
             self.disconnect().await;

@@ -22,6 +22,7 @@ test('relay-only devices sync through TURN and say so', async () => {
   const phone = await Device.launch('turn-phone', '/', { relayOnly: true });
   // Only the laptop is configured: the pairing link carries its TURN settings to the phone.
   await useTurn(laptop);
+  await expect(laptop.page.getByRole('textbox', { name: 'Pairing link' })).toHaveValue(/&ice=/);
   await phone.join(await laptop.pairingLink());
   await phone.openDevices();
   await expect(phone.page.getByText(`This device uses: ${TURN} (user ferry)`)).toBeVisible();

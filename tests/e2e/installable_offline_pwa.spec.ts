@@ -58,8 +58,10 @@ test('a new version waits for "Reload" and never reloads by itself', async () =>
   }
   // Nothing reloaded on its own: the draft is still there.
   await expect(d.composer).toHaveValue('half-typed thought');
+  // Listen before clicking: the reload can finish before a later listener would attach.
+  const reloaded = d.page.waitForEvent('load');
   await d.page.getByRole('button', { name: 'Reload' }).click();
-  await d.page.waitForEvent('load');
+  await reloaded;
   await d.ready();
   await expect(d.page.getByText('Update available')).toHaveCount(0);
   const version = await d.page.evaluate(async () => {

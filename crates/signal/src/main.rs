@@ -20,12 +20,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use matchbox_signaling::SignalingServerBuilder;
-use mesh::{FerryMesh, Limits, MeshState};
+use mesh::{Limits, MeshState};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
-use tracing::info;
+use tracing::{info, warn};
 
 mod mesh;
 
@@ -165,21 +165,34 @@ async fn main() {
         }
     };
 
-    let mut server = SignalingServerBuilder::new(
-        SocketAddr::new(args.host, args.port),
-        FerryMesh,
-        MeshState::new(args.limits),
-    )
-    .mutate_router(|r| r.route("/health", get(health)))
-    .cors()
-    .build();
-    let signal_addr = match server.bind() {
-        Ok(addr) => addr,
+    // Each peer holds a socket: the common soft limit of 1,024 open files would cap a server
+    // at about a thousand peers, so lift it to the hard limit the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open-file limit"),
+        Err(e) => warn!("cannot raise the open-file limit: {e}"),
+    }
+
+    let signal = Router::new()
+        .route("/", get(mesh::upgrade_world))
+        .route("/health", get(health))
+        .route("/{room}", get(mesh::upgrade_room))
+        .with_state(MeshState::new(args.limits))
+        .layer(CorsLayer::permissive());
+    let signal_listener =
+        match tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "cannot listen for signaling on {}:{}: {e}",
+                    args.host, args.port
+                );
+                std::process::exit(1);
+            }
+        };
+    let signal_addr = match signal_listener.local_addr() {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!(
-                "cannot listen for signaling on {}:{}: {e}",
-                args.host, args.port
-            );
+            eprintln!("cannot read the signaling address: {e}");
             std::process::exit(1);
         }
     };
@@ -215,7 +228,7 @@ async fn main() {
     // Flush now: test harnesses and scripts read the address from a pipe.
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    if let Err(e) = server.serve().await {
+    if let Err(e) = axum::serve(signal_listener, signal).await {
         eprintln!("signaling server failed: {e}");
         std::process::exit(1);
     }

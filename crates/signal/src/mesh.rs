@@ -12,10 +12,12 @@
 //! descriptions. Nothing here panics on client input.
 
 use async_trait::async_trait;
-use axum::extract::ws::{CloseFrame, Message};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
 use futures::StreamExt;
 use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
-use matchbox_signaling::common_logic::SignalingChannel;
+use matchbox_signaling::common_logic::{SignalingChannel, spawn_sender_task};
 use matchbox_signaling::{NoCallbacks, SignalingState, SignalingTopology, WsStateMeta};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -163,6 +165,58 @@ fn close_with(sender: &SignalingChannel, code: u16, reason: &'static str) {
         code,
         reason: reason.into(),
     }))));
+}
+
+/// Initial read buffer of a connection. tungstenite's default (128 KiB) is zero-filled when
+/// the first frame is read, so each idle peer held 128 KiB of RSS (the load bench measured
+/// 142 KiB per peer); signaling messages are a few KiB and the buffer still grows on demand.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// `GET /<room>`: upgrades to a WebSocket and runs [`FerryMesh`] for the new peer.
+///
+/// This replaces matchbox_signaling's own handler only to size the connection's buffers:
+/// its handler gives no access to the `WebSocketUpgrade` configuration.
+pub async fn upgrade_room(
+    ws: WebSocketUpgrade,
+    Path(room): Path<String>,
+    State(state): State<MeshState>,
+) -> Response {
+    upgrade(ws, room, state)
+}
+
+/// `GET /`: matchbox clients without a room path meet in the room `world`.
+pub async fn upgrade_world(ws: WebSocketUpgrade, State(state): State<MeshState>) -> Response {
+    upgrade(ws, "world".to_owned(), state)
+}
+
+fn upgrade(ws: WebSocketUpgrade, room: String, state: MeshState) -> Response {
+    // Messages a little above the limit still arrive whole, so the topology can close the
+    // connection with "message too big"; far larger ones fail in the codec before they are
+    // buffered in full.
+    let max_message = state
+        .limits
+        .max_message_bytes
+        .saturating_mul(4)
+        .max(64 * 1024);
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let peer_id = PeerId(uuid::Uuid::new_v4());
+            let (sink, receiver) = socket.split();
+            let sender = spawn_sender_task(sink);
+            let hello = JsonPeerEvent::IdAssigned(peer_id).to_string();
+            let _ = sender.send(Ok(Message::Text(hello.into())));
+            FerryMesh::state_machine(WsStateMeta {
+                room,
+                peer_id,
+                sender,
+                receiver,
+                callbacks: NoCallbacks {},
+                state,
+            })
+            .await;
+        })
 }
 
 /// The topology (see the module docs).

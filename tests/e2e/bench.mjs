@@ -1,11 +1,16 @@
 // `cargo xtask bench`: Ferry measured against baselines in the same run, on this machine.
 // Runs inside the private network namespace (netns.sh --bench) with a real ferry-signal.
 // Prints a table and writes target/bench/results.json. Never part of `cargo xtask test`.
+// Baselines (bench/baselines.mjs): raw RTCDataChannel, Yjs + y-webrtc + y-indexeddb, a raw-JS
+// file sender. The host criterion results (cargo bench -p ferry-core, run first by xtask) are
+// folded into the same table.
+// FERRY_BENCH_ONLY=latency,reconcile,cold,size,file,core,signal runs only those sections.
 import { chromium } from '@playwright/test';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
+import { FILE_CHUNK, FILE_MESSAGE, rawFileThroughput, startBaselines, yjsReconcile } from './bench/baselines.mjs';
 
 const BASE = process.env.FERRY_APP_URL ?? 'http://127.0.0.1:8080';
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -13,6 +18,10 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--dis
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--disable-features=WebRtcHideLocalIpsWithMdns'];
 const COLD_SIZES = (process.env.FERRY_BENCH_COLD ?? '10000,100000').split(',').map(Number);
+const FILE_MIB = Number(process.env.FERRY_BENCH_FILE_MB ?? 200);
+const ONLY = process.env.FERRY_BENCH_ONLY?.split(',');
+const run = (section) => !ONLY || ONLY.includes(section);
+const LAUNCH = { executablePath: '/usr/bin/chromium', headless: true, args: ARGS };
 
 // Long tasks are recorded from the very start of every page.
 const LONGTASKS = `window.__longest = 0; new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__longest = Math.max(window.__longest, e.duration); }).observe({ type: 'longtask', buffered: true });`;
@@ -58,10 +67,12 @@ function row(name, ferry, baseline, unit, note = '') {
   const ratio = baseline ? ferry / baseline : null;
   rows.push({ name, ferry, baseline, unit, ratio, note });
 }
+const baselines = await startBaselines();
+process.on('exit', () => baselines.stop());
 
 // 1. Text latency: A sends, B renders. Baseline: a raw RTCDataChannel one-way time between two
 //    peer connections in one page of the same browser build.
-{
+if (run('latency')) {
   const a = await device('lat-a');
   const b = await device('lat-b');
   await pair(a, b);
@@ -113,8 +124,9 @@ function row(name, ferry, baseline, unit, note = '') {
 }
 
 // 2. Reconcile: 1,000 items written offline on each of two devices; time from the second
-//    device's reopening (reconnect) until both show all 2,000.
-{
+//    device's reopening (reconnect) until both show all 2,000. Baseline: the same steps with
+//    Yjs + y-webrtc + y-indexeddb (bench/yjs), each item a Y.Map in one transaction.
+if (run('reconcile')) {
   const a = await device('rec-a');
   const b = await device('rec-b');
   await pair(a, b);
@@ -129,13 +141,14 @@ function row(name, ferry, baseline, unit, note = '') {
   const a2 = await device('rec-a', a.dir);
   await Promise.all([waitCount(a2.page, 2000), waitCount(b2.page, 2000)]);
   const ms = Date.now() - t0;
-  row('reconcile 2×1,000 offline items (reopen → both converged)', ms, null, 'ms', 'Yjs + y-webrtc baseline not built yet');
-  results.scenarios.reconcile = { ms };
   for (const d of [a2, b2]) await d.context.close();
+  const yjs = await yjsReconcile(LAUNCH, 1000);
+  row('reconcile 2×1,000 offline items (reopen → both converged)', ms, yjs, 'ms', 'baseline: Yjs + y-webrtc + y-indexeddb, same steps');
+  results.scenarios.reconcile = { ms, yjs_ms: yjs };
 }
 
 // 3. Cold start: time to first render of the stored history, and the longest main-thread task.
-for (const n of COLD_SIZES) {
+for (const n of run('cold') ? COLD_SIZES : []) {
   const d = await device(`cold-${n}`);
   for (let done = 0; done < n; done += 10_000) {
     await bulk(d.page, `cold item`, Math.min(10_000, n - done));
@@ -155,7 +168,7 @@ for (const n of COLD_SIZES) {
 }
 
 // 4. Size of what a browser downloads.
-{
+if (run('size')) {
   const dist = join(ROOT, 'dist');
   let raw = 0, gz = 0, br = 0, wasm = {};
   for (const f of readdirSync(dist)) {
@@ -172,10 +185,72 @@ for (const n of COLD_SIZES) {
   results.scenarios.size = { wasm, total: { raw, gzip: gz, brotli: br } };
 }
 
+// 5. File throughput A→B. Ferry cannot send files yet: `ferryFileThroughput` stays null until it
+//    can; then it becomes `async (launch, bytes) => ms` (two paired devices, A attaches a file of
+//    `bytes`, time until B holds all of it), measured like the baseline below.
+const ferryFileThroughput = null;
+if (run('file')) {
+  const bytes = FILE_MIB * 1024 * 1024;
+  const mibps = (ms) => FILE_MIB / (ms / 1000);
+  const raw = await rawFileThroughput(LAUNCH, bytes);
+  const ferry = ferryFileThroughput ? await ferryFileThroughput(LAUNCH, bytes) : null;
+  row(`file throughput ${FILE_MIB} MiB A→B`, ferry == null ? null : mibps(ferry), mibps(raw), 'MiB/s',
+    `${ferry == null ? 'Ferry: not built yet; ' : ''}baseline: raw RTCDataChannel, ${FILE_CHUNK / 1024} KiB chunks as ${FILE_MESSAGE / 1024} KiB messages, bufferedAmountLow backpressure`);
+  results.scenarios.file = { bytes, raw_ms: raw, ferry_ms: ferry };
+}
+
+// 6. Host benchmarks of ferry-core (criterion; `cargo xtask bench` runs them before this script).
+if (run('core')) {
+  const home = process.env.CRITERION_HOME ?? join(ROOT, 'target/bench/criterion');
+  const found = [];
+  const walk = (dir) => {
+    for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+      const p = join(dir, f);
+      if (f === 'new' && existsSync(join(p, 'benchmark.json'))) found.push(p);
+      else if (f !== 'base' && f !== 'change' && statSync(p).isDirectory()) walk(p);
+    }
+  };
+  walk(home);
+  results.scenarios.core = {};
+  for (const dir of found.sort()) {
+    const id = JSON.parse(readFileSync(join(dir, 'benchmark.json'), 'utf8')).full_id;
+    const est = JSON.parse(readFileSync(join(dir, 'estimates.json'), 'utf8'));
+    const ms = est.mean.point_estimate / 1e6;
+    row(`core: ${id}`, ms, null, 'ms', 'criterion mean, native');
+    results.scenarios.core[id] = { mean_ms: ms, ci_ms: [est.mean.confidence_interval.lower_bound / 1e6, est.mean.confidence_interval.upper_bound / 1e6] };
+  }
+  const bytesFile = join(ROOT, 'target/bench/core_sync_bytes.json');
+  if (existsSync(bytesFile)) {
+    const sync = JSON.parse(readFileSync(bytesFile, 'utf8'));
+    for (const r of sync) {
+      row(`core: reconnect bytes, ${r.history.toLocaleString('en')}-item history, ${r.new_each} texts apart each`, r.persisted_bytes, r.fresh_bytes, 'B',
+        'persisted sync state vs fresh (ratio = persisted / fresh)');
+    }
+    results.scenarios.core_sync_bytes = sync;
+  }
+}
+
+// 7. Signaling under load (crates/signal/benches/load.rs; xtask runs it before this script).
+const signalFile = join(ROOT, 'target/bench/signal_load.json');
+if (run('signal') && existsSync(signalFile)) {
+  const l = JSON.parse(readFileSync(signalFile, 'utf8'));
+  const what = `${l.peers.toLocaleString('en')} peers in ${l.rooms} rooms`;
+  row(`signaling: RSS per connected peer, ${what}`, l.rss_per_peer_kib, null, 'KiB', `ferry-signal RSS ${l.rss_connected_kib} KiB connected, ${l.rss_idle_kib} KiB idle`);
+  const first = l.rounds_timing_ms?.[0];
+  if (first) {
+    row(`signaling: ${what} connected`, first.connect_all, null, 'ms', 'first round');
+    row(`signaling: ${first.signals.toLocaleString('en')} offers/answers relayed`, first.signalling_done, null, 'ms', 'first round');
+  }
+  results.scenarios.signal_load = l;
+}
+
 results.table = rows;
 mkdirSync(join(ROOT, 'target/bench'), { recursive: true });
 writeFileSync(join(ROOT, 'target/bench/results.json'), JSON.stringify(results, null, 2));
 const fmt = (v) => (v == null ? '—' : v >= 100 ? v.toFixed(0) : v.toFixed(2));
-console.log(`\n| scenario | Ferry | baseline | unit | ratio | note |\n|---|---|---|---|---|---|`);
-for (const r of rows) console.log(`| ${r.name} | ${fmt(r.ferry)} | ${fmt(r.baseline)} | ${r.unit} | ${r.ratio == null ? '—' : r.ratio.toFixed(2) + '×'} | ${r.note} |`);
+const table = [`| scenario | Ferry | baseline | unit | ratio | note |`, `|---|---|---|---|---|---|`,
+  ...rows.map((r) => `| ${r.name} | ${fmt(r.ferry)} | ${fmt(r.baseline)} | ${r.unit} | ${r.ratio == null ? '—' : r.ratio.toFixed(2) + '×'} | ${r.note} |`)].join('\n');
+writeFileSync(join(ROOT, 'target/bench/results.md'), `${table}\n`);
+console.log(`\n${table}`);
 console.log(`\nwritten: target/bench/results.json`);
+baselines.stop();

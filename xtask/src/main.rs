@@ -155,6 +155,7 @@ fn ensure_chromium() -> Result<(), String> {
         "--no-install-recommends",
         "chromium",
         "chromium-driver",
+        "coturn",
     ]);
     install.env("DEBIAN_FRONTEND", "noninteractive");
     run(install)
@@ -326,11 +327,141 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench() -> Result<(), String> {
-    let mut c = cmd(
-        "cargo",
-        &["bench", "-p", "ferry-core", "--features", "testing"],
-    );
-    c.env("FERRY_BENCH_OUT", root().join("target/bench"));
+/// npm packages only the benchmarks use (the Yjs baseline page and its signaling, esbuild to
+/// bundle it): reinstall from the lock when one is missing.
+fn ensure_bench_npm() -> Result<(), String> {
+    let dir = e2e_dir();
+    let missing = ["yjs", "y-webrtc", "y-indexeddb", "ws", "esbuild"]
+        .iter()
+        .any(|p| {
+            !dir.join("node_modules")
+                .join(p)
+                .join("package.json")
+                .exists()
+        });
+    if !missing {
+        return Ok(());
+    }
+    let mut c = cmd("npm", &["ci", "--no-audit", "--no-fund"]);
+    c.current_dir(dir);
     run(c)
+}
+
+/// `cargo bench` with native settings: the release profile is tuned for the wasm download
+/// (`opt-level = "z"`, fat LTO), which would make host benches slow to build and unlike native.
+fn cargo_bench(args: &[&str]) -> Command {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    let mut c = cmd("cargo", &all);
+    let out = root().join("target/bench");
+    c.env("FERRY_BENCH_OUT", &out)
+        .env("CRITERION_HOME", out.join("criterion"))
+        .env("CARGO_PROFILE_BENCH_OPT_LEVEL", "3")
+        .env("CARGO_PROFILE_BENCH_LTO", "false")
+        .env("CARGO_PROFILE_BENCH_CODEGEN_UNITS", "16");
+    c
+}
+
+/// HOOK: the signaling load benchmark (issue #7, 1,000 peers in 100 rooms against the release
+/// `ferry-signal`). Runs whichever of its two forms exists, and is skipped while neither does.
+fn signal_load_bench() -> Result<(), String> {
+    let signal = root().join("crates/signal");
+    if signal.join("examples/load.rs").exists() {
+        let mut c = cmd(
+            "cargo",
+            &[
+                "run",
+                "--release",
+                "-p",
+                "ferry-signal",
+                "--example",
+                "load",
+            ],
+        );
+        c.env("FERRY_BENCH_OUT", root().join("target/bench"));
+        run(c)
+    } else if signal.join("benches/load.rs").exists() {
+        run(cargo_bench(&["-p", "ferry-signal", "--bench", "load"]))
+    } else {
+        eprintln!("skipped: no crates/signal/examples/load.rs yet");
+        Ok(())
+    }
+}
+
+/// `cargo xtask bench`: criterion benches of ferry-core and the signaling load bench, then the
+/// browser benches (Ferry and its baselines, real Chromium and WebRTC in a private network
+/// namespace), which fold all results into one table. Prints it and writes
+/// `target/bench/results.json`.
+fn bench() -> Result<(), String> {
+    let started = std::time::SystemTime::now();
+    let mut s = Steps { results: vec![] };
+    let tools = s.step(
+        "install tools (rustup target, npm, trunk, wasm-bindgen, chromium)",
+        || {
+            ensure_build_tools()?;
+            ensure_bench_npm()?;
+            ensure_chromium()
+        },
+    );
+    let built = tools && s.step("release build (trunk + ferry-signal)", build_release);
+    s.step(
+        "ferry-core benches (criterion: apply, save/load, sync bytes)",
+        || {
+            run(cargo_bench(&[
+                "-p",
+                "ferry-core",
+                "--bench",
+                "sync",
+                "--bench",
+                "storage",
+            ]))
+        },
+    );
+    // The load bench builds ferry-signal with the bench profile into target/release: the
+    // browser benches use a copy of the release build made before.
+    let signal_bin = root().join("target/bench/ferry-signal");
+    let built = built
+        && s.step(
+            "keep the release ferry-signal for the browser benches",
+            || {
+                std::fs::create_dir_all(root().join("target/bench")).map_err(|e| e.to_string())?;
+                std::fs::copy(root().join("target/release/ferry-signal"), &signal_bin)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
+    s.step("signaling load bench", signal_load_bench);
+    if built {
+        s.step(
+            "browser benches (Ferry vs raw WebRTC, Yjs; private network namespace)",
+            || {
+                let mut c = cmd("unshare", &["-n", "bash", "tests/e2e/netns.sh", "--bench"]);
+                c.env("FERRY_SIGNAL_BIN", &signal_bin);
+                run(c)
+            },
+        );
+    }
+    let table = root().join("target/bench/results.md");
+    let fresh = std::fs::metadata(&table)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= started);
+    if fresh && let Ok(text) = std::fs::read_to_string(&table) {
+        println!("\n{text}");
+    }
+    println!("| step | result | time |\n|---|---|---|");
+    for (name, ok, secs) in &s.results {
+        println!(
+            "| {name} | {} | {secs:.0} s |",
+            if *ok { "ok" } else { "FAILED" }
+        );
+    }
+    println!(
+        "\nresults: target/bench/results.json (table: target/bench/results.md, criterion: target/bench/criterion)"
+    );
+    let failed = s.results.iter().filter(|r| !r.1).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failed} bench step(s) failed"))
+    }
 }

@@ -43,7 +43,7 @@ impl Drop for Server {
 
 fn start_server() -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
-        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--host", "127.0.0.1", "--port", "0", "--no-mailbox"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

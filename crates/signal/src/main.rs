@@ -9,6 +9,10 @@
 //! computed per request so that a phone opening `http://<LAN address>:8080` is told to signal
 //! at `ws://<LAN address>:3536` without any rebuild.
 //!
+//! On the same port it offers the end-to-end encrypted mailbox (`/mailbox/<room>`, see
+//! `mailbox.rs`): sealed blobs kept in `--data-dir` for devices that are never online
+//! together; `--no-mailbox` turns it off.
+//!
 //! ```text
 //! ferry-signal [--host 127.0.0.1] [--port 3536] [--app-dir dist --app-port 8080]
 //!              [--ice URL[|USERNAME|CREDENTIAL]]... | [--ice none]
@@ -17,7 +21,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use mesh::{Limits, MeshState};
@@ -27,11 +31,16 @@ use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 use tracing::{info, warn};
 
+mod mailbox;
 mod mesh;
 
 const USAGE: &str = "usage: ferry-signal [--host ADDR] [--port N] [--app-dir DIR] [--app-port N] [--ice URL[|USER|CREDENTIAL] | --ice none]...
                     [--max-peers-per-room N] [--max-message-bytes N] [--rate MSGS_PER_SEC] [--burst N] [--idle-timeout SECS]
-  env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated)
+                    [--data-dir DIR] [--no-mailbox] [--mailbox-ttl DAYS | --mailbox-ttl-secs SECS]
+                    [--mailbox-quota-bytes N] [--mailbox-quota-entries N] [--mailbox-max-rooms N]
+  env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated), FERRY_DATA_DIR
+  The mailbox (store-and-forward of sealed blobs, HTTP on the signaling port) keeps its
+  database in --data-dir (default ./ferry-data).
   --port 0 picks a free port (printed on stdout).";
 
 /// Default ICE server handed to browsers: a public STUN server.
@@ -45,6 +54,8 @@ struct Args {
     app_port: u16,
     ice: Vec<String>,
     limits: Limits,
+    data_dir: std::path::PathBuf,
+    mailbox: Option<mailbox::MailboxLimits>,
 }
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -60,6 +71,13 @@ fn parse_args() -> Result<Args, String> {
     let mut ice: Option<Vec<String>> =
         env("FERRY_ICE").map(|v| v.split(',').map(str::to_owned).collect());
     let mut limits = Limits::default();
+    let mut data_dir = env("FERRY_DATA_DIR").unwrap_or_else(|| "ferry-data".into());
+    let mut mailbox = Some(mailbox::MailboxLimits::default());
+    let secs = |flag: &str, v: &str, scale: f64| -> Result<std::time::Duration, String> {
+        let n: f64 = num(flag, v)?;
+        std::time::Duration::try_from_secs_f64(n * scale)
+            .map_err(|_| format!("{flag}: not a duration: {v}"))
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -75,6 +93,25 @@ fn parse_args() -> Result<Args, String> {
             "--burst" => limits.burst = num(&flag, &value()?)?,
             "--idle-timeout" => {
                 limits.idle_timeout = std::time::Duration::from_secs_f64(num(&flag, &value()?)?)
+            }
+            "--data-dir" => data_dir = value()?,
+            "--no-mailbox" => mailbox = None,
+            "--mailbox-ttl"
+            | "--mailbox-ttl-secs"
+            | "--mailbox-quota-bytes"
+            | "--mailbox-quota-entries"
+            | "--mailbox-max-rooms" => {
+                let v = value()?;
+                let Some(m) = mailbox.as_mut() else {
+                    return Err(format!("{flag} given with --no-mailbox"));
+                };
+                match flag.as_str() {
+                    "--mailbox-ttl" => m.ttl = secs(&flag, &v, 86_400.0)?,
+                    "--mailbox-ttl-secs" => m.ttl = secs(&flag, &v, 1.0)?,
+                    "--mailbox-quota-bytes" => m.quota_bytes = num(&flag, &v)?,
+                    "--mailbox-quota-entries" => m.quota_entries = num(&flag, &v)?,
+                    _ => m.max_rooms = num(&flag, &v)?,
+                }
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -97,6 +134,8 @@ fn parse_args() -> Result<Args, String> {
             .filter(|s| s != "none" && !s.is_empty())
             .collect(),
         limits,
+        data_dir: data_dir.into(),
+        mailbox,
     })
 }
 
@@ -145,6 +184,25 @@ async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> impl 
     )
 }
 
+/// Deletes expired mailbox entries now and then (reads also skip and delete them).
+async fn sweep(mailbox: Arc<mailbox::Mailbox>) {
+    let every = (mailbox.limits().ttl / 2).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(600),
+    );
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let m = mailbox.clone();
+        match tokio::task::spawn_blocking(move || m.sweep(mailbox::now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(n, "mailbox: expired entries deleted"),
+            Ok(Err(e)) => warn!("mailbox sweep failed: {e}"),
+            Err(e) => warn!("mailbox sweep panicked: {e}"),
+        }
+    }
+}
+
 async fn health() -> &'static str {
     "ok"
 }
@@ -172,12 +230,39 @@ async fn main() {
         Err(e) => warn!("cannot raise the open-file limit: {e}"),
     }
 
+    let mailbox = match args.mailbox {
+        None => None,
+        Some(limits) => match mailbox::Mailbox::open(&args.data_dir, limits) {
+            Ok(m) => {
+                info!(dir = %args.data_dir.display(), ?limits, "mailbox open");
+                let m = Arc::new(m);
+                tokio::spawn(sweep(m.clone()));
+                Some(m)
+            }
+            Err(e) => {
+                eprintln!(
+                    "cannot open the mailbox in {} (another ferry-signal using it? --no-mailbox to run without): {e}",
+                    args.data_dir.display()
+                );
+                std::process::exit(1);
+            }
+        },
+    };
     let signal = Router::new()
         .route("/", get(mesh::upgrade_world))
         .route("/health", get(health))
         .route("/{room}", get(mesh::upgrade_room))
         .with_state(MeshState::new(args.limits))
-        .layer(CorsLayer::permissive());
+        .merge(mailbox::http::router(mailbox))
+        // The app runs on another origin (port 8080): let its pages call the mailbox. `*`
+        // never covers `Authorization`, so the headers are listed.
+        .layer(
+            CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .max_age(std::time::Duration::from_secs(86_400)),
+        );
     let signal_listener =
         match tokio::net::TcpListener::bind(SocketAddr::new(args.host, args.port)).await {
             Ok(l) => l,

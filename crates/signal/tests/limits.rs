@@ -27,7 +27,7 @@ impl Drop for Server {
 /// Starts the binary on a free port and reads the address it prints.
 fn server(extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
-        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--host", "127.0.0.1", "--port", "0", "--no-mailbox"])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

@@ -1,0 +1,564 @@
+//! The end-to-end encrypted mailbox (issue #9): per room, an append-only box of opaque sealed
+//! blobs that lets devices which are never online together hand each other changes.
+//!
+//! The server cannot read what it stores: clients seal every blob with a content key derived
+//! from the space secret, which never leaves the devices. Access is authorized by a second
+//! key `K` (another HKDF label of the same secret): the room registers `V = BLAKE3(K)` once,
+//! and every request shows `K`, which the server hashes and compares with `V` in constant time.
+//! `K` opens the box but cannot decrypt its contents; the database holds only `V`.
+//!
+//! Entries leave when every device registered in the room has acknowledged them, when they
+//! are older than the TTL (a periodic sweep, and on every read), or when the room is wiped.
+//! This module is the store (redb, one file, durable commits); `mailbox/http.rs` is the API.
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::path::Path;
+use std::time::Duration;
+
+pub mod http;
+
+/// Room → `verifier (32) | next_seq (8) | bytes (8) | entries (8)`, little endian.
+const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms/v1");
+/// (room, seq) → (stored at, unix ms; sealed blob exactly as sent).
+const ENTRIES: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("entries/v1");
+/// (room, device) → highest sequence number the device has acknowledged.
+const CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("cursors/v1");
+
+/// Limits of the mailbox. Defaults suit a personal or family deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct MailboxLimits {
+    /// Entries older than this are deleted.
+    pub ttl: Duration,
+    /// Stored blob bytes allowed per room.
+    pub quota_bytes: u64,
+    /// Entries allowed per room.
+    pub quota_entries: u64,
+    /// Rooms allowed on the server (registration is unauthenticated: bound it).
+    pub max_rooms: u64,
+    /// Largest blob, after the client's padding.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for MailboxLimits {
+    fn default() -> Self {
+        MailboxLimits {
+            ttl: Duration::from_secs(30 * 24 * 3600),
+            quota_bytes: 64 * 1024 * 1024,
+            quota_entries: 10_000,
+            max_rooms: 100_000,
+            max_entry_bytes: MAX_ENTRY_BYTES,
+        }
+    }
+}
+
+/// Blob size cap (64 KiB, the size of one wire packet).
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+/// Blobs are padded by clients to a multiple of this, so sizes leak only coarse buckets.
+pub const PAD_BYTES: usize = 256;
+/// Most entries returned by one fetch.
+pub const MAX_FETCH: usize = 256;
+/// A fetch stops adding entries once it holds this many blob bytes.
+const MAX_FETCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// What can go wrong, each message written for the developer of a client.
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxError {
+    /// No verifier registered for the room.
+    #[error("no mailbox is registered for this room (PUT /mailbox/<room> first)")]
+    NotRegistered,
+    /// The key does not hash to the room's verifier.
+    #[error("wrong mailbox key for this room")]
+    Unauthorized,
+    /// Body longer than the cap.
+    #[error("sealed blob of {0} bytes exceeds the {MAX_ENTRY_BYTES}-byte limit")]
+    TooLarge(usize),
+    /// Body not padded.
+    #[error(
+        "sealed blob of {0} bytes: pad it to a non-zero multiple of {PAD_BYTES} bytes before sealing"
+    )]
+    BadPadding(usize),
+    /// Per-room byte or entry quota, or the server's room cap.
+    #[error("{0}")]
+    Quota(String),
+    /// Malformed input.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The database failed.
+    #[error("mailbox storage failed: {0}")]
+    Storage(#[from] redb::Error),
+}
+
+macro_rules! storage_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MailboxError {
+            fn from(e: $t) -> Self {
+                MailboxError::Storage(e.into())
+            }
+        }
+    )*};
+}
+storage_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Meta {
+    verifier: [u8; 32],
+    next_seq: u64,
+    bytes: u64,
+    entries: u64,
+}
+
+impl Meta {
+    fn encode(&self) -> [u8; 56] {
+        let mut out = [0; 56];
+        out[..32].copy_from_slice(&self.verifier);
+        out[32..40].copy_from_slice(&self.next_seq.to_le_bytes());
+        out[40..48].copy_from_slice(&self.bytes.to_le_bytes());
+        out[48..56].copy_from_slice(&self.entries.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, MailboxError> {
+        let field = |i: usize| -> Result<u64, MailboxError> {
+            bytes
+                .get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or_else(|| MailboxError::BadRequest("damaged room record".into()))
+        };
+        let verifier = bytes
+            .get(..32)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| MailboxError::BadRequest("damaged room record".into()))?;
+        Ok(Meta {
+            verifier,
+            next_seq: field(32)?,
+            bytes: field(40)?,
+            entries: field(48)?,
+        })
+    }
+
+    /// Constant-time: `blake3::Hash` equality does not short-circuit.
+    fn authorizes(&self, key_hash: &blake3::Hash) -> bool {
+        *key_hash == blake3::Hash::from(self.verifier)
+    }
+}
+
+/// One stored entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Sequence number in the room, from 1.
+    pub seq: u64,
+    /// When the server stored it (unix ms).
+    pub at_ms: u64,
+    /// The sealed blob, as sent.
+    pub blob: Vec<u8>,
+}
+
+/// The answer to a fetch.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Entries after the cursor, oldest first.
+    pub entries: Vec<Entry>,
+    /// Whether more entries follow the last one returned.
+    pub more: bool,
+    /// The newest sequence number ever issued in the room (0 if none).
+    pub last_seq: u64,
+}
+
+/// The mailbox store.
+pub struct Mailbox {
+    db: Database,
+    limits: MailboxLimits,
+}
+
+/// `K`'s hash as the server stores and compares it.
+pub fn verifier_of(key: &[u8; 32]) -> blake3::Hash {
+    blake3::hash(key)
+}
+
+type Tables<'t> = (
+    redb::Table<'t, &'static str, &'static [u8]>,
+    redb::Table<'t, (&'static str, u64), (u64, &'static [u8])>,
+    redb::Table<'t, (&'static str, &'static str), u64>,
+);
+
+impl Mailbox {
+    /// Opens (or creates) `dir/mailbox.redb`.
+    pub fn open(dir: &Path, limits: MailboxLimits) -> Result<Self, MailboxError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            MailboxError::BadRequest(format!("cannot create the data directory: {e}"))
+        })?;
+        let db = Database::create(dir.join("mailbox.redb")).map_err(redb::Error::from)?;
+        // Create the tables so reads never meet a missing one.
+        let txn = db.begin_write()?;
+        txn.open_table(ROOMS)?;
+        txn.open_table(ENTRIES)?;
+        txn.open_table(CURSORS)?;
+        txn.commit()?;
+        Ok(Mailbox { db, limits })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> MailboxLimits {
+        self.limits
+    }
+
+    /// Runs `f` in one durable write transaction.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tables<'_>) -> Result<T, MailboxError>,
+    ) -> Result<T, MailboxError> {
+        let txn = self.db.begin_write()?;
+        let out = {
+            let mut tables = (
+                txn.open_table(ROOMS)?,
+                txn.open_table(ENTRIES)?,
+                txn.open_table(CURSORS)?,
+            );
+            f(&mut tables)?
+        };
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Registers `verifier` for `room` on first use (trust on first use). Returns whether it
+    /// was created now; the same verifier again is fine, another one is refused.
+    pub fn register(&self, room: &str, verifier: blake3::Hash) -> Result<bool, MailboxError> {
+        self.write(|(rooms, _, _)| {
+            if let Some(meta) = rooms.get(room)? {
+                let meta = Meta::decode(meta.value())?;
+                return if meta.authorizes(&verifier) {
+                    Ok(false)
+                } else {
+                    Err(MailboxError::Unauthorized)
+                };
+            }
+            if rooms.len()? >= self.limits.max_rooms {
+                return Err(MailboxError::Quota(format!(
+                    "this server holds its maximum of {} mailboxes",
+                    self.limits.max_rooms
+                )));
+            }
+            let meta = Meta {
+                verifier: *verifier.as_bytes(),
+                next_seq: 1,
+                bytes: 0,
+                entries: 0,
+            };
+            rooms.insert(room, meta.encode().as_slice())?;
+            Ok(true)
+        })
+    }
+
+    fn authorized(
+        rooms: &redb::Table<'_, &'static str, &'static [u8]>,
+        room: &str,
+        key_hash: &blake3::Hash,
+    ) -> Result<Meta, MailboxError> {
+        let meta = match rooms.get(room)? {
+            Some(m) => Meta::decode(m.value())?,
+            None => return Err(MailboxError::NotRegistered),
+        };
+        if meta.authorizes(key_hash) {
+            Ok(meta)
+        } else {
+            Err(MailboxError::Unauthorized)
+        }
+    }
+
+    /// Deletes the room's entries older than the TTL, and those every registered device has
+    /// acknowledged. Entries are stored in time order, so this stops at the first survivor.
+    fn trim(
+        &self,
+        t: &mut Tables<'_>,
+        room: &str,
+        meta: &mut Meta,
+        now_ms: u64,
+    ) -> Result<u64, MailboxError> {
+        let ttl_ms = u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut acked = None::<u64>;
+        for row in t.2.range((room, "")..)? {
+            let (key, seq) = row?;
+            if key.value().0 != room {
+                break;
+            }
+            acked = Some(acked.map_or(seq.value(), |a| a.min(seq.value())));
+        }
+        let acked = acked.unwrap_or(0);
+        let mut doomed = Vec::new();
+        for row in t.1.range((room, 0)..)? {
+            let (key, value) = row?;
+            let (r, seq) = key.value();
+            if r != room {
+                break;
+            }
+            let (at, blob) = value.value();
+            if seq <= acked || at.saturating_add(ttl_ms) <= now_ms {
+                doomed.push((seq, blob.len() as u64));
+            } else {
+                break;
+            }
+        }
+        for (seq, len) in &doomed {
+            t.1.remove((room, *seq))?;
+            meta.bytes = meta.bytes.saturating_sub(*len);
+            meta.entries = meta.entries.saturating_sub(1);
+        }
+        if !doomed.is_empty() {
+            t.0.insert(room, meta.encode().as_slice())?;
+        }
+        Ok(doomed.len() as u64)
+    }
+
+    /// Appends a sealed blob; returns its sequence number.
+    pub fn append(
+        &self,
+        room: &str,
+        key_hash: &blake3::Hash,
+        blob: &[u8],
+        now_ms: u64,
+    ) -> Result<u64, MailboxError> {
+        if blob.len() > self.limits.max_entry_bytes {
+            return Err(MailboxError::TooLarge(blob.len()));
+        }
+        if blob.is_empty() || !blob.len().is_multiple_of(PAD_BYTES) {
+            return Err(MailboxError::BadPadding(blob.len()));
+        }
+        self.write(|t| {
+            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            self.trim(t, room, &mut meta, now_ms)?;
+            if meta.entries + 1 > self.limits.quota_entries {
+                return Err(MailboxError::Quota(format!(
+                    "the room's mailbox is full: {} of {} entries (devices must fetch and acknowledge)",
+                    meta.entries, self.limits.quota_entries
+                )));
+            }
+            if meta.bytes + blob.len() as u64 > self.limits.quota_bytes {
+                return Err(MailboxError::Quota(format!(
+                    "the room's mailbox is full: {} + {} bytes exceeds the quota of {} bytes (devices must fetch and acknowledge)",
+                    meta.bytes,
+                    blob.len(),
+                    self.limits.quota_bytes
+                )));
+            }
+            let seq = meta.next_seq;
+            t.1.insert((room, seq), (now_ms, blob))?;
+            meta.next_seq += 1;
+            meta.bytes += blob.len() as u64;
+            meta.entries += 1;
+            t.0.insert(room, meta.encode().as_slice())?;
+            Ok(seq)
+        })
+    }
+
+    /// Entries after `after`, oldest first, at most `limit`. Expired entries are deleted first.
+    pub fn fetch(
+        &self,
+        room: &str,
+        key_hash: &blake3::Hash,
+        after: u64,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Fetched, MailboxError> {
+        self.write(|t| {
+            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            self.trim(t, room, &mut meta, now_ms)?;
+            let limit = limit.clamp(1, MAX_FETCH);
+            let mut entries = Vec::new();
+            let mut bytes = 0;
+            let mut more = false;
+            for row in t.1.range((room, after.saturating_add(1))..)? {
+                let (key, value) = row?;
+                let (r, seq) = key.value();
+                if r != room {
+                    break;
+                }
+                let (at_ms, blob) = value.value();
+                if entries.len() >= limit
+                    || (bytes + blob.len() > MAX_FETCH_BYTES && !entries.is_empty())
+                {
+                    more = true;
+                    break;
+                }
+                bytes += blob.len();
+                entries.push(Entry {
+                    seq,
+                    at_ms,
+                    blob: blob.to_vec(),
+                });
+            }
+            Ok(Fetched {
+                entries,
+                more,
+                last_seq: meta.next_seq - 1,
+            })
+        })
+    }
+
+    /// Records that `device` has everything up to `seq` (a device becomes registered in the
+    /// room with its first acknowledgement; `seq` 0 registers without acknowledging).
+    /// Returns the device's cursor and how many entries were deleted.
+    pub fn ack(
+        &self,
+        room: &str,
+        key_hash: &blake3::Hash,
+        device: &str,
+        seq: u64,
+        now_ms: u64,
+    ) -> Result<(u64, u64), MailboxError> {
+        self.write(|t| {
+            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let issued = meta.next_seq - 1;
+            if seq > issued {
+                return Err(MailboxError::BadRequest(format!(
+                    "cannot acknowledge seq {seq}: the newest entry is {issued}"
+                )));
+            }
+            let old = t.2.get((room, device))?.map(|v| v.value());
+            let cursor = old.unwrap_or(0).max(seq);
+            t.2.insert((room, device), cursor)?;
+            let deleted = self.trim(t, room, &mut meta, now_ms)?;
+            Ok((cursor, deleted))
+        })
+    }
+
+    /// Forgets a device (removed from the space), so its cursor no longer holds entries back.
+    pub fn remove_device(
+        &self,
+        room: &str,
+        key_hash: &blake3::Hash,
+        device: &str,
+        now_ms: u64,
+    ) -> Result<(bool, u64), MailboxError> {
+        self.write(|t| {
+            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let existed = t.2.remove((room, device))?.is_some();
+            let deleted = self.trim(t, room, &mut meta, now_ms)?;
+            Ok((existed, deleted))
+        })
+    }
+
+    /// Deletes the room's mailbox: entries, cursors and verifier. Returns the entries deleted.
+    pub fn wipe(&self, room: &str, key_hash: &blake3::Hash) -> Result<u64, MailboxError> {
+        self.write(|t| {
+            let meta = Self::authorized(&t.0, room, key_hash)?;
+            let mut seqs = Vec::new();
+            for row in t.1.range((room, 0)..)? {
+                let (key, _) = row?;
+                let (r, seq) = key.value();
+                if r != room {
+                    break;
+                }
+                seqs.push(seq);
+            }
+            for seq in &seqs {
+                t.1.remove((room, *seq))?;
+            }
+            let mut devices = Vec::new();
+            for row in t.2.range((room, "")..)? {
+                let (key, _) = row?;
+                let (r, device) = key.value();
+                if r != room {
+                    break;
+                }
+                devices.push(device.to_owned());
+            }
+            for d in &devices {
+                t.2.remove((room, d.as_str()))?;
+            }
+            t.0.remove(room)?;
+            debug_assert_eq!(meta.entries, seqs.len() as u64);
+            Ok(seqs.len() as u64)
+        })
+    }
+
+    /// Deletes expired entries in every room. Returns how many.
+    pub fn sweep(&self, now_ms: u64) -> Result<u64, MailboxError> {
+        let rooms: Vec<String> = {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(ROOMS)?;
+            table
+                .iter()?
+                .filter_map(|row| row.ok().map(|(k, _)| k.value().to_owned()))
+                .collect()
+        };
+        let mut deleted = 0;
+        for room in rooms {
+            deleted += self.write(|t| {
+                let Some(meta) = t.0.get(room.as_str())?.map(|m| m.value().to_vec()) else {
+                    return Ok(0);
+                };
+                let mut meta = Meta::decode(&meta)?;
+                self.trim(t, &room, &mut meta, now_ms)
+            })?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ferry-mailbox-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    const ROOM: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn entries_leave_once_every_registered_device_acknowledged_them() {
+        let dir = temp_dir("ack");
+        let mb = Mailbox::open(&dir, MailboxLimits::default()).unwrap();
+        let k = verifier_of(&[7; 32]);
+        assert!(mb.register(ROOM, k).unwrap());
+        assert!(!mb.register(ROOM, k).unwrap());
+        assert!(matches!(
+            mb.register(ROOM, verifier_of(&[8; 32])),
+            Err(MailboxError::Unauthorized)
+        ));
+        mb.ack(ROOM, &k, "phone", 0, 0).unwrap();
+        mb.ack(ROOM, &k, "laptop", 0, 0).unwrap();
+        for i in 1..=3 {
+            assert_eq!(mb.append(ROOM, &k, &[i; 256], 0).unwrap(), u64::from(i));
+        }
+        assert_eq!(mb.ack(ROOM, &k, "phone", 2, 0).unwrap(), (2, 0));
+        assert_eq!(mb.ack(ROOM, &k, "laptop", 3, 0).unwrap(), (3, 2));
+        let f = mb.fetch(ROOM, &k, 0, 10, 0).unwrap();
+        assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        assert_eq!(f.last_seq, 3);
+        assert_eq!(mb.remove_device(ROOM, &k, "phone", 0).unwrap(), (true, 1));
+        assert_eq!(mb.wipe(ROOM, &k).unwrap(), 0);
+        assert!(matches!(
+            mb.fetch(ROOM, &k, 0, 10, 0),
+            Err(MailboxError::NotRegistered)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn meta_round_trips() {
+        let m = Meta {
+            verifier: [3; 32],
+            next_seq: 9,
+            bytes: 1 << 40,
+            entries: 5,
+        };
+        assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
+        assert!(Meta::decode(&[0; 10]).is_err());
+    }
+}

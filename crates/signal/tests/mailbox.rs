@@ -1,0 +1,471 @@
+//! The mailbox against a real `ferry-signal` process on 127.0.0.1 with a temporary data
+//! directory, spoken to in plain HTTP/1.1: two devices that are never online together hand
+//! over sealed blobs, and the server keeps them across restarts without being able to read
+//! them or let strangers in.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
+        .args(["--host", "127.0.0.1", "--port", "0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ferry-signal");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("ferry-signal printed its address")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("Ferry signaling: ws://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    Server { child, addr }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ferry-mailbox-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("JSON body: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One HTTP/1.1 request; `key` goes in `Authorization: Bearer`.
+fn http(s: &Server, method: &str, path: &str, key: Option<&str>, body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(&s.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nOrigin: http://127.0.0.1:8080\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        s.addr,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response");
+    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = headers[9..12].parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 4 + size..];
+    }
+}
+
+const ROOM: &str = "0123456789abcdef0123456789abcdef";
+const OTHER_ROOM: &str = "fedcba9876543210fedcba9876543210";
+
+/// The mailbox key K as a device derives it (here: any 32 bytes), in hex.
+fn key(byte: u8) -> String {
+    format!("{byte:02x}").repeat(32)
+}
+
+/// What a client does before upload: pad to a multiple of 256 bytes, then seal. The "seal"
+/// here is a BLAKE3 keystream, standing in for XChaCha20-Poly1305 under the content key.
+fn seal(plaintext: &[u8]) -> Vec<u8> {
+    let mut padded = plaintext.to_vec();
+    padded.resize(plaintext.len().div_ceil(256).max(1) * 256, 0);
+    let mut stream = vec![0; padded.len()];
+    blake3::Hasher::new_keyed(&[42; 32])
+        .update(b"content key")
+        .finalize_xof()
+        .fill(&mut stream);
+    padded.iter().zip(stream).map(|(p, k)| p ^ k).collect()
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn mailbox(room: &str) -> String {
+    format!("/mailbox/{room}")
+}
+
+fn registered(s: &Server, room: &str, k: &str) {
+    let r = http(s, "PUT", &mailbox(room), Some(k), b"");
+    assert!(r.status == 201 || r.status == 200, "{}", r.headers);
+}
+
+#[test]
+fn devices_hand_over_sealed_blobs_by_cursor_and_ack() {
+    let dir = temp_dir("cursor");
+    let s = server(&dir, &[]);
+    let k = key(1);
+    // 1. The space is created: its devices register the verifier.
+    let r = http(&s, "PUT", &mailbox(ROOM), Some(&k), b"");
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["created"], true);
+    assert_eq!(http(&s, "PUT", &mailbox(ROOM), Some(&k), b"").status, 200);
+    // 2. Both devices register their cursors.
+    for device in ["phone", "laptop"] {
+        let body = format!(r#"{{"device":"{device}","seq":0}}"#);
+        assert_eq!(
+            http(
+                &s,
+                "POST",
+                &format!("/mailbox/{ROOM}/ack"),
+                Some(&k),
+                body.as_bytes()
+            )
+            .status,
+            200
+        );
+    }
+    // 3. The phone, alone, leaves three sealed changes.
+    let blobs: Vec<Vec<u8>> = (0..3)
+        .map(|i| seal(format!("change {i}").as_bytes()))
+        .collect();
+    for (i, blob) in blobs.iter().enumerate() {
+        let r = http(&s, "POST", &mailbox(ROOM), Some(&k), blob);
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["seq"], i as u64 + 1);
+        assert!(
+            r.headers
+                .to_ascii_lowercase()
+                .contains("access-control-allow-origin: *")
+        );
+    }
+    // 4. The laptop, later, fetches by cursor: two, then the rest.
+    let r = http(
+        &s,
+        "GET",
+        &format!("/mailbox/{ROOM}?after=0&limit=2"),
+        Some(&k),
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["more"], true);
+    assert_eq!(v["last_seq"], 3);
+    assert_eq!(b64(v["entries"][0]["blob"].as_str().unwrap()), blobs[0]);
+    assert_eq!(v["entries"][1]["seq"], 2);
+    let v = http(
+        &s,
+        "GET",
+        &format!("/mailbox/{ROOM}?after=2"),
+        Some(&k),
+        b"",
+    )
+    .json();
+    assert_eq!(v["more"], false);
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(b64(v["entries"][0]["blob"].as_str().unwrap()), blobs[2]);
+    // 5. Entries stay until every registered device acknowledged them.
+    let ack = |device: &str, seq: u64| {
+        let body = format!(r#"{{"device":"{device}","seq":{seq}}}"#);
+        http(
+            &s,
+            "POST",
+            &format!("/mailbox/{ROOM}/ack"),
+            Some(&k),
+            body.as_bytes(),
+        )
+        .json()
+    };
+    assert_eq!(ack("laptop", 3)["deleted"], 0);
+    assert_eq!(ack("phone", 2)["deleted"], 2);
+    let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
+    assert_eq!(v["entries"][0]["seq"], 3);
+    // Acknowledging the future is refused; so is a malformed ack.
+    let r = http(
+        &s,
+        "POST",
+        &format!("/mailbox/{ROOM}/ack"),
+        Some(&k),
+        br#"{"device":"phone","seq":99}"#,
+    );
+    assert_eq!(r.status, 400);
+    let r = http(&s, "POST", &format!("/mailbox/{ROOM}/ack"), Some(&k), b"{}");
+    assert_eq!(r.status, 400);
+    // 6. A removed device no longer holds entries back.
+    let r = http(
+        &s,
+        "DELETE",
+        &format!("/mailbox/{ROOM}/devices/phone"),
+        Some(&k),
+        b"",
+    );
+    assert_eq!(r.json()["deleted"], 1);
+    // 7. Wiping the space's mailbox removes the verifier too.
+    assert_eq!(
+        http(&s, "DELETE", &mailbox(ROOM), Some(&k), b"").status,
+        200
+    );
+    assert_eq!(http(&s, "GET", &mailbox(ROOM), Some(&k), b"").status, 404);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn strangers_and_wrong_keys_are_refused() {
+    let dir = temp_dir("auth");
+    let s = server(&dir, &[]);
+    let k = key(1);
+    registered(&s, ROOM, &k);
+    assert_eq!(
+        http(&s, "POST", &mailbox(ROOM), Some(&k), &seal(b"mine")).status,
+        201
+    );
+    let wrong = key(2);
+    for (method, path, body) in [
+        ("POST", mailbox(ROOM), seal(b"spam")),
+        ("GET", mailbox(ROOM), vec![]),
+        (
+            "POST",
+            format!("/mailbox/{ROOM}/ack"),
+            br#"{"device":"x","seq":1}"#.to_vec(),
+        ),
+        ("DELETE", format!("/mailbox/{ROOM}/devices/x"), vec![]),
+        ("DELETE", mailbox(ROOM), vec![]),
+        ("PUT", mailbox(ROOM), vec![]),
+    ] {
+        for auth in [Some(wrong.as_str()), None, Some("not-hex")] {
+            let r = http(&s, method, &path, auth, &body);
+            assert_eq!(r.status, 401, "{method} {path} with {auth:?}");
+            assert!(r.json()["error"].as_str().unwrap().len() > 10);
+            assert!(
+                r.headers
+                    .to_ascii_lowercase()
+                    .contains("www-authenticate: bearer")
+            );
+        }
+    }
+    // The stranger's own room is separate: registering it shows nothing of ours.
+    registered(&s, OTHER_ROOM, &wrong);
+    let v = http(&s, "GET", &mailbox(OTHER_ROOM), Some(&wrong), b"").json();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 0);
+    assert_eq!(v["last_seq"], 0);
+    // Our entry is intact.
+    let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
+    assert_eq!(
+        b64(v["entries"][0]["blob"].as_str().unwrap()),
+        seal(b"mine")
+    );
+    // Bad room ids are 400, unregistered rooms 404.
+    for bad in ["short", "0123456789ABCDEF0123456789ABCDEF", &"0".repeat(33)] {
+        assert_eq!(
+            http(&s, "GET", &mailbox(bad), Some(&k), b"").status,
+            400,
+            "{bad}"
+        );
+    }
+    let unknown = "00000000000000000000000000000000";
+    let r = http(&s, "POST", &mailbox(unknown), Some(&k), &seal(b"x"));
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (404, Some("not_registered"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sizes_padding_and_quotas_have_clear_errors() {
+    let dir = temp_dir("quota");
+    let s = server(
+        &dir,
+        &[
+            "--mailbox-quota-bytes",
+            "2048",
+            "--mailbox-quota-entries",
+            "5",
+        ],
+    );
+    let k = key(1);
+    registered(&s, ROOM, &k);
+    let r = http(&s, "POST", &mailbox(ROOM), Some(&k), &[0; 100]);
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (400, Some("bad_padding"))
+    );
+    assert_eq!(http(&s, "POST", &mailbox(ROOM), Some(&k), b"").status, 400);
+    let r = http(
+        &s,
+        "POST",
+        &mailbox(ROOM),
+        Some(&k),
+        &vec![0; 64 * 1024 + 256],
+    );
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (413, Some("too_large"))
+    );
+    // 2048 bytes: 1024 + 1024 fit, the next 256 does not.
+    for _ in 0..2 {
+        assert_eq!(
+            http(&s, "POST", &mailbox(ROOM), Some(&k), &[7; 1024]).status,
+            201
+        );
+    }
+    let r = http(&s, "POST", &mailbox(ROOM), Some(&k), &[7; 256]);
+    assert_eq!(r.status, 507);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("quota"),
+        "{}",
+        r.json()
+    );
+    // Entry quota in another room.
+    registered(&s, OTHER_ROOM, &k);
+    for _ in 0..5 {
+        assert_eq!(
+            http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[1; 256]).status,
+            201
+        );
+    }
+    assert_eq!(
+        http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[1; 256]).status,
+        507
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn entries_expire_after_the_ttl() {
+    let dir = temp_dir("ttl");
+    let s = server(&dir, &["--mailbox-ttl-secs", "1"]);
+    let k = key(1);
+    registered(&s, ROOM, &k);
+    assert_eq!(
+        http(&s, "POST", &mailbox(ROOM), Some(&k), &seal(b"soon gone")).status,
+        201
+    );
+    let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    std::thread::sleep(Duration::from_millis(1300));
+    let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 0, "{v}");
+    // Sequence numbers never go back.
+    assert_eq!(
+        http(&s, "POST", &mailbox(ROOM), Some(&k), &seal(b"next")).json()["seq"],
+        2
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_restart_loses_nothing_and_the_file_holds_no_plaintext_or_key() {
+    let dir = temp_dir("restart");
+    let k = key(0x5a);
+    let secret = b"meet me at the lighthouse at nine";
+    let sealed = seal(secret);
+    {
+        let s = server(&dir, &[]);
+        registered(&s, ROOM, &k);
+        assert_eq!(
+            http(&s, "POST", &mailbox(ROOM), Some(&k), &sealed).status,
+            201
+        );
+        // Dropping kills the process (SIGKILL): no graceful shutdown to rely on.
+    }
+    let s = server(&dir, &[]);
+    let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
+    assert_eq!(b64(v["entries"][0]["blob"].as_str().unwrap()), sealed);
+    assert_eq!(
+        http(&s, "POST", &mailbox(ROOM), Some(&k), &seal(b"more")).json()["seq"],
+        2
+    );
+    drop(s);
+    let file = std::fs::read(dir.join("mailbox.redb")).unwrap();
+    let contains = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(&sealed), "the blob is stored exactly as sent");
+    assert!(!contains(secret), "no plaintext in the database");
+    assert!(
+        !contains(&[0x5a; 32]) && !contains(k.as_bytes()),
+        "the key itself is never stored"
+    );
+    assert!(
+        contains(blake3::hash(&[0x5a; 32]).as_bytes()),
+        "only its verifier"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_app_origin_may_call_it_and_no_mailbox_means_404() {
+    let dir = temp_dir("cors");
+    let s = server(&dir, &[]);
+    let mut stream = TcpStream::connect(&s.addr).unwrap();
+    write!(
+        stream,
+        "OPTIONS /mailbox/{ROOM} HTTP/1.1\r\nHost: x\r\nOrigin: http://127.0.0.1:8080\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = String::new();
+    let _ = stream.read_to_string(&mut head);
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("access-control-allow-headers: authorization"),
+        "{head}"
+    );
+    drop(s);
+    let s = server(&dir, &["--no-mailbox"]);
+    let r = http(&s, "PUT", &mailbox(ROOM), Some(&key(1)), b"");
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (404, Some("disabled"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

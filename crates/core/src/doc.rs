@@ -6,11 +6,13 @@
 //! device creates identically; otherwise two devices starting offline would each create their
 //! own `items` map and one would silently win the merge.
 
+use crate::blobs::{BlobId, MAX_FILE_SIZE};
 use crate::hlc::Hlc;
 use crate::ids::{DeviceId, ItemId};
 use automerge::sync::SyncDoc;
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value, sync};
+use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// What went wrong with a document operation.
@@ -36,10 +38,17 @@ pub enum DocError {
         /// Actual length.
         len: usize,
     },
+    /// File metadata out of bounds (empty or overlong name, overlong type, huge size).
+    #[error("this file cannot be shared: {0}")]
+    BadFile(&'static str),
 }
 
 /// Largest text body of one item; longer texts belong in a file.
 pub const MAX_TEXT_BYTES: usize = 256 * 1024;
+/// Longest file name kept (bytes of UTF-8).
+pub const MAX_FILE_NAME_BYTES: usize = 1024;
+/// Longest MIME type kept.
+pub const MAX_MIME_BYTES: usize = 255;
 
 /// The fixed actor of the genesis change, shared by every device.
 const GENESIS_ACTOR: &[u8] = b"ferry-genesis-v1";
@@ -49,6 +58,8 @@ const GENESIS_ACTOR: &[u8] = b"ferry-genesis-v1";
 pub enum ItemKind {
     /// A chat text.
     Text,
+    /// A shared file (see [`Item::file`]).
+    File,
     /// Anything written by a newer Ferry that this version does not know yet.
     Other(String),
 }
@@ -68,6 +79,38 @@ pub struct Item {
     pub text: String,
     /// When the text was last edited, if ever.
     pub edited_at: Option<Hlc>,
+    /// For [`ItemKind::File`]: which file.
+    pub file: Option<FileMeta>,
+}
+
+/// A file item's metadata. The bytes live in chunks under the root (see [`crate::blobs`]);
+/// in the item map it is stored flat as `file_root` (hex), `file_name`, `file_size`,
+/// `file_mime`, so older items are untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file's content id.
+    pub root: BlobId,
+    /// The original file name (for download/save).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// MIME type as the browser reported it (may be empty).
+    pub mime: String,
+}
+
+impl FileMeta {
+    fn check(&self) -> Result<(), DocError> {
+        if self.name.is_empty() || self.name.len() > MAX_FILE_NAME_BYTES {
+            return Err(DocError::BadFile("the name is empty or too long"));
+        }
+        if self.mime.len() > MAX_MIME_BYTES {
+            return Err(DocError::BadFile("the type is too long"));
+        }
+        if self.size > MAX_FILE_SIZE {
+            return Err(DocError::BadFile("it is too large"));
+        }
+        Ok(())
+    }
 }
 
 /// One device of the space, as recorded in the document.
@@ -188,7 +231,50 @@ impl SpaceDoc {
             at,
             text: text.to_owned(),
             edited_at: None,
+            file: None,
         })
+    }
+
+    /// Adds a file item.
+    pub fn add_file(
+        &mut self,
+        id: ItemId,
+        meta: &FileMeta,
+        author: DeviceId,
+        at: Hlc,
+    ) -> Result<Item, DocError> {
+        meta.check()?;
+        let key = id.to_string();
+        let obj = self
+            .doc
+            .put_object(&self.items, key.as_str(), ObjType::Map)?;
+        self.doc.put(&obj, "kind", "file")?;
+        self.doc.put(&obj, "author", author.to_string())?;
+        self.doc.put(&obj, "at", at.pack())?;
+        self.doc.put(&obj, "file_root", meta.root.to_string())?;
+        self.doc.put(&obj, "file_name", meta.name.as_str())?;
+        // MAX_FILE_SIZE fits in i64 (checked above).
+        self.doc.put(&obj, "file_size", meta.size as i64)?;
+        self.doc.put(&obj, "file_mime", meta.mime.as_str())?;
+        self.commit(at);
+        Ok(Item {
+            id,
+            kind: ItemKind::File,
+            author,
+            at,
+            text: String::new(),
+            edited_at: None,
+            file: Some(meta.clone()),
+        })
+    }
+
+    /// Files referenced by items that are not deleted: chunks of any other stored file can be
+    /// freed (a delete reaches every device, so every device frees them).
+    pub fn live_blobs(&self) -> BTreeSet<BlobId> {
+        self.items()
+            .into_iter()
+            .filter_map(|i| i.file.map(|f| f.root))
+            .collect()
     }
 
     fn is_deleted(&self, obj: &ObjId) -> bool {
@@ -227,6 +313,9 @@ impl SpaceDoc {
         self.doc.put(&obj, "deleted", true)?;
         self.doc.put(&obj, "deleted_at", at.pack())?;
         self.doc.put(&obj, "text", "")?;
+        if str_at(&self.doc, &obj, "file_name").is_some() {
+            self.doc.put(&obj, "file_name", "")?;
+        }
         self.commit(at);
         Ok(())
     }
@@ -277,7 +366,21 @@ impl SpaceDoc {
         }
         let kind = match str_at(&self.doc, &obj, "kind")?.as_str() {
             "text" => ItemKind::Text,
+            "file" => ItemKind::File,
             other => ItemKind::Other(other.to_owned()),
+        };
+        let file = if kind == ItemKind::File {
+            let meta = FileMeta {
+                root: str_at(&self.doc, &obj, "file_root")?.parse().ok()?,
+                name: str_at(&self.doc, &obj, "file_name")?,
+                size: u64::try_from(int_at(&self.doc, &obj, "file_size")?).ok()?,
+                mime: str_at(&self.doc, &obj, "file_mime").unwrap_or_default(),
+            };
+            // A malformed file item (buggy or hostile peer) is skipped, not shown half-read.
+            meta.check().ok()?;
+            Some(meta)
+        } else {
+            None
         };
         Some(Item {
             id,
@@ -286,6 +389,7 @@ impl SpaceDoc {
             at: Hlc::unpack(int_at(&self.doc, &obj, "at")?),
             text: str_at(&self.doc, &obj, "text").unwrap_or_default(),
             edited_at: int_at(&self.doc, &obj, "edited_at").map(Hlc::unpack),
+            file,
         })
     }
 
@@ -459,6 +563,50 @@ mod tests {
         assert_eq!(
             (item.text.as_str(), item.edited_at),
             ("fixed", Some(Hlc::unpack(5 << 16)))
+        );
+    }
+
+    #[test]
+    fn file_items_round_trip_and_deleted_files_are_not_live() {
+        let d = DeviceId::random();
+        let mut a = SpaceDoc::new(d.as_bytes()).unwrap();
+        let meta = |n: u8| FileMeta {
+            root: BlobId([n; 32]),
+            name: format!("photo {n}.jpg"),
+            size: 3 << 20,
+            mime: "image/jpeg".into(),
+        };
+        let (one, two) = (ItemId::random(), ItemId::random());
+        a.add_file(one, &meta(1), d, Hlc::unpack(1 << 16)).unwrap();
+        a.add_file(two, &meta(2), d, Hlc::unpack(2 << 16)).unwrap();
+        a.add_text(ItemId::random(), "caption", d, Hlc::unpack(3 << 16))
+            .unwrap();
+        let (b, _) = SpaceDoc::load(&[7; 16], [a.save().as_slice()]).unwrap();
+        let items = b.items();
+        assert_eq!(items[0].kind, ItemKind::File);
+        assert_eq!(items[0].file, Some(meta(1)));
+        assert_eq!(items[2].file, None);
+        assert_eq!(
+            b.live_blobs(),
+            [BlobId([1; 32]), BlobId([2; 32])].into_iter().collect()
+        );
+        a.delete(one, Hlc::unpack(4 << 16)).unwrap();
+        assert_eq!(a.live_blobs(), [BlobId([2; 32])].into_iter().collect());
+        let long = FileMeta {
+            name: "x".repeat(MAX_FILE_NAME_BYTES + 1),
+            ..meta(3)
+        };
+        assert!(matches!(
+            a.add_file(ItemId::random(), &long, d, Hlc::unpack(5 << 16)),
+            Err(DocError::BadFile(_))
+        ));
+        let huge = FileMeta {
+            size: MAX_FILE_SIZE + 1,
+            ..meta(3)
+        };
+        assert!(
+            a.add_file(ItemId::random(), &huge, d, Hlc::unpack(5 << 16))
+                .is_err()
         );
     }
 

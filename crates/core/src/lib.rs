@@ -32,6 +32,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod blobs;
 pub mod doc;
 pub mod hlc;
 pub mod ids;
@@ -45,7 +46,11 @@ pub mod wire;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use doc::{DeviceInfo, DocError, Item, ItemKind, SpaceDoc};
+pub use blobs::{
+    BlobEffect, BlobError, BlobId, BlobMessage, CHUNK_SIZE, Have, Manifest, ManifestBuilder,
+    TransferConfig, TransferStats, Transfers,
+};
+pub use doc::{DeviceInfo, DocError, FileMeta, Item, ItemKind, SpaceDoc};
 pub use hlc::{Clock, Hlc};
 pub use ids::{DeviceId, IdError, ItemId};
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};

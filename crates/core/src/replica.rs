@@ -9,12 +9,18 @@
 //! *authenticated*; only then does automerge sync start. Frames that fail to open, replay, or
 //! break the protocol are refused and counted; after [`MAX_BAD_FRAMES`] the peer is banned
 //! (everything it sends is dropped unread).
+//!
+//! File transfers ([`BlobMessage`]) travel on a second data channel, the *bulk lane*, so a
+//! text never waits behind a file. Only authenticated peers may use it; its frames are sealed
+//! like all others but with their own sequence numbers and a lane-specific binding (see
+//! [`crate::seal`]), so frames cannot cross from one lane to the other.
 
-use crate::doc::{DeviceInfo, DocError, Item, SpaceDoc};
+use crate::blobs::BlobMessage;
+use crate::doc::{DeviceInfo, DocError, FileMeta, Item, SpaceDoc};
 use crate::hlc::Clock;
 use crate::ids::{DeviceId, ItemId};
 use crate::pairing::SpaceSecret;
-use crate::seal::{Binding, FrameKey};
+use crate::seal::{Binding, FrameKey, Lane};
 use crate::wire::{Message, Reassembler, WireError};
 use automerge::sync;
 use std::collections::BTreeMap;
@@ -35,6 +41,13 @@ pub enum Input {
     PeerDown(PeerKey),
     /// A packet from a peer.
     Frame {
+        /// Sender.
+        peer: PeerKey,
+        /// Raw packet bytes (untrusted).
+        frame: Vec<u8>,
+    },
+    /// A packet from a peer on the bulk lane (the file data channel).
+    BulkFrame {
         /// Sender.
         peer: PeerKey,
         /// Raw packet bytes (untrusted).
@@ -83,6 +96,21 @@ pub enum Effect {
         /// The peer.
         peer: PeerKey,
     },
+    /// Send a packet to a peer on the bulk lane (the file data channel).
+    SendBulk {
+        /// Recipient.
+        peer: PeerKey,
+        /// Packet bytes.
+        frame: Vec<u8>,
+    },
+    /// A file transfer message arrived from an authenticated peer (hand it to
+    /// [`crate::blobs::Transfers::on_message`]).
+    Blob {
+        /// The sender.
+        peer: PeerKey,
+        /// The message (its size bounds already checked).
+        msg: BlobMessage,
+    },
 }
 
 /// A local operation failed.
@@ -97,6 +125,9 @@ pub enum ReplicaError {
     /// Empty messages are not items.
     #[error("there is nothing to send")]
     Empty,
+    /// The peer is gone, or has not proven it belongs to the space (yet).
+    #[error("that device is not connected")]
+    NotConnected,
 }
 
 struct Session {
@@ -109,6 +140,9 @@ struct Session {
     authenticated: bool,
     send_seq: u64,
     recv_seq: u64,
+    bulk_reassembler: Reassembler,
+    bulk_send_seq: u64,
+    bulk_recv_seq: u64,
     bad: u32,
     banned: bool,
 }
@@ -127,6 +161,9 @@ impl Session {
             authenticated: false,
             send_seq: 0,
             recv_seq: 0,
+            bulk_reassembler: Reassembler::default(),
+            bulk_send_seq: 0,
+            bulk_recv_seq: 0,
             bad: 0,
             banned: false,
         }
@@ -243,6 +280,29 @@ impl Replica {
         self.doc.devices()
     }
 
+    /// Whether `peer` proved it belongs to the space on its current connection (only then may
+    /// file messages go to it).
+    pub fn is_authenticated(&self, peer: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|s| s.authenticated && !s.banned)
+    }
+
+    /// Sends a file transfer message on the bulk lane; refused unless the peer is
+    /// authenticated.
+    pub fn send_blob(
+        &mut self,
+        peer: &str,
+        msg: &BlobMessage,
+    ) -> Result<Vec<Effect>, ReplicaError> {
+        if !self.is_authenticated(peer) {
+            return Err(ReplicaError::NotConnected);
+        }
+        let mut out = vec![];
+        self.send(peer, &Message::Blob(msg.clone()), &mut out)?;
+        Ok(out)
+    }
+
     /// Authenticated peers.
     pub fn peer_count(&self) -> usize {
         self.peers.values().filter(|s| s.authenticated).count()
@@ -303,6 +363,17 @@ impl Replica {
         Ok((item, self.after_local_change()?))
     }
 
+    /// Writes a file item at physical time `now_ms` (its chunks are already stored here).
+    pub fn add_file(
+        &mut self,
+        meta: &FileMeta,
+        now_ms: u64,
+    ) -> Result<(Item, Vec<Effect>), ReplicaError> {
+        let at = self.clock.tick(now_ms);
+        let item = self.doc.add_file(ItemId::random(), meta, self.device, at)?;
+        Ok((item, self.after_local_change()?))
+    }
+
     /// Replaces the text of an item.
     pub fn edit_text(
         &mut self,
@@ -341,20 +412,37 @@ impl Replica {
         let Some(session) = self.peers.get_mut(peer) else {
             return Ok(());
         };
+        let lane = match msg {
+            Message::Blob(_) => Lane::Bulk,
+            _ => Lane::Main,
+        };
         let binding = match (msg, session.their_challenge) {
             (Message::Hello { .. }, _) => Binding::HELLO,
             (_, Some(challenge)) => Binding {
                 sender: *self.device.as_bytes(),
                 challenge,
+                lane,
             },
             (_, None) => return Ok(()),
         };
         self.next_msg = self.next_msg.wrapping_add(1);
         for packet in msg.to_packets(self.next_msg)? {
-            session.send_seq += 1;
-            out.push(Effect::Send {
-                peer: peer.to_owned(),
-                frame: self.key.seal(session.send_seq, &binding, &packet),
+            let peer = peer.to_owned();
+            out.push(match lane {
+                Lane::Main => {
+                    session.send_seq += 1;
+                    Effect::Send {
+                        peer,
+                        frame: self.key.seal(session.send_seq, &binding, &packet),
+                    }
+                }
+                Lane::Bulk => {
+                    session.bulk_send_seq += 1;
+                    Effect::SendBulk {
+                        peer,
+                        frame: self.key.seal(session.bulk_send_seq, &binding, &packet),
+                    }
+                }
             });
         }
         Ok(())
@@ -413,8 +501,62 @@ impl Replica {
                     self.refuse(&peer, reason, &mut out);
                 }
             }
+            Input::BulkFrame { peer, frame } => {
+                if !self.peers.contains_key(&peer) {
+                    // No connection to count against: refuse without starting one.
+                    out.push(Effect::Rejected {
+                        peer,
+                        reason: "file data from a peer that never said hello".into(),
+                    });
+                } else if let Err(reason) = self.on_bulk_frame(&peer, &frame, &mut out) {
+                    self.refuse(&peer, reason, &mut out);
+                }
+            }
         }
         out
+    }
+
+    fn on_bulk_frame(
+        &mut self,
+        peer: &str,
+        frame: &[u8],
+        out: &mut Vec<Effect>,
+    ) -> Result<(), String> {
+        let Some(session) = self.peers.get_mut(peer) else {
+            return Ok(());
+        };
+        if session.banned {
+            return Ok(());
+        }
+        let Some(device) = session.device.filter(|_| session.authenticated) else {
+            return Err("file data before the peer proved it belongs to the space".into());
+        };
+        let binding = Binding {
+            sender: *device.as_bytes(),
+            challenge: session.my_challenge,
+            lane: Lane::Bulk,
+        };
+        let (seq, packet) = self
+            .key
+            .open(frame, &binding, session.bulk_recv_seq)
+            .map_err(|e| e.to_string())?;
+        session.bulk_recv_seq = seq;
+        match session
+            .bulk_reassembler
+            .push(&packet)
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(Message::Blob(msg)) => {
+                msg.validate().map_err(|e| e.to_string())?;
+                out.push(Effect::Blob {
+                    peer: peer.to_owned(),
+                    msg,
+                });
+                Ok(())
+            }
+            Some(_) => Err("only file messages travel on the bulk lane".into()),
+        }
     }
 
     fn refuse(&mut self, peer: &str, reason: String, out: &mut Vec<Effect>) {
@@ -446,6 +588,7 @@ impl Replica {
         let authed = session.device.map(|d| Binding {
             sender: *d.as_bytes(),
             challenge: session.my_challenge,
+            lane: Lane::Main,
         });
         let opened = authed
             .and_then(|b| self.key.open(frame, &b, session.recv_seq).ok())
@@ -537,6 +680,7 @@ impl Replica {
                         Message::Hello { .. } => "hello",
                         Message::Proof => "proof",
                         Message::Sync(_) => "sync message",
+                        Message::Blob(_) => "file message on the main lane",
                     }
                 ));
             }
@@ -547,5 +691,199 @@ impl Replica {
     /// Current heads of the document (equal heads = equal documents).
     pub fn heads(&mut self) -> Vec<automerge::ChangeHash> {
         self.doc.heads()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::BlobId;
+
+    fn frames(effects: &[Effect], bulk: bool) -> Vec<Vec<u8>> {
+        effects
+            .iter()
+            .filter_map(|e| match (e, bulk) {
+                (Effect::Send { frame, .. }, false) | (Effect::SendBulk { frame, .. }, true) => {
+                    Some(frame.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn rejected(effects: &[Effect]) -> usize {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Rejected { .. }))
+            .count()
+    }
+
+    /// Connects `a` ("a") and `b` ("b"), delivering main-lane frames until quiet.
+    fn connect(a: &mut Replica, b: &mut Replica) {
+        let mut to_b = frames(&a.handle(Input::PeerUp("b".into())), false);
+        let mut to_a = frames(&b.handle(Input::PeerUp("a".into())), false);
+        while !to_a.is_empty() || !to_b.is_empty() {
+            let mut next_a = vec![];
+            for frame in to_b.drain(..) {
+                let peer = "a".into();
+                next_a.extend(frames(&b.handle(Input::Frame { peer, frame }), false));
+            }
+            let mut next_b = vec![];
+            for frame in to_a.drain(..) {
+                let peer = "b".into();
+                next_b.extend(frames(&a.handle(Input::Frame { peer, frame }), false));
+            }
+            to_a = next_a;
+            to_b = next_b;
+        }
+    }
+
+    fn pair() -> (Replica, Replica) {
+        let space = SpaceSecret::random();
+        let a = Replica::new(DeviceId::random(), "a", &space).unwrap();
+        let b = Replica::new(DeviceId::random(), "b", &space).unwrap();
+        (a, b)
+    }
+
+    fn query() -> BlobMessage {
+        BlobMessage::Query {
+            roots: vec![BlobId([3; 32])],
+        }
+    }
+
+    #[test]
+    fn blob_messages_travel_on_the_bulk_lane_only() {
+        let (mut a, mut b) = pair();
+        connect(&mut a, &mut b);
+        assert!(a.is_authenticated("b") && b.is_authenticated("a"));
+        let sent = a.send_blob("b", &query()).unwrap();
+        assert!(frames(&sent, false).is_empty(), "nothing on the main lane");
+        let bulk = frames(&sent, true);
+        assert_eq!(bulk.len(), 1);
+
+        // A bulk frame fed as a main-lane frame does not open.
+        let eff = b.handle(Input::Frame {
+            peer: "a".into(),
+            frame: bulk[0].clone(),
+        });
+        assert_eq!(rejected(&eff), 1);
+        // On its own lane it does, even though main-lane seqs are far ahead of it.
+        let eff = b.handle(Input::BulkFrame {
+            peer: "a".into(),
+            frame: bulk[0].clone(),
+        });
+        assert_eq!(
+            eff,
+            vec![Effect::Blob {
+                peer: "a".into(),
+                msg: query()
+            }]
+        );
+        // Replayed on the bulk lane: refused.
+        let eff = b.handle(Input::BulkFrame {
+            peer: "a".into(),
+            frame: bulk[0].clone(),
+        });
+        assert_eq!(rejected(&eff), 1);
+
+        // A main-lane frame fed as a bulk frame does not open either.
+        let (_, eff) = a.add_text("hi", 5).unwrap();
+        let main = frames(&eff, false);
+        assert!(!main.is_empty());
+        let eff = b.handle(Input::BulkFrame {
+            peer: "a".into(),
+            frame: main[0].clone(),
+        });
+        assert_eq!(rejected(&eff), 1);
+        let eff = b.handle(Input::Frame {
+            peer: "a".into(),
+            frame: main[0].clone(),
+        });
+        assert_eq!(rejected(&eff), 0);
+        assert!(eff.contains(&Effect::DocChanged));
+    }
+
+    #[test]
+    fn unauthenticated_peers_neither_send_nor_receive_blob_messages() {
+        let (mut a, mut b) = pair();
+        assert!(matches!(
+            a.send_blob("b", &query()),
+            Err(ReplicaError::NotConnected)
+        ));
+        // Only hellos exchanged: no one is authenticated yet.
+        let hello_a = frames(&a.handle(Input::PeerUp("b".into())), false);
+        let hello_b = frames(&b.handle(Input::PeerUp("a".into())), false);
+        assert!(matches!(
+            a.send_blob("b", &query()),
+            Err(ReplicaError::NotConnected)
+        ));
+        // b answers a's hello with its proof; a authenticates b, b has not seen a's proof.
+        let proof_b = frames(
+            &b.handle(Input::Frame {
+                peer: "a".into(),
+                frame: hello_a[0].clone(),
+            }),
+            false,
+        );
+        a.handle(Input::Frame {
+            peer: "b".into(),
+            frame: hello_b[0].clone(),
+        });
+        for frame in proof_b {
+            a.handle(Input::Frame {
+                peer: "b".into(),
+                frame,
+            });
+        }
+        assert!(a.is_authenticated("b") && !b.is_authenticated("a"));
+        let bulk = frames(&a.send_blob("b", &query()).unwrap(), true);
+        let eff = b.handle(Input::BulkFrame {
+            peer: "a".into(),
+            frame: bulk[0].clone(),
+        });
+        assert_eq!(rejected(&eff), 1);
+        assert!(!eff.iter().any(|e| matches!(e, Effect::Blob { .. })));
+        // A bulk frame from a peer with no connection at all is refused too.
+        let eff = b.handle(Input::BulkFrame {
+            peer: "zed".into(),
+            frame: bulk[0].clone(),
+        });
+        assert_eq!(rejected(&eff), 1);
+        assert!(!b.is_authenticated("zed"));
+    }
+
+    #[test]
+    fn bad_bulk_frames_count_towards_a_ban() {
+        let (mut a, mut b) = pair();
+        connect(&mut a, &mut b);
+        let mut banned = false;
+        for i in 0..MAX_BAD_FRAMES {
+            let eff = b.handle(Input::BulkFrame {
+                peer: "a".into(),
+                frame: vec![i as u8; 80],
+            });
+            banned |= eff.contains(&Effect::PeerBanned { peer: "a".into() });
+        }
+        assert!(banned && !b.is_authenticated("a"));
+        assert!(matches!(
+            b.send_blob("a", &query()),
+            Err(ReplicaError::NotConnected)
+        ));
+    }
+
+    #[test]
+    fn a_file_item_syncs_like_a_text() {
+        let (mut a, mut b) = pair();
+        let meta = FileMeta {
+            root: BlobId([9; 32]),
+            name: "notes.pdf".into(),
+            size: 1234,
+            mime: "application/pdf".into(),
+        };
+        let (item, eff) = a.add_file(&meta, 10).unwrap();
+        assert!(eff.contains(&Effect::DocChanged));
+        connect(&mut a, &mut b);
+        assert_eq!(b.items(), vec![item]);
+        assert_eq!(b.items()[0].file.as_ref(), Some(&meta));
     }
 }

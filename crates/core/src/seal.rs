@@ -4,8 +4,14 @@
 //!
 //! ```text
 //! sealed = version:u8 (=2) | epoch:u8 | seq:u64 LE | nonce:[u8;24] | XChaCha20-Poly1305(packet)
-//! aad    = "ferry/frame/v2" | room id | version | epoch | seq | sender device id | challenge
+//! aad    = label | room id | version | epoch | seq | sender device id | challenge
+//! label  = "ferry/frame/v2" on the main lane, "ferry/bulk/v2" on the bulk lane
 //! ```
+//!
+//! - The *lane* is the data channel a frame travels on: texts and sync on the main lane, file
+//!   chunks on the bulk lane, so a text never waits behind a file. Each lane has its own `seq`
+//!   (the two channels reorder relative to each other), and the label keeps a frame of one
+//!   lane from opening on the other, where its `seq` would mean something else.
 //!
 //! - `epoch` names the frame key (0 today; key rotation after device revocation bumps it).
 //! - `seq` is strictly increasing per connection; a replayed or reordered frame is refused.
@@ -30,6 +36,17 @@ pub const EPOCH: u8 = 0;
 pub const OVERHEAD: usize = 34 + 16;
 const HEADER: usize = 34;
 const AAD_LABEL: &[u8] = b"ferry/frame/v2";
+const BULK_AAD_LABEL: &[u8] = b"ferry/bulk/v2";
+
+/// The data channel a frame travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lane {
+    /// Handshake, sync: small and urgent.
+    #[default]
+    Main,
+    /// File transfers: bulky, never in the way of the main lane.
+    Bulk,
+}
 
 /// Why a sealed frame was refused. None of these reveal anything to the sender.
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
@@ -79,6 +96,8 @@ pub struct Binding {
     pub sender: [u8; 16],
     /// The receiver's challenge for this connection (zeros for hellos).
     pub challenge: [u8; 16],
+    /// The lane it travels on.
+    pub lane: Lane,
 }
 
 impl Binding {
@@ -86,6 +105,7 @@ impl Binding {
     pub const HELLO: Binding = Binding {
         sender: [0; 16],
         challenge: [0; 16],
+        lane: Lane::Main,
     };
 }
 
@@ -100,8 +120,12 @@ impl FrameKey {
     }
 
     fn aad(&self, header: &[u8], binding: &Binding) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(AAD_LABEL.len() + 16 + 10 + 32);
-        aad.extend_from_slice(AAD_LABEL);
+        let label = match binding.lane {
+            Lane::Main => AAD_LABEL,
+            Lane::Bulk => BULK_AAD_LABEL,
+        };
+        let mut aad = Vec::with_capacity(label.len() + 16 + 10 + 32);
+        aad.extend_from_slice(label);
         aad.extend_from_slice(&self.room);
         aad.extend_from_slice(&header[..10]);
         aad.extend_from_slice(&binding.sender);
@@ -200,6 +224,7 @@ mod tests {
     const B: Binding = Binding {
         sender: [1; 16],
         challenge: [2; 16],
+        lane: Lane::Main,
     };
 
     #[test]
@@ -230,6 +255,14 @@ mod tests {
             k.open(&sealed, &B, 5),
             Err(SealError::Replayed { seq: 5, last: 5 })
         );
+        let bulk = Binding {
+            lane: Lane::Bulk,
+            ..B
+        };
+        assert_eq!(k.open(&sealed, &bulk, 0), Err(SealError::Forged), "lane");
+        let sealed_bulk = k.seal(1, &bulk, b"chunk");
+        assert_eq!(k.open(&sealed_bulk, &B, 0), Err(SealError::Forged));
+        assert_eq!(k.open(&sealed_bulk, &bulk, 0).unwrap().1, b"chunk");
     }
 
     #[test]

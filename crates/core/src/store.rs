@@ -83,6 +83,16 @@ pub trait Store {
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
     /// All entries strictly below `prefix`, in key order.
     async fn list(&self, prefix: &StoreKey) -> Result<Vec<(StoreKey, Vec<u8>)>, StoreError>;
+    /// The keys strictly below `prefix`, in key order, without their values (e.g. the chunks
+    /// of a file already stored). Adapters should override this default, which reads values.
+    async fn keys(&self, prefix: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
 }
 
 /// An in-memory store for tests and for running without persistent storage.

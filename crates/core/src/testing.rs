@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // test support: a failed step should fail the test loudly
 
+use crate::blobs::BlobMessage;
 use crate::persist::DocStore;
 use crate::replica::{Effect, Input, Replica};
 use crate::store::{MemoryStore, Store, StoreError, StoreKey};
@@ -80,6 +81,27 @@ pub async fn store_contract<S: Store>(store: &S) {
     );
     assert_eq!(store.list(&key(&["contract", "n"])).await.unwrap().len(), 1);
     assert_eq!(store.list(&key(&["nothing"])).await.unwrap(), vec![]);
+    let keys = store.keys(&key(&["contract"])).await.unwrap();
+    let keys: Vec<&str> = keys.iter().map(StoreKey::as_str).collect();
+    assert_eq!(
+        keys,
+        ["contract/b", "contract/n/1"],
+        "keys: prefix, ordered"
+    );
+    assert_eq!(store.keys(&key(&["nothing"])).await.unwrap(), vec![]);
+    // Zero-padded chunk indices list in numeric order.
+    let root = crate::blobs::BlobId([7; 32]);
+    for i in [10, 2, 1] {
+        store
+            .put(&crate::blobs::chunk_key(&root, i), &[i as u8])
+            .await
+            .unwrap();
+    }
+    let listed = store
+        .keys(&crate::blobs::chunks_prefix(&root))
+        .await
+        .unwrap();
+    assert_eq!(crate::blobs::have_from_keys(&root, &listed), [1, 2, 10]);
     assert!(matches!(
         StoreKey::new(&["a/b"]),
         Err(StoreError::BadKey(_))
@@ -121,6 +143,11 @@ pub struct SimNet {
     /// The devices, by index.
     pub devices: Vec<SimDevice>,
     links: BTreeMap<(usize, usize), VecDeque<Vec<u8>>>,
+    bulk: BTreeMap<(usize, usize), VecDeque<Vec<u8>>>,
+    /// Blob messages received: (receiving device, sender's peer name, message).
+    pub blob_inbox: VecDeque<(usize, String, BlobMessage)>,
+    /// Peers identified: (device, peer name), in order.
+    pub identified: VecDeque<(usize, String)>,
     /// Frames refused by replicas so far.
     pub rejected: usize,
     clock_ms: u64,
@@ -131,11 +158,13 @@ pub struct SimNet {
     pub bytes_sent: usize,
 }
 
-fn peer_name(i: usize) -> String {
+/// The transport name of device `i` as its peers see it.
+pub fn peer_name(i: usize) -> String {
     format!("dev{i}")
 }
 
-fn peer_index(name: &str) -> Option<usize> {
+/// The device index behind a transport name.
+pub fn peer_index(name: &str) -> Option<usize> {
     name.strip_prefix("dev")?.parse().ok()
 }
 
@@ -148,6 +177,9 @@ impl SimNet {
                 .map(|_| SimDevice::boot(DeviceId::random(), MemoryStore::default(), &secret))
                 .collect(),
             links: BTreeMap::new(),
+            bulk: BTreeMap::new(),
+            blob_inbox: VecDeque::new(),
+            identified: VecDeque::new(),
             rejected: 0,
             clock_ms: 1_700_000_000_000,
             secret,
@@ -182,7 +214,17 @@ impl SimNet {
                     block_on(d.store.put(&k, &state)).expect("save sync state");
                     self.sync_states_saved += 1;
                 }
-                Effect::PeerIdentified { .. } | Effect::PeerBanned { .. } => {}
+                Effect::SendBulk { peer, frame } => {
+                    self.bytes_sent += frame.len();
+                    if let Some(to) = peer_index(&peer)
+                        && let Some(q) = self.bulk.get_mut(&(from, to))
+                    {
+                        q.push_back(frame);
+                    }
+                }
+                Effect::Blob { peer, msg } => self.blob_inbox.push_back((from, peer, msg)),
+                Effect::PeerIdentified { peer, .. } => self.identified.push_back((from, peer)),
+                Effect::PeerBanned { .. } => {}
             }
         }
     }
@@ -234,6 +276,8 @@ impl SimNet {
         }
         self.links.insert((a, b), VecDeque::new());
         self.links.insert((b, a), VecDeque::new());
+        self.bulk.insert((a, b), VecDeque::new());
+        self.bulk.insert((b, a), VecDeque::new());
         for (x, y) in [(a, b), (b, a)] {
             let eff = self.devices[x].replica.handle(Input::PeerUp(peer_name(y)));
             self.apply(x, eff);
@@ -247,6 +291,8 @@ impl SimNet {
         }
         self.links.remove(&(a, b));
         self.links.remove(&(b, a));
+        self.bulk.remove(&(a, b));
+        self.bulk.remove(&(b, a));
         for (x, y) in [(a, b), (b, a)] {
             let eff = self.devices[x]
                 .replica
@@ -270,6 +316,46 @@ impl SimNet {
             done += 1;
         }
         done
+    }
+
+    /// Device `i` sends a blob message to device `to` on the bulk lane; false if `to` is not
+    /// an authenticated peer of `i`.
+    pub fn send_blob(&mut self, i: usize, to: usize, msg: &BlobMessage) -> bool {
+        match self.devices[i].replica.send_blob(&peer_name(to), msg) {
+            Ok(effects) => {
+                self.apply(i, effects);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Delivers up to `n` bulk-lane frames from `a` to `b` in order. Returns how many.
+    pub fn deliver_bulk(&mut self, a: usize, b: usize, n: usize) -> usize {
+        let mut done = 0;
+        while done < n {
+            let Some(frame) = self.bulk.get_mut(&(a, b)).and_then(VecDeque::pop_front) else {
+                break;
+            };
+            let eff = self.devices[b].replica.handle(Input::BulkFrame {
+                peer: peer_name(a),
+                frame,
+            });
+            self.apply(b, eff);
+            done += 1;
+        }
+        done
+    }
+
+    /// Bulk-lane frames in flight from `a` to `b`.
+    pub fn bulk_in_flight(&self, a: usize, b: usize) -> usize {
+        self.bulk.get(&(a, b)).map_or(0, VecDeque::len)
+    }
+
+    /// Mutable access to the bulk-lane frames in flight from `a` to `b` (to drop, corrupt
+    /// or reorder them).
+    pub fn bulk_queue(&mut self, a: usize, b: usize) -> Option<&mut VecDeque<Vec<u8>>> {
+        self.bulk.get_mut(&(a, b))
     }
 
     /// Loses the next frame from `a` to `b`.
@@ -318,11 +404,20 @@ impl SimNet {
                 .filter(|(_, q)| !q.is_empty())
                 .map(|(k, _)| *k)
                 .collect();
-            if busy.is_empty() {
+            let busy_bulk: Vec<(usize, usize)> = self
+                .bulk
+                .iter()
+                .filter(|(_, q)| !q.is_empty())
+                .map(|(k, _)| *k)
+                .collect();
+            if busy.is_empty() && busy_bulk.is_empty() {
                 return;
             }
             for (a, b) in busy {
                 self.deliver(a, b, usize::MAX);
+            }
+            for (a, b) in busy_bulk {
+                self.deliver_bulk(a, b, usize::MAX);
             }
         }
         panic!("the network never went quiet");

@@ -76,6 +76,9 @@ pub enum Message {
     Proof,
     /// An automerge sync message.
     Sync(Vec<u8>),
+    /// A file transfer message; only on the bulk lane, only between authenticated peers.
+    /// (Variants are only ever appended: postcard names them by position.)
+    Blob(crate::blobs::BlobMessage),
 }
 
 impl Message {

@@ -240,6 +240,17 @@ impl SimNet {
         item
     }
 
+    /// Device `i` shares a file whose chunks it already stored; returns the item.
+    pub fn add_file(&mut self, i: usize, meta: &crate::FileMeta) -> Item {
+        self.clock_ms += 7;
+        let (item, effects) = self.devices[i]
+            .replica
+            .add_file(meta, self.clock_ms)
+            .expect("add_file");
+        self.apply(i, effects);
+        item
+    }
+
     /// Device `i` edits an item it can see; false if it cannot (not synced yet, or deleted).
     pub fn edit(&mut self, i: usize, id: crate::ItemId, text: &str) -> bool {
         self.clock_ms += 7;

@@ -926,3 +926,87 @@ impl Transfers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::{CHUNK_SIZE, ManifestBuilder};
+
+    fn file(chunks: usize) -> (Manifest, Vec<u8>) {
+        let data: Vec<u8> = (0..chunks * CHUNK_SIZE).map(|i| (i % 251) as u8).collect();
+        let mut b = ManifestBuilder::new();
+        for c in data.chunks(CHUNK_SIZE) {
+            b.push(c).unwrap();
+        }
+        (b.finish(), data)
+    }
+
+    fn wants(effects: &[BlobEffect]) -> usize {
+        effects
+            .iter()
+            .map(|e| match e {
+                BlobEffect::Send {
+                    msg: BlobMessage::Want { indices, .. },
+                    ..
+                } => indices.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn requests_stay_within_the_window_and_the_per_peer_budget() {
+        let (m, _) = file(40);
+        let root = m.root();
+        let config = TransferConfig::default();
+        let mut t = Transfers::new(config.clone());
+        t.resume(root, &m.encode(), &[], 0).unwrap();
+        let have = |peer: &str| {
+            let msg = BlobMessage::Have {
+                root,
+                complete: true,
+                ranges: vec![],
+            };
+            (peer.to_owned(), msg)
+        };
+        let (p, msg) = have("one");
+        let first = wants(&t.on_message(&p, msg, 0));
+        assert_eq!(first, config.per_peer, "one peer: its budget");
+        let (p, msg) = have("two");
+        let second = wants(&t.on_message(&p, msg, 0));
+        assert_eq!(first + second, config.window, "two peers: the window");
+        // Nothing more goes out until something comes back or times out.
+        assert_eq!(wants(&t.tick(1)), 0);
+        assert_eq!(wants(&t.tick(config.timeout_ms + 1)), config.window);
+        assert_eq!(t.stats().chunk_requests, 2 * config.window as u64);
+    }
+
+    #[test]
+    fn a_serving_device_queues_a_bounded_number_of_reads_per_peer() {
+        let (m, _) = file(40);
+        let root = m.root();
+        let mut t = Transfers::default();
+        t.serve(root, &m.encode(), Have::All).unwrap();
+        let mut reads = 0;
+        for round in 0..4u32 {
+            let indices = (round * 10..round * 10 + 10).collect();
+            let eff = t.on_message("greedy", BlobMessage::Want { root, indices }, 0);
+            reads += eff
+                .iter()
+                .filter(|e| matches!(e, BlobEffect::ReadChunk { .. }))
+                .count();
+        }
+        assert_eq!(reads, TransferConfig::default().serve_queue);
+        // A damaged stored chunk is not sent: the app is told to delete it.
+        let eff = t.chunk_read("greedy", root, 0, Some(vec![0; CHUNK_SIZE]));
+        assert!(eff.contains(&BlobEffect::Corrupt { root, index: 0 }));
+        assert!(!eff.iter().any(|e| matches!(
+            e,
+            BlobEffect::Send {
+                msg: BlobMessage::Chunk { .. },
+                ..
+            }
+        )));
+        assert!(!t.is_complete(&root));
+    }
+}

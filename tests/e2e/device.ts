@@ -154,4 +154,9 @@ export class Device {
   async texts(): Promise<string[]> {
     return this.history.getByRole('listitem').locator('.text').allInnerTexts();
   }
+
+  /** Sends files through the composer's "Attach files" picker (the hidden file input). */
+  async attach(paths: string[]): Promise<void> {
+    await this.page.getByLabel('Files to send').setInputFiles(paths);
+  }
 }

@@ -1,0 +1,250 @@
+// Journey: a person sends files between their own devices. A 50 MiB random file arrives
+// byte-for-byte (same SHA-256), a reload in the middle of the download resumes without asking
+// again for chunks already verified, a pasted image shows a preview on both devices, and an
+// empty file still arrives as an empty file.
+import { test, expect, type Download } from '@playwright/test';
+import { PNG } from 'pngjs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, mkdtempSync, openSync, closeSync, statSync, writeSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Device } from './device';
+
+const MiB = 1024 * 1024;
+const CHUNK = 256 * 1024;
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('data', (b) => hash.update(b))
+      .on('end', () => resolve(hash.digest('hex')))
+      .on('error', reject);
+  });
+}
+
+/** Writes `size` random bytes in 1 MiB pieces; returns the file's SHA-256. */
+function writeRandomFile(path: string, size: number): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'w');
+  try {
+    for (let left = size; left > 0;) {
+      const piece = randomBytes(Math.min(MiB, left));
+      writeSync(fd, piece);
+      hash.update(piece);
+      left -= piece.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+async function pair(): Promise<{ laptop: Device; phone: Device }> {
+  const laptop = await Device.launch('laptop');
+  const phone = await Device.launch('phone');
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected');
+  await expect(phone.status).toHaveText('1 device connected');
+  return { laptop, phone };
+}
+
+/** Clicks `Save <name>` and saves the browser download into `dir`. */
+async function saveDownload(device: Device, name: string, dir: string): Promise<{ download: Download; path: string }> {
+  const [download] = await Promise.all([
+    device.page.waitForEvent('download', { timeout: 60_000 }),
+    device.page.getByRole('link', { name: `Save ${name}`, exact: true }).click(),
+  ]);
+  const path = join(dir, `saved-${device.name}-${name}`);
+  await download.saveAs(path);
+  return { download, path };
+}
+
+test('a 50 MiB file arrives intact, and a reload mid-transfer resumes without re-downloading verified chunks', async () => {
+  test.setTimeout(420_000);
+  const t0 = Date.now();
+  const at = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
+
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-files-'));
+  const name = 'random-50MiB.bin';
+  const size = 50 * MiB; // 52,428,800 bytes
+  const chunks = size / CHUNK; // 200
+  expect(chunks).toBe(200);
+  const original = join(dir, name);
+  const sha = writeRandomFile(original, size);
+  expect(statSync(original).size).toBe(52_428_800);
+  console.log(`[files] wrote ${name} (${size} bytes, sha256 ${sha}) at ${at()}`);
+
+  const { laptop, phone } = await pair();
+  console.log(`[files] paired at ${at()}`);
+
+  // The phone's diagnostics are open before anything is sent, so the in-page watcher below can
+  // read "File chunks received" without a round trip.
+  await phone.openDevices();
+  await expect(phone.page.getByTestId('chunks-verified')).toBeAttached();
+  await expect(phone.page.getByTestId('chunk-requests')).toBeAttached();
+
+  // Start watching on the phone right away, polling every 50 ms inside the page, before the
+  // laptop even attaches the file: it resolves as soon as the download is under way but
+  // clearly unfinished, or reports that it finished before we could catch it.
+  type Seen = { state: 'mid' | 'done' | 'timeout'; now: number; had: number; polls: number };
+  const watcher: Promise<Seen> = phone.page.evaluate(({ name, chunks }) => {
+    const num = (el: Element | null) => {
+      const m = el?.textContent?.replace(/[,\s]/g, '').match(/\d+/);
+      return m ? Number(m[0]) : 0;
+    };
+    const bar = (): Element | null => {
+      const bars = Array.from(document.querySelectorAll('[role="progressbar"], progress'));
+      return bars.find((b) => b.getAttribute('aria-label') === `Transfer of ${name}`)
+        ?? bars.find((b) => {
+          const ids = b.getAttribute('aria-labelledby');
+          return !!ids && ids.split(/\s+/).map((id) => document.getElementById(id)?.textContent ?? '').join(' ').trim() === `Transfer of ${name}`;
+        })
+        ?? null;
+    };
+    return new Promise<Seen>((resolve) => {
+      let polls = 0;
+      const started = Date.now();
+      const tick = () => {
+        polls++;
+        const had = num(document.querySelector('[data-testid="chunks-verified"]'));
+        const saved = Array.from(document.querySelectorAll('a[download]')).some((a) => a.getAttribute('download') === name);
+        const b = bar();
+        const raw = b?.getAttribute('aria-valuenow') ?? (b instanceof HTMLProgressElement ? String((b.value / (b.max || 1)) * 100) : null);
+        const now = raw === null ? -1 : Number(raw);
+        if (saved || had >= chunks || now >= 100) return resolve({ state: 'done', now, had, polls });
+        if ((now >= 10 && now <= 70) || (had >= 20 && had <= 140)) return resolve({ state: 'mid', now, had, polls });
+        if (Date.now() - started > 240_000) return resolve({ state: 'timeout', now, had, polls });
+        setTimeout(tick, 50);
+      };
+      tick();
+    });
+  }, { name, chunks });
+
+  // The phone reloads the moment the watcher sees the transfer mid-way, with no other step
+  // in between.
+  const reloaded = watcher.then(async (seen) => {
+    if (seen.state === 'mid') await phone.page.reload();
+    return seen;
+  });
+  reloaded.catch(() => {}); // awaited below; this only keeps an early failure from being unhandled
+
+  // The laptop attaches the file through the composer's file picker.
+  await expect(laptop.page.getByRole('button', { name: 'Attach files' })).toBeVisible();
+  await laptop.attach([original]);
+  console.log(`[files] laptop attached the file at ${at()}`);
+
+  const seen = await reloaded;
+  console.log(`[files] watcher: ${JSON.stringify(seen)} at ${at()}`);
+  if (seen.state === 'done') {
+    throw new Error(`the transfer finished before the phone could be reloaded mid-way ` +
+      `(progress ${seen.now}%, ${seen.had} chunks received after ${seen.polls} polls); ` +
+      `this run does not show resumption`);
+  }
+  if (seen.state === 'timeout') {
+    throw new Error(`no transfer progress on the phone within 240 s (progress ${seen.now}%, ${seen.had} chunks received)`);
+  }
+  const had = seen.had;
+  expect(had, 'chunks verified before the reload').toBeGreaterThan(0);
+  expect(had, 'chunks verified before the reload').toBeLessThan(chunks);
+  await phone.ready();
+  console.log(`[files] phone reloaded with ${had}/${chunks} chunks verified (${seen.now}%) at ${at()}`);
+
+  // Both list the file with its size; the phone resumes by itself and finishes.
+  const onLaptop = laptop.message(name);
+  await expect(onLaptop).toBeVisible();
+  await expect(onLaptop).toContainText('50.0 MB');
+  const onPhone = phone.message(name);
+  await expect(onPhone).toBeVisible({ timeout: 60_000 });
+  await expect(onPhone).toContainText('50.0 MB');
+  await expect(phone.page.getByRole('link', { name: `Save ${name}`, exact: true })).toBeVisible({ timeout: 120_000 });
+  console.log(`[files] phone has all the bytes at ${at()}`);
+  await expect(phone.page.getByRole('progressbar', { name: `Transfer of ${name}` })).toHaveCount(0);
+
+  // Verified chunks were not asked for again after the reload (a little slack for re-requests
+  // after timeouts).
+  await phone.openDevices();
+  const requested = phone.page.getByTestId('chunk-requests');
+  await expect(requested).toHaveText(/\d/);
+  const req = Number(((await requested.textContent()) ?? '').replace(/[^\d]/g, ''));
+  console.log(`[files] chunk requests after reload: ${req} (had ${had}, ${chunks - had} missing)`);
+  expect(req, 'chunks requested after the reload').toBeGreaterThan(0);
+  expect(req, 'chunks requested after the reload: verified chunks must not be re-requested').toBeLessThanOrEqual(chunks - had + 8);
+  await expect(phone.page.getByText(/Storage used: /).first()).toBeVisible();
+
+  // Saved with the original name, byte-for-byte the original.
+  const { download, path } = await saveDownload(phone, name, dir);
+  expect(download.suggestedFilename()).toBe(name);
+  expect(statSync(path).size).toBe(size);
+  expect(await sha256File(path)).toBe(sha);
+  console.log(`[files] saved and verified on the phone at ${at()}`);
+
+  await laptop.close();
+  await phone.close();
+});
+
+test('a pasted image shows a preview on both devices', async () => {
+  test.setTimeout(180_000);
+  const { laptop, phone } = await pair();
+
+  // A small 64×64 colored PNG.
+  const png = new PNG({ width: 64, height: 64 });
+  for (let y = 0; y < 64; y++) {
+    for (let x = 0; x < 64; x++) {
+      const i = (y * 64 + x) * 4;
+      png.data[i] = x * 4;
+      png.data[i + 1] = y * 4;
+      png.data[i + 2] = 200;
+      png.data[i + 3] = 255;
+    }
+  }
+  const bytes = PNG.sync.write(png);
+
+  await laptop.composer.focus();
+  await laptop.composer.evaluate((el, b64) => {
+    const bin = atob(b64);
+    const data = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) data[i] = bin.charCodeAt(i);
+    const file = new File([data], 'pasted.png', { type: 'image/png' });
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, bytes.toString('base64'));
+
+  for (const device of [laptop, phone]) {
+    await expect(device.message('pasted.png')).toBeVisible({ timeout: 60_000 });
+    const img = device.page.getByRole('img', { name: 'Preview of pasted.png', exact: true });
+    await expect(img).toBeVisible({ timeout: 60_000 });
+    await expect.poll(
+      () => img.evaluate((e) => (e as HTMLImageElement).complete ? (e as HTMLImageElement).naturalWidth : 0),
+      { timeout: 30_000, message: `the preview on the ${device.name} decodes as a 64-pixel-wide image` },
+    ).toBe(64);
+    expect(await img.evaluate((e) => (e as HTMLImageElement).naturalHeight)).toBe(64);
+  }
+  // Pasting a file does not leave it as text in the composer.
+  await expect(laptop.composer).toHaveValue('');
+
+  await laptop.close();
+  await phone.close();
+});
+
+test('an empty file is sent and saved as an empty file on the other device', async () => {
+  test.setTimeout(180_000);
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-files-'));
+  const name = 'empty.txt';
+  const original = join(dir, name);
+  writeFileSync(original, '');
+
+  const { laptop, phone } = await pair();
+  await laptop.attach([original]);
+  await expect(laptop.message(name)).toBeVisible({ timeout: 60_000 });
+  await expect(phone.message(name)).toBeVisible({ timeout: 60_000 });
+  await expect(phone.page.getByRole('link', { name: `Save ${name}`, exact: true })).toBeVisible({ timeout: 60_000 });
+
+  const { download, path } = await saveDownload(phone, name, dir);
+  expect(download.suggestedFilename()).toBe(name);
+  expect(statSync(path).size).toBe(0);
+
+  await laptop.close();
+  await phone.close();
+});

@@ -64,7 +64,7 @@ const now = (page) => page.evaluate(() => performance.timeOrigin + performance.n
 const results = { date: new Date().toISOString(), machine: `${process.platform} ${process.arch}, ${(await import('node:os')).cpus().length} cores`, scenarios: {} };
 const rows = [];
 function row(name, ferry, baseline, unit, note = '') {
-  const ratio = baseline ? ferry / baseline : null;
+  const ratio = ferry != null && baseline ? ferry / baseline : null;
   rows.push({ name, ferry, baseline, unit, ratio, note });
 }
 const baselines = await startBaselines();
@@ -169,7 +169,7 @@ for (const n of run('cold') ? COLD_SIZES : []) {
 
 // 4. Size of what a browser downloads.
 if (run('size')) {
-  const dist = join(ROOT, 'dist');
+  const dist = process.env.FERRY_DIST ?? join(ROOT, 'dist');
   let raw = 0, gz = 0, br = 0, wasm = {};
   for (const f of readdirSync(dist)) {
     const p = join(dist, f);

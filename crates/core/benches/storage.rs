@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use ferry_core::{DeviceId, Replica, SpaceDoc, SpaceSecret};
 
 const ITEMS: usize = 100_000;
@@ -35,9 +35,14 @@ fn storage(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("100,000 items");
+    group.measurement_time(Duration::from_secs(8));
     group.bench_function("save (snapshot)", |b| {
         b.iter(|| black_box(replica.doc_mut().save()))
     });
+    // Seconds per run: one run per sample, ten samples.
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(30));
     group.bench_function("load (snapshot)", |b| {
         b.iter(|| black_box(SpaceDoc::load(&actor, [snapshot.as_slice()]).expect("load")))
     });
@@ -50,7 +55,7 @@ criterion_group! {
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+        .measurement_time(Duration::from_secs(8));
     targets = storage
 }
 criterion_main!(benches);

@@ -173,7 +173,7 @@ fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(5))
 }
 
 fn apply_1000_items(c: &mut Criterion) {

@@ -183,7 +183,7 @@ fn DevicesPanel() -> impl IntoView {
             <h3>"In this space"</h3>
             <ul class="device-list" aria-label="Devices in this space">
                 <For each=move || view.devices.get()
-                    key=|d| (d.id.clone(), d.online, d.name.clone(), d.last_seen.clone())
+                    key=|d| (d.id.clone(), d.online, d.name.clone(), d.last_seen.clone(), d.path.clone())
                     let:d>
                     <li>
                         <span class="device-name">{d.name.clone()}</span>
@@ -203,12 +203,22 @@ fn DevicesPanel() -> impl IntoView {
             </ul>
             <ConnectionSettings/>
             <h3>"Diagnostics"</h3>
+            <Show when=move || view.connection_problem.with(Option::is_some)>
+                <p class="problem" role="note" aria-label="Connection problem">
+                    {move || view.connection_problem.get()}
+                </p>
+            </Show>
             <dl class="diagnostics" aria-label="Diagnostics">
                 <dt>"Refused frames"</dt>
                 <dd data-testid="refused-frames">{move || view.refused.get()}</dd>
                 <dt>"Blocked connections"</dt>
                 <dd data-testid="blocked-connections">{move || view.banned.get()}</dd>
+                <dt>"File chunks requested"</dt>
+                <dd data-testid="chunk-requests">{move || view.chunk_requests.get()}</dd>
+                <dt>"File chunks received"</dt>
+                <dd data-testid="chunks-verified">{move || view.chunks_verified.get()}</dd>
             </dl>
+            <p class="storage">{move || view.storage.get().unwrap_or_else(|| "Storage used: unknown".into())}</p>
         </section>
     }
 }
@@ -325,9 +335,22 @@ fn History() -> impl IntoView {
         })
     });
     let hidden = move || view.items.with(Vec::len).saturating_sub(view.window.get());
+    let dragging = RwSignal::new(false);
+    let drop_intents = expect_context::<Intents>();
     view! {
         <div class="history" role="log" aria-label="Messages" aria-live="polite" tabindex="0"
-            data-count=move || view.items.with(Vec::len)>
+            data-count=move || view.items.with(Vec::len)
+            class:dragging=move || dragging.get()
+            on:dragover=move |ev| { ev.prevent_default(); dragging.set(true); }
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=move |ev: leptos::web_sys::DragEvent| {
+                ev.prevent_default();
+                dragging.set(false);
+                let files = ev.data_transfer().map(|d| files_of(d.files())).unwrap_or_default();
+                if !files.is_empty() {
+                    drop_intents.send(Intent::SendFiles(files));
+                }
+            }>
             <Show when=move || view.ready.get() && view.items.with(Vec::is_empty)>
                 <p class="empty">"No messages yet. Write something to yourself: it will appear on all your devices."</p>
             </Show>
@@ -391,6 +414,7 @@ fn MessageText(text: String) -> impl IntoView {
 fn ItemRow(item: ItemView) -> impl IntoView {
     let intents = expect_context::<Intents>();
     let class = if item.mine { "item mine" } else { "item" };
+    let is_text = item.file.is_none();
     let editing = RwSignal::new(false);
     let confirming = RwSignal::new(false);
     let draft = RwSignal::new(item.text.clone());
@@ -409,8 +433,9 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                 let label = d.clone();
                 view! { <p class="day" role="separator" aria-label=label>{d}</p> }
             })}
+            {item.file.clone().map(|f| view! { <FileCard file=f/> })}
             <Show when=move || editing.get()
-                fallback=move || view! { <p class="text"><MessageText text=text.clone()/></p> }>
+                fallback=move || (!text.is_empty()).then(|| view! { <p class="text"><MessageText text=text.clone()/></p> })>
                 <form class="edit" on:submit={
                     let submit = submit.clone();
                     move |ev| { ev.prevent_default(); submit(); }
@@ -456,13 +481,125 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                             }
                         }
                     }>
-                    <button type="button" aria-label="Edit message"
-                        on:click=move |_| editing.set(true)>"Edit"</button>
+                    {is_text.then(|| view! {
+                        <button type="button" aria-label="Edit message"
+                            on:click=move |_| editing.set(true)>"Edit"</button>
+                    })}
                     <button type="button" aria-label="Delete message"
                         on:click=move |_| confirming.set(true)>"Delete"</button>
                 </Show>
             </div>
         </li>
+    }
+}
+
+/// The files of a `FileList` (picker, drop, paste).
+fn files_of(list: Option<leptos::web_sys::FileList>) -> Vec<leptos::web_sys::File> {
+    list.map(|l| (0..l.length()).filter_map(|i| l.get(i)).collect())
+        .unwrap_or_default()
+}
+
+/// A file in the history: name, size and type at once; progress, preview and save as its
+/// bytes arrive.
+#[component]
+fn FileCard(file: crate::view::FileInfo) -> impl IntoView {
+    use crate::view::{FileState, format_size, percent};
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    let root = file.root.clone();
+    let state = Memo::new(move |_| {
+        view.files
+            .with(|f| f.get(&root).cloned().unwrap_or_default())
+    });
+    let name = file.name.clone();
+    let size = file.size;
+    let kind = if file.mime.is_empty() {
+        "file".to_string()
+    } else {
+        file.mime.clone()
+    };
+    let is_image = file.mime.starts_with("image/");
+    let is_video = file.mime.starts_with("video/");
+    let label = format!("Transfer of {name}");
+    let (cancel_label, retry_label, save_label) = (
+        format!("Cancel download of {name}"),
+        format!("Retry download of {name}"),
+        format!("Save {name}"),
+    );
+    let preview_alt = format!("Preview of {name}");
+    let (root_c, root_r, root_s) = (file.root.clone(), file.root.clone(), file.root.clone());
+    let (i_c, i_r, i_s) = (intents.clone(), intents.clone(), intents);
+    view! {
+        <div class="file">
+            {move || state.with(|s| s.preview.clone()).map(|url| {
+                if is_video {
+                    view! { <video class="preview" controls preload="metadata" src=url aria-label=preview_alt.clone()></video> }.into_any()
+                } else if is_image {
+                    view! { <img class="preview" src=url alt=preview_alt.clone()/> }.into_any()
+                } else {
+                    ().into_any()
+                }
+            })}
+            <p class="file-head">
+                <span class="file-icon" aria-hidden="true">"📄"</span>
+                <span class="file-name">{name.clone()}</span>
+            </p>
+            <p class="file-meta">{format_size(size)}" · "{kind}</p>
+            {move || {
+                let s = state.get();
+                match s.state {
+                    FileState::Stored => {
+                        let sent = (s.sent > 0).then(|| format!("Sent {}", format_size(s.sent.min(size))));
+                        let (root, intents, label) = (root_s.clone(), i_s.clone(), save_label.clone());
+                        view! {
+                            <p class="file-actions">
+                                <a href="#" class="save" aria-label=label on:click=move |ev| {
+                                    ev.prevent_default();
+                                    intents.send(Intent::SaveFile(root.clone()));
+                                }>"Save"</a>
+                                {sent.map(|t| view! { <span class="file-sent">{t}</span> })}
+                            </p>
+                        }.into_any()
+                    }
+                    FileState::Waiting | FileState::Downloading => {
+                        let pct = percent(s.have, size);
+                        let speed = if s.speed > 0.0 {
+                            format!(" · {}/s", format_size(s.speed as u64))
+                        } else if s.state == FileState::Waiting {
+                            " · waiting for a device that has it".to_string()
+                        } else {
+                            String::new()
+                        };
+                        let (root, intents, cancel) = (root_c.clone(), i_c.clone(), cancel_label.clone());
+                        view! {
+                            <div class="file-progress">
+                                <div class="bar" role="progressbar" aria-label=label.clone()
+                                    aria-valuemin="0" aria-valuemax="100" aria-valuenow=pct.to_string()>
+                                    <div class="fill" style=format!("width: {pct}%")></div>
+                                </div>
+                                <p class="file-status">{format!("{pct}%{speed}")}</p>
+                                <button type="button" aria-label=cancel
+                                    on:click=move |_| intents.send(Intent::CancelFile(root.clone()))>"Cancel"</button>
+                            </div>
+                        }.into_any()
+                    }
+                    FileState::Stopped | FileState::Failed(_) => {
+                        let why = match &s.state {
+                            FileState::Failed(reason) => reason.clone(),
+                            _ => format!("Stopped at {}% on this device", percent(s.have, size)),
+                        };
+                        let (root, intents, retry) = (root_r.clone(), i_r.clone(), retry_label.clone());
+                        view! {
+                            <div class="file-progress">
+                                <p class="file-status">{why}</p>
+                                <button type="button" aria-label=retry
+                                    on:click=move |_| intents.send(Intent::RetryFile(root.clone()))>"Retry"</button>
+                            </div>
+                        }.into_any()
+                    }
+                }
+            }}
+        </div>
     }
 }
 
@@ -479,6 +616,9 @@ fn Composer() -> impl IntoView {
         }
     };
     let send_key = send.clone();
+    let picker = NodeRef::<leptos::html::Input>::new();
+    let intents_paste = expect_context::<Intents>();
+    let intents_pick = intents_paste.clone();
     view! {
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
             <textarea aria-label="Message" placeholder="Message" rows="1"
@@ -490,7 +630,42 @@ fn Composer() -> impl IntoView {
                         ev.prevent_default();
                         send_key();
                     }
+                }
+                on:paste={
+                    let intents = intents_paste.clone();
+                    move |ev: leptos::web_sys::ClipboardEvent| {
+                        // Pasted images (screenshots) become files; pasted text stays text.
+                        let files = ev.clipboard_data().map(|d| files_of(d.files())).unwrap_or_default();
+                        if !files.is_empty() {
+                            ev.prevent_default();
+                            intents.send(Intent::SendFiles(files));
+                        }
+                    }
                 }></textarea>
+            <input type="file" multiple class="visually-hidden" aria-label="Files to send"
+                tabindex="-1" node_ref=picker
+                on:change={
+                    let intents = intents_pick.clone();
+                    move |ev| {
+                        use leptos::wasm_bindgen::JsCast;
+                        if let Some(input) = ev.target()
+                            .and_then(|t| t.dyn_into::<leptos::web_sys::HtmlInputElement>().ok())
+                        {
+                            let files = files_of(input.files());
+                            input.set_value("");
+                            if !files.is_empty() {
+                                intents.send(Intent::SendFiles(files));
+                            }
+                        }
+                    }
+                }/>
+            <button type="button" class="attach" aria-label="Attach files" title="Attach files"
+                prop:disabled=move || !view.ready.get()
+                on:click=move |_| {
+                    if let Some(input) = picker.get() {
+                        input.click();
+                    }
+                }>"📎"</button>
             <button type="submit" class="primary">"Send"</button>
         </form>
     }

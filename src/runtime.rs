@@ -79,8 +79,12 @@ pub fn spawn(view: ViewState, intents: UnboundedReceiver<Intent>, tx: UnboundedS
     });
 }
 
+mod files;
+
 struct Runtime {
     view: ViewState,
+    /// Files: sending jobs, the transfer engine, per-file view state.
+    files: files::Files,
     store: IdbStore,
     docstore: DocStore,
     replica: Replica,
@@ -269,6 +273,7 @@ impl Runtime {
             .and_then(|b| serde_json::from_slice::<Vec<crate::config::IceServer>>(&b).ok());
         let mut rt = Runtime {
             view,
+            files: files::Files::new(),
             store,
             docstore: loaded.store,
             replica,
@@ -298,6 +303,7 @@ impl Runtime {
         rt.apply(effects).await;
         rt.refresh_space();
         rt.refresh_items();
+        rt.boot_files().await;
         view.ready.set(true);
         request_persistence();
         Ok(rt)
@@ -399,6 +405,7 @@ impl Runtime {
             }
             self.apply(batch).await;
             self.poll_link().await;
+            self.pump_files().await;
             TimeoutFuture::new(TICK_MS).await;
         }
     }
@@ -492,6 +499,10 @@ impl Runtime {
                     let eff = self.replica.handle(Input::Frame { peer, frame });
                     self.apply_remote(eff).await;
                 }
+                LinkEvent::Bulk(peer, frame) => {
+                    let eff = self.replica.handle(Input::BulkFrame { peer, frame });
+                    self.apply_remote(eff).await;
+                }
             }
         }
     }
@@ -516,6 +527,17 @@ impl Runtime {
         }
         if !self.retired.is_empty() {
             self.poll_retired().await;
+        }
+        let turn = self.ice().iter().any(|s| {
+            s.urls
+                .iter()
+                .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+        });
+        if let Some(failure) = RtcLink::take_failures(turn).pop() {
+            let (time, _) = view::format_time(now as u64, offset_min());
+            self.view
+                .connection_problem
+                .set(Some(format!("{time}: {}", view::failure_reason(failure))));
         }
         let Some(link) = self.link.as_mut() else {
             self.update_synced(now as u64).await;
@@ -552,6 +574,7 @@ impl Runtime {
         if let Some(device) = self.peers.remove(&peer) {
             self.mark_seen(device).await;
         }
+        self.file_peer_down(&peer).await;
         let eff = self.replica.handle(Input::PeerDown(peer));
         self.apply(eff).await;
         self.refresh_space();
@@ -589,6 +612,13 @@ impl Runtime {
                 }
                 Effect::DocChanged => changed = true,
                 Effect::PeerIdentified { peer, device, .. } => {
+                    if !peer.starts_with(TAB_PREFIX) {
+                        // A device got through: an older failure is no longer the story.
+                        self.view.connection_problem.set(None);
+                    }
+                    if !peer.starts_with(TAB_PREFIX) {
+                        self.file_peer_up(&peer).await;
+                    }
                     self.peers.insert(peer, device);
                     self.mark_seen(device).await;
                     self.refresh_space();
@@ -606,7 +636,10 @@ impl Runtime {
                         .put(&key(&["sync", &device.to_string()]), &state)
                         .await;
                 }
+                Effect::SendBulk { peer, frame } => self.send_bulk(&peer, frame),
+                Effect::Blob { peer, msg } => self.files.receive(peer, msg),
                 Effect::PeerBanned { peer } => {
+                    self.file_peer_down(&peer).await;
                     self.view.banned.update(|n| *n += 1);
                     web_sys::console::warn_1(
                         &format!("peer {peer} blocked: too many bad frames").into(),
@@ -623,6 +656,7 @@ impl Runtime {
                 self.refresh_items();
             }
             self.refresh_space();
+            self.files_changed().await;
         }
     }
 
@@ -724,8 +758,7 @@ impl Runtime {
                             .chain(&self.retired)
                             .find(|l| l.has_peer(k))?
                             .path(k)
-                    })
-                    .map(str::to_owned),
+                    }),
             })
             .collect::<Vec<_>>();
         if self.view.devices.with_untracked(|d| *d != devices) {
@@ -929,6 +962,10 @@ impl Runtime {
             Intent::Install => crate::pwa::install(self.view),
             Intent::CheckLocation => self.check_location(),
             Intent::UseLink(text) => self.offer_link(&text),
+            Intent::SendFiles(files) => self.send_files(files).await,
+            Intent::CancelFile(root) => self.cancel_file(&root).await,
+            Intent::RetryFile(root) => self.retry_file(&root).await,
+            Intent::SaveFile(root) => self.save_file(&root).await,
         }
     }
 

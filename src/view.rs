@@ -37,6 +37,14 @@ pub enum Intent {
     ApplyUpdate,
     /// Show the browser's install dialog.
     Install,
+    /// Send these files (attach button, drop, paste).
+    SendFiles(Vec<leptos::web_sys::File>),
+    /// Stop downloading a file on this device (by root hash).
+    CancelFile(String),
+    /// Download a stopped or failed file again.
+    RetryFile(String),
+    /// Save a stored file with its original name.
+    SaveFile(String),
 }
 
 /// How the device is connected.
@@ -88,6 +96,76 @@ pub struct ItemView {
     pub pending: bool,
     /// "Today", "Yesterday" or the date, on the first item of each day.
     pub day: Option<String>,
+    /// The file this item carries (its bytes travel separately, see [`FileView`]).
+    pub file: Option<FileInfo>,
+}
+
+/// A file item's metadata, from the document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Root hash (hex): the file's id.
+    pub root: String,
+    /// Original file name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// MIME type ("" if unknown).
+    pub mime: String,
+}
+
+/// Where a file's bytes are on this device.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum FileState {
+    /// Not here yet; waiting for a device that has it.
+    #[default]
+    Waiting,
+    /// Chunks are arriving.
+    Downloading,
+    /// Stopped by the person on this device.
+    Stopped,
+    /// Stopped by an error (storage full, ...).
+    Failed(String),
+    /// Every chunk is stored and verified here.
+    Stored,
+}
+
+/// Live transfer state of one file, keyed by root in [`ViewState::files`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FileView {
+    /// Where the bytes are.
+    pub state: FileState,
+    /// Bytes stored on this device.
+    pub have: u64,
+    /// Bytes per second over the last seconds of a download.
+    pub speed: f64,
+    /// Bytes sent to other devices this session (the sending side's progress).
+    pub sent: u64,
+    /// An object URL of the whole file for previews (small images and videos).
+    pub preview: Option<String>,
+}
+
+/// "1.5 MB": sizes as messengers show them (1 KB = 1024 bytes, like Telegram and Windows).
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Percent of `total` in `have`, 0–100 (a zero-byte file is complete at once).
+pub fn percent(have: u64, total: u64) -> u32 {
+    if total == 0 {
+        100
+    } else {
+        ((have.min(total) as f64 / total as f64) * 100.0).floor() as u32
+    }
 }
 
 /// A piece of a message: plain text or a link to make clickable.
@@ -178,6 +256,52 @@ pub struct DeviceView {
     pub path: Option<String>,
 }
 
+/// What each end of a failed connection could offer, as ICE reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailedPath {
+    /// This device gathered a relay (TURN) candidate: its TURN server answered.
+    pub local_relay: bool,
+    /// The other device offered a relay candidate.
+    pub remote_relay: bool,
+    /// This device has a TURN server configured.
+    pub turn_configured: bool,
+}
+
+/// Why two devices could not connect, in words a person can act on.
+pub fn failure_reason(f: FailedPath) -> String {
+    match f {
+        FailedPath {
+            turn_configured: false,
+            ..
+        } => "A device could not connect: your networks can't reach each other directly and no \
+              relay is configured — add a TURN server under Connection."
+            .into(),
+        FailedPath {
+            local_relay: false, ..
+        } => "A device could not connect: the TURN server did not answer or refused the \
+              username and credential, and your networks can't reach each other directly — \
+              check the TURN server settings."
+            .into(),
+        FailedPath {
+            remote_relay: false,
+            ..
+        } => "A device could not connect: the other device has no working relay — set the same \
+              TURN server there (a pairing link made here carries it)."
+            .into(),
+        _ => "A device could not connect even through the TURN relay: the relay may not allow \
+              traffic between your devices."
+            .into(),
+    }
+}
+
+/// A connected device's path for the device list: "direct · 3 ms".
+pub fn path_text(path: &str, rtt_ms: Option<u32>) -> String {
+    match rtt_ms {
+        Some(ms) => format!("{path} · {ms} ms round trip"),
+        None => path.to_owned(),
+    }
+}
+
 /// A pairing link waiting for confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinOffer {
@@ -229,6 +353,16 @@ pub struct ViewState {
     pub update_ready: RwSignal<bool>,
     /// The browser offers to install the app.
     pub can_install: RwSignal<bool>,
+    /// The latest connection that failed, and why in plain words (cleared by a success).
+    pub connection_problem: RwSignal<Option<String>>,
+    /// Transfer state of files, by root hash.
+    pub files: RwSignal<std::collections::BTreeMap<String, FileView>>,
+    /// Diagnostics: file chunks requested from other devices since this page loaded.
+    pub chunk_requests: RwSignal<u64>,
+    /// Diagnostics: file chunks received and verified since this page loaded.
+    pub chunks_verified: RwSignal<u64>,
+    /// "Storage used: 12.0 MB of 2.1 GB", when the browser tells.
+    pub storage: RwSignal<Option<String>>,
 }
 
 impl ViewState {
@@ -255,6 +389,11 @@ impl ViewState {
             ice_summary: RwSignal::new((vec![], false)),
             update_ready: RwSignal::new(false),
             can_install: RwSignal::new(false),
+            connection_problem: RwSignal::new(None),
+            files: RwSignal::new(Default::default()),
+            chunk_requests: RwSignal::new(0),
+            chunks_verified: RwSignal::new(0),
+            storage: RwSignal::new(None),
         }
     }
 }
@@ -384,6 +523,12 @@ pub fn item_views(
                 pending: i.author == me
                     && i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms)) > synced_ms,
                 day,
+                file: i.file.as_ref().map(|f| FileInfo {
+                    root: f.root.to_string(),
+                    name: f.name.clone(),
+                    size: f.size,
+                    mime: f.mime.clone(),
+                }),
             }
         })
         .collect()
@@ -403,6 +548,35 @@ pub fn qr_svg(link: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn failure_reasons_name_what_to_do() {
+        let f = |local_relay, remote_relay, turn_configured| {
+            failure_reason(FailedPath {
+                local_relay,
+                remote_relay,
+                turn_configured,
+            })
+        };
+        assert!(f(false, false, false).contains("no relay is configured"));
+        assert!(f(false, true, true).contains("check the TURN server settings"));
+        assert!(f(true, false, true).contains("the other device has no working relay"));
+        assert!(f(true, true, true).contains("even through the TURN relay"));
+        assert_eq!(path_text("direct", Some(3)), "direct · 3 ms round trip");
+        assert_eq!(path_text("direct", None), "direct");
+    }
+
+    #[test]
+    fn sizes_and_percentages_read_naturally() {
+        assert_eq!(format_size(0), "0 B");
+        assert_eq!(format_size(1023), "1023 B");
+        assert_eq!(format_size(52_428_800), "50.0 MB");
+        assert_eq!(format_size(1_610_612_736), "1.5 GB");
+        assert_eq!(percent(0, 0), 100);
+        assert_eq!(percent(1, 3), 33);
+        assert_eq!(percent(5, 3), 100);
+    }
+
     use super::*;
 
     #[test]
@@ -453,6 +627,7 @@ mod tests {
             },
             text: String::new(),
             edited_at: None,
+            file: None,
         };
         let items = [
             at(now - 3 * day),

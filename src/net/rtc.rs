@@ -1,4 +1,6 @@
-//! WebRTC link through `matchbox_socket`: one socket per space room, one reliable channel.
+//! WebRTC link through `matchbox_socket`: one socket per space room, two reliable channels:
+//! channel 0 carries sync and control, channel 1 file chunks, so a text never waits behind a
+//! file.
 //!
 //! The adapter keeps matchbox on its non-panicking paths (`try_update_peers`, `try_send`,
 //! ICE configuration validated by [`crate::config::Config::validate`] before it gets here) and
@@ -21,7 +23,14 @@ pub enum LinkEvent {
     Down(String),
     /// Bytes from a peer.
     Frame(String, Vec<u8>),
+    /// Bytes from a peer on the file (bulk) channel.
+    Bulk(String, Vec<u8>),
 }
+
+/// The channel of sync and control frames.
+const CONTROL: usize = 0;
+/// The channel of file chunks.
+const BULK: usize = 1;
 
 /// A send failed.
 #[derive(Debug, Error)]
@@ -60,6 +69,7 @@ impl RtcLink {
             .ice_server(ice_config(ice))
             .reconnect_attempts(Some(2))
             .signaling_keep_alive_interval(Some(Duration::from_secs(10)))
+            .add_reliable_channel()
             .add_reliable_channel()
             .build();
         let closed = Rc::new(Cell::new(false));
@@ -136,9 +146,14 @@ impl RtcLink {
                 }
             }
         }
-        if let Ok(channel) = self.socket.get_channel_mut(0) {
+        if let Ok(channel) = self.socket.get_channel_mut(CONTROL) {
             for (peer, packet) in channel.receive() {
                 out.push(LinkEvent::Frame(peer.to_string(), packet.to_vec()));
+            }
+        }
+        if let Ok(channel) = self.socket.get_channel_mut(BULK) {
+            for (peer, packet) in channel.receive() {
+                out.push(LinkEvent::Bulk(peer.to_string(), packet.to_vec()));
             }
         }
         out
@@ -146,13 +161,23 @@ impl RtcLink {
 
     /// Sends one packet to a peer.
     pub fn send(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), LinkError> {
+        self.send_on(CONTROL, peer, frame)
+    }
+
+    /// Sends one packet of a file transfer to a peer (the transfer engine bounds how much is
+    /// in flight, so the browser's send queue never overflows).
+    pub fn send_bulk(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), LinkError> {
+        self.send_on(BULK, peer, frame)
+    }
+
+    fn send_on(&mut self, channel: usize, peer: &str, frame: Vec<u8>) -> Result<(), LinkError> {
         let id = *self
             .peers
             .get(peer)
             .ok_or_else(|| LinkError::UnknownPeer(peer.to_owned()))?;
         let channel = self
             .socket
-            .get_channel_mut(0)
+            .get_channel_mut(channel)
             .map_err(|e| LinkError::Send(peer.to_owned(), e.to_string()))?;
         channel
             .try_send(frame.into(), id)
@@ -160,10 +185,11 @@ impl RtcLink {
     }
 
     /// How a connected peer is reached, in words for the device list ("direct", "via STUN",
-    /// "relayed via TURN"); `None` until the browser reports the candidate pair.
-    pub fn path(&self, peer: &str) -> Option<&'static str> {
+    /// "relayed via TURN"), with the measured round trip; `None` until the browser reports
+    /// the candidate pair.
+    pub fn path(&self, peer: &str) -> Option<String> {
         let pair = self.socket.candidate_pair(*self.peers.get(peer)?)?;
-        Some(if pair.is_relayed() {
+        let path = if pair.is_relayed() {
             "relayed via TURN"
         } else if pair.remote == CandidateType::ServerReflexive
             || pair.local == CandidateType::ServerReflexive
@@ -171,7 +197,21 @@ impl RtcLink {
             "direct via STUN"
         } else {
             "direct"
-        })
+        };
+        Some(crate::view::path_text(path, pair.rtt_ms))
+    }
+
+    /// Connections (of any socket) that failed before they ever connected since the last
+    /// call, as the facts [`crate::view::failure_reason`] words.
+    pub fn take_failures(turn_configured: bool) -> Vec<crate::view::FailedPath> {
+        matchbox_socket::take_ice_failures()
+            .into_iter()
+            .map(|f| crate::view::FailedPath {
+                local_relay: f.local.contains(&CandidateType::Relay),
+                remote_relay: f.remote.contains(&CandidateType::Relay),
+                turn_configured,
+            })
+            .collect()
     }
 
     /// Closes the socket (e.g. before joining another space).

@@ -67,6 +67,31 @@ impl IdbStore {
         self.db.close();
     }
 
+    /// One value as the browser holds it (a `Uint8Array`), without copying it into wasm
+    /// memory: saving a large file composes a `Blob` from its chunks this way.
+    pub async fn get_js(&self, key: &StoreKey) -> Result<Option<JsValue>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        let v = store
+            .get(JsValue::from_str(key.as_str()))
+            .await
+            .map_err(err)?;
+        Ok(v.filter(|v| !v.is_undefined()))
+    }
+
+    /// Deletes every value under `prefix` in one transaction (a deleted file's chunks).
+    pub async fn delete_prefix(&self, prefix: &StoreKey) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        finish(join(store.delete(JsValue::from(range(prefix)?)), tx.done()).await)
+    }
+
     /// Deletes the database `name` (tests).
     pub async fn delete(name: &str) -> Result<(), StoreError> {
         Rexie::delete(name).await.map_err(err)
@@ -108,9 +133,7 @@ impl Store for IdbStore {
     }
 
     async fn list(&self, prefix: &StoreKey) -> Result<Vec<(StoreKey, Vec<u8>)>, StoreError> {
-        let (lo, hi) = prefix.prefix_range();
-        let range = KeyRange::bound(&JsValue::from_str(&lo), &JsValue::from_str(&hi), None, None)
-            .map_err(err)?;
+        let range = range(prefix)?;
         let tx = self
             .db
             .transaction(&[STORE], TransactionMode::ReadOnly)
@@ -125,4 +148,26 @@ impl Store for IdbStore {
             .filter_map(|(k, v)| Some((StoreKey::from_stored(k.as_string()?), bytes(&v))))
             .collect())
     }
+
+    /// Keys only (`getAllKeys`): a file's have-set without reading its chunks.
+    async fn keys(&self, prefix: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        let keys = store
+            .get_all_keys(Some(range(prefix)?), None)
+            .await
+            .map_err(err)?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| Some(StoreKey::from_stored(k.as_string()?)))
+            .collect())
+    }
+}
+
+fn range(prefix: &StoreKey) -> Result<KeyRange, StoreError> {
+    let (lo, hi) = prefix.prefix_range();
+    KeyRange::bound(&JsValue::from_str(&lo), &JsValue::from_str(&hi), None, None).map_err(err)
 }

@@ -25,8 +25,8 @@ use matchbox_protocol::PeerId;
 pub use messages::*;
 pub(crate) use socket::MessageLoopChannels;
 pub use socket::{
-    CandidatePair, CandidateType, ChannelConfig, PeerState, RtcIceServerConfig, WebRtcChannel,
-    WebRtcSocket, WebRtcSocketBuilder,
+    CandidatePair, CandidateType, ChannelConfig, IceFailure, PeerState, RtcIceServerConfig,
+    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, take_ice_failures,
 };
 use std::{collections::HashMap, pin::Pin, time::Duration};
 

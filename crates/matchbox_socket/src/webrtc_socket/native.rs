@@ -418,6 +418,7 @@ async fn selected_candidate_pair(
                 .unwrap_or(CandidateType::PeerReflexive),
             typ => candidate_type(typ)?,
         },
+        rtt_ms: None,
     })
 }
 

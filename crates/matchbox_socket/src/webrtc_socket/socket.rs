@@ -318,6 +318,65 @@ pub struct CandidatePair {
     pub local: CandidateType,
     /// The peer's end
     pub remote: CandidateType,
+    /// FERRY PATCH: the pair's current round-trip time in milliseconds, as the browser measures
+    /// it with ICE consent checks (`currentRoundTripTime`); `None` until measured.
+    pub rtt_ms: Option<u32>,
+}
+
+/// FERRY PATCH: a peer connection whose ICE checks all failed, with the candidate types each
+/// end had, so an application can say *why* in plain words (no relay configured, relay
+/// unreachable, ...). Collected process-wide; see [`take_ice_failures`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceFailure {
+    /// Candidate types this end gathered (no `Relay` means no TURN server answered).
+    pub local: Vec<CandidateType>,
+    /// Candidate types the peer offered in its session description.
+    pub remote: Vec<CandidateType>,
+}
+
+static ICE_FAILURES: std::sync::Mutex<Vec<IceFailure>> = std::sync::Mutex::new(Vec::new());
+
+/// FERRY PATCH: records a failed connection (bounded: only the latest few are kept).
+pub(crate) fn record_ice_failure(failure: IceFailure) {
+    if let Ok(mut all) = ICE_FAILURES.lock() {
+        if all.len() >= 16 {
+            all.remove(0);
+        }
+        all.push(failure);
+    }
+}
+
+/// FERRY PATCH: the peer connections whose ICE failed since the last call. matchbox itself
+/// never reports them (the handshake just never completes).
+pub fn take_ice_failures() -> Vec<IceFailure> {
+    ICE_FAILURES
+        .lock()
+        .map(|mut all| std::mem::take(&mut *all))
+        .unwrap_or_default()
+}
+
+/// FERRY PATCH: the candidate types named in an SDP (`a=candidate:... typ host ...`).
+pub(crate) fn sdp_candidate_types(sdp: &str) -> Vec<CandidateType> {
+    let mut types = Vec::new();
+    for line in sdp.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "typ" {
+                let typ = match words.next() {
+                    Some("host") => CandidateType::Host,
+                    Some("srflx") => CandidateType::ServerReflexive,
+                    Some("prflx") => CandidateType::PeerReflexive,
+                    Some("relay") => CandidateType::Relay,
+                    _ => break,
+                };
+                if !types.contains(&typ) {
+                    types.push(typ);
+                }
+                break;
+            }
+        }
+    }
+    types
 }
 
 impl CandidatePair {

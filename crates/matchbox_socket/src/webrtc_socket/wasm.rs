@@ -459,9 +459,15 @@ async fn selected_candidate_pair(
             _ => None,
         }
     };
+    // FERRY PATCH: the round trip the browser measured on this pair (seconds in stats).
+    let rtt_ms = Reflect::get(pair, &"currentRoundTripTime".into())
+        .ok()
+        .and_then(|v| v.as_f64())
+        .map(|s| (s * 1000.0).round() as u32);
     Some(CandidatePair {
         local: candidate_type("localCandidateId")?,
         remote: candidate_type("remoteCandidateId")?,
+        rtt_ms,
     })
 }
 
@@ -613,11 +619,29 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
     let connection = RtcPeerConnection::new_with_configuration(&peer_config).unwrap();
 
     let connection_1 = connection.clone();
+    let was_connected = std::cell::Cell::new(false);
     let oniceconnectionstatechange: Box<dyn FnMut(_)> = Box::new(move |_event: JsValue| {
-        debug!(
-            "ice connection state changed: {:?}",
-            connection_1.ice_connection_state()
-        );
+        let state = connection_1.ice_connection_state();
+        debug!("ice connection state changed: {state:?}");
+        // FERRY PATCH: report connections that never got through (with what each end had to
+        // offer) instead of leaving the handshake hanging silently. A connection that worked
+        // and later failed is a peer going away, not a reachability problem.
+        if matches!(
+            state,
+            web_sys::RtcIceConnectionState::Connected | web_sys::RtcIceConnectionState::Completed
+        ) {
+            was_connected.set(true);
+        }
+        if state == web_sys::RtcIceConnectionState::Failed && !was_connected.get() {
+            let types = |d: Option<web_sys::RtcSessionDescription>| {
+                d.map(|d| crate::webrtc_socket::socket::sdp_candidate_types(&d.sdp()))
+                    .unwrap_or_default()
+            };
+            crate::webrtc_socket::socket::record_ice_failure(crate::IceFailure {
+                local: types(connection_1.local_description()),
+                remote: types(connection_1.remote_description()),
+            });
+        }
     });
     let oniceconnectionstatechange = Closure::wrap(oniceconnectionstatechange);
     // NOTE: Not attaching a handler on this event causes FF to disconnect after a couple of seconds

@@ -1,0 +1,733 @@
+//! Files in the runtime: reading a picked file in 256 KiB slices, the core's transfer engine
+//! over the bulk data channel, IndexedDB chunks, saving and previews.
+//!
+//! Sending is a small job the main loop advances a few chunks per tick (a large file never
+//! blocks sync, and is never held whole in memory): pass 1 hashes every slice into the
+//! manifest (the root hash is the file's id), then the item goes into the history at once,
+//! then pass 2 stores manifest and chunks and the file is served. Receiving is pull-based
+//! (`ferry_core::Transfers`): every verified chunk is stored as it arrives; the stored chunk
+//! keys are the have-set, so a reload or browser restart resumes where it stopped.
+
+use super::{Runtime, key, now_ms};
+use crate::view::{self, FileState, FileView};
+use ferry_core::blobs::{blob_prefix, blobs_prefix, chunk_key, have_from_keys, manifest_key};
+use ferry_core::{
+    BlobEffect, BlobId, BlobMessage, CHUNK_SIZE, Effect, FileMeta, Have, Manifest, ManifestBuilder,
+    PeerKey, Store, TransferConfig, Transfers,
+};
+use leptos::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// Chunks a sending job reads per main-loop turn (2 MiB): keeps sync responsive.
+const CHUNKS_PER_TURN: u32 = 8;
+/// Files up to this size get an in-page preview (images, videos).
+const PREVIEW_MAX: u64 = 16 * 1024 * 1024;
+/// How often the engine's timers run and the view is refreshed (ms).
+const FILE_TICK_MS: f64 = 250.0;
+
+/// A file being sent from this device.
+struct SendJob {
+    file: web_sys::File,
+    size: u64,
+    /// `None` while hashing (pass 1); the manifest once the item exists (pass 2: storing).
+    manifest: Option<Manifest>,
+    builder: ManifestBuilder,
+    next: u32,
+}
+
+/// The runtime's file state.
+pub(super) struct Files {
+    engine: Transfers,
+    jobs: VecDeque<SendJob>,
+    /// Blob messages received since the last pump.
+    inbox: Vec<(PeerKey, BlobMessage)>,
+    /// Peers that proved membership over WebRTC (not sibling tabs: they share storage).
+    peers: BTreeSet<PeerKey>,
+    /// Roots whose every chunk is stored here.
+    stored: BTreeSet<BlobId>,
+    /// Roots the person stopped on this device.
+    stopped: BTreeSet<BlobId>,
+    /// Roots referenced by the history, as of the last look.
+    live: BTreeSet<BlobId>,
+    /// Per-root view state; pushed to the view when dirty, at most every tick.
+    views: BTreeMap<BlobId, FileView>,
+    /// Last progress sample per root, for the speed: (time ms, bytes).
+    samples: BTreeMap<BlobId, (f64, u64)>,
+    dirty: bool,
+    last_tick: f64,
+    last_check: f64,
+}
+
+impl Files {
+    pub(super) fn new() -> Self {
+        Files {
+            engine: Transfers::new(TransferConfig::default()),
+            jobs: VecDeque::new(),
+            inbox: Vec::new(),
+            peers: BTreeSet::new(),
+            stored: BTreeSet::new(),
+            stopped: BTreeSet::new(),
+            live: BTreeSet::new(),
+            views: BTreeMap::new(),
+            samples: BTreeMap::new(),
+            dirty: false,
+            last_tick: 0.0,
+            last_check: 0.0,
+        }
+    }
+
+    /// A blob message from an authenticated peer (from `Effect::Blob`).
+    pub(super) fn receive(&mut self, peer: PeerKey, msg: BlobMessage) {
+        self.inbox.push((peer, msg));
+    }
+
+    fn view_mut(&mut self, root: BlobId) -> &mut FileView {
+        self.dirty = true;
+        self.views.entry(root).or_default()
+    }
+}
+
+fn stopped_key() -> ferry_core::StoreKey {
+    key(&["settings", "files-stopped"])
+}
+
+async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
+    let blob = file
+        .slice_with_f64_and_f64(start as f64, end as f64)
+        .map_err(|e| format!("{e:?}"))?;
+    let buf = JsFuture::from(blob.array_buffer())
+        .await
+        .map_err(|e| format!("the file could not be read ({e:?})"))?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+/// Free space the browser grants this origin, if it says.
+async fn free_bytes() -> Option<(f64, f64)> {
+    let storage = web_sys::window()?.navigator().storage();
+    let est: web_sys::StorageEstimate = JsFuture::from(storage.estimate().ok()?)
+        .await
+        .ok()?
+        .unchecked_into();
+    Some((est.get_usage()?, est.get_quota()?))
+}
+
+fn object_url(parts: &js_sys::Array, mime: &str) -> Option<String> {
+    let bag = web_sys::BlobPropertyBag::new();
+    bag.set_type(mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(parts, &bag).ok()?;
+    web_sys::Url::create_object_url_with_blob(&blob).ok()
+}
+
+impl Runtime {
+    /// At start: serve what is stored, resume what is partial, fetch what is missing, and
+    /// free files whose items were deleted while this device was away.
+    pub(super) async fn boot_files(&mut self) {
+        if let Ok(Some(b)) = self.store.get(&stopped_key()).await {
+            self.files.stopped = String::from_utf8_lossy(&b)
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect();
+        }
+        let keys = self.store.keys(&blobs_prefix()).await.unwrap_or_default();
+        let roots: BTreeSet<BlobId> = keys
+            .iter()
+            .filter_map(ferry_core::blobs::parse_blob_key)
+            .collect();
+        self.files.live = self.replica.doc_mut().live_blobs();
+        for root in roots.difference(&self.files.live.clone()) {
+            let _ = self.store.delete_prefix(&blob_prefix(root)).await;
+        }
+        for root in self.files.live.clone() {
+            self.start_file(root, &keys).await;
+        }
+        self.refresh_storage().await;
+    }
+
+    /// Serves a stored file, or resumes / starts its download unless stopped here.
+    async fn start_file(&mut self, root: BlobId, keys: &[ferry_core::StoreKey]) {
+        let manifest = match self.store.get(&manifest_key(&root)).await {
+            Ok(Some(bytes)) => Manifest::decode(&root, &bytes).ok().map(|m| (m, bytes)),
+            _ => None,
+        };
+        let Some((manifest, bytes)) = manifest else {
+            if !self.files.stopped.contains(&root) {
+                self.files.view_mut(root).state = FileState::Waiting;
+                let eff = self.files.engine.want(root, now_ms());
+                self.run_blob_effects(eff).await;
+            } else {
+                self.files.view_mut(root).state = FileState::Stopped;
+            }
+            return;
+        };
+        let have = have_from_keys(&root, keys);
+        let have_bytes: u64 = have
+            .iter()
+            .filter_map(|i| manifest.chunk_len(*i))
+            .map(|n| n as u64)
+            .sum();
+        if have.len() as u32 == manifest.chunk_count() {
+            self.serve(root, &bytes, Have::All);
+            self.file_stored(root, manifest.size).await;
+            return;
+        }
+        self.serve(root, &bytes, Have::Chunks(have.clone()));
+        let stopped = self.files.stopped.contains(&root);
+        let v = self.files.view_mut(root);
+        v.have = have_bytes;
+        if stopped {
+            v.state = FileState::Stopped;
+            return;
+        }
+        v.state = FileState::Waiting;
+        if let Some(reason) = self.quota_problem(manifest.size - have_bytes).await {
+            self.files.view_mut(root).state = FileState::Failed(reason);
+            return;
+        }
+        match self.files.engine.resume(root, &bytes, &have, now_ms()) {
+            Ok(eff) => self.run_blob_effects(eff).await,
+            Err(e) => self.files.view_mut(root).state = FileState::Failed(e.to_string()),
+        }
+    }
+
+    /// Offers a (partly) stored file to other devices.
+    fn serve(&mut self, root: BlobId, manifest: &[u8], have: Have) {
+        if let Err(e) = self.files.engine.serve(root, manifest, have) {
+            web_sys::console::warn_1(&format!("cannot serve {root}: {e}").into());
+        }
+    }
+
+    /// Every chunk is here: say so, and make a preview of small images and videos.
+    async fn file_stored(&mut self, root: BlobId, size: u64) {
+        self.files.stored.insert(root);
+        let mime = self
+            .replica
+            .items()
+            .into_iter()
+            .filter_map(|i| i.file)
+            .find(|f| f.root == root)
+            .map(|f| f.mime)
+            .unwrap_or_default();
+        let previewable = (mime.starts_with("image/") || mime.starts_with("video/"))
+            && size <= PREVIEW_MAX
+            && self
+                .files
+                .views
+                .get(&root)
+                .is_none_or(|v| v.preview.is_none());
+        let preview = if previewable {
+            self.assemble(root, &mime).await.ok()
+        } else {
+            None
+        };
+        let v = self.files.view_mut(root);
+        v.state = FileState::Stored;
+        v.have = size;
+        v.speed = 0.0;
+        if preview.is_some() {
+            v.preview = preview;
+        }
+    }
+
+    /// A `blob:` URL of a stored file, composed chunk by chunk from storage (the browser keeps
+    /// blob data outside the page's heap and pages it to disk when large).
+    async fn assemble(&mut self, root: BlobId, mime: &str) -> Result<String, String> {
+        let bytes = self
+            .store
+            .get(&manifest_key(&root))
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("this file is not on this device")?;
+        let manifest = Manifest::decode(&root, &bytes).map_err(|e| e.to_string())?;
+        let mut parts = js_sys::Array::new();
+        let mut composed: Option<web_sys::Blob> = None;
+        for i in 0..manifest.chunk_count() {
+            let chunk = self
+                .store
+                .get_js(&chunk_key(&root, i))
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("a part of this file is missing on this device")?;
+            parts.push(&chunk);
+            // Fold every 64 chunks (16 MiB) into one Blob so the page never holds the
+            // whole file as arrays.
+            if parts.length() >= 64 {
+                if let Some(b) = composed.take() {
+                    parts.unshift(&b);
+                }
+                composed = web_sys::Blob::new_with_u8_array_sequence(&parts).ok();
+                parts = js_sys::Array::new();
+            }
+        }
+        if let Some(b) = composed {
+            parts.unshift(&b);
+        }
+        object_url(&parts, mime).ok_or_else(|| "the browser could not build the file".into())
+    }
+
+    /// Saves a stored file with its original name (a download the browser asks about).
+    pub(super) async fn save_file(&mut self, root_hex: &str) {
+        let Ok(root) = root_hex.parse::<BlobId>() else {
+            return;
+        };
+        let Some(meta) = self
+            .replica
+            .items()
+            .into_iter()
+            .filter_map(|i| i.file)
+            .find(|f| f.root == root)
+        else {
+            return;
+        };
+        let url = match self.assemble(root, &meta.mime).await {
+            Ok(url) => url,
+            Err(e) => {
+                self.view
+                    .error
+                    .set(Some(format!("Cannot save {}: {e}", meta.name)));
+                return;
+            }
+        };
+        let anchor = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.create_element("a").ok())
+            .and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().ok());
+        if let Some(a) = anchor {
+            a.set_href(&url);
+            a.set_download(&meta.name);
+            a.click();
+        }
+        // The download has started from the URL; release it a little later.
+        wasm_bindgen_futures::spawn_local(async move {
+            gloo_timers::future::TimeoutFuture::new(60_000).await;
+            let _ = web_sys::Url::revoke_object_url(&url);
+        });
+    }
+
+    /// A clear reason if `needed` bytes would not fit in this origin's storage quota.
+    async fn quota_problem(&self, needed: u64) -> Option<String> {
+        let (usage, quota) = free_bytes().await?;
+        let free = (quota - usage).max(0.0) as u64;
+        (needed > free).then(|| {
+            format!(
+                "Not enough storage on this device: {} needed, {} free. Free some space and \
+                 try again.",
+                view::format_size(needed),
+                view::format_size(free)
+            )
+        })
+    }
+
+    /// Queues files picked, dropped or pasted for sending.
+    pub(super) async fn send_files(&mut self, files: Vec<web_sys::File>) {
+        for file in files {
+            let size = file.size() as u64;
+            if size > ferry_core::blobs::MAX_FILE_SIZE {
+                self.view.error.set(Some(format!(
+                    "{} is too large: Ferry sends files up to {}.",
+                    file.name(),
+                    view::format_size(ferry_core::blobs::MAX_FILE_SIZE)
+                )));
+                continue;
+            }
+            if let Some(reason) = self.quota_problem(size).await {
+                self.view
+                    .error
+                    .set(Some(format!("{} was not sent. {reason}", file.name())));
+                continue;
+            }
+            self.files.jobs.push_back(SendJob {
+                file,
+                size,
+                manifest: None,
+                builder: ManifestBuilder::new(),
+                next: 0,
+            });
+        }
+    }
+
+    /// Advances the current sending job by a few chunks.
+    async fn advance_send(&mut self) {
+        let Some(mut job) = self.files.jobs.pop_front() else {
+            return;
+        };
+        let chunks = job.size.div_ceil(CHUNK_SIZE as u64) as u32;
+        let done = match self.step_send(&mut job, chunks).await {
+            Ok(done) => done,
+            Err(e) => {
+                self.view
+                    .error
+                    .set(Some(format!("{} was not sent: {e}", job.file.name())));
+                true
+            }
+        };
+        if !done {
+            self.files.jobs.push_front(job);
+        }
+    }
+
+    async fn step_send(&mut self, job: &mut SendJob, chunks: u32) -> Result<bool, String> {
+        let end = (job.next + CHUNKS_PER_TURN).min(chunks);
+        let Some(manifest) = job.manifest.clone() else {
+            // Pass 1: hash.
+            for i in job.next..end {
+                let start = u64::from(i) * CHUNK_SIZE as u64;
+                let data =
+                    read_slice(&job.file, start, (start + CHUNK_SIZE as u64).min(job.size)).await?;
+                job.builder.push(&data).map_err(|e| e.to_string())?;
+            }
+            job.next = end;
+            if job.next < chunks {
+                return Ok(false);
+            }
+            let manifest = std::mem::take(&mut job.builder).finish();
+            let root = manifest.root();
+            // The item goes into the history at once; the bytes follow.
+            let meta = FileMeta {
+                root,
+                name: job.file.name(),
+                size: job.size,
+                mime: job.file.type_(),
+            };
+            let effects = self
+                .replica
+                .add_file(&meta, now_ms())
+                .map(|(_, e)| e)
+                .map_err(|e| e.to_string())?;
+            self.files.live.insert(root);
+            let v = self.files.view_mut(root);
+            v.state = FileState::Downloading;
+            self.store
+                .put(&manifest_key(&root), &manifest.encode())
+                .await
+                .map_err(|e| e.to_string())?;
+            job.manifest = Some(manifest);
+            job.next = 0;
+            self.apply(effects).await;
+            return Ok(chunks == 0 && self.finish_send(job).await);
+        };
+        // Pass 2: store (re-read and re-verified: the file may have changed on disk).
+        let root = manifest.root();
+        for i in job.next..end {
+            let start = u64::from(i) * CHUNK_SIZE as u64;
+            let data =
+                read_slice(&job.file, start, (start + CHUNK_SIZE as u64).min(job.size)).await?;
+            manifest
+                .verify_chunk(i, &data)
+                .map_err(|_| "the file changed while it was being sent".to_string())?;
+            self.store
+                .put(&chunk_key(&root, i), &data)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.files.view_mut(root).have += data.len() as u64;
+        }
+        job.next = end;
+        Ok(job.next >= chunks && self.finish_send(job).await)
+    }
+
+    async fn finish_send(&mut self, job: &SendJob) -> bool {
+        let Some(manifest) = &job.manifest else {
+            return true;
+        };
+        let root = manifest.root();
+        self.serve(root, &manifest.encode(), Have::All);
+        self.file_stored(root, job.size).await;
+        true
+    }
+
+    /// One turn of file work: send jobs, received messages, timers, view.
+    pub(super) async fn pump_files(&mut self) {
+        self.advance_send().await;
+        let inbox = std::mem::take(&mut self.files.inbox);
+        for (peer, msg) in inbox {
+            let eff = self.files.engine.on_message(&peer, msg, now_ms());
+            self.run_blob_effects(eff).await;
+        }
+        let now = js_sys::Date::now();
+        if now - self.files.last_tick >= FILE_TICK_MS {
+            self.files.last_tick = now;
+            let eff = self.files.engine.tick(now as u64);
+            self.run_blob_effects(eff).await;
+            self.push_file_views(now);
+        }
+        // Another tab of this browser may own the WebRTC connection (or be storing a file it
+        // sends): notice files that became complete in shared storage.
+        if now - self.files.last_check >= 2_000.0 {
+            self.files.last_check = now;
+            self.recheck_files().await;
+            self.refresh_storage().await;
+        }
+    }
+
+    async fn recheck_files(&mut self) {
+        let pending: Vec<BlobId> = self
+            .files
+            .live
+            .iter()
+            .filter(|r| !self.files.stored.contains(r) && !self.files.engine.is_complete(r))
+            .copied()
+            .collect();
+        for root in pending {
+            let keys = self
+                .store
+                .keys(&blob_prefix(&root))
+                .await
+                .unwrap_or_default();
+            let Ok(Some(bytes)) = self.store.get(&manifest_key(&root)).await else {
+                continue;
+            };
+            let Ok(m) = Manifest::decode(&root, &bytes) else {
+                continue;
+            };
+            if have_from_keys(&root, &keys).len() as u32 == m.chunk_count()
+                && !self
+                    .files
+                    .jobs
+                    .iter()
+                    .any(|j| j.manifest.as_ref().map(Manifest::root) == Some(root))
+            {
+                self.files.engine.cancel(root);
+                self.serve(root, &bytes, Have::All);
+                self.file_stored(root, m.size).await;
+            }
+        }
+    }
+
+    async fn refresh_storage(&self) {
+        if let Some((usage, quota)) = free_bytes().await {
+            let text = format!(
+                "Storage used: {} of {}",
+                view::format_size(usage as u64),
+                view::format_size(quota as u64)
+            );
+            if self.view.storage.get_untracked().as_deref() != Some(&text) {
+                self.view.storage.set(Some(text));
+            }
+        }
+    }
+
+    fn push_file_views(&mut self, now: f64) {
+        for (root, v) in &mut self.files.views {
+            if v.state == FileState::Downloading {
+                let (t0, b0) = *self.files.samples.entry(*root).or_insert((now, v.have));
+                if now - t0 >= 1_000.0 {
+                    v.speed = (v.have.saturating_sub(b0)) as f64 * 1000.0 / (now - t0);
+                    self.files.samples.insert(*root, (now, v.have));
+                    self.files.dirty = true;
+                }
+            }
+        }
+        let stats = self.files.engine.stats().clone();
+        if self.view.chunk_requests.get_untracked() != stats.chunk_requests {
+            self.view.chunk_requests.set(stats.chunk_requests);
+        }
+        if self.view.chunks_verified.get_untracked() != stats.chunks_verified {
+            self.view.chunks_verified.set(stats.chunks_verified);
+        }
+        if std::mem::take(&mut self.files.dirty) {
+            self.view.files.set(
+                self.files
+                    .views
+                    .iter()
+                    .map(|(r, v)| (r.to_string(), v.clone()))
+                    .collect(),
+            );
+        }
+    }
+
+    /// Performs the engine's effects (and those they lead to).
+    pub(super) async fn run_blob_effects(&mut self, effects: Vec<BlobEffect>) {
+        let mut queue: VecDeque<BlobEffect> = effects.into();
+        while let Some(e) = queue.pop_front() {
+            match e {
+                BlobEffect::Send { peer, msg } => {
+                    if let ChunkOut::Chunk(root, n) = chunk_out(&msg) {
+                        self.files.view_mut(root).sent += n;
+                    }
+                    match self.replica.send_blob(&peer, &msg) {
+                        Ok(effects) => {
+                            for e in effects {
+                                if let Effect::SendBulk { peer, frame } = e {
+                                    self.send_bulk(&peer, frame);
+                                }
+                            }
+                        }
+                        Err(err) => web_sys::console::warn_1(&err.to_string().into()),
+                    }
+                }
+                BlobEffect::ReadChunk { peer, root, index } => {
+                    let bytes = self
+                        .store
+                        .get(&chunk_key(&root, index))
+                        .await
+                        .ok()
+                        .flatten();
+                    queue.extend(self.files.engine.chunk_read(&peer, root, index, bytes));
+                }
+                BlobEffect::StoreManifest { root, bytes } => {
+                    if let Err(e) = self.store.put(&manifest_key(&root), &bytes).await {
+                        queue.extend(self.files.engine.store_failed(root, &e.to_string()));
+                    } else if let Ok(m) = Manifest::decode(&root, &bytes)
+                        && let Some(reason) = self.quota_problem(m.size).await
+                    {
+                        queue.extend(self.files.engine.store_failed(root, &reason));
+                    }
+                }
+                BlobEffect::StoreChunk { root, index, data } => {
+                    match self.store.put(&chunk_key(&root, index), &data).await {
+                        Ok(()) => queue.extend(self.files.engine.stored(root, index)),
+                        Err(e) => {
+                            queue.extend(self.files.engine.store_failed(root, &e.to_string()))
+                        }
+                    }
+                }
+                BlobEffect::Progress {
+                    root, have_bytes, ..
+                } => {
+                    let v = self.files.view_mut(root);
+                    v.have = have_bytes;
+                    if v.state != FileState::Stored {
+                        v.state = FileState::Downloading;
+                    }
+                }
+                BlobEffect::Complete { root } => {
+                    let size = self.files.views.get(&root).map_or(0, |v| v.have);
+                    let size = self
+                        .replica
+                        .items()
+                        .into_iter()
+                        .filter_map(|i| i.file)
+                        .find(|f| f.root == root)
+                        .map_or(size, |f| f.size);
+                    self.file_stored(root, size).await;
+                }
+                BlobEffect::Rejected { peer, reason } => {
+                    self.view.refused.update(|n| *n += 1);
+                    web_sys::console::warn_1(
+                        &format!("file data from {peer} refused: {reason}").into(),
+                    );
+                }
+                BlobEffect::Failed { root, reason } => {
+                    self.files.view_mut(root).state = FileState::Failed(reason);
+                }
+                BlobEffect::Corrupt { root, index } => {
+                    let _ = self.store.delete(&chunk_key(&root, index)).await;
+                }
+            }
+        }
+    }
+
+    pub(super) fn send_bulk(&mut self, peer: &str, frame: Vec<u8>) {
+        let link = match self.link.as_mut() {
+            Some(l) if l.has_peer(peer) => Some(l),
+            _ => self.retired.iter_mut().find(|l| l.has_peer(peer)),
+        };
+        if let Some(link) = link
+            && let Err(err) = link.send_bulk(peer, frame)
+        {
+            web_sys::console::warn_1(&err.to_string().into());
+        }
+    }
+
+    /// A device proved membership over WebRTC: it may hold or want files.
+    pub(super) async fn file_peer_up(&mut self, peer: &str) {
+        if self.files.peers.insert(peer.to_owned()) {
+            let eff = self.files.engine.peer_up(peer);
+            self.run_blob_effects(eff).await;
+        }
+    }
+
+    /// A device went away: its requests go to others.
+    pub(super) async fn file_peer_down(&mut self, peer: &str) {
+        if self.files.peers.remove(peer) {
+            let eff = self.files.engine.peer_down(peer, now_ms());
+            self.run_blob_effects(eff).await;
+        }
+    }
+
+    /// The history changed: fetch new files, free the chunks of deleted ones.
+    pub(super) async fn files_changed(&mut self) {
+        let live = self.replica.doc_mut().live_blobs();
+        if live == self.files.live {
+            return;
+        }
+        let gone: Vec<BlobId> = self.files.live.difference(&live).copied().collect();
+        let new: Vec<BlobId> = live.difference(&self.files.live).copied().collect();
+        self.files.live = live;
+        for root in gone {
+            self.files.engine.forget(root);
+            self.files.stored.remove(&root);
+            if let Some(url) = self.files.views.remove(&root).and_then(|v| v.preview) {
+                let _ = web_sys::Url::revoke_object_url(&url);
+            }
+            self.files.dirty = true;
+            let _ = self.store.delete_prefix(&blob_prefix(&root)).await;
+        }
+        let sending: Vec<BlobId> = self
+            .files
+            .jobs
+            .iter()
+            .filter_map(|j| j.manifest.as_ref().map(Manifest::root))
+            .collect();
+        for root in new {
+            if sending.contains(&root) {
+                continue;
+            }
+            let keys = self
+                .store
+                .keys(&blob_prefix(&root))
+                .await
+                .unwrap_or_default();
+            self.start_file(root, &keys).await;
+        }
+    }
+
+    async fn save_stopped(&mut self) {
+        let text: String = self
+            .files
+            .stopped
+            .iter()
+            .map(|r| format!("{r}\n"))
+            .collect();
+        let _ = self.store.put(&stopped_key(), text.as_bytes()).await;
+    }
+
+    /// Stops downloading a file on this device (stored chunks stay for a later retry).
+    pub(super) async fn cancel_file(&mut self, root_hex: &str) {
+        let Ok(root) = root_hex.parse::<BlobId>() else {
+            return;
+        };
+        self.files.engine.cancel(root);
+        self.files.stopped.insert(root);
+        self.files.view_mut(root).state = FileState::Stopped;
+        self.save_stopped().await;
+    }
+
+    /// Downloads a stopped or failed file again, from where it stopped.
+    pub(super) async fn retry_file(&mut self, root_hex: &str) {
+        let Ok(root) = root_hex.parse::<BlobId>() else {
+            return;
+        };
+        self.files.stopped.remove(&root);
+        self.save_stopped().await;
+        let keys = self
+            .store
+            .keys(&blob_prefix(&root))
+            .await
+            .unwrap_or_default();
+        self.start_file(root, &keys).await;
+    }
+}
+
+enum ChunkOut {
+    Chunk(BlobId, u64),
+    Other,
+}
+
+fn chunk_out(msg: &BlobMessage) -> ChunkOut {
+    match msg {
+        BlobMessage::Chunk { root, data, .. } => ChunkOut::Chunk(*root, data.len() as u64),
+        _ => ChunkOut::Other,
+    }
+}

@@ -29,11 +29,31 @@ test('relay-only devices sync through TURN and say so', async () => {
   await expect(laptop.status).toHaveText('1 device connected');
   await expect(phone.status).toHaveText('1 device connected');
   await laptop.openDevices();
-  await expect(laptop.page.getByRole('list', { name: 'Devices in this space' })).toContainText('online · relayed via TURN');
+  const list = laptop.page.getByRole('list', { name: 'Devices in this space' });
+  await expect(list).toContainText('online · relayed via TURN');
+  // The round trip the browser measures on the relayed pair is shown next to the path.
+  await expect(list).toContainText(/relayed via TURN · \d+ ms round trip/, { timeout: 20_000 });
   await laptop.send('through the relay');
   await expect(phone.message('through the relay')).toBeVisible();
   await phone.send('and back');
   await expect(laptop.message('and back')).toBeVisible();
+  await laptop.close();
+  await phone.close();
+});
+
+test('devices that cannot reach each other and have no relay are told to add a TURN server', async () => {
+  // Relay-only policy with no TURN server configured: no candidate pair can ever work, as
+  // between two CGNATs. ICE gives up and the app says why, in words a person can act on.
+  test.setTimeout(180_000);
+  const laptop = await Device.launch('noturn-laptop', '/', { relayOnly: true });
+  const phone = await Device.launch('noturn-phone', '/', { relayOnly: true });
+  await phone.join(await laptop.pairingLink());
+  await laptop.openDevices();
+  const problem = laptop.page.getByRole('note', { name: 'Connection problem' });
+  const started = Date.now();
+  await expect(problem).toContainText('no relay is configured — add a TURN server', { timeout: 90_000 });
+  console.log(`ICE failure reported after ${Date.now() - started} ms`);
+  await expect(laptop.status).toHaveText('No other devices connected');
   await laptop.close();
   await phone.close();
 });

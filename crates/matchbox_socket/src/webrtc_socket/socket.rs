@@ -349,6 +349,8 @@ pub(crate) fn record_ice_failure(failure: IceFailure) {
 /// FERRY PATCH: the peer connections whose ICE failed since the last call. matchbox itself
 /// never reports them (the handshake just never completes).
 pub fn take_ice_failures() -> Vec<IceFailure> {
+    #[cfg(target_arch = "wasm32")]
+    super::wasm::sweep_unconnected();
     ICE_FAILURES
         .lock()
         .map(|mut all| std::mem::take(&mut *all))

@@ -596,6 +596,51 @@ async fn or_abandon<T, E: std::fmt::Debug>(result: Result<T, E>, what: &str) -> 
     }
 }
 
+/// FERRY PATCH: connections that finished signaling only count as failed when they stay
+/// unconnected this long. With nothing to try (say, relay-only without a TURN server) ICE
+/// never reaches `failed` by itself.
+const CONNECT_DEADLINE_MS: f64 = 25_000.0;
+
+thread_local! {
+    /// FERRY PATCH: connections not yet connected, with when they were created.
+    static UNCONNECTED: std::cell::RefCell<Vec<(RtcPeerConnection, f64)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn candidate_types(conn: &RtcPeerConnection) -> crate::IceFailure {
+    let types = |d: Option<web_sys::RtcSessionDescription>| {
+        d.map(|d| crate::webrtc_socket::socket::sdp_candidate_types(&d.sdp()))
+            .unwrap_or_default()
+    };
+    crate::IceFailure {
+        local: types(conn.local_description()),
+        remote: types(conn.remote_description()),
+    }
+}
+
+/// FERRY PATCH: records connections whose signaling completed but that did not connect within
+/// [`CONNECT_DEADLINE_MS`] (a handshake abandoned before that is not a reachability problem).
+pub(crate) fn sweep_unconnected() {
+    use web_sys::RtcIceConnectionState as S;
+    let now = js_sys::Date::now();
+    UNCONNECTED.with(|list| {
+        list.borrow_mut().retain(|(conn, created)| {
+            match conn.ice_connection_state() {
+                S::Connected | S::Completed | S::Closed | S::Failed => false,
+                _ if now - created < CONNECT_DEADLINE_MS => true,
+                _ if conn.signaling_state() == web_sys::RtcSignalingState::Stable
+                    && conn.remote_description().is_some() =>
+                {
+                    crate::webrtc_socket::socket::record_ice_failure(candidate_types(conn));
+                    false
+                }
+                // Never finished signaling: an abandoned handshake, not a network problem.
+                _ => false,
+            }
+        })
+    });
+}
+
 fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeerConnection {
     #[derive(Serialize)]
     struct IceServerConfig {
@@ -633,14 +678,7 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
             was_connected.set(true);
         }
         if state == web_sys::RtcIceConnectionState::Failed && !was_connected.get() {
-            let types = |d: Option<web_sys::RtcSessionDescription>| {
-                d.map(|d| crate::webrtc_socket::socket::sdp_candidate_types(&d.sdp()))
-                    .unwrap_or_default()
-            };
-            crate::webrtc_socket::socket::record_ice_failure(crate::IceFailure {
-                local: types(connection_1.local_description()),
-                remote: types(connection_1.remote_description()),
-            });
+            crate::webrtc_socket::socket::record_ice_failure(candidate_types(&connection_1));
         }
     });
     let oniceconnectionstatechange = Closure::wrap(oniceconnectionstatechange);
@@ -649,6 +687,10 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
     connection
         .set_oniceconnectionstatechange(Some(oniceconnectionstatechange.as_ref().unchecked_ref()));
     oniceconnectionstatechange.forget();
+    UNCONNECTED.with(|list| {
+        list.borrow_mut()
+            .push((connection.clone(), js_sys::Date::now()))
+    });
 
     connection
 }

@@ -159,4 +159,19 @@ export class Device {
   async attach(paths: string[]): Promise<void> {
     await this.page.getByLabel('Files to send').setInputFiles(paths);
   }
+
+  /** A device whose browser is started through `executablePath` (e.g. a wrapper that runs
+   *  Chromium inside another network namespace), with extra Chromium flags. */
+  static async launchVia(name: string, executablePath: string, extraArgs: string[] = []): Promise<Device> {
+    const dir = mkdtempSync(join(tmpdir(), `ferry-${name}-`));
+    const context = await chromium.launchPersistentContext(dir, {
+      executablePath, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs], baseURL: BASE,
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.on('pageerror', (e) => console.log(`[${name}] page error: ${e.message}`));
+    await page.goto('/');
+    const d = new Device(name, dir, context, page);
+    await d.ready();
+    return d;
+  }
 }

@@ -135,6 +135,7 @@ fn ensure_chromium() -> Result<(), String> {
     if Path::new("/usr/bin/chromium").exists()
         && Path::new("/usr/bin/chromedriver").exists()
         && Path::new("/usr/bin/turnserver").exists()
+        && Path::new("/usr/sbin/iptables").exists()
     {
         return Ok(());
     }
@@ -156,6 +157,7 @@ fn ensure_chromium() -> Result<(), String> {
         "chromium",
         "chromium-driver",
         "coturn",
+        "iptables",
     ]);
     install.env("DEBIAN_FRONTEND", "noninteractive");
     run(install)
@@ -291,6 +293,9 @@ fn test() -> Result<(), String> {
                 "end-to-end (Playwright, real WebRTC, private network namespace)",
                 || run(cmd("unshare", &["-n", "bash", "tests/e2e/netns.sh"])),
             );
+            s.step("NAT lab (TURN through symmetric NAT)", || {
+                run(cmd("unshare", &["-n", "bash", "tests/e2e/natlab.sh"]))
+            });
         }
     }
     eprintln!("\n==> summary");

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# NAT lab: two devices, each in its own network namespace behind its own symmetric NAT
+# (iptables MASQUERADE --random-fully), reach coturn and ferry-signal on a "public" namespace
+# (TEST-NET-3, 203.0.113.0/24). Only the TURN relay can join them; nat_lab.spec.ts proves it.
+# Run as root under `unshare -n` (as `cargo xtask test` does): every namespace, link and rule
+# is made here and removed on exit; nothing leaves the machine.
+#
+#   pub   br0 203.0.113.1/24 — coturn :3478, ferry-signal :3536 (signaling) + :8080 (app)
+#    ├─ natA 203.0.113.11 ─ MASQUERADE --random-fully ─ 10.1.0.1/24 ─ devA 10.1.0.2 (Chromium)
+#    └─ natB 203.0.113.12 ─ MASQUERADE --random-fully ─ 10.2.0.1/24 ─ devB 10.2.0.2 (Chromium)
+#
+# The Playwright runner stays in the calling namespace; each browser is started through a
+# wrapper (`ip netns exec devX chromium`) and driven over --remote-debugging-pipe.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+: "${FERRY_SIGNAL_BIN:=$root/target/release/ferry-signal}"
+PUB_IP=203.0.113.1
+
+if [ "$(id -u)" != 0 ]; then echo "natlab.sh needs root (network namespaces, iptables)" >&2; exit 1; fi
+if ! command -v iptables >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables
+fi
+command -v turnserver >/dev/null || { echo "natlab.sh needs coturn (turnserver)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/ferry-natlab.XXXXXX)
+# A private snapshot of the app: others may rebuild dist while the lab runs.
+cp -r "${FERRY_DIST:-$root/dist}" "$work/dist"
+id="fl$$"
+pub="$id-pub" natA="$id-natA" natB="$id-natB" devA="$id-devA" devB="$id-devB"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for n in "$devA" "$devB" "$natA" "$natB" "$pub"; do ip netns del "$n" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip link set lo up
+for n in "$pub" "$natA" "$natB" "$devA" "$devB"; do
+  ip netns add "$n"
+  ip -n "$n" link set lo up
+done
+
+# The public segment: a bridge in pub; the NAT routers' public sides plug into it, so their
+# public addresses can reach each other too — only the NAT stands between the devices.
+ip -n "$pub" link add br0 type bridge
+ip -n "$pub" addr add "$PUB_IP/24" dev br0
+ip -n "$pub" link set br0 up
+
+router() { # router <nat-ns> <dev-ns> <public-ip> <lan-prefix>
+  local nat=$1 dev=$2 ip=$3 lan=$4
+  ip -n "$pub" link add "p-$nat" type veth peer name wan netns "$nat"
+  ip -n "$pub" link set "p-$nat" master br0 up
+  ip -n "$nat" addr add "$ip/24" dev wan
+  ip -n "$nat" link set wan up
+  ip -n "$nat" route add default via "$PUB_IP"
+  ip -n "$nat" link add lan type veth peer name eth0 netns "$dev"
+  ip -n "$nat" addr add "$lan.1/24" dev lan
+  ip -n "$nat" link set lan up
+  ip netns exec "$nat" sysctl -qw net.ipv4.ip_forward=1
+  # Symmetric NAT: a fresh random public port for every destination.
+  ip netns exec "$nat" iptables -t nat -A POSTROUTING -o wan -j MASQUERADE --random-fully
+  ip -n "$dev" addr add "$lan.2/24" dev eth0
+  ip -n "$dev" link set eth0 up
+  ip -n "$dev" route add default via "$lan.1"
+  # The browser is started inside the device namespace.
+  printf '#!/bin/sh\nexec ip netns exec %s /usr/bin/chromium "$@"\n' "$dev" >"$work/chromium-$dev"
+  chmod +x "$work/chromium-$dev"
+}
+router "$natA" "$devA" 203.0.113.11 10.1.0
+router "$natB" "$devB" 203.0.113.12 10.2.0
+
+# coturn on the public address. The private ranges are denied as peers: pub cannot route
+# there, and coturn would drop the whole allocation on an unroutable peer.
+cat >"$work/turnserver.conf" <<CONF
+listening-ip=$PUB_IP
+relay-ip=$PUB_IP
+listening-port=3478
+min-port=49152
+max-port=49999
+lt-cred-mech
+user=ferry:secret
+realm=ferry
+no-tls
+no-dtls
+no-cli
+denied-peer-ip=10.0.0.0-10.255.255.255
+denied-peer-ip=172.16.0.0-172.31.255.255
+denied-peer-ip=192.168.0.0-192.168.255.255
+userdb=$work/turndb
+pidfile=$work/turnserver.pid
+CONF
+ip netns exec "$pub" turnserver -c "$work/turnserver.conf" >"$root/target/natlab-turn.log" 2>&1 &
+pids+=($!)
+mkdir "$work/data"
+ip netns exec "$pub" "$FERRY_SIGNAL_BIN" --host 0.0.0.0 --port 3536 --app-dir "$work/dist" \
+  --app-port 8080 --ice none --data-dir "$work/data" >"$root/target/natlab-signal.log" 2>&1 &
+pids+=($!)
+
+# Health as seen from a device: through its NAT to the public namespace.
+ip netns exec "$devA" python3 - "$PUB_IP" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        if urllib.request.urlopen(f"http://{sys.argv[1]}:3536/health", timeout=1).read() == b"ok":
+            break
+    except Exception:
+        time.sleep(0.1)
+else:
+    raise SystemExit("ferry-signal is not reachable from devA through natA")
+PY
+ip netns exec "$natA" iptables -t nat -S POSTROUTING | grep -q -- '--random-fully'
+
+cd "$here"
+export FERRY_NATLAB=1 FERRY_APP_URL="http://$PUB_IP:8080" FERRY_TURN="turn:$PUB_IP:3478" \
+  FERRY_STUN="stun:$PUB_IP:3478" FERRY_NATLAB_CHROMIUM_A="$work/chromium-$devA" \
+  FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB"
+node_modules/.bin/playwright test nat_lab.spec.ts "$@"

@@ -6,7 +6,8 @@
 // folded into the same table.
 // FERRY_BENCH_ONLY=latency,reconcile,cold,size,file,core,signal runs only those sections.
 import { chromium } from '@playwright/test';
-import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
@@ -185,18 +186,84 @@ if (run('size')) {
   results.scenarios.size = { wasm, total: { raw, gzip: gz, brotli: br } };
 }
 
-// 5. File throughput A→B. Ferry cannot send files yet: `ferryFileThroughput` stays null until it
-//    can; then it becomes `async (launch, bytes) => ms` (two paired devices, A attaches a file of
-//    `bytes`, time until B holds all of it), measured like the baseline below.
-const ferryFileThroughput = null;
+// 5. File throughput A→B: a 200 MiB random file (written once to a temp file; the raw baseline
+//    reads the same file through a file input, like Ferry). Ferry: two paired devices, A attaches
+//    the file through 'Files to send'; measured in the pages (wall clock, both on this machine)
+//    from the input's change event until B shows 'Save <name>' (every chunk verified and stored
+//    in IndexedDB). A's own preparation is reported too: until the item is in A's history
+//    (pass 1, hashing) and until A shows 'Save <name>' (pass 2, storing; only then is it served).
+const WATCH_FILE = (name) => {
+  const mark = (k) => { if (!(k in window.__file)) window.__file[k] = performance.timeOrigin + performance.now(); };
+  window.__file = {};
+  document.addEventListener('change', (e) => { if (e.target?.files?.length) mark('attach'); }, true);
+  const check = () => {
+    if ([...document.querySelectorAll('[role=log] li')].some((li) => li.textContent.includes(name))) mark('item');
+    if (document.querySelector(`a[aria-label="Save ${CSS.escape(name)}"]`)) mark('stored');
+  };
+  new MutationObserver(check).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label'] });
+  check();
+};
+const ferryFileThroughput = async (launch, bytes, path) => {
+  const name = path.split('/').pop();
+  const a = await device('file-a');
+  const b = await device('file-b');
+  try {
+    await pair(a, b);
+    for (const d of [a, b]) await d.page.evaluate(WATCH_FILE, name);
+    // Main-thread busy time of each renderer (CDP TaskDuration, seconds), sampled at attach, when
+    // A has stored the file and when B has: tells a CPU-bound phase from one that waits.
+    const cdp = await Promise.all([a, b].map(async (d) => {
+      const s = await d.context.newCDPSession(d.page);
+      await s.send('Performance.enable');
+      return s;
+    }));
+    const busy = async () => Promise.all(cdp.map(async (s) =>
+      (await s.send('Performance.getMetrics')).metrics.find((m) => m.name === 'TaskDuration').value * 1000));
+    const b0 = await busy();
+    await a.page.getByLabel('Files to send').setInputFiles(path);
+    const limit = { timeout: 1_800_000, polling: 100 };
+    await a.page.waitForFunction(() => 'stored' in window.__file, null, limit);
+    const b1 = await busy();
+    await b.page.waitForFunction(() => 'stored' in window.__file, null, limit);
+    const b2 = await busy();
+    const ta = await a.page.evaluate(() => ({ ...window.__file, longest: window.__longest }));
+    const tb = await b.page.evaluate(() => ({ ...window.__file, longest: window.__longest }));
+    const prep = ta.stored - ta.attach, send = tb.stored - ta.stored;
+    return {
+      ms: tb.stored - ta.attach,
+      sender_hashed_ms: ta.item - ta.attach,
+      sender_stored_ms: prep,
+      receiver_item_ms: tb.item - ta.attach,
+      // Fraction of wall time each main thread was busy: [A, B] while A prepares, then while B fetches.
+      busy_prep: [(b1[0] - b0[0]) / prep, (b1[1] - b0[1]) / prep],
+      busy_transfer: [(b2[0] - b1[0]) / send, (b2[1] - b1[1]) / send],
+      longest_task_ms: [ta.longest, tb.longest],
+    };
+  } finally {
+    for (const d of [a, b]) await d.context.close();
+  }
+};
 if (run('file')) {
   const bytes = FILE_MIB * 1024 * 1024;
   const mibps = (ms) => FILE_MIB / (ms / 1000);
-  const raw = await rawFileThroughput(LAUNCH, bytes);
-  const ferry = ferryFileThroughput ? await ferryFileThroughput(LAUNCH, bytes) : null;
-  row(`file throughput ${FILE_MIB} MiB A→B`, ferry == null ? null : mibps(ferry), mibps(raw), 'MiB/s',
-    `${ferry == null ? 'Ferry: not built yet; ' : ''}baseline: raw RTCDataChannel, ${FILE_CHUNK / 1024} KiB chunks as ${FILE_MESSAGE / 1024} KiB messages, bufferedAmountLow backpressure`);
-  results.scenarios.file = { bytes, raw_ms: raw, ferry_ms: ferry };
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-bench-file-'));
+  const path = join(dir, `random-${FILE_MIB}MiB.bin`);
+  const fd = openSync(path, 'w');
+  for (let left = bytes; left > 0; left -= 1 << 20) writeSync(fd, randomBytes(Math.min(1 << 20, left)));
+  closeSync(fd);
+  const raw = await rawFileThroughput(LAUNCH, bytes, path);
+  const ferry = ferryFileThroughput ? await ferryFileThroughput(LAUNCH, bytes, path) : null;
+  rmSync(dir, { recursive: true, force: true });
+  const s = (ms) => `${(ms / 1000).toFixed(1)} s`;
+  const p = (f) => `${Math.round(f * 100)}%`;
+  row(`file throughput ${FILE_MIB} MiB A→B (attach on A → stored on B)`, ferry == null ? null : mibps(ferry.ms), mibps(raw), 'MiB/s',
+    `${ferry == null ? 'Ferry: not built yet; ' : ''}baseline: raw RTCDataChannel, same file from a file input, ${FILE_CHUNK / 1024} KiB chunks as ${FILE_MESSAGE / 1024} KiB messages, bufferedAmountLow backpressure`);
+  if (ferry) {
+    row(`file ${FILE_MIB} MiB: sender prep (attach → stored on A)`, ferry.sender_stored_ms, null, 'ms',
+      `hashed (item in A's history) ${s(ferry.sender_hashed_ms)}; item on B ${s(ferry.receiver_item_ms)}; A→B after A stored: ${mibps(ferry.ms - ferry.sender_stored_ms).toFixed(1)} MiB/s; ` +
+      `main thread busy A/B: ${ferry.busy_prep.map(p).join('/')} preparing, ${ferry.busy_transfer.map(p).join('/')} transferring`);
+  }
+  results.scenarios.file = { bytes, raw_ms: raw, ferry_ms: ferry?.ms ?? null, ferry };
 }
 
 // 6. Host benchmarks of ferry-core (criterion; `cargo xtask bench` runs them before this script).

@@ -109,8 +109,9 @@ export const FILE_MESSAGE = 64 * 1024;
 /// one reliable ordered RTCDataChannel, the file (a Blob of `bytes`) read in 256 KiB chunks,
 /// each sent as four 64 KiB messages, with backpressure: above 4 MiB buffered, wait for
 /// `bufferedamountlow` (threshold 1 MiB). B counts bytes and answers "done" at the end.
-/// Returns milliseconds from the first read until A hears "done".
-export async function rawFileThroughput(launch, bytes) {
+/// With `path`, the file is that file on disk, picked through a file input (as Ferry reads it);
+/// without, a Blob of random bytes. Returns milliseconds from the first read until A hears "done".
+export async function rawFileThroughput(launch, bytes, path) {
   const browsers = [await chromium.launch(launch), await chromium.launch(launch)];
   try {
     const [a, b] = await Promise.all(browsers.map(async (br) => {
@@ -144,13 +145,26 @@ export async function rawFileThroughput(launch, bytes) {
       await window.gathered(pc);
       return pc.localDescription.toJSON();
     }, [offer, bytes]);
+    if (path) {
+      await a.evaluate(() => {
+        const input = document.createElement('input');
+        input.type = 'file';
+        input.ariaLabel = 'raw file';
+        document.body.append(input);
+      });
+      await a.getByLabel('raw file').setInputFiles(path);
+    }
     return await a.evaluate(async ([answer, total, CHUNK, MSG]) => {
       const dc = window.dc;
+      const picked = document.querySelector('input[type=file]')?.files?.[0];
       await window.pc.setRemoteDescription(answer);
       if (dc.readyState !== 'open') await new Promise((r) => (dc.onopen = r));
-      const mib = new Uint8Array(1 << 20);
-      for (let o = 0; o < mib.length; o += 65536) crypto.getRandomValues(mib.subarray(o, o + 65536));
-      const file = new Blob(Array.from({ length: Math.ceil(total / mib.length) }, () => mib)).slice(0, total);
+      let file = picked;
+      if (!file) {
+        const mib = new Uint8Array(1 << 20);
+        for (let o = 0; o < mib.length; o += 65536) crypto.getRandomValues(mib.subarray(o, o + 65536));
+        file = new Blob(Array.from({ length: Math.ceil(total / mib.length) }, () => mib)).slice(0, total);
+      }
       dc.bufferedAmountLowThreshold = 1 << 20;
       const HIGH = 4 << 20;
       const done = new Promise((r) => (dc.onmessage = (e) => e.data === 'done' && r()));

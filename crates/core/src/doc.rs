@@ -429,6 +429,19 @@ impl SpaceDoc {
         self.doc.save_after(heads)
     }
 
+    /// Merges incremental bytes (a mailbox [`crate::mailbox::MailboxPayload::Changes`] or
+    /// any `save_after` output) into this live document, returning whether it changed.
+    ///
+    /// Sync states live outside the document and are untouched: the next sync message to a
+    /// connected peer simply offers the new changes. Changes whose dependencies are missing
+    /// wait inside automerge until those arrive (then `true` is returned), so batches may
+    /// come in any order; applying the same bytes twice is a no-op.
+    pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<bool, DocError> {
+        let before = self.doc.get_heads();
+        self.doc.load_incremental(bytes)?;
+        Ok(self.doc.get_heads() != before)
+    }
+
     /// A compact snapshot of the whole document.
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()

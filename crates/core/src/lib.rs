@@ -36,6 +36,7 @@ pub mod blobs;
 pub mod doc;
 pub mod hlc;
 pub mod ids;
+pub mod mailbox;
 pub mod pairing;
 pub mod persist;
 pub mod replica;
@@ -53,6 +54,10 @@ pub use blobs::{
 pub use doc::{DeviceInfo, DocError, FileMeta, Item, ItemKind, SpaceDoc};
 pub use hlc::{Clock, Hlc};
 pub use ids::{DeviceId, IdError, ItemId};
+pub use mailbox::{
+    MailboxError, MailboxKeys, MailboxPayload, MailboxReader, ReaderLimits, UploadPlan,
+    plan_upload, random_msg_id, seal_payload,
+};
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};
 pub use replica::{Effect, Input, MAX_BAD_FRAMES, PeerKey, Replica, ReplicaError};
 pub use store::{MemoryStore, Store, StoreError, StoreKey};

@@ -397,6 +397,18 @@ impl Replica {
         self.after_local_change()
     }
 
+    /// Merges changes that came through the mailbox: on a change, the app persists and
+    /// re-renders ([`Effect::DocChanged`]) and connected peers are offered them right away.
+    pub fn apply_mailbox_changes(&mut self, bytes: &[u8]) -> Result<Vec<Effect>, ReplicaError> {
+        if !self.doc.apply_changes(bytes)? {
+            return Ok(vec![]);
+        }
+        if let Some(max) = self.doc.items().iter().map(|i| i.at).max() {
+            self.clock.observe(max);
+        }
+        self.after_local_change()
+    }
+
     fn after_local_change(&mut self) -> Result<Vec<Effect>, ReplicaError> {
         let mut effects = vec![Effect::DocChanged];
         let peers: Vec<PeerKey> = self.peers.keys().cloned().collect();

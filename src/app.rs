@@ -26,6 +26,18 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(view);
     provide_context(Intents(intents));
     let devices_open = RwSignal::new(false);
+    start_clock(view);
+    #[cfg(target_arch = "wasm32")]
+    crate::pwa::receive_shared_files(view, expect_context::<Intents>());
+    // A confirmation ("Copied") disappears by itself after a few seconds.
+    Effect::new(move |_| {
+        if view.toast.with(Option::is_some) {
+            set_timeout(
+                move || view.toast.set(None),
+                std::time::Duration::from_millis(3000),
+            );
+        }
+    });
     view! {
         <div class="app">
             <header class="topbar">
@@ -76,6 +88,13 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                     }
                 </Show>
                 <ErrorBanner/>
+                <Show when=move || view.ios_hint.get()>
+                    <div class="banner hint">
+                        <span>"Install: tap Share "<span aria-hidden="true">"(□↑)"</span>", then Add to Home Screen"</span>
+                        <button type="button" on:click=move |_| dismiss_ios_hint(view)>"Got it"</button>
+                    </div>
+                </Show>
+                <p class="toast" aria-live="polite">{move || view.toast.get()}</p>
                 <JoinDialog/>
                 <Show when=move || devices_open.get()>
                     <DevicesPanel/>
@@ -85,6 +104,48 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
             </main>
         </div>
     }
+}
+
+/// Keeps `now_ms` current to the minute, for relative ages ("5 min ago"): one update a minute
+/// re-renders only the ages, never the list.
+fn start_clock(view: ViewState) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let tick = move || view.now_ms.set(js_sys::Date::now() as u64);
+        tick();
+        let _ = set_interval_with_handle(tick, std::time::Duration::from_secs(60));
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = view;
+}
+
+fn dismiss_ios_hint(view: ViewState) {
+    #[cfg(target_arch = "wasm32")]
+    crate::pwa::dismiss_ios_hint(view);
+    #[cfg(not(target_arch = "wasm32"))]
+    view.ios_hint.set(false);
+}
+
+/// Focuses an element that is already in the DOM, or will be after this render.
+fn focus_later(selector: &'static str, within: Option<leptos::web_sys::Element>) {
+    request_animation_frame(move || {
+        use leptos::wasm_bindgen::JsCast;
+        let found = match within {
+            Some(root) => root.query_selector(selector).ok().flatten(),
+            None => document().query_selector(selector).ok().flatten(),
+        };
+        if let Some(el) = found.and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok()) {
+            let _ = el.focus();
+        }
+    });
+}
+
+/// The focused element, if it is an HTML element.
+fn active_element() -> Option<leptos::web_sys::HtmlElement> {
+    use leptos::wasm_bindgen::JsCast;
+    document()
+        .active_element()
+        .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok())
 }
 
 #[component]
@@ -110,13 +171,35 @@ fn ErrorBanner() -> impl IntoView {
 fn JoinDialog() -> impl IntoView {
     let view = expect_context::<ViewState>();
     let intents = expect_context::<Intents>();
+    // Focus moves into the dialog when it opens and back to where it was when it closes.
+    let previous = std::rc::Rc::new(std::cell::RefCell::new(None));
+    Effect::new(move |_| {
+        if view.pending_join.with(Option::is_some) {
+            if previous.borrow().is_none() {
+                *previous.borrow_mut() = active_element();
+            }
+            focus_later(".dialog .actions button", None);
+        } else if let Some(el) = previous.borrow_mut().take() {
+            let _ = el.focus();
+        }
+    });
     move || {
         let (join, cancel) = (intents.clone(), intents.clone());
+        let escape = intents.clone();
+        let dialog = NodeRef::<leptos::html::Div>::new();
         view.pending_join.get().map(|offer| {
             view! {
                 <div class="dialog-backdrop">
-                    <div class="dialog" role="dialog" aria-modal="true"
-                        aria-labelledby="join-title" aria-describedby="join-desc">
+                    <div class="dialog" role="dialog" aria-modal="true" node_ref=dialog
+                        aria-labelledby="join-title" aria-describedby="join-desc"
+                        on:keydown=move |ev| {
+                            if ev.key() == "Escape" {
+                                ev.prevent_default();
+                                escape.send(Intent::CancelJoin);
+                            } else if ev.key() == "Tab" {
+                                trap_tab(&ev, dialog.get_untracked());
+                            }
+                        }>
                         <h2 id="join-title">"Join this space?"</h2>
                         <p id="join-desc">
                             "This device will join the space "
@@ -125,7 +208,7 @@ fn JoinDialog() -> impl IntoView {
                              Everything already on this device is kept and merged."
                         </p>
                         <div class="actions">
-                            <button type="button" class="primary" autofocus
+                            <button type="button" class="primary"
                                 on:click=move |_| join.send(Intent::Join)>"Join"</button>
                             <button type="button" on:click=move |_| cancel.send(Intent::CancelJoin)>
                                 "Cancel"
@@ -135,6 +218,41 @@ fn JoinDialog() -> impl IntoView {
                 </div>
             }
         })
+    }
+}
+
+/// Keeps Tab and Shift+Tab on the buttons of a modal dialog (its only focusable elements).
+fn trap_tab(ev: &leptos::web_sys::KeyboardEvent, dialog: Option<leptos::web_sys::HtmlDivElement>) {
+    use leptos::wasm_bindgen::JsCast;
+    let Some(dialog) = dialog else { return };
+    let Some(actions) = dialog.query_selector(".actions").ok().flatten() else {
+        return;
+    };
+    let buttons = actions.children();
+    let n = buttons.length();
+    let (Some(first), Some(last)) = (
+        buttons.item(0),
+        n.checked_sub(1).and_then(|i| buttons.item(i)),
+    ) else {
+        return;
+    };
+    let active = document().active_element();
+    let is = |el: &leptos::web_sys::Element| active.as_ref().is_some_and(|a| a == el);
+    let target = if !active
+        .as_ref()
+        .is_some_and(|a| dialog.contains(Some(a.as_ref())))
+    {
+        Some(first)
+    } else if ev.shift_key() && is(&first) {
+        Some(last)
+    } else if !ev.shift_key() && is(&last) {
+        Some(first)
+    } else {
+        None
+    };
+    if let Some(el) = target.and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok()) {
+        ev.prevent_default();
+        let _ = el.focus();
     }
 }
 
@@ -410,8 +528,32 @@ fn MessageText(text: String) -> impl IntoView {
     }
 }
 
+/// Where the message menu opens: at the pointer (right-click, long press) or under the
+/// message (keyboard).
+#[derive(Clone, Copy, PartialEq)]
+enum MenuAt {
+    Pointer(i32, i32),
+    Item,
+}
+
+/// What a message menu item does.
+#[derive(Clone, Copy, PartialEq)]
+enum MenuAction {
+    Copy,
+    Edit,
+    SaveFile,
+    Delete,
+}
+
+/// How long a touch or pen must rest on a message to open its menu.
+const LONG_PRESS_MS: u64 = 500;
+/// Moving further than this (px) is a scroll, not a long press.
+const LONG_PRESS_SLOP: i32 = 10;
+
 #[component]
 fn ItemRow(item: ItemView) -> impl IntoView {
+    use leptos::wasm_bindgen::JsCast;
+    let view = expect_context::<ViewState>();
     let intents = expect_context::<Intents>();
     let class = if item.mine { "item mine" } else { "item" };
     let is_text = item.file.is_none();
@@ -420,22 +562,186 @@ fn ItemRow(item: ItemView) -> impl IntoView {
     let draft = RwSignal::new(item.text.clone());
     let id = item.id.clone();
     let text = item.text.clone();
-    let (save, delete) = (intents.clone(), intents);
+    let at_ms = item.at_ms;
+    let (save, delete) = (intents.clone(), intents.clone());
     let (id_save, id_delete) = (id.clone(), id);
     let submit = move || {
         save.send(Intent::Edit(id_save.clone(), draft.get_untracked()));
         editing.set(false);
     };
     let submit_key = submit.clone();
+
+    // The message menu (right-click, long press, ContextMenu key or Shift+F10).
+    let menu = RwSignal::new(None::<MenuAt>);
+    let row = NodeRef::<leptos::html::Li>::new();
+    let menu_el = NodeRef::<leptos::html::Div>::new();
+    let focus_entry = move |step: Option<i32>| {
+        // `None`: the first entry; `Some(0)`: the last; `Some(±1)`: the next/previous one,
+        // wrapping around.
+        let Some(m) = menu_el.get_untracked() else {
+            return;
+        };
+        let entries = m.children();
+        let n = entries.length() as i32;
+        if n == 0 {
+            return;
+        }
+        let active = document().active_element();
+        let current = (0..n).find(|&i| {
+            entries
+                .item(i as u32)
+                .as_ref()
+                .is_some_and(|e| active.as_ref() == Some(e))
+        });
+        let next = match (step, current) {
+            (None, _) => 0,
+            (Some(0), _) => n - 1,
+            (Some(s), Some(c)) => (c + s).rem_euclid(n),
+            (Some(s), None) => {
+                if s < 0 {
+                    n - 1
+                } else {
+                    0
+                }
+            }
+        };
+        if let Some(el) = entries
+            .item(next as u32)
+            .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok())
+        {
+            let _ = el.focus();
+        }
+    };
+    let open_menu = move |at: MenuAt| {
+        menu.set(Some(at));
+        request_animation_frame(move || focus_entry(None));
+    };
+    let close_menu = move |refocus: bool| {
+        menu.set(None);
+        if refocus && let Some(li) = row.get_untracked() {
+            let _ = li.focus();
+        }
+    };
+    let entries: Vec<(MenuAction, &'static str)> = [
+        (!text.is_empty()).then_some((MenuAction::Copy, "Copy")),
+        is_text.then_some((MenuAction::Edit, "Edit")),
+        item.file
+            .is_some()
+            .then_some((MenuAction::SaveFile, "Save file")),
+        Some((MenuAction::Delete, "Delete")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let run = {
+        let (text, intents) = (text.clone(), intents.clone());
+        let root = item.file.as_ref().map(|f| f.root.clone());
+        move |action: MenuAction| match action {
+            MenuAction::Copy => {
+                close_menu(true);
+                copy_text(view, text.clone());
+            }
+            MenuAction::Edit => {
+                close_menu(false);
+                editing.set(true);
+                focus_later("textarea", row.get_untracked().map(Into::into));
+            }
+            MenuAction::SaveFile => {
+                close_menu(true);
+                if let Some(root) = root.clone() {
+                    intents.send(Intent::SaveFile(root));
+                }
+            }
+            MenuAction::Delete => {
+                close_menu(false);
+                confirming.set(true);
+                focus_later("button.danger", row.get_untracked().map(Into::into));
+            }
+        }
+    };
+    // A long press opens the menu; the click that ends it must not close it again.
+    let press = StoredValue::new(None::<(TimeoutHandle, i32, i32)>);
+    let long_pressed = StoredValue::new(false);
+    let cancel_press = move || {
+        if let Some((handle, _, _)) = press.get_value() {
+            handle.clear();
+            press.set_value(None);
+        }
+    };
+
     view! {
-        <li class=class>
+        <li class=class node_ref=row tabindex="0"
+            on:contextmenu=move |ev: leptos::web_sys::MouseEvent| {
+                // Links, media and the edit box keep the browser's own menu.
+                let native = ev.target()
+                    .and_then(|t| t.dyn_into::<leptos::web_sys::Element>().ok())
+                    .and_then(|e| e.closest("a, textarea, input, video, .ctx-menu").ok().flatten())
+                    .is_some();
+                if native || editing.get_untracked() {
+                    return;
+                }
+                ev.prevent_default();
+                let (w, h) = (
+                    window().inner_width().ok().and_then(|v| v.as_f64()).unwrap_or(1e4) as i32,
+                    window().inner_height().ok().and_then(|v| v.as_f64()).unwrap_or(1e4) as i32,
+                );
+                // Keep the menu (about 12rem by 11rem) on screen.
+                let x = ev.client_x().min(w - 200).max(4);
+                let y = ev.client_y().min(h - 190).max(4);
+                open_menu(MenuAt::Pointer(x, y));
+            }
+            on:keydown=move |ev: leptos::web_sys::KeyboardEvent| {
+                let key = ev.key();
+                if (key == "ContextMenu" || (key == "F10" && ev.shift_key()))
+                    && !editing.get_untracked() && menu.get_untracked().is_none()
+                {
+                    ev.prevent_default();
+                    open_menu(MenuAt::Item);
+                }
+            }
+            on:pointerdown=move |ev: leptos::web_sys::PointerEvent| {
+                if ev.pointer_type() == "mouse" || editing.get_untracked() {
+                    return;
+                }
+                cancel_press();
+                let (x, y) = (ev.client_x(), ev.client_y());
+                let handle = set_timeout_with_handle(
+                    move || {
+                        press.set_value(None);
+                        long_pressed.set_value(true);
+                        open_menu(MenuAt::Pointer(x, y));
+                    },
+                    std::time::Duration::from_millis(LONG_PRESS_MS),
+                );
+                if let Ok(handle) = handle {
+                    press.set_value(Some((handle, x, y)));
+                }
+            }
+            on:pointermove=move |ev: leptos::web_sys::PointerEvent| {
+                if let Some((_, x, y)) = press.get_value()
+                    && ((ev.client_x() - x).abs() > LONG_PRESS_SLOP || (ev.client_y() - y).abs() > LONG_PRESS_SLOP)
+                {
+                    cancel_press();
+                }
+            }
+            on:pointerup=move |_| {
+                cancel_press();
+                if long_pressed.get_value() {
+                    // The click that follows this pointerup is part of the long press.
+                    set_timeout(move || long_pressed.set_value(false), std::time::Duration::ZERO);
+                }
+            }
+            on:pointercancel=move |_| cancel_press()>
             {item.day.clone().map(|d| {
                 let label = d.clone();
                 view! { <p class="day" role="separator" aria-label=label>{d}</p> }
             })}
             {item.file.clone().map(|f| view! { <FileCard file=f/> })}
             <Show when=move || editing.get()
-                fallback=move || (!text.is_empty()).then(|| view! { <p class="text"><MessageText text=text.clone()/></p> })>
+                fallback={
+                    let text = text.clone();
+                    move || (!text.is_empty()).then(|| view! { <p class="text"><MessageText text=text.clone()/></p> })
+                }>
                 <form class="edit" on:submit={
                     let submit = submit.clone();
                     move |ev| { ev.prevent_default(); submit(); }
@@ -459,9 +765,14 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                 </form>
             </Show>
             <p class="meta">
-                <span class="author">{item.author}</span>
+                <span class="author" class:me=item.mine
+                    title={if item.mine { "Written on this device" } else { "Written on another device" }}>
+                    {item.author}
+                </span>
                 " · "
                 <time datetime=item.datetime.clone() title=item.datetime>{item.time}</time>
+                {move || crate::view::relative_age(at_ms, view.now_ms.get())
+                    .map(|age| view! { <span class="ago">" · "{age}</span> })}
                 {item.edited.then_some(" · edited")}
                 {item.pending.then(|| view! { <span class="pending">" · not yet on other devices"</span> })}
             </p>
@@ -489,8 +800,50 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                         on:click=move |_| confirming.set(true)>"Delete"</button>
                 </Show>
             </div>
+            <Show when=move || menu.get().is_some()>
+                <div class="menu-backdrop" aria-hidden="true"
+                    on:click=move |_| {
+                        if !long_pressed.get_value() {
+                            close_menu(false);
+                        }
+                    }
+                    on:contextmenu=move |ev| { ev.prevent_default(); close_menu(false); }></div>
+                <div class="ctx-menu" role="menu" aria-label="Message actions" node_ref=menu_el
+                    class:anchored=move || menu.get() == Some(MenuAt::Item)
+                    style=move || match menu.get() {
+                        Some(MenuAt::Pointer(x, y)) => format!("left: {x}px; top: {y}px"),
+                        _ => String::new(),
+                    }
+                    on:keydown=move |ev: leptos::web_sys::KeyboardEvent| {
+                        match ev.key().as_str() {
+                            "ArrowDown" => { ev.prevent_default(); focus_entry(Some(1)); }
+                            "ArrowUp" => { ev.prevent_default(); focus_entry(Some(-1)); }
+                            "Home" => { ev.prevent_default(); focus_entry(None); }
+                            "End" => { ev.prevent_default(); focus_entry(Some(0)); }
+                            "Escape" => { ev.prevent_default(); ev.stop_propagation(); close_menu(true); }
+                            "Tab" => { ev.prevent_default(); close_menu(true); }
+                            _ => {}
+                        }
+                    }>
+                    {entries.iter().map(|&(action, label)| {
+                        let run = run.clone();
+                        view! {
+                            <button type="button" role="menuitem" tabindex="-1"
+                                on:click=move |_| run(action)>{label}</button>
+                        }
+                    }).collect_view()}
+                </div>
+            </Show>
         </li>
     }
+}
+
+/// Copies a message's text to the clipboard (the runtime is not involved: nothing changes).
+fn copy_text(view: ViewState, text: String) {
+    #[cfg(target_arch = "wasm32")]
+    crate::pwa::copy_text(view, text);
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = (view, text);
 }
 
 /// The files of a `FileList` (picker, drop, paste).

@@ -39,6 +39,7 @@ pub fn start(view: ViewState) {
         return;
     };
     let container = window.navigator().service_worker();
+    detect_ios_hint(&window, view);
     // Install prompt (Chromium): keep the event, show an "Install" button.
     let on_prompt = Closure::<dyn FnMut(web_sys::Event)>::new(move |ev: web_sys::Event| {
         ev.prevent_default();
@@ -112,5 +113,161 @@ pub fn install(view: ViewState) {
         && let Ok(prompt) = prompt.dyn_into::<js_sys::Function>()
     {
         let _ = prompt.call0(&event);
+    }
+}
+
+/// Calls `target.name(args...)` and awaits the promise it returns (Cache Storage has no
+/// web-sys features enabled here; these few calls go through reflection).
+async fn call_async(target: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = js_sys::Reflect::get(target, &name.into())?.dyn_into()?;
+    let promise = f.apply(target, &args.iter().collect::<js_sys::Array>())?;
+    JsFuture::from(js_sys::Promise::from(promise)).await
+}
+
+fn call_sync(target: &JsValue, name: &str, arg: &str) -> Option<JsValue> {
+    let f: js_sys::Function = js_sys::Reflect::get(target, &name.into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    f.call1(target, &arg.into()).ok()
+}
+
+const SHARE_INBOX: &str = "share-inbox";
+
+/// Files shared into Ferry with "Share → Ferry" (manifest `share_target`, POST): the service
+/// worker parked them in the share inbox; they become file items here (sent as
+/// [`Intent::SendFiles`], after the shared text that the runtime reads from the query), and
+/// the inbox is emptied so a reload does not repeat them.
+pub fn receive_shared_files(view: ViewState, intents: crate::app::Intents) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    if let Some(reason) = window
+        .location()
+        .search()
+        .ok()
+        .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok())
+        .and_then(|p| p.get("share_error"))
+    {
+        view.error.set(Some(format!(
+            "Could not receive the shared files: {reason}"
+        )));
+        if let Ok(history) = window.history() {
+            let _ = history.replace_state_with_url(&JsValue::NULL, "", Some("./"));
+        }
+    }
+    let Ok(caches) = js_sys::Reflect::get(&window, &"caches".into()) else {
+        return;
+    };
+    if caches.is_undefined() {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        // `has` first: opening would create an empty inbox on every start.
+        let has = call_async(&caches, "has", &[SHARE_INBOX.into()]).await;
+        if !has.is_ok_and(|h| h.is_truthy()) {
+            return;
+        }
+        match take_inbox(&caches).await {
+            Ok(files) if !files.is_empty() => intents.send(crate::view::Intent::SendFiles(files)),
+            Ok(_) => {}
+            Err(e) => view.error.set(Some(format!(
+                "Could not read the shared files: {}",
+                e.as_string()
+                    .or_else(|| js_sys::JSON::stringify(&e).ok().map(String::from))
+                    .unwrap_or_default()
+            ))),
+        }
+    });
+}
+
+async fn take_inbox(caches: &JsValue) -> Result<Vec<web_sys::File>, JsValue> {
+    let inbox = call_async(caches, "open", &[SHARE_INBOX.into()]).await?;
+    let index_url = web_sys::Url::new_with_base(
+        "share-inbox/index.json",
+        &web_sys::window()
+            .and_then(|w| w.location().href().ok())
+            .unwrap_or_default(),
+    )?
+    .href();
+    let index = call_async(&inbox, "match", &[index_url.into()]).await?;
+    let mut files = Vec::new();
+    if let Ok(index) = index.dyn_into::<web_sys::Response>() {
+        let entries = JsFuture::from(index.json()?).await?;
+        for entry in js_sys::Array::from(&entries).iter() {
+            let get = |k: &str| {
+                js_sys::Reflect::get(&entry, &k.into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+                    .unwrap_or_default()
+            };
+            let Ok(resp) = call_async(&inbox, "match", &[get("key").into()])
+                .await?
+                .dyn_into::<web_sys::Response>()
+            else {
+                continue;
+            };
+            let blob = JsFuture::from(resp.blob()?).await?;
+            let options = js_sys::Object::new();
+            js_sys::Reflect::set(&options, &"type".into(), &get("type").into())?;
+            // `new File([blob], name, { type })`.
+            let ctor: js_sys::Function =
+                js_sys::Reflect::get(&js_sys::global(), &"File".into())?.dyn_into()?;
+            let file = js_sys::Reflect::construct(
+                &ctor,
+                &js_sys::Array::of3(&js_sys::Array::of1(&blob), &get("name").into(), &options),
+            )?;
+            files.push(file.unchecked_into::<web_sys::File>());
+        }
+    }
+    call_async(caches, "delete", &[SHARE_INBOX.into()]).await?;
+    Ok(files)
+}
+
+/// Copies a text to the clipboard and says so (or why not) in the toast.
+pub fn copy_text(view: ViewState, text: String) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let ok = match web_sys::window().map(|w| w.navigator().clipboard()) {
+            Some(cb) => JsFuture::from(cb.write_text(&text)).await.is_ok(),
+            None => false,
+        };
+        view.toast.set(Some(if ok {
+            "Copied".into()
+        } else {
+            "Copying is not allowed here: select the text and copy it yourself".into()
+        }));
+    });
+}
+
+const IOS_HINT_DISMISSED: &str = "ferry-ios-hint-dismissed";
+
+/// Shows the "Add to Home Screen" hint on iOS Safari unless installed or dismissed before.
+fn detect_ios_hint(window: &web_sys::Window, view: ViewState) {
+    let ua = window.navigator().user_agent().unwrap_or_default();
+    let touch = js_sys::Reflect::get(&window.navigator(), &"maxTouchPoints".into())
+        .ok()
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0) as i32;
+    // Safari's own flag, and the standard media query for installed apps.
+    let standalone = js_sys::Reflect::get(&window.navigator(), &"standalone".into())
+        .is_ok_and(|v| v.is_truthy())
+        || call_sync(window, "matchMedia", "(display-mode: standalone)")
+            .and_then(|m| js_sys::Reflect::get(&m, &"matches".into()).ok())
+            .is_some_and(|v| v.is_truthy());
+    let dismissed = window
+        .local_storage()
+        .ok()
+        .flatten()
+        .and_then(|s| s.get_item(IOS_HINT_DISMISSED).ok().flatten())
+        .is_some();
+    view.ios_hint
+        .set(!dismissed && crate::view::ios_install_hint(&ua, touch, standalone));
+}
+
+/// Hides the iOS install hint for good on this browser.
+pub fn dismiss_ios_hint(view: ViewState) {
+    view.ios_hint.set(false);
+    if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
+        let _ = storage.set_item(IOS_HINT_DISMISSED, "1");
     }
 }

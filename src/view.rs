@@ -98,6 +98,8 @@ pub struct ItemView {
     pub day: Option<String>,
     /// The file this item carries (its bytes travel separately, see [`FileView`]).
     pub file: Option<FileInfo>,
+    /// When it was written (ms since the epoch), for the relative age ("5 min ago").
+    pub at_ms: u64,
 }
 
 /// A file item's metadata, from the document.
@@ -363,6 +365,13 @@ pub struct ViewState {
     pub chunks_verified: RwSignal<u64>,
     /// "Storage used: 12.0 MB of 2.1 GB", when the browser tells.
     pub storage: RwSignal<Option<String>>,
+    /// The current time (ms since the epoch), refreshed once a minute for relative ages;
+    /// 0 until the UI starts its clock.
+    pub now_ms: RwSignal<u64>,
+    /// Show "Install: tap Share, then Add to Home Screen" (iOS Safari has no install prompt).
+    pub ios_hint: RwSignal<bool>,
+    /// A short confirmation shown over the chat ("Copied"), cleared after a few seconds.
+    pub toast: RwSignal<Option<String>>,
 }
 
 impl ViewState {
@@ -394,6 +403,9 @@ impl ViewState {
             chunk_requests: RwSignal::new(0),
             chunks_verified: RwSignal::new(0),
             storage: RwSignal::new(None),
+            now_ms: RwSignal::new(0),
+            ios_hint: RwSignal::new(false),
+            toast: RwSignal::new(None),
         }
     }
 }
@@ -402,6 +414,38 @@ impl Default for ViewState {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// How long ago `at_ms` was, for recent items: "just now" (under a minute, or a clock a bit
+/// ahead), "5 min ago", "2 h ago"; `None` from a day on (the date separators say it) or
+/// while the clock is unknown (`now_ms == 0`).
+pub fn relative_age(at_ms: u64, now_ms: u64) -> Option<String> {
+    if now_ms == 0 {
+        return None;
+    }
+    let age = now_ms.saturating_sub(at_ms);
+    match age / 60_000 {
+        0 => Some("just now".into()),
+        m @ 1..60 => Some(format!("{m} min ago")),
+        m @ 60..1440 => Some(format!("{} h ago", m / 60)),
+        _ => None,
+    }
+}
+
+/// Whether to show the "Add to Home Screen" hint: Safari on iPhone, iPod or iPad (iPadOS
+/// says "Macintosh" but has touch points), not already running installed (`standalone`).
+/// Chrome, Firefox and Edge on iOS name themselves (CriOS, FxiOS, EdgiOS) and are left out:
+/// their share menus differ.
+pub fn ios_install_hint(user_agent: &str, max_touch_points: i32, standalone: bool) -> bool {
+    let ua = user_agent;
+    let apple_mobile = ua.contains("iPhone")
+        || ua.contains("iPad")
+        || ua.contains("iPod")
+        || (ua.contains("Macintosh") && max_touch_points > 1);
+    let other_browser = ["CriOS", "FxiOS", "EdgiOS", "OPiOS", "mercury"]
+        .iter()
+        .any(|b| ua.contains(b));
+    apple_mobile && ua.contains("Safari") && !other_browser && !standalone
 }
 
 /// Formats `ms` since the epoch as local `(HH:MM, YYYY-MM-DD HH:MM)`, given the local offset
@@ -529,6 +573,7 @@ pub fn item_views(
                     size: f.size,
                     mime: f.mime.clone(),
                 }),
+                at_ms: i.at.wall_ms,
             }
         })
         .collect()
@@ -578,6 +623,49 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn relative_ages_for_recent_items_only() {
+        let t = 1_800_000_000_000;
+        assert_eq!(relative_age(t, 0), None);
+        assert_eq!(relative_age(t, t).as_deref(), Some("just now"));
+        assert_eq!(relative_age(t, t + 59_999).as_deref(), Some("just now"));
+        assert_eq!(relative_age(t + 30_000, t).as_deref(), Some("just now"));
+        assert_eq!(
+            relative_age(t, t + 5 * 60_000 + 10).as_deref(),
+            Some("5 min ago")
+        );
+        assert_eq!(
+            relative_age(t, t + 59 * 60_000).as_deref(),
+            Some("59 min ago")
+        );
+        assert_eq!(
+            relative_age(t, t + 2 * 3_600_000 + 1).as_deref(),
+            Some("2 h ago")
+        );
+        assert_eq!(
+            relative_age(t, t + 23 * 3_600_000 + 3_599_999).as_deref(),
+            Some("23 h ago")
+        );
+        assert_eq!(relative_age(t, t + 86_400_000), None);
+    }
+
+    #[test]
+    fn install_hint_only_on_ios_safari_not_installed() {
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
+        let ipad_os = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15";
+        let crios = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/122.0 Mobile/15E148 Safari/604.1";
+        let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Mobile Safari/537.36";
+        assert!(ios_install_hint(iphone, 5, false));
+        assert!(!ios_install_hint(iphone, 5, true), "already installed");
+        assert!(
+            ios_install_hint(ipad_os, 5, false),
+            "iPadOS reports a Mac with touch"
+        );
+        assert!(!ios_install_hint(ipad_os, 0, false), "a real Mac");
+        assert!(!ios_install_hint(crios, 5, false));
+        assert!(!ios_install_hint(android, 5, false));
+    }
 
     #[test]
     fn links_become_clickable_without_their_trailing_punctuation() {

@@ -1,0 +1,207 @@
+// Journey: the small things that make Ferry feel like a messenger: sharing photos and files
+// into it from another app, a menu on each message (right-click, long press, keyboard), how
+// long ago something was written, a join dialog that keeps the keyboard inside it, and the
+// "Add to Home Screen" hint on iPhones.
+import { test, expect, chromium } from '@playwright/test';
+import AxeBuilder from '@axe-core/playwright';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { CHROMIUM_ARGS, Device } from './device';
+
+// The specs run from tests/e2e (see netns.sh).
+const SHOTS = resolve(process.cwd(), '../../target/e2e-results/screenshots') + '/';
+
+// A 1×1 PNG.
+const PNG_1PX = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+async function noViolations(d: Device, what: string) {
+  const result = await new AxeBuilder({ page: d.page }).analyze();
+  const summary = result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+  expect(summary, `axe violations in the ${what} view`).toEqual([]);
+}
+
+test('"Share → Ferry" with a photo and a file (POST) lands in the history once', async () => {
+  const d = await Device.launch('share-post');
+  await d.page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  // Another app shares through the manifest's share_target: a multipart POST to its action.
+  const manifest = await (await d.page.request.get('/manifest.webmanifest')).json();
+  expect(manifest.share_target).toMatchObject({ method: 'POST', enctype: 'multipart/form-data' });
+  await d.page.evaluate((action) => {
+    const form = document.createElement('form');
+    form.id = 'share';
+    form.method = 'post';
+    form.enctype = 'multipart/form-data';
+    form.action = action;
+    form.innerHTML = `<input name="share_title" value="Beach day">
+      <input name="share_text" value="Photos from Bondi">
+      <input type="file" name="files" multiple id="share-files">
+      <button type="submit">share now</button>`;
+    document.body.append(form);
+  }, manifest.share_target.action);
+  await d.page.setInputFiles('#share-files', [
+    { name: 'bondi.png', mimeType: 'image/png', buffer: PNG_1PX },
+    { name: 'packing list.txt', mimeType: 'text/plain', buffer: Buffer.from('towel\nsunscreen\n') },
+  ]);
+  await d.page.getByRole('button', { name: 'share now' }).click();
+  await d.ready();
+  await expect(d.message('Photos from Bondi')).toContainText('Beach day');
+  await expect(d.message('bondi.png')).toContainText('image/png');
+  await expect(d.message('packing list.txt')).toContainText('text/plain');
+  await expect(d.message('bondi.png').getByRole('img', { name: 'Preview of bondi.png' })).toBeVisible();
+  expect(new URL(d.page.url()).search).toBe('');
+  // Taken out of the worker's inbox: a reload does not add them again.
+  await d.page.reload();
+  await d.ready();
+  await expect(d.message('bondi.png')).toBeVisible();
+  await expect(d.history.getByRole('listitem')).toHaveCount(3);
+  expect(await d.page.evaluate(() => caches.has('share-inbox'))).toBe(false);
+  // The GET form (text only) still works.
+  await d.page.goto('/?share_text=just%20a%20note');
+  await d.ready();
+  await expect(d.message('just a note')).toHaveCount(1);
+  await d.close();
+});
+
+test('each message has a menu: right-click, keyboard and long press; Copy, Edit, Delete', async () => {
+  const d = await Device.launch('menu');
+  await d.context.grantPermissions(['clipboard-read', 'clipboard-write']);
+  await d.send('the door code is 4711');
+  const msg = d.message('the door code is 4711');
+  // How long ago, next to the time (which keeps its machine-readable datetime).
+  await expect(msg.locator('time')).toHaveAttribute('datetime', /^\d{4}-\d\d-\d\d \d\d:\d\d$/);
+  await expect(msg.locator('.meta')).toContainText('just now');
+
+  // Right-click → Copy.
+  await msg.locator('.text').click({ button: 'right' });
+  const menu = d.page.getByRole('menu', { name: 'Message actions' });
+  await expect(menu).toBeVisible();
+  await expect(menu.getByRole('menuitem')).toHaveText(['Copy', 'Edit', 'Delete']);
+  await expect(menu.getByRole('menuitem', { name: 'Copy' })).toBeFocused();
+  await d.page.keyboard.press('ArrowDown');
+  await expect(menu.getByRole('menuitem', { name: 'Edit' })).toBeFocused();
+  await d.page.keyboard.press('ArrowUp');
+  await d.page.keyboard.press('Enter');
+  await expect(menu).toHaveCount(0);
+  await expect(d.page.getByText('Copied', { exact: true })).toBeVisible();
+  expect(await d.page.evaluate(() => navigator.clipboard.readText())).toBe('the door code is 4711');
+  await expect(msg).toBeFocused();
+
+  // Keyboard: Shift+F10 on the focused message; Escape closes and gives focus back.
+  await d.page.keyboard.press('Shift+F10');
+  await expect(menu.getByRole('menuitem', { name: 'Copy' })).toBeFocused();
+  await d.page.keyboard.press('Escape');
+  await expect(menu).toHaveCount(0);
+  await expect(msg).toBeFocused();
+
+  // ContextMenu key → Edit.
+  await d.page.keyboard.press('ContextMenu');
+  await menu.getByRole('menuitem', { name: 'Edit' }).click();
+  const box = d.history.getByRole('textbox', { name: 'Edit message' });
+  await expect(box).toBeFocused();
+  await box.fill('the door code is 4712');
+  await box.press('Enter');
+  await expect(d.message('the door code is 4712')).toBeVisible();
+
+  // Long press (touch) → Delete → "Delete everywhere".
+  await d.send('a note to throw away');
+  const doomed = d.message('a note to throw away');
+  const at = (await doomed.locator('.text').boundingBox())!;
+  await doomed.locator('.text').dispatchEvent('pointerdown', {
+    pointerType: 'touch', clientX: at.x + 5, clientY: at.y + 5, isPrimary: true, bubbles: true,
+  });
+  await expect(menu).toBeVisible();
+  await doomed.locator('.text').dispatchEvent('pointerup', { pointerType: 'touch', bubbles: true });
+  await d.page.keyboard.press('End');
+  await expect(menu.getByRole('menuitem', { name: 'Delete' })).toBeFocused();
+  await d.page.keyboard.press('Enter');
+  await expect(doomed.getByRole('button', { name: 'Delete everywhere' })).toBeFocused();
+  await d.page.keyboard.press('Enter');
+  await expect(doomed).toHaveCount(0);
+
+  // The old buttons still work alongside the menu.
+  await d.message('the door code is 4712').getByRole('button', { name: 'Delete message' }).click();
+  await d.message('the door code is 4712').getByRole('button', { name: 'Delete everywhere' }).click();
+  await expect(d.history.getByRole('listitem')).toHaveCount(0);
+  await d.close();
+});
+
+test('a file item offers "Save file"; the chat with an open menu has no axe violations', async () => {
+  const d = await Device.launch('menu-axe');
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-menu-files-'));
+  writeFileSync(join(dir, 'ticket.pdf'), Buffer.from('%PDF-1.4 not really a pdf\n'));
+  await d.attach([join(dir, 'ticket.pdf')]);
+  const item = d.message('ticket.pdf');
+  await expect(item.getByRole('link', { name: 'Save ticket.pdf' })).toBeVisible();
+  await d.send('boarding at 21:05');
+  await item.locator('.file-meta').click({ button: 'right' });
+  const menu = d.page.getByRole('menu', { name: 'Message actions' });
+  await expect(menu.getByRole('menuitem')).toHaveText(['Save file', 'Delete']);
+  await noViolations(d, 'chat with a file and an open menu');
+  mkdirSync(SHOTS, { recursive: true });
+  await d.page.screenshot({ path: `${SHOTS}menu-1280x720-light.png` });
+  const download = d.page.waitForEvent('download');
+  await menu.getByRole('menuitem', { name: 'Save file' }).click();
+  expect((await download).suggestedFilename()).toBe('ticket.pdf');
+  await expect(menu).toHaveCount(0);
+  // A click outside closes the menu too.
+  await d.message('boarding at 21:05').locator('.text').click({ button: 'right' });
+  await expect(menu).toBeVisible();
+  await d.page.mouse.click(5, 5);
+  await expect(menu).toHaveCount(0);
+  await d.close();
+});
+
+test('the join dialog keeps Tab inside, Escape cancels and focus goes back', async () => {
+  const other = await Device.launch('dialog-other');
+  const link = await other.pairingLink();
+  const d = await Device.launch('dialog');
+  await d.openDevices();
+  await d.page.getByRole('textbox', { name: 'Join another space with its link' }).fill(link);
+  const use = d.page.getByRole('button', { name: 'Use link' });
+  await use.click();
+  const dialog = d.page.getByRole('dialog');
+  const join_ = dialog.getByRole('button', { name: 'Join' });
+  const cancel = dialog.getByRole('button', { name: 'Cancel' });
+  await expect(join_).toBeFocused();
+  await d.page.keyboard.press('Tab');
+  await expect(cancel).toBeFocused();
+  await d.page.keyboard.press('Tab');
+  await expect(join_).toBeFocused();
+  await d.page.keyboard.press('Shift+Tab');
+  await expect(cancel).toBeFocused();
+  await d.page.keyboard.press('Escape');
+  await expect(dialog).toHaveCount(0);
+  await expect(use).toBeFocused();
+  await d.close();
+  await other.close();
+});
+
+test('on an iPhone, Safari shows how to add Ferry to the Home Screen, until dismissed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-iphone-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS,
+    baseURL: process.env.FERRY_APP_URL ?? 'http://127.0.0.1:8080',
+    userAgent: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1',
+    viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  await page.goto('/');
+  const hint = page.getByText('Install: tap Share');
+  await expect(hint).toContainText('Add to Home Screen');
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: `${SHOTS}ios-hint-390x844-light.png` });
+  await page.getByRole('button', { name: 'Got it' }).click();
+  await expect(hint).toHaveCount(0);
+  await page.reload();
+  await expect(page.getByRole('textbox', { name: 'Message' })).toBeEnabled();
+  await expect(hint).toHaveCount(0);
+  await context.close();
+
+  const desktop = await Device.launch('no-hint');
+  await expect(desktop.page.getByText('Install: tap Share')).toHaveCount(0);
+  await desktop.close();
+});

@@ -55,6 +55,11 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                             }}
                         </p>
                     </Show>
+                    <Show when=move || view.mailbox_status.with(Option::is_some)>
+                        <p class="mailbox-status" aria-live="polite">
+                            {move || view.mailbox_status.get()}
+                        </p>
+                    </Show>
                 </div>
                 <Show when=move || view.can_install.get()>
                     {
@@ -320,6 +325,7 @@ fn DevicesPanel() -> impl IntoView {
                 </For>
             </ul>
             <ConnectionSettings/>
+            <MailboxSetting/>
             <h3>"Diagnostics"</h3>
             <Show when=move || view.connection_problem.with(Option::is_some)>
                 <p class="problem" role="note" aria-label="Connection problem">
@@ -338,6 +344,25 @@ fn DevicesPanel() -> impl IntoView {
             </dl>
             <p class="storage">{move || view.storage.get().unwrap_or_else(|| "Storage used: unknown".into())}</p>
         </section>
+    }
+}
+
+/// The encrypted mailbox: on by default; off means nothing of this device is uploaded.
+#[component]
+fn MailboxSetting() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    view! {
+        <h3>"Mailbox"</h3>
+        <label class="check">
+            <input type="checkbox" prop:checked=move || view.mailbox_on.get()
+                on:change=move |ev| intents.send(Intent::SetMailbox(event_target_checked(&ev)))/>
+            " Use the encrypted mailbox on the signaling server when no other device is online"
+        </label>
+        <p class="hint">
+            "Devices that are never online at the same time still sync: the server keeps sealed \
+             entries it cannot read, until your other devices fetch them."
+        </p>
     }
 }
 

@@ -80,11 +80,14 @@ pub fn spawn(view: ViewState, intents: UnboundedReceiver<Intent>, tx: UnboundedS
 }
 
 mod files;
+mod mailbox;
 
 struct Runtime {
     view: ViewState,
     /// Files: sending jobs, the transfer engine, per-file view state.
     files: files::Files,
+    /// The encrypted mailbox for devices that are never online together.
+    mailbox: mailbox::Mailbox,
     store: IdbStore,
     docstore: DocStore,
     replica: Replica,
@@ -115,6 +118,9 @@ struct Runtime {
     last_synced: u64,
     /// When `last_synced` was last written to storage.
     last_synced_saved: u64,
+    /// Per other device: the last moment (ms, HLC scale) it had everything this one has —
+    /// each item's delivery state ("on Phone · not yet on Tablet"). Persisted.
+    delivered: BTreeMap<DeviceId, u64>,
     /// Items shown as "not yet on other devices" by the last render.
     pending_items: usize,
 }
@@ -271,9 +277,17 @@ impl Runtime {
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice::<Vec<crate::config::IceServer>>(&b).ok());
+        let delivered = store
+            .get(&key(&["device", "delivered"]))
+            .await
+            .ok()
+            .flatten()
+            .map(|b| parse_seen(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default();
         let mut rt = Runtime {
             view,
             files: files::Files::new(),
+            mailbox: mailbox::Mailbox::new(&secret, device),
             store,
             docstore: loaded.store,
             replica,
@@ -294,6 +308,7 @@ impl Runtime {
             seen,
             last_synced,
             last_synced_saved: last_synced,
+            delivered,
             pending_items: 0,
         };
         view.device_name.set(rt.replica.name().to_owned());
@@ -304,6 +319,7 @@ impl Runtime {
         rt.refresh_space();
         rt.refresh_items();
         rt.boot_files().await;
+        rt.boot_mailbox(false).await;
         view.ready.set(true);
         request_persistence();
         Ok(rt)
@@ -406,6 +422,7 @@ impl Runtime {
             self.apply(batch).await;
             self.poll_link().await;
             self.pump_files().await;
+            self.pump_mailbox().await;
             TimeoutFuture::new(TICK_MS).await;
         }
     }
@@ -681,8 +698,32 @@ impl Runtime {
     /// has; re-renders items that stop being "not yet on other devices".
     async fn update_synced(&mut self, now: u64) {
         let mut synced = self.tabs.as_ref().map_or(0, TabLink::last_synced_via_tabs);
-        if self.replica.synced_with_remote() {
+        let devices = self.replica.synced_devices();
+        if !devices.is_empty() {
             synced = synced.max(now.max(self.replica.latest_ms()));
+            let mut moved = false;
+            for d in devices {
+                let at = self.delivered.entry(d).or_insert(0);
+                // Coarse steps: a render and a write per second at most.
+                if synced > *at + 1_000 || (*at < self.last_synced && synced > *at) {
+                    *at = synced;
+                    moved = true;
+                }
+            }
+            if moved {
+                let text: String = self
+                    .delivered
+                    .iter()
+                    .map(|(id, ms)| format!("{id} {ms}\n"))
+                    .collect();
+                let _ = self
+                    .store
+                    .put(&key(&["device", "delivered"]), text.as_bytes())
+                    .await;
+                if self.pending_items > 0 {
+                    self.refresh_items();
+                }
+            }
         }
         if synced <= self.last_synced {
             return;
@@ -966,6 +1007,7 @@ impl Runtime {
             Intent::CancelFile(root) => self.cancel_file(&root).await,
             Intent::RetryFile(root) => self.retry_file(&root).await,
             Intent::SaveFile(root) => self.save_file(&root).await,
+            Intent::SetMailbox(on) => self.set_mailbox(on).await,
         }
     }
 
@@ -1023,6 +1065,8 @@ impl Runtime {
         self.peers.clear();
         self.replica.set_secret(&link.secret);
         self.secret = link.secret;
+        // Another space, another mailbox: start its cursors from scratch.
+        self.boot_mailbox(true).await;
         if link.signal.is_some() {
             self.signal = link.signal;
         }

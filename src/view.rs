@@ -45,6 +45,8 @@ pub enum Intent {
     RetryFile(String),
     /// Save a stored file with its original name.
     SaveFile(String),
+    /// Use (or stop using) the encrypted mailbox on the signaling server.
+    SetMailbox(bool),
 }
 
 /// How the device is connected.
@@ -142,6 +144,8 @@ pub struct FileView {
     pub speed: f64,
     /// Bytes sent to other devices this session (the sending side's progress).
     pub sent: u64,
+    /// Bytes per second sent over the last seconds.
+    pub sent_speed: f64,
     /// An object URL of the whole file for previews (small images and videos).
     pub preview: Option<String>,
 }
@@ -365,6 +369,11 @@ pub struct ViewState {
     pub chunks_verified: RwSignal<u64>,
     /// "Storage used: 12.0 MB of 2.1 GB", when the browser tells.
     pub storage: RwSignal<Option<String>>,
+    /// The encrypted mailbox is on for this device.
+    pub mailbox_on: RwSignal<bool>,
+    /// What the mailbox holds for other devices ("3 items waiting in the mailbox ..."), or a
+    /// problem with it.
+    pub mailbox_status: RwSignal<Option<String>>,
     /// The current time (ms since the epoch), refreshed once a minute for relative ages;
     /// 0 until the UI starts its clock.
     pub now_ms: RwSignal<u64>,
@@ -403,6 +412,8 @@ impl ViewState {
             chunk_requests: RwSignal::new(0),
             chunks_verified: RwSignal::new(0),
             storage: RwSignal::new(None),
+            mailbox_on: RwSignal::new(true),
+            mailbox_status: RwSignal::new(None),
             now_ms: RwSignal::new(0),
             ios_hint: RwSignal::new(false),
             toast: RwSignal::new(None),

@@ -55,6 +55,8 @@ pub(super) struct Files {
     views: BTreeMap<BlobId, FileView>,
     /// Last progress sample per root, for the speed: (time ms, bytes).
     samples: BTreeMap<BlobId, (f64, u64)>,
+    /// The same for bytes sent.
+    sent_samples: BTreeMap<BlobId, (f64, u64)>,
     dirty: bool,
     last_tick: f64,
     last_check: f64,
@@ -72,6 +74,7 @@ impl Files {
             live: BTreeSet::new(),
             views: BTreeMap::new(),
             samples: BTreeMap::new(),
+            sent_samples: BTreeMap::new(),
             dirty: false,
             last_tick: 0.0,
             last_check: 0.0,
@@ -189,6 +192,15 @@ impl Runtime {
             Ok(eff) => self.run_blob_effects(eff).await,
             Err(e) => self.files.view_mut(root).state = FileState::Failed(e.to_string()),
         }
+    }
+
+    /// Files stored whole on this device and still in the history.
+    pub(super) fn files_stored(&self) -> Vec<BlobId> {
+        self.files
+            .stored
+            .intersection(&self.files.live)
+            .copied()
+            .collect()
     }
 
     /// Offers a (partly) stored file to other devices.
@@ -509,6 +521,19 @@ impl Runtime {
 
     fn push_file_views(&mut self, now: f64) {
         for (root, v) in &mut self.files.views {
+            let (t0, s0) = *self
+                .files
+                .sent_samples
+                .entry(*root)
+                .or_insert((now, v.sent));
+            if now - t0 >= 1_000.0 {
+                let speed = (v.sent.saturating_sub(s0)) as f64 * 1000.0 / (now - t0);
+                if speed != v.sent_speed {
+                    v.sent_speed = speed;
+                    self.files.dirty = true;
+                }
+                self.files.sent_samples.insert(*root, (now, v.sent));
+            }
             if v.state == FileState::Downloading {
                 let (t0, b0) = *self.files.samples.entry(*root).or_insert((now, v.have));
                 if now - t0 >= 1_000.0 {

@@ -248,3 +248,39 @@ test('an empty file is sent and saved as an empty file on the other device', asy
   await laptop.close();
   await phone.close();
 });
+
+/** Keys of stored file data (`blob/...`: manifests and chunks) in the device's IndexedDB. */
+async function blobKeys(device: Device): Promise<number> {
+  return device.page.evaluate(() => new Promise<number>((resolve, reject) => {
+    const open = indexedDB.open('ferry');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const req = open.result.transaction('kv').objectStore('kv')
+        .getAllKeys(IDBKeyRange.bound('blob/', 'blob/\uffff'));
+      req.onsuccess = () => { resolve(req.result.length); open.result.close(); };
+      req.onerror = () => reject(req.error);
+    };
+  }));
+}
+
+test('deleting a file item frees its storage on every device', async () => {
+  test.setTimeout(180_000);
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-files-del-'));
+  const path = join(dir, 'to-be-deleted.bin');
+  writeFileSync(path, randomBytes(600 * 1024)); // 3 chunks + manifest
+  const { laptop, phone } = await pair();
+  await laptop.page.getByLabel('Files to send').setInputFiles(path);
+  for (const d of [laptop, phone]) {
+    await expect(d.page.getByRole('link', { name: 'Save to-be-deleted.bin' })).toBeVisible({ timeout: 60_000 });
+    await expect.poll(() => blobKeys(d)).toBe(4);
+  }
+  const item = laptop.message('to-be-deleted.bin');
+  await item.getByRole('button', { name: 'Delete message' }).click();
+  await item.getByRole('button', { name: 'Delete everywhere' }).click();
+  for (const d of [laptop, phone]) {
+    await expect(d.message('to-be-deleted.bin')).toHaveCount(0, { timeout: 30_000 });
+    await expect.poll(() => blobKeys(d), { timeout: 30_000 }).toBe(0);
+  }
+  await laptop.close();
+  await phone.close();
+});

@@ -17,7 +17,10 @@ ip link set ferry0 up
 ip link set ferry1 up
 ip route add default via 198.51.100.1 dev ferry0
 
-"$FERRY_SIGNAL_BIN" --host 127.0.0.1 --port 3536 --app-dir "$FERRY_DIST" --app-port 8080 --ice none --data-dir "$(mktemp -d)" >"$log" 2>&1 &
+# The mailbox's database lives in a throwaway dir; the mailbox spec reads its raw bytes.
+FERRY_DATA_DIR=$(mktemp -d)
+export FERRY_DATA_DIR
+"$FERRY_SIGNAL_BIN" --host 127.0.0.1 --port 3536 --app-dir "$FERRY_DIST" --app-port 8080 --ice none --data-dir "$FERRY_DATA_DIR" >"$log" 2>&1 &
 signal_pid=$!
 trap 'kill $signal_pid 2>/dev/null || true' EXIT
 python3 - <<'PY'

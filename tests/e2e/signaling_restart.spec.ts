@@ -8,7 +8,7 @@ const APP = 'http://127.0.0.1:8090/';
 
 function startSignal(): Promise<ChildProcess> {
   const child = spawn(process.env.FERRY_SIGNAL_BIN!, [
-    '--host', '127.0.0.1', '--port', '3546', '--app-dir', process.env.FERRY_DIST!, '--app-port', '8090', '--ice', 'none',
+    '--host', '127.0.0.1', '--port', '3546', '--app-dir', process.env.FERRY_DIST!, '--app-port', '8090', '--ice', 'none', '--no-mailbox',
   ], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((ready, fail) => {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('Ferry signaling') && ready(child));

@@ -311,17 +311,28 @@ impl Replica {
     /// Whether another device (not a sibling tab of this one) is known to have everything this
     /// replica has: its last reported heads equal ours.
     pub fn synced_with_remote(&mut self) -> bool {
+        !self.synced_devices().is_empty()
+    }
+
+    /// The other devices connected right now that have everything this replica has (their
+    /// last announced heads equal ours): what each item's delivery state is computed from.
+    pub fn synced_devices(&mut self) -> Vec<DeviceId> {
         let heads = self.doc.heads();
         let me = self.device;
-        self.peers.values().any(|s| {
-            s.authenticated
-                && s.device.is_some_and(|d| d != me)
-                && s.sync.their_heads.as_ref().is_some_and(|h| {
-                    let mut h = h.clone();
-                    h.sort();
-                    h == heads
-                })
-        })
+        let mut out: Vec<DeviceId> = self
+            .peers
+            .values()
+            .filter(|s| s.authenticated)
+            .filter_map(|s| {
+                let d = s.device.filter(|d| *d != me)?;
+                let mut h = s.sync.their_heads.clone()?;
+                h.sort();
+                (h == heads).then_some(d)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The latest wall time (ms) of any timestamp issued or seen: items at or before it are

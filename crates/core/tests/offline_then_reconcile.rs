@@ -171,3 +171,20 @@ fn a_reconnect_resumes_from_the_saved_sync_state_instead_of_starting_over() {
         "saved sync state should shrink the resync: {with_state} vs {without}"
     );
 }
+
+#[test]
+fn delivery_state_names_the_devices_that_have_everything() {
+    let mut net = SimNet::new(3);
+    net.write(0, "for everyone");
+    net.connect(0, 1);
+    net.run_until_quiescent();
+    let (b, c) = (net.devices[1].id, net.devices[2].id);
+    // Only the connected device that holds everything counts; the offline one does not.
+    assert_eq!(net.devices[0].replica.synced_devices(), vec![b]);
+    assert!(!net.devices[0].replica.synced_devices().contains(&c));
+    // A new local change is not on the other device until it syncs again.
+    net.devices[0].replica.add_text("only here", 1).unwrap();
+    assert!(net.devices[0].replica.synced_devices().is_empty());
+    net.disconnect(0, 1);
+    assert!(net.devices[0].replica.synced_devices().is_empty());
+}

@@ -515,7 +515,7 @@ fn History() -> impl IntoView {
                         </button>
                     </li>
                 </Show>
-                <For each=move || shown.get() key=|i| (i.id.clone(), i.text.clone(), i.pending) let:item>
+                <For each=move || shown.get() key=|i| (i.id.clone(), i.text.clone(), i.pending, i.delivery.clone()) let:item>
                     <ItemRow item/>
                 </For>
             </ol>
@@ -800,6 +800,7 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                     .map(|age| view! { <span class="ago">" · "{age}</span> })}
                 {item.edited.then_some(" · edited")}
                 {item.pending.then(|| view! { <span class="pending">" · not yet on other devices"</span> })}
+                {item.delivery.clone().map(|d| view! { <span class="delivery">" · "{d}</span> })}
             </p>
             <div class="item-actions">
                 <Show when=move || !confirming.get()
@@ -905,6 +906,7 @@ fn FileCard(file: crate::view::FileInfo) -> impl IntoView {
         format!("Save {name}"),
     );
     let preview_alt = format!("Preview of {name}");
+    let name_s = name.clone();
     let (root_c, root_r, root_s) = (file.root.clone(), file.root.clone(), file.root.clone());
     let (i_c, i_r, i_s) = (intents.clone(), intents.clone(), intents);
     view! {
@@ -927,9 +929,28 @@ fn FileCard(file: crate::view::FileInfo) -> impl IntoView {
                 let s = state.get();
                 match s.state {
                     FileState::Stored => {
-                        let sent = (s.sent > 0).then(|| format!("Sent {}", format_size(s.sent.min(size))));
+                        // The sending side: how much of the file went out to other devices
+                        // this session (a second device fetching it counts again).
+                        let sending = s.sent > 0 && s.sent_speed > 0.0;
+                        let sent_pct = percent(s.sent, size);
+                        let sent = (s.sent > 0).then(|| {
+                            if sending {
+                                format!("Sending {sent_pct}% · {}/s", format_size(s.sent_speed as u64))
+                            } else {
+                                format!("Sent {}", format_size(s.sent.min(size)))
+                            }
+                        });
                         let (root, intents, label) = (root_s.clone(), i_s.clone(), save_label.clone());
+                        let sending_label = format!("Sending {}", name_s.clone());
                         view! {
+                            {sending.then(|| view! {
+                                <div class="file-progress">
+                                    <div class="bar" role="progressbar" aria-label=sending_label
+                                        aria-valuemin="0" aria-valuemax="100" aria-valuenow=sent_pct.to_string()>
+                                        <div class="fill" style=format!("width: {sent_pct}%")></div>
+                                    </div>
+                                </div>
+                            })}
                             <p class="file-actions">
                                 <a href="#" class="save" aria-label=label on:click=move |ev| {
                                     ev.prevent_default();

@@ -702,10 +702,11 @@ impl Runtime {
         if !devices.is_empty() {
             synced = synced.max(now.max(self.replica.latest_ms()));
             let mut moved = false;
+            let latest = self.replica.latest_ms();
             for d in devices {
                 let at = self.delivered.entry(d).or_insert(0);
-                // Coarse steps: a render and a write per second at most.
-                if synced > *at + 1_000 || (*at < self.last_synced && synced > *at) {
+                // Only when it changes what an item shows: once per change, not per tick.
+                if *at < latest {
                     *at = synced;
                     moved = true;
                 }
@@ -720,9 +721,7 @@ impl Runtime {
                     .store
                     .put(&key(&["device", "delivered"]), text.as_bytes())
                     .await;
-                if self.pending_items > 0 {
-                    self.refresh_items();
-                }
+                self.refresh_items();
             }
         }
         if synced <= self.last_synced {
@@ -764,14 +763,27 @@ impl Runtime {
 
     fn refresh_items(&mut self) {
         let names = view::display_names(&self.replica.devices());
-        let items = view::item_views(
-            &self.replica.items(),
+        let source = self.replica.items();
+        let mut items = view::item_views(
+            &source,
             &names,
             self.device,
             offset_min(),
             self.last_synced,
             now_ms(),
         );
+        // Delivery per other device, for the items written here.
+        let others: Vec<(String, u64)> = names
+            .iter()
+            .filter(|(id, _)| *id != self.device)
+            .map(|(id, n)| (n.clone(), self.delivered.get(id).copied().unwrap_or(0)))
+            .collect();
+        for (view, item) in items.iter_mut().zip(&source) {
+            if view.mine {
+                let at = item.at.wall_ms.max(item.edited_at.map_or(0, |e| e.wall_ms));
+                view.delivery = view::delivery_text(at, &others);
+            }
+        }
         self.pending_items = items.iter().filter(|i| i.pending).count();
         self.view.items.set(items);
     }

@@ -102,6 +102,29 @@ pub struct ItemView {
     pub file: Option<FileInfo>,
     /// When it was written (ms since the epoch), for the relative age ("5 min ago").
     pub at_ms: u64,
+    /// For items written here, which devices have them ("on Phone · not yet on Tablet").
+    pub delivery: Option<String>,
+}
+
+/// Which other devices have an item written (or last edited) at `item_ms`: each device's
+/// entry is `(name, last moment it had everything)`. `None` when there is no other device, or
+/// none has it yet (the item then says "not yet on other devices").
+pub fn delivery_text(item_ms: u64, others: &[(String, u64)]) -> Option<String> {
+    let (on, not): (Vec<_>, Vec<_>) = others.iter().partition(|(_, at)| *at >= item_ms);
+    if on.is_empty() {
+        return None;
+    }
+    let names = |v: &[&(String, u64)]| {
+        v.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(if not.is_empty() {
+        format!("on {}", names(&on))
+    } else {
+        format!("on {} · not yet on {}", names(&on), names(&not))
+    })
 }
 
 /// A file item's metadata, from the document.
@@ -585,6 +608,7 @@ pub fn item_views(
                     mime: f.mime.clone(),
                 }),
                 at_ms: i.at.wall_ms,
+                delivery: None,
             }
         })
         .collect()
@@ -620,6 +644,21 @@ mod tests {
         assert!(f(true, true, true).contains("even through the TURN relay"));
         assert_eq!(path_text("direct", Some(3)), "direct · 3 ms round trip");
         assert_eq!(path_text("direct", None), "direct");
+    }
+
+    #[test]
+    fn delivery_names_who_has_an_item() {
+        let others = [("Phone".to_string(), 100), ("Tablet".to_string(), 50)];
+        assert_eq!(
+            delivery_text(40, &others).as_deref(),
+            Some("on Phone, Tablet")
+        );
+        assert_eq!(
+            delivery_text(80, &others).as_deref(),
+            Some("on Phone · not yet on Tablet")
+        );
+        assert_eq!(delivery_text(200, &others), None);
+        assert_eq!(delivery_text(1, &[]), None);
     }
 
     #[test]

@@ -435,6 +435,11 @@ impl Runtime {
             self.files.view_mut(root).have += data.len() as u64;
         }
         job.next = end;
+        // Serve what is stored while the rest is being stored (other devices start early); at
+        // doubling sizes only, so a huge file costs a handful of these.
+        if end < chunks && end >= 16 && end.is_power_of_two() {
+            self.serve(root, &manifest.encode(), Have::Chunks((0..end).collect()));
+        }
         Ok(job.next >= chunks && self.finish_send(job).await)
     }
 

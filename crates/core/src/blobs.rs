@@ -321,6 +321,7 @@ pub enum BlobMessage {
         /// The file.
         root: BlobId,
         /// At most [`MAX_MANIFEST_BYTES`].
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     /// Send me these chunks.
@@ -336,7 +337,9 @@ pub enum BlobMessage {
         root: BlobId,
         /// Its index.
         index: u32,
-        /// At most [`CHUNK_SIZE`] bytes.
+        /// At most [`CHUNK_SIZE`] bytes. (`serde_bytes`: same bytes on the wire as a plain
+        /// sequence, but copied at once instead of one `u8` at a time.)
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// The sender does not have this chunk (or, for `None`, the manifest).

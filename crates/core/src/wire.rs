@@ -75,7 +75,7 @@ pub enum Message {
     /// this very connection. Nothing of the space is sent before it arrives.
     Proof,
     /// An automerge sync message.
-    Sync(Vec<u8>),
+    Sync(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A file transfer message; only on the bulk lane, only between authenticated peers.
     /// (Variants are only ever appended: postcard names them by position.)
     Blob(crate::blobs::BlobMessage),
@@ -272,6 +272,15 @@ mod tests {
             p[i] ^= 1 << bit;
             let _ = r.push(&p);
         }
+    }
+
+    #[test]
+    fn byte_payloads_keep_the_plain_sequence_encoding() {
+        // serde_bytes only changes speed: variant 2, varint length, the bytes.
+        let body = postcard::to_allocvec(&Message::Sync(vec![7; 300])).unwrap();
+        let mut expected = vec![2, 0xac, 0x02];
+        expected.extend([7; 300]);
+        assert_eq!(body, expected);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 import { test, expect, type Download } from '@playwright/test';
 import { PNG } from 'pngjs';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdtempSync, openSync, closeSync, statSync, writeSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, openSync, closeSync, statSync, truncateSync, writeSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Device } from './device';
@@ -281,6 +281,50 @@ test('deleting a file item frees its storage on every device', async () => {
     await expect(d.message('to-be-deleted.bin')).toHaveCount(0, { timeout: 30_000 });
     await expect.poll(() => blobKeys(d), { timeout: 30_000 }).toBe(0);
   }
+  await laptop.close();
+  await phone.close();
+});
+
+test('a file larger than the free storage is refused with a clear error, and nothing is lost', async () => {
+  const laptop = await Device.launch('quota-laptop');
+  await laptop.send('kept while a too-large file is refused');
+  // The browser's real quota for this profile; a sparse file just above what is free costs
+  // no disk and no time, and the app must refuse it before reading or storing anything.
+  const { quota, usage } = await laptop.page.evaluate(() => navigator.storage.estimate()) as { quota: number; usage: number };
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-quota-'));
+  const path = join(dir, 'too-big.bin');
+  writeFileSync(path, '');
+  truncateSync(path, quota - usage + 64 * MiB);
+  await laptop.page.getByLabel('Files to send').setInputFiles(path);
+  await expect(laptop.alert).toContainText('too-big.bin was not sent. Not enough storage on this device');
+  await expect(laptop.message('too-big.bin')).toHaveCount(0);
+  await expect(laptop.message('kept while a too-large file is refused')).toBeVisible();
+  await laptop.close();
+});
+
+test('a download cancelled on one device stays stopped across a reload and resumes with Retry', async () => {
+  test.setTimeout(300_000);
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-cancel-'));
+  const name = 'cancel-me.bin';
+  const path = join(dir, name);
+  const sha = writeRandomFile(path, 40 * MiB);
+  const { laptop, phone } = await pair();
+  await laptop.page.getByLabel('Files to send').setInputFiles(path);
+  const bar = phone.page.getByRole('progressbar', { name: `Transfer of ${name}` });
+  await expect(bar).toBeVisible({ timeout: 60_000 });
+  await phone.page.getByRole('button', { name: `Cancel download of ${name}` }).click();
+  const retry = phone.page.getByRole('button', { name: `Retry download of ${name}` });
+  await expect(retry).toBeVisible();
+  await expect(phone.message(name)).toContainText(/Stopped at \d+% on this device/);
+  // Stopping is a decision of this device: it survives a reload.
+  await phone.page.reload();
+  await phone.ready();
+  await expect(retry).toBeVisible({ timeout: 30_000 });
+  await expect(phone.page.getByRole('link', { name: `Save ${name}` })).toHaveCount(0);
+  await retry.click();
+  await expect(phone.page.getByRole('link', { name: `Save ${name}` })).toBeVisible({ timeout: 120_000 });
+  const { path: saved } = await saveDownload(phone, name, dir);
+  expect(await sha256File(saved)).toBe(sha);
   await laptop.close();
   await phone.close();
 });

@@ -328,3 +328,20 @@ test('a download cancelled on one device stays stopped across a reload and resum
   await laptop.close();
   await phone.close();
 });
+
+test('files dropped on the chat are sent, several at once', async () => {
+  const laptop = await Device.launch('drop-laptop');
+  // A drop as the browser delivers it: a DataTransfer with two files on the history.
+  await laptop.page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['first dropped file'], 'dropped-1.txt', { type: 'text/plain' }));
+    dt.items.add(new File([new Uint8Array(300 * 1024)], 'dropped-2.bin', { type: 'application/octet-stream' }));
+    const log = document.querySelector('[role="log"]')!;
+    log.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    log.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await expect(laptop.page.getByRole('link', { name: 'Save dropped-1.txt' })).toBeVisible({ timeout: 30_000 });
+  await expect(laptop.page.getByRole('link', { name: 'Save dropped-2.bin' })).toBeVisible({ timeout: 30_000 });
+  await expect(laptop.message('dropped-2.bin')).toContainText('300.0 KB');
+  await laptop.close();
+});

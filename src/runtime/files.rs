@@ -210,17 +210,19 @@ impl Runtime {
         }
     }
 
-    /// Every chunk is here: say so, and make a preview of small images and videos.
-    async fn file_stored(&mut self, root: BlobId, size: u64) {
-        self.files.stored.insert(root);
-        let mime = self
-            .replica
+    /// The history's metadata of a file (name, size, type).
+    fn file_meta(&self, root: BlobId) -> Option<FileMeta> {
+        self.replica
             .items()
             .into_iter()
             .filter_map(|i| i.file)
             .find(|f| f.root == root)
-            .map(|f| f.mime)
-            .unwrap_or_default();
+    }
+
+    /// Every chunk is here: say so, and make a preview of small images and videos.
+    async fn file_stored(&mut self, root: BlobId, size: u64) {
+        self.files.stored.insert(root);
+        let mime = self.file_meta(root).map(|f| f.mime).unwrap_or_default();
         let previewable = (mime.starts_with("image/") || mime.starts_with("video/"))
             && size <= PREVIEW_MAX
             && self
@@ -283,13 +285,7 @@ impl Runtime {
         let Ok(root) = root_hex.parse::<BlobId>() else {
             return;
         };
-        let Some(meta) = self
-            .replica
-            .items()
-            .into_iter()
-            .filter_map(|i| i.file)
-            .find(|f| f.root == root)
-        else {
+        let Some(meta) = self.file_meta(root) else {
             return;
         };
         let url = match self.assemble(root, &meta.mime).await {
@@ -622,14 +618,8 @@ impl Runtime {
                     }
                 }
                 BlobEffect::Complete { root } => {
-                    let size = self.files.views.get(&root).map_or(0, |v| v.have);
-                    let size = self
-                        .replica
-                        .items()
-                        .into_iter()
-                        .filter_map(|i| i.file)
-                        .find(|f| f.root == root)
-                        .map_or(size, |f| f.size);
+                    let have = self.files.views.get(&root).map_or(0, |v| v.have);
+                    let size = self.file_meta(root).map_or(have, |f| f.size);
                     self.file_stored(root, size).await;
                 }
                 BlobEffect::Rejected { peer, reason } => {

@@ -100,16 +100,7 @@ impl IdbStore {
 
 impl Store for IdbStore {
     async fn get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadOnly)
-            .map_err(err)?;
-        let store = tx.store(STORE).map_err(err)?;
-        let v = store
-            .get(JsValue::from_str(key.as_str()))
-            .await
-            .map_err(err)?;
-        Ok(v.filter(|v| !v.is_undefined()).map(|v| bytes(&v)))
+        Ok(self.get_js(key).await?.map(|v| bytes(&v)))
     }
 
     async fn put(&self, key: &StoreKey, value: &[u8]) -> Result<(), StoreError> {

@@ -10,10 +10,12 @@
 //! Writes `$FERRY_BENCH_OUT/signal_load.json` (default `target/bench`; a relative path is taken
 //! from the workspace root).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::Server;
 use futures::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -29,38 +31,8 @@ fn sdp(kind: &str) -> String {
     )
 }
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_server() -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
-        .args(["--host", "127.0.0.1", "--port", "0", "--no-mailbox"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start ferry-signal");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("ferry-signal printed its address")
-            .expect("read stdout");
-        if let Some(rest) = line.strip_prefix("Ferry signaling: ws://") {
-            break rest.split('/').next().expect("address").to_owned();
-        }
-    };
-    Server { child, addr }
+    common::spawn(["--no-mailbox"], true)
 }
 
 /// (VmRSS, VmHWM) in KiB.

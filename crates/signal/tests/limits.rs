@@ -1,9 +1,10 @@
 //! Drives a real `ferry-signal` process on 127.0.0.1 with raw WebSocket clients: routing stays
 //! inside a room, and every limit closes the offending connection with its code.
 
+mod common;
+
+use common::Server;
 use futures::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -12,40 +13,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the binary on a free port and reads the address it prints.
+/// Starts the binary on a free port (signaling only).
 fn server(extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
-        .args(["--host", "127.0.0.1", "--port", "0", "--no-mailbox"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ferry-signal");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("ferry-signal printed its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("Ferry signaling: ws://") {
-            break rest.split('/').next().unwrap().to_owned();
-        }
-    };
-    Server { child, addr }
+    common::spawn(["--no-mailbox"].iter().chain(extra), false)
 }
 
 async fn join(s: &Server, room: &str) -> (Ws, String) {

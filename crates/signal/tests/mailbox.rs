@@ -3,46 +3,19 @@
 //! over sealed blobs, and the server keeps them across restarts without being able to read
 //! them or let strangers in.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::Server;
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn server(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
-        .args(["--host", "127.0.0.1", "--port", "0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ferry-signal");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("ferry-signal printed its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("Ferry signaling: ws://") {
-            break rest.split('/').next().unwrap().to_owned();
-        }
-    };
-    Server { child, addr }
+    let mut args: Vec<&OsStr> = vec![OsStr::new("--data-dir"), data.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    common::spawn(args, false)
 }
 
 fn temp_dir(name: &str) -> PathBuf {

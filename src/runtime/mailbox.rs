@@ -26,6 +26,8 @@ use wasm_bindgen_futures::JsFuture;
 const INTERVAL_MS: f64 = 5_000.0;
 /// Entries fetched per request.
 const FETCH_LIMIT: u32 = 64;
+/// File chunks uploaded per visit (1 MiB): the main loop waits for each request.
+const CHUNKS_PER_VISIT: u32 = 4;
 
 /// The runtime's mailbox state.
 pub(super) struct Mailbox {
@@ -41,6 +43,8 @@ pub(super) struct Mailbox {
     uploaded_heads: Vec<[u8; 32]>,
     /// Files whose bytes were uploaded.
     uploaded_files: BTreeSet<BlobId>,
+    /// The file being uploaded and its next chunk (a visit uploads a few chunks).
+    file_progress: Option<(BlobId, u32)>,
     last_visit: f64,
 }
 
@@ -119,6 +123,7 @@ impl Mailbox {
             cursor: 0,
             uploaded_heads: Vec::new(),
             uploaded_files: BTreeSet::new(),
+            file_progress: None,
             last_visit: 0.0,
         }
     }
@@ -359,12 +364,21 @@ impl Runtime {
                 )
                 .await;
         }
-        // Files this device holds whole, not yet in the mailbox.
+        // Files written here and held whole, not yet in the mailbox: a few chunks per visit
+        // (the main loop waits for each request), resumed at the next visit.
+        let mine: BTreeSet<BlobId> = self
+            .replica
+            .items()
+            .into_iter()
+            .filter(|i| i.author == self.device)
+            .filter_map(|i| i.file.map(|f| f.root))
+            .collect();
         let todo: Vec<BlobId> = self
             .files_stored()
             .into_iter()
-            .filter(|r| !self.mailbox.uploaded_files.contains(r))
+            .filter(|r| mine.contains(r) && !self.mailbox.uploaded_files.contains(r))
             .collect();
+        let mut budget = CHUNKS_PER_VISIT;
         for root in todo {
             let Ok(Some(bytes)) = self.store.get(&manifest_key(&root)).await else {
                 continue;
@@ -372,13 +386,26 @@ impl Runtime {
             let Ok(manifest) = Manifest::decode(&root, &bytes) else {
                 continue;
             };
-            if !self
-                .post_entries(url, token, &MailboxPayload::Manifest { root, bytes })
-                .await
-            {
-                return Ok(());
-            }
-            for index in 0..manifest.chunk_count() {
+            let start = match self.mailbox.file_progress {
+                Some((r, next)) if r == root => next,
+                _ => {
+                    if !self
+                        .post_entries(url, token, &MailboxPayload::Manifest { root, bytes })
+                        .await
+                    {
+                        return Ok(());
+                    }
+                    0
+                }
+            };
+            for index in start..manifest.chunk_count() {
+                if budget == 0 {
+                    self.mailbox.file_progress = Some((root, index));
+                    // More to do: come back soon rather than after the usual interval.
+                    self.mailbox.last_visit -= INTERVAL_MS - 100.0;
+                    return Ok(());
+                }
+                budget -= 1;
                 let Ok(Some(data)) = self.store.get(&chunk_key(&root, index)).await else {
                     return Ok(());
                 };
@@ -386,9 +413,11 @@ impl Runtime {
                     .post_entries(url, token, &MailboxPayload::Chunk { root, index, data })
                     .await
                 {
+                    self.mailbox.file_progress = Some((root, index));
                     return Ok(());
                 }
             }
+            self.mailbox.file_progress = None;
             self.mailbox.uploaded_files.insert(root);
             let text: String = self
                 .mailbox

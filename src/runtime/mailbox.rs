@@ -24,6 +24,9 @@ use wasm_bindgen_futures::JsFuture;
 
 /// How often the mailbox is visited while no other device is connected (ms).
 const INTERVAL_MS: f64 = 5_000.0;
+/// How long no other device must have been connected before the mailbox is used (ms): a
+/// reload or a brief network blip on the other side is not a reason to upload a file.
+const GRACE_MS: f64 = 10_000.0;
 /// Entries fetched per request.
 const FETCH_LIMIT: u32 = 64;
 /// File chunks uploaded per visit (1 MiB): the main loop waits for each request.
@@ -46,6 +49,8 @@ pub(super) struct Mailbox {
     /// The file being uploaded and its next chunk (a visit uploads a few chunks).
     file_progress: Option<(BlobId, u32)>,
     last_visit: f64,
+    /// When another device was last connected (or this mailbox state was created).
+    last_peer: f64,
 }
 
 fn settings(name: &str) -> ferry_core::StoreKey {
@@ -125,6 +130,7 @@ impl Mailbox {
             uploaded_files: BTreeSet::new(),
             file_progress: None,
             last_visit: 0.0,
+            last_peer: js_sys::Date::now(),
         }
     }
 }
@@ -182,13 +188,17 @@ impl Runtime {
     /// Visits the mailbox when it is configured, on, and no other device is connected.
     pub(super) async fn pump_mailbox(&mut self) {
         let now = js_sys::Date::now();
-        if self.remote_devices() > 0 && self.view.mailbox_status.with_untracked(Option::is_some) {
-            // A device is connected: sync takes over from the mailbox.
-            self.view.mailbox_status.set(None);
+        if self.remote_devices() > 0 {
+            self.mailbox.last_peer = now;
+            if self.view.mailbox_status.with_untracked(Option::is_some) {
+                // A device is connected: sync takes over from the mailbox.
+                self.view.mailbox_status.set(None);
+            }
+            return;
         }
         if self.mailbox.disabled
             || !self.rtc_owner.get()
-            || self.remote_devices() > 0
+            || now - self.mailbox.last_peer < GRACE_MS
             || now - self.mailbox.last_visit < INTERVAL_MS
         {
             return;

@@ -75,7 +75,7 @@ test('with the mailbox turned off, nothing is uploaded', async () => {
   await expect(toggle).not.toBeChecked();
   await laptop.send('this stays on the laptop');
   // Several mailbox intervals pass: nothing may be waiting in, or sent to, the mailbox.
-  await laptop.page.waitForTimeout(12_000);
+  await laptop.page.waitForTimeout(20_000);
   await expect(laptop.page.getByText(/waiting in the mailbox/)).toHaveCount(0);
   const link = await laptop.pairingLink();
   await laptop.close();
@@ -83,8 +83,9 @@ test('with the mailbox turned off, nothing is uploaded', async () => {
   const phone = await Device.launch('mbox-off-phone');
   await phone.join(link);
   await expect(phone.status).toHaveText('No other devices connected');
-  // The phone visits the mailbox at once after joining and every 5 s: give it three visits.
-  await phone.page.waitForTimeout(15_000);
+  // The phone visits the mailbox 10 s after joining (alone), then every 5 s: give it three
+  // visits.
+  await phone.page.waitForTimeout(22_000);
   await expect(phone.message('this stays on the laptop')).toHaveCount(0);
   await phone.context.close();
 

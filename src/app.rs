@@ -921,7 +921,10 @@ fn FileCard(file: crate::view::FileInfo) -> impl IntoView {
                 }
             })}
             <p class="file-head">
-                <span class="file-icon" aria-hidden="true">"📄"</span>
+                <svg class="file-icon" aria-hidden="true" viewBox="0 0 24 24" width="18" height="18"
+                    fill="none" stroke="currentColor" stroke-width="2" stroke-linejoin="round">
+                    <path d="M6 2h8l4 4v16H6z"/><path d="M14 2v4h4"/>
+                </svg>
                 <span class="file-name">{name.clone()}</span>
             </p>
             <p class="file-meta">{format_size(size)}" · "{kind}</p>
@@ -1064,7 +1067,12 @@ fn Composer() -> impl IntoView {
                     if let Some(input) = picker.get() {
                         input.click();
                     }
-                }>"📎"</button>
+                }>
+                <svg aria-hidden="true" viewBox="0 0 24 24" width="20" height="20" fill="none"
+                    stroke="currentColor" stroke-width="2" stroke-linecap="round">
+                    <path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"/>
+                </svg>
+            </button>
             <button type="submit" class="primary">"Send"</button>
         </form>
     }

@@ -117,4 +117,5 @@ cd "$here"
 export FERRY_NATLAB=1 FERRY_APP_URL="http://$PUB_IP:8080" FERRY_TURN="turn:$PUB_IP:3478" \
   FERRY_STUN="stun:$PUB_IP:3478" FERRY_NATLAB_CHROMIUM_A="$work/chromium-$devA" \
   FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB"
-node_modules/.bin/playwright test nat_lab.spec.ts "$@"
+# Its own output dir: the main run's screenshots in target/e2e-results stay.
+node_modules/.bin/playwright test nat_lab.spec.ts --output ../../target/e2e-results-natlab "$@"

@@ -694,12 +694,7 @@ impl Runtime {
             if sending.contains(&root) {
                 continue;
             }
-            let keys = self
-                .store
-                .keys(&blob_prefix(&root))
-                .await
-                .unwrap_or_default();
-            self.start_file(root, &keys).await;
+            self.start_stored_file(root).await;
         }
     }
 
@@ -731,6 +726,11 @@ impl Runtime {
         };
         self.files.stopped.remove(&root);
         self.save_stopped().await;
+        self.start_stored_file(root).await;
+    }
+
+    /// [`Runtime::start_file`] with the file's stored keys read first.
+    async fn start_stored_file(&mut self, root: BlobId) {
         let keys = self
             .store
             .keys(&blob_prefix(&root))

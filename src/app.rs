@@ -361,8 +361,12 @@ fn MailboxSetting() -> impl IntoView {
         </label>
         <p class="hint">
             "Devices that are never online at the same time still sync: the server keeps sealed \
-             entries it cannot read, until your other devices fetch them."
+             entries it cannot read. History is compacted into one snapshot once your devices \
+             have it; files stay until each of your other devices fetched them (at most 30 days)."
         </p>
+        <Show when=move || view.mailbox_held.with(Option::is_some)>
+            <p class="hint">{move || view.mailbox_held.get()}</p>
+        </Show>
     }
 }
 

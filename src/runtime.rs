@@ -712,15 +712,7 @@ impl Runtime {
                 }
             }
             if moved {
-                let text: String = self
-                    .delivered
-                    .iter()
-                    .map(|(id, ms)| format!("{id} {ms}\n"))
-                    .collect();
-                let _ = self
-                    .store
-                    .put(&key(&["device", "delivered"]), text.as_bytes())
-                    .await;
+                self.save_delivered().await;
                 self.refresh_items();
             }
         }
@@ -745,6 +737,19 @@ impl Runtime {
         if self.view.last_synced.get_untracked().as_deref() != Some(text.as_str()) {
             self.view.last_synced.set(Some(text));
         }
+    }
+
+    /// Best effort, like "last seen".
+    async fn save_delivered(&self) {
+        let text: String = self
+            .delivered
+            .iter()
+            .map(|(id, ms)| format!("{id} {ms}\n"))
+            .collect();
+        let _ = self
+            .store
+            .put(&key(&["device", "delivered"]), text.as_bytes())
+            .await;
     }
 
     async fn mark_seen(&mut self, device: DeviceId) {

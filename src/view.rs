@@ -397,6 +397,9 @@ pub struct ViewState {
     /// What the mailbox holds for other devices ("3 items waiting in the mailbox ..."), or a
     /// problem with it.
     pub mailbox_status: RwSignal<Option<String>>,
+    /// What the server holds for the space, as of the last visit ("The mailbox holds 3 sealed
+    /// entries (12.0 KB) for this space").
+    pub mailbox_held: RwSignal<Option<String>>,
     /// The current time (ms since the epoch), refreshed once a minute for relative ages;
     /// 0 until the UI starts its clock.
     pub now_ms: RwSignal<u64>,
@@ -437,6 +440,7 @@ impl ViewState {
             storage: RwSignal::new(None),
             mailbox_on: RwSignal::new(true),
             mailbox_status: RwSignal::new(None),
+            mailbox_held: RwSignal::new(None),
             now_ms: RwSignal::new(0),
             ios_hint: RwSignal::new(false),
             toast: RwSignal::new(None),

@@ -7,17 +7,24 @@
 //! stores opaque blobs: it can check our bearer key's hash but cannot read anything.
 //! Failures are quiet retries (the mailbox is a fallback, never a reason for an alert).
 //!
-//! Nothing is acknowledged (see `fetch_mailbox`): entries stay until the server's TTL, so a
-//! device that joins months later from a pairing link, alone, still gets the whole history
-//! while it is within the TTL. Compacted snapshot uploads would let old entries go sooner.
+//! After applying, the device acknowledges its cursor (only up to the oldest message still
+//! incomplete here, see `MailboxCursor`). The server lets history entries go once every
+//! registered device has them *and* a base covers them: every so often (`base_due`) a device
+//! uploads a compacted snapshot of the whole history instead of a delta and declares it, so a
+//! device that joins later, alone, reads the snapshot instead of the deleted entries. File
+//! chunks are uploaded "held": they stay until every other registered device has them.
+//! The cursors the server reports tell which device has which of our uploads: that is the
+//! per-item "on Laptop" for devices reached only through the mailbox.
 
 use super::{Runtime, key};
 use ferry_core::blobs::{chunk_key, manifest_key};
 use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store};
 use ferry_core::{
-    MailboxKeys, MailboxPayload, MailboxReader, plan_upload, random_msg_id, seal_payload,
+    MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, UploadLog, base_due, plan_upload,
+    random_msg_id, seal_payload,
 };
 use leptos::prelude::*;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -40,8 +47,14 @@ pub(super) struct Mailbox {
     /// `None` if the room id could not make a reader (never for ids Ferry derives).
     reader: Option<MailboxReader>,
     registered: bool,
-    /// Last entry applied here (server sequence number).
-    cursor: u64,
+    /// This device's name on the server (an opaque tag).
+    tag: String,
+    /// Entries read and applied here (server sequence numbers).
+    cursor: MailboxCursor,
+    /// The cursor last acknowledged to the server (`None`: not registered there yet).
+    acked: Option<u64>,
+    /// This device's uploads, for delivery as other devices' cursors pass them.
+    uploads: UploadLog,
     /// Heads of the history as of the last complete upload (automerge change hashes).
     uploaded_heads: Vec<[u8; 32]>,
     /// Files whose bytes were uploaded.
@@ -101,10 +114,32 @@ async fn request(
     Ok((resp.status(), js_sys::Uint8Array::new(&buf).to_vec()))
 }
 
+/// A JSON request that must answer 200.
+async fn post_json(url: &str, token: &str, body: &serde_json::Value) -> Result<(), String> {
+    let (status, answer) =
+        request("POST", url, token, Some(body.to_string().as_bytes()), true).await?;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("({status}) {}", String::from_utf8_lossy(&answer)))
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Entry {
     seq: u64,
     blob: String,
+}
+
+#[derive(serde::Deserialize, Clone, Copy)]
+struct Base {
+    to: u64,
+}
+
+#[derive(serde::Deserialize, Default, Clone, Copy)]
+struct Stored {
+    entries: u64,
+    bytes: u64,
 }
 
 #[derive(serde::Deserialize)]
@@ -112,9 +147,29 @@ struct Fetched {
     entries: Vec<Entry>,
     #[serde(default)]
     more: bool,
+    #[serde(default)]
+    last_seq: u64,
+    #[serde(default)]
+    base: Option<Base>,
+    #[serde(default)]
+    cursors: BTreeMap<String, u64>,
+    #[serde(default)]
+    stored: Stored,
+}
+
+/// What the last fetch said about the room.
+struct Room {
+    last_seq: u64,
+    base_to: Option<u64>,
+    cursors: BTreeMap<String, u64>,
 }
 
 impl Mailbox {
+    /// The reader holds part of a message still incomplete.
+    fn incomplete(&self) -> bool {
+        self.reader.as_ref().is_some_and(|r| r.buffered().0 > 0)
+    }
+
     pub(super) fn new(secret: &ferry_core::SpaceSecret, me: DeviceId) -> Self {
         let keys = MailboxKeys::derive(secret);
         let reader = MailboxReader::new(MailboxKeys::derive(secret), &secret.room_id())
@@ -122,10 +177,13 @@ impl Mailbox {
             .map(|r| r.skip_from(me));
         Mailbox {
             disabled: false,
+            tag: keys.device_tag(me),
             keys,
             reader,
             registered: false,
-            cursor: 0,
+            cursor: MailboxCursor::new(0),
+            acked: None,
+            uploads: UploadLog::default(),
             uploaded_heads: Vec::new(),
             uploaded_files: BTreeSet::new(),
             file_progress: None,
@@ -141,7 +199,12 @@ impl Runtime {
     pub(super) async fn boot_mailbox(&mut self, fresh: bool) {
         self.mailbox = Mailbox::new(&self.secret, self.device);
         if fresh {
-            for name in ["mailbox-cursor", "mailbox-heads", "mailbox-files"] {
+            for name in [
+                "mailbox-cursor",
+                "mailbox-heads",
+                "mailbox-files",
+                "mailbox-uploads",
+            ] {
                 let _ = self.store.delete(&settings(name)).await;
             }
         }
@@ -150,10 +213,16 @@ impl Runtime {
             async move { store.get(&settings(name)).await.ok().flatten() }
         };
         self.mailbox.disabled = get("mailbox-off").await.is_some_and(|b| b == b"1");
-        self.mailbox.cursor = get("mailbox-cursor")
+        self.mailbox.cursor = MailboxCursor::new(
+            get("mailbox-cursor")
+                .await
+                .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+                .unwrap_or(0),
+        );
+        self.mailbox.uploads = get("mailbox-uploads")
             .await
-            .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
-            .unwrap_or(0);
+            .map(|b| UploadLog::decode(&String::from_utf8_lossy(&b)))
+            .unwrap_or_default();
         self.mailbox.uploaded_heads = get("mailbox-heads")
             .await
             .map(|b| {
@@ -225,17 +294,68 @@ impl Runtime {
             }
             self.mailbox.registered = true;
         }
-        self.fetch_mailbox(url, &token).await?;
-        self.upload_mailbox(url, &token).await
+        let room = self.fetch_mailbox(url, &token).await?;
+        self.acknowledge(url, &token).await?;
+        self.note_mailbox_delivery(&room.cursors).await;
+        self.upload_mailbox(url, &token, &room).await
     }
 
-    async fn fetch_mailbox(&mut self, url: &str, token: &str) -> Result<(), String> {
+    /// Tells the server what this device has (the first time, this registers the device, so
+    /// held file chunks wait for it too).
+    async fn acknowledge(&mut self, url: &str, token: &str) -> Result<(), String> {
+        let safe = self.mailbox.cursor.safe();
+        if self.mailbox.acked == Some(safe) {
+            return Ok(());
+        }
+        post_json(
+            &format!("{url}/ack"),
+            token,
+            &serde_json::json!({ "device": self.mailbox.tag, "seq": safe }),
+        )
+        .await
+        .map_err(|e| format!("acknowledging failed: {e}"))?;
+        self.mailbox.acked = Some(safe);
+        Ok(())
+    }
+
+    /// Another device's cursor past one of our uploads means it has the items that upload
+    /// carried: the same "on Laptop" that direct sync gives.
+    async fn note_mailbox_delivery(&mut self, cursors: &BTreeMap<String, u64>) {
+        let mut moved = false;
+        for d in self.replica.devices().into_iter().map(|d| d.id) {
+            if d == self.device {
+                continue;
+            }
+            let tag = self.mailbox.keys.device_tag(d);
+            let Some(ms) = cursors
+                .get(&tag)
+                .and_then(|c| self.mailbox.uploads.delivered_ms(*c))
+            else {
+                continue;
+            };
+            let at = self.delivered.entry(d).or_insert(0);
+            if *at < ms {
+                *at = ms;
+                moved = true;
+            }
+        }
+        if moved {
+            self.save_delivered().await;
+            self.refresh_items();
+        }
+    }
+
+    async fn fetch_mailbox(&mut self, url: &str, token: &str) -> Result<Room, String> {
         use base64::Engine;
         let mut effect_batch: Vec<Effect> = Vec::new();
-        loop {
+        let saved = self.mailbox.cursor.safe();
+        let room = loop {
             let (status, body) = request(
                 "GET",
-                &format!("{url}?after={}&limit={FETCH_LIMIT}", self.mailbox.cursor),
+                &format!(
+                    "{url}?after={}&limit={FETCH_LIMIT}",
+                    self.mailbox.cursor.read()
+                ),
                 token,
                 None,
                 false,
@@ -264,29 +384,40 @@ impl Runtime {
                         web_sys::console::warn_1(&format!("mailbox entry refused: {e}").into());
                     }
                 }
-                self.mailbox.cursor = self.mailbox.cursor.max(entry.seq);
+                let incomplete = self.mailbox.incomplete();
+                self.mailbox.cursor.opened(entry.seq, incomplete);
             }
-            if !fetched.entries.is_empty() {
-                let _ = self
-                    .store
-                    .put(
-                        &settings("mailbox-cursor"),
-                        self.mailbox.cursor.to_string().as_bytes(),
-                    )
-                    .await;
-                // No acknowledgement is sent: the server deletes what every *registered*
-                // device acknowledged, but a device that joins later (and may never meet
-                // another online) needs the whole history, and nobody can register it in
-                // advance. Entries live until the server's TTL or quota instead.
+            if !fetched.more && fetched.last_seq > self.mailbox.cursor.read() {
+                // Everything after our last entry is gone (held chunks others all fetched,
+                // history a base covers): nothing there is for us.
+                let incomplete = self.mailbox.incomplete();
+                self.mailbox.cursor.opened(fetched.last_seq, incomplete);
             }
+            let room = Room {
+                last_seq: fetched.last_seq,
+                base_to: fetched.base.map(|b| b.to),
+                cursors: fetched.cursors,
+            };
+            self.view.mailbox_held.set(Some(held_text(fetched.stored)));
             if !fetched.more || fetched.entries.is_empty() {
-                break;
+                break room;
             }
-        }
+        };
         if !effect_batch.is_empty() {
             self.apply_remote(effect_batch).await;
         }
-        Ok(())
+        if self.mailbox.cursor.safe() != saved {
+            // After applying (and saving) what was read, and only what survives a reload:
+            // parts of an incomplete message live in memory.
+            let _ = self
+                .store
+                .put(
+                    &settings("mailbox-cursor"),
+                    self.mailbox.cursor.safe().to_string().as_bytes(),
+                )
+                .await;
+        }
+        Ok(room)
     }
 
     /// Applies one payload; the effects of a history change.
@@ -319,33 +450,51 @@ impl Runtime {
         }
     }
 
-    async fn post_entries(&mut self, url: &str, token: &str, payload: &MailboxPayload) -> bool {
-        let Ok(entries) = seal_payload(
+    /// Seals and posts one message; the server's sequence numbers of its entries, or `None`
+    /// if any entry was refused (the caller tries again at a later visit).
+    async fn post_entries(
+        &mut self,
+        url: &str,
+        token: &str,
+        payload: &MailboxPayload,
+        hold: bool,
+    ) -> Option<Vec<u64>> {
+        let entries = seal_payload(
             &self.mailbox.keys,
             &self.secret.room_id(),
             self.device,
             random_msg_id(),
             payload,
-        ) else {
-            return false;
-        };
+        )
+        .ok()?;
+        let url = format!(
+            "{url}?device={}{}",
+            self.mailbox.tag,
+            if hold { "&hold=1" } else { "" }
+        );
+        let mut seqs = Vec::with_capacity(entries.len());
         for entry in entries {
-            match request("POST", url, token, Some(&entry), false).await {
-                Ok((201, _)) | Ok((200, _)) => {}
+            match request("POST", &url, token, Some(&entry), false).await {
+                Ok((201, body)) | Ok((200, body)) => {
+                    let seq = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["seq"].as_u64())?;
+                    seqs.push(seq);
+                }
                 Ok((status, body)) => {
                     self.view.mailbox_status.set(Some(format!(
                         "The mailbox refused an upload ({status}): {}",
                         String::from_utf8_lossy(&body)
                     )));
-                    return false;
+                    return None;
                 }
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
-        true
+        Some(seqs)
     }
 
-    async fn upload_mailbox(&mut self, url: &str, token: &str) -> Result<(), String> {
+    async fn upload_mailbox(&mut self, url: &str, token: &str, room: &Room) -> Result<(), String> {
         let heads: Vec<automerge::ChangeHash> = self
             .mailbox
             .uploaded_heads
@@ -353,17 +502,39 @@ impl Runtime {
             .map(|h| automerge::ChangeHash(*h))
             .collect();
         if let Some(plan) = plan_upload(self.replica.doc_mut(), &heads) {
-            if !self
-                .post_entries(
-                    url,
-                    token,
-                    &MailboxPayload::Changes {
-                        bytes: plan.changes,
-                    },
-                )
+            // Items up to this time are in what is uploaded now.
+            let carried = self.replica.latest_ms().max(js_sys::Date::now() as u64);
+            let read = self.mailbox.cursor.read();
+            let as_base = base_due(room.last_seq, room.base_to, read, true)
+                && self.mailbox.cursor.safe() == read;
+            let bytes = if as_base {
+                self.replica.doc_mut().save()
+            } else {
+                plan.changes
+            };
+            let Some(seqs) = self
+                .post_entries(url, token, &MailboxPayload::Changes { bytes }, false)
                 .await
-            {
+            else {
                 return Ok(());
+            };
+            if let (true, Some(from), Some(to)) = (as_base, seqs.first(), seqs.last()) {
+                // Declared only once all of it is stored: a half-uploaded snapshot is never
+                // what a late joiner is given instead of the entries it replaces.
+                let base = serde_json::json!({ "from": from, "to": to, "covers": read });
+                if let Err(e) = post_json(&format!("{url}/base"), token, &base).await {
+                    web_sys::console::warn_1(&format!("mailbox base refused: {e}").into());
+                }
+            }
+            if let Some(last) = seqs.last() {
+                self.mailbox.uploads.record(*last, carried);
+                let _ = self
+                    .store
+                    .put(
+                        &settings("mailbox-uploads"),
+                        self.mailbox.uploads.encode().as_bytes(),
+                    )
+                    .await;
             }
             self.mailbox.uploaded_heads = plan.heads.iter().map(|h| h.0).collect();
             let _ = self
@@ -399,9 +570,11 @@ impl Runtime {
             let start = match self.mailbox.file_progress {
                 Some((r, next)) if r == root => next,
                 _ => {
-                    if !self
-                        .post_entries(url, token, &MailboxPayload::Manifest { root, bytes })
+                    let manifest = MailboxPayload::Manifest { root, bytes };
+                    if self
+                        .post_entries(url, token, &manifest, true)
                         .await
+                        .is_none()
                     {
                         return Ok(());
                     }
@@ -419,10 +592,8 @@ impl Runtime {
                 let Ok(Some(data)) = self.store.get(&chunk_key(&root, index)).await else {
                     return Ok(());
                 };
-                if !self
-                    .post_entries(url, token, &MailboxPayload::Chunk { root, index, data })
-                    .await
-                {
+                let chunk = MailboxPayload::Chunk { root, index, data };
+                if self.post_entries(url, token, &chunk, true).await.is_none() {
                     self.mailbox.file_progress = Some((root, index));
                     return Ok(());
                 }
@@ -449,5 +620,20 @@ impl Runtime {
             }
         }));
         Ok(())
+    }
+}
+
+/// "The mailbox holds 3 sealed entries (12.0 KB) for this space."
+fn held_text(stored: Stored) -> String {
+    match stored.entries {
+        0 => "The mailbox holds nothing for this space.".to_string(),
+        1 => format!(
+            "The mailbox holds 1 sealed entry ({}) for this space.",
+            crate::view::format_size(stored.bytes)
+        ),
+        n => format!(
+            "The mailbox holds {n} sealed entries ({}) for this space.",
+            crate::view::format_size(stored.bytes)
+        ),
     }
 }

@@ -1,7 +1,10 @@
 // Journey: a phone and a laptop that are never online at the same time. The laptop writes
 // texts and sends a file while alone, then closes; the phone opens alone later and gets all of
 // it from the end-to-end encrypted mailbox on the signaling server, which holds only sealed
-// bytes (the test reads the server's database files and finds none of the plaintext).
+// bytes (the test reads the server's database files and finds none of the plaintext). The
+// phone acknowledges: the file's chunks leave the server and the history is compacted into
+// one snapshot; the laptop, alone again, learns from the server that the phone has its
+// messages; a tablet joining last, alone, still gets the whole history from the snapshot.
 import { test, expect } from '@playwright/test';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -21,11 +24,13 @@ function allBytes(dir: string): Buffer {
 }
 
 test('devices that are never online together sync through the sealed mailbox', async () => {
-  test.setTimeout(180_000);
+  test.setTimeout(300_000);
   const dataDir = process.env.FERRY_DATA_DIR;
   expect(dataDir, 'netns.sh exports the mailbox data dir').toBeTruthy();
   const dir = mkdtempSync(join(tmpdir(), 'ferry-mailbox-'));
-  const bytes = randomBytes(600 * 1024); // three chunks
+  // 18 chunks: with the manifest, more entries after the laptop's first snapshot than make
+  // the phone's next upload a fresh snapshot (BASE_AFTER = 16).
+  const bytes = randomBytes(18 * 256 * 1024 - 1000);
   const sha = createHash('sha256').update(bytes).digest('hex');
   const filePath = join(dir, 'notes-from-the-bus.bin');
   writeFileSync(filePath, bytes);
@@ -39,7 +44,7 @@ test('devices that are never online together sync through the sealed mailbox', a
   await expect(laptop.page.getByText(/3 items waiting in the mailbox for your other devices/)).toBeVisible({ timeout: 30_000 });
   const link = await laptop.pairingLink();
   // Let the upload of the file's chunks finish (it follows the texts' upload).
-  await expect.poll(() => allBytes(dataDir!).length, { timeout: 30_000 }).toBeGreaterThan(600 * 1024);
+  await expect.poll(() => allBytes(dataDir!).length, { timeout: 60_000 }).toBeGreaterThan(bytes.length);
   await laptop.close();
 
   // 2. The phone, alone, joins with the link: everything arrives from the mailbox.
@@ -53,6 +58,9 @@ test('devices that are never online together sync through the sealed mailbox', a
   const saved = join(dir, 'saved.bin');
   await download.saveAs(saved);
   expect(createHash('sha256').update(readFileSync(saved)).digest('hex')).toBe(sha);
+  await phone.openDevices();
+  await phone.page.getByRole('textbox', { name: "This device's name" }).fill('Bus phone');
+  await phone.page.getByRole('button', { name: 'Rename' }).click();
 
   // 3. The server's stored bytes hold none of the plaintext: texts, file name, file bytes.
   const stored = allBytes(dataDir!);
@@ -62,7 +70,34 @@ test('devices that are never online together sync through the sealed mailbox', a
   for (const at of [0, 300 * 1024, bytes.length - 64]) {
     expect(stored.includes(bytes.subarray(at, at + 64)), 'file bytes must not be stored in clear').toBe(false);
   }
+
+  // 4. The phone acknowledged: the chunks (held until another device had them) are gone and
+  //    the history is one snapshot the phone uploaded (its rename included).
+  const held = async (d: Device) => {
+    const text = (await d.page.getByText(/The mailbox holds/).textContent()) ?? '';
+    const m = /holds (\d+) sealed entr/.exec(text);
+    return m ? Number(m[1]) : text.includes('holds nothing') ? 0 : Infinity;
+  };
+  await expect.poll(() => held(phone), { timeout: 30_000 }).toBeLessThanOrEqual(2);
   await phone.close();
+
+  // 5. The laptop, alone again: the server's cursors say the phone has its messages.
+  await laptop.restartBrowser();
+  await expect(laptop.status).toHaveText('No other devices connected');
+  for (const t of texts) {
+    await expect(laptop.message(t)).toContainText('on Bus phone', { timeout: 30_000 });
+  }
+  await laptop.close();
+
+  // 6. A tablet joins last, alone: the compacted history still holds everything written.
+  const tablet = await Device.launch('mbox-tablet');
+  await tablet.join(link);
+  await expect(tablet.status).toHaveText('No other devices connected');
+  for (const t of texts) await expect(tablet.message(t)).toBeVisible({ timeout: 30_000 });
+  await tablet.openDevices();
+  await expect(tablet.page.getByRole('list', { name: 'Devices in this space' })).toContainText('Bus phone');
+  await tablet.page.screenshot({ path: test.info().outputPath('tablet-devices.png'), fullPage: true });
+  await tablet.close();
 });
 
 test('with the mailbox turned off, nothing is uploaded', async () => {

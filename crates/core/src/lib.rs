@@ -55,8 +55,8 @@ pub use doc::{DeviceInfo, DocError, FileMeta, Item, ItemKind, SpaceDoc};
 pub use hlc::{Clock, Hlc};
 pub use ids::{DeviceId, IdError, ItemId};
 pub use mailbox::{
-    MailboxError, MailboxKeys, MailboxPayload, MailboxReader, ReaderLimits, UploadPlan,
-    plan_upload, random_msg_id, seal_payload,
+    BASE_AFTER, MailboxCursor, MailboxError, MailboxKeys, MailboxPayload, MailboxReader,
+    ReaderLimits, UploadLog, UploadPlan, base_due, plan_upload, random_msg_id, seal_payload,
 };
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};
 pub use replica::{Effect, Input, MAX_BAD_FRAMES, PeerKey, Replica, ReplicaError};

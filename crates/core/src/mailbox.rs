@@ -140,6 +140,18 @@ impl MailboxKeys {
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&self.content.into())
     }
+
+    /// The name a device goes by on the server (its cursor, the uploader of its entries): 24
+    /// hex digits keyed by the content key, so the server (which knows `K`) cannot link it to
+    /// the device id, while every device of the space can map it back.
+    pub fn device_tag(&self, device: DeviceId) -> String {
+        let mut input = b"ferry/mailbox/device-tag/v1".to_vec();
+        input.extend_from_slice(device.as_bytes());
+        blake3::keyed_hash(&self.content, &input).as_bytes()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// One mailbox message.
@@ -621,10 +633,179 @@ pub fn plan_upload(doc: &mut SpaceDoc, since: &[ChangeHash]) -> Option<UploadPla
     Some(UploadPlan { changes, heads })
 }
 
+/// Entries after the newest base that make the next upload a fresh base (a compacted
+/// snapshot) instead of a delta, so the server can let the old ones go.
+pub const BASE_AFTER: u64 = 16;
+
+/// Whether this visit should upload a base: there is something new to upload, everything in
+/// the mailbox has been applied here (a base claims to cover it), and either no base exists
+/// yet or [`BASE_AFTER`] entries came after it.
+pub fn base_due(last_seq: u64, base_to: Option<u64>, applied: u64, have_new: bool) -> bool {
+    have_new
+        && applied >= last_seq
+        && base_to.is_none_or(|to| last_seq.saturating_sub(to) >= BASE_AFTER)
+}
+
+/// How far an incomplete message may hold the saved cursor back: twice the most parts one
+/// message may have. An uploader killed mid-message leaves parts that never complete; they
+/// must not pin the cursor (and the server's storage) for ever.
+const MAX_HOLD_BACK: u64 = 2 * MAX_PARTS as u64;
+
+/// A device's position in the mailbox. What it may *save and acknowledge* is not simply the
+/// last entry read: parts of a message still incomplete live only in memory, so after a
+/// reload they must be fetched again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MailboxCursor {
+    read: u64,
+    pending_since: Option<u64>,
+}
+
+impl MailboxCursor {
+    /// Resumes from a saved cursor.
+    pub fn new(saved: u64) -> Self {
+        MailboxCursor {
+            read: saved,
+            pending_since: None,
+        }
+    }
+
+    /// The last entry read (the next fetch starts after it).
+    pub fn read(&self) -> u64 {
+        self.read
+    }
+
+    /// Records that entry `seq` was read; `incomplete` says whether the reader still buffers
+    /// an unfinished message afterwards ([`MailboxReader::buffered`]).
+    pub fn opened(&mut self, seq: u64, incomplete: bool) {
+        self.read = self.read.max(seq);
+        self.pending_since = match (incomplete, self.pending_since) {
+            (false, _) => None,
+            (true, Some(p)) => Some(p),
+            (true, None) => Some(seq),
+        };
+    }
+
+    /// What to save and acknowledge: everything before the oldest incomplete message.
+    pub fn safe(&self) -> u64 {
+        match self.pending_since {
+            Some(p) if self.read - p < MAX_HOLD_BACK => p - 1,
+            _ => self.read,
+        }
+    }
+}
+
+/// This device's uploads, newest last: the last entry of each and the newest item time it
+/// carried. A server cursor past an upload means that device has those items.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadLog(VecDeque<(u64, u64)>);
+
+impl UploadLog {
+    /// Uploads remembered (older ones are covered by newer ones for delivery purposes).
+    const KEEP: usize = 64;
+
+    /// Parses the saved form (`"<seq> <ms>"` lines); bad lines are skipped.
+    pub fn decode(text: &str) -> Self {
+        UploadLog(
+            text.lines()
+                .filter_map(|l| {
+                    let (a, b) = l.split_once(' ')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// The saved form.
+    pub fn encode(&self) -> String {
+        self.0.iter().map(|(s, m)| format!("{s} {m}\n")).collect()
+    }
+
+    /// Records an upload ending at entry `seq` that carried items up to `ms`.
+    pub fn record(&mut self, seq: u64, ms: u64) {
+        self.0.push_back((seq, ms));
+        while self.0.len() > Self::KEEP {
+            self.0.pop_front();
+        }
+    }
+
+    /// The newest item time a device whose cursor is `cursor` has received from here.
+    pub fn delivered_ms(&self, cursor: u64) -> Option<u64> {
+        self.0
+            .iter()
+            .filter(|(seq, _)| *seq <= cursor)
+            .map(|(_, ms)| *ms)
+            .max()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn device_tags_are_pinned_per_space_and_device() {
+        let (k, _) = space(42);
+        let d = DeviceId::from_bytes([9; 16]);
+        let tag = k.device_tag(d);
+        assert_eq!(tag.len(), 24);
+        assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(tag, k.device_tag(d));
+        assert_ne!(tag, k.device_tag(DeviceId::from_bytes([8; 16])));
+        assert_ne!(tag, space(43).0.device_tag(d));
+        let expected = &blake3::keyed_hash(&k.content, b"ferry/mailbox/device-tag/v1\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09").to_hex()[..24];
+        assert_eq!(tag, expected);
+    }
+
+    #[test]
+    fn a_base_is_due_only_when_everything_is_applied_and_enough_came_after() {
+        assert!(base_due(3, None, 3, true));
+        assert!(!base_due(3, None, 3, false), "nothing new to say");
+        assert!(!base_due(3, None, 2, true), "entry 3 not applied here");
+        assert!(
+            !base_due(20, Some(5), 20, true),
+            "15 entries since the base"
+        );
+        assert!(base_due(21, Some(5), 21, true));
+    }
+
+    #[test]
+    fn the_saved_cursor_stays_before_an_incomplete_message() {
+        let mut c = MailboxCursor::new(10);
+        c.opened(11, false);
+        assert_eq!((c.read(), c.safe()), (11, 11));
+        // 12 starts a two-part message; 13 is a whole one from another device.
+        c.opened(12, true);
+        c.opened(13, true);
+        assert_eq!((c.read(), c.safe()), (13, 11));
+        c.opened(14, false);
+        assert_eq!(c.safe(), 14);
+        // A message whose uploader died never completes: it holds the cursor back only so far.
+        c.opened(15, true);
+        c.opened(15 + MAX_HOLD_BACK - 1, true);
+        assert_eq!(c.safe(), 14);
+        c.opened(15 + MAX_HOLD_BACK, true);
+        assert_eq!(c.safe(), 15 + MAX_HOLD_BACK);
+    }
+
+    #[test]
+    fn the_upload_log_says_what_a_cursor_has() {
+        let mut log = UploadLog::default();
+        assert_eq!(log.delivered_ms(100), None);
+        log.record(3, 1_000);
+        log.record(9, 2_000);
+        assert_eq!(log.delivered_ms(2), None);
+        assert_eq!(log.delivered_ms(3), Some(1_000));
+        assert_eq!(log.delivered_ms(8), Some(1_000));
+        assert_eq!(log.delivered_ms(9), Some(2_000));
+        let back = UploadLog::decode(&(log.encode() + "junk\n7 x\n"));
+        assert_eq!(back, log);
+        for i in 0..100 {
+            log.record(10 + i, 3_000 + i);
+        }
+        assert_eq!(log.0.len(), UploadLog::KEEP);
+        assert_eq!(log.delivered_ms(u64::MAX), Some(3_099));
+    }
 
     fn space(b: u8) -> (MailboxKeys, RoomId) {
         let s = SpaceSecret::from_bytes([b; 32]);
@@ -892,6 +1073,110 @@ mod tests {
         assert_eq!(b.items().len(), 2, "out-of-order batches converge");
         assert!(!b.apply_changes(&first.changes).unwrap(), "idempotent");
         assert_eq!(b.heads(), a.heads());
+    }
+
+    /// The server's retention rule, modelled (the real one is tested in ferry-signal): a
+    /// history entry leaves once a base covers it and every registered device has it.
+    #[derive(Default)]
+    struct ModelServer {
+        entries: std::collections::BTreeMap<u64, Vec<u8>>,
+        next: u64,
+        cursors: HashMap<usize, u64>,
+        base: Option<(u64, u64)>, // (to, covers)
+    }
+
+    impl ModelServer {
+        fn trim(&mut self) {
+            let acked = self.cursors.values().copied().min().unwrap_or(0);
+            let bound = acked.min(self.base.map_or(0, |b| b.1));
+            self.entries.retain(|seq, _| *seq > bound);
+        }
+        fn post(&mut self, bytes: Vec<u8>) -> u64 {
+            self.next += 1;
+            self.entries.insert(self.next, bytes);
+            self.next
+        }
+    }
+
+    struct ModelDevice {
+        doc: SpaceDoc,
+        id: DeviceId,
+        cursor: u64,
+        uploaded: Vec<ChangeHash>,
+    }
+
+    impl ModelDevice {
+        fn new(i: u8) -> Self {
+            let id = DeviceId::from_bytes([i + 1; 16]);
+            ModelDevice {
+                doc: SpaceDoc::new(id.as_bytes()).unwrap(),
+                id,
+                cursor: 0,
+                uploaded: Vec::new(),
+            }
+        }
+
+        /// One mailbox visit, as the app makes it: fetch and apply, acknowledge, upload.
+        fn visit(&mut self, me: usize, server: &mut ModelServer) {
+            let fetched: Vec<(u64, Vec<u8>)> = server
+                .entries
+                .range(self.cursor + 1..)
+                .map(|(s, b)| (*s, b.clone()))
+                .collect();
+            for (seq, bytes) in fetched {
+                self.doc.apply_changes(&bytes).unwrap();
+                self.cursor = seq;
+            }
+            server.cursors.insert(me, self.cursor);
+            server.trim();
+            let Some(plan) = plan_upload(&mut self.doc, &self.uploaded) else {
+                return;
+            };
+            if base_due(server.next, server.base.map(|b| b.0), self.cursor, true) {
+                let seq = server.post(self.doc.save());
+                if server.base.is_none_or(|b| self.cursor >= b.1) {
+                    server.base = Some((seq, self.cursor));
+                }
+                server.trim();
+            } else {
+                server.post(plan.changes);
+            }
+            self.uploaded = plan.heads;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Devices that are never online together, each writing and visiting the mailbox in
+        /// turn: compaction keeps the mailbox small, yet a device joining at the end, alone,
+        /// receives the whole history from what the server still holds.
+        #[test]
+        fn compaction_never_loses_history_for_a_late_joiner(
+            turns in proptest::collection::vec((0usize..3, 0usize..4), 1..60),
+        ) {
+            use crate::hlc::Hlc;
+            use crate::ids::ItemId;
+            let mut server = ModelServer::default();
+            let mut devices: Vec<ModelDevice> = (0..3).map(ModelDevice::new).collect();
+            let mut written = 0;
+            for (i, (who, texts)) in turns.iter().enumerate() {
+                let d = &mut devices[*who];
+                for t in 0..*texts {
+                    let at = Hlc { wall_ms: (i * 10 + t) as u64, counter: 0 };
+                    d.doc.add_text(ItemId::random(), &format!("{i}.{t}"), d.id, at).unwrap();
+                    written += 1;
+                }
+                d.visit(*who, &mut server);
+            }
+            let mut late = ModelDevice::new(9);
+            late.visit(3, &mut server);
+            prop_assert_eq!(late.doc.items().len(), written);
+            let bound = server.base.map_or(0, |b| b.1);
+            prop_assert!(server.entries.keys().all(|s| *s > bound.min(
+                server.cursors.values().copied().min().unwrap_or(0)
+            )));
+        }
     }
 
     proptest! {

@@ -7,9 +7,18 @@
 //! and every request shows `K`, which the server hashes and compares with `V` in constant time.
 //! `K` opens the box but cannot decrypt its contents; the database holds only `V`.
 //!
-//! Entries leave when every device registered in the room has acknowledged them, when they
-//! are older than the TTL (a periodic sweep, and on every read), or when the room is wiped.
-//! This module is the store (redb, one file, durable commits); `mailbox/http.rs` is the API.
+//! Entries leave when they are no longer needed by anyone, including a device that joins the
+//! space later (from a pairing link, alone):
+//! - history entries once every registered device acknowledged them *and* a compacted base
+//!   (a snapshot a device uploaded and declared with `declare_base`) covers them — the base is
+//!   what a late joiner reads instead;
+//! - held entries (file chunks: no base can stand in for them) once every registered device
+//!   other than their uploader acknowledged them, and at least one did;
+//! - anything older than the TTL (a periodic sweep, and on every request), or the room wiped.
+//!
+//! A cursor not moved for a TTL stops holding entries back (a lost phone must not pin the
+//! mailbox). This module is the store (redb, one file, durable commits); `mailbox/http.rs` is
+//! the API.
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
@@ -17,12 +26,15 @@ use std::time::Duration;
 
 pub mod http;
 
-/// Room → `verifier (32) | next_seq (8) | bytes (8) | entries (8)`, little endian.
+/// Room → `verifier (32) | next_seq (8) | bytes (8) | entries (8) | covers (8) | base_from (8)
+/// | base_to (8)`, little endian (records of the first 56 bytes read as "no base").
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms/v1");
 /// (room, seq) → (stored at, unix ms; sealed blob exactly as sent).
 const ENTRIES: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("entries/v1");
-/// (room, device) → highest sequence number the device has acknowledged.
-const CURSORS: TableDefinition<(&str, &str), u64> = TableDefinition::new("cursors/v1");
+/// (room, device) → (highest sequence number the device has acknowledged, when, unix ms).
+const CURSORS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("cursors/v2");
+/// (room, seq) → uploading device, for held entries only.
+const HOLDS: TableDefinition<(&str, u64), &str> = TableDefinition::new("holds/v1");
 
 /// Limits of the mailbox. Defaults suit a personal or family deployment.
 #[derive(Debug, Clone, Copy)]
@@ -110,15 +122,43 @@ struct Meta {
     next_seq: u64,
     bytes: u64,
     entries: u64,
+    /// The newest declared base.
+    base: Option<Base>,
+}
+
+/// A compacted snapshot: entries `from..=to` hold everything in entries `..=covers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Base {
+    /// First entry of the snapshot.
+    pub from: u64,
+    /// Last entry of the snapshot.
+    pub to: u64,
+    /// The uploader had applied every entry up to this one.
+    pub covers: u64,
 }
 
 impl Meta {
-    fn encode(&self) -> [u8; 56] {
-        let mut out = [0; 56];
+    fn encode(&self) -> [u8; 80] {
+        let mut out = [0; 80];
         out[..32].copy_from_slice(&self.verifier);
-        out[32..40].copy_from_slice(&self.next_seq.to_le_bytes());
-        out[40..48].copy_from_slice(&self.bytes.to_le_bytes());
-        out[48..56].copy_from_slice(&self.entries.to_le_bytes());
+        let base = self.base.unwrap_or(Base {
+            from: 0,
+            to: 0,
+            covers: 0,
+        });
+        for (i, v) in [
+            self.next_seq,
+            self.bytes,
+            self.entries,
+            base.covers,
+            base.from,
+            base.to,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out[32 + 8 * i..40 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
         out
     }
 
@@ -134,11 +174,22 @@ impl Meta {
             .get(..32)
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| MailboxError::BadRequest("damaged room record".into()))?;
+        let base = if bytes.len() >= 80 {
+            Some(Base {
+                covers: field(56)?,
+                from: field(64)?,
+                to: field(72)?,
+            })
+            .filter(|b| b.to > 0)
+        } else {
+            None
+        };
         Ok(Meta {
             verifier,
             next_seq: field(32)?,
             bytes: field(40)?,
             entries: field(48)?,
+            base,
         })
     }
 
@@ -168,6 +219,12 @@ pub struct Fetched {
     pub more: bool,
     /// The newest sequence number ever issued in the room (0 if none).
     pub last_seq: u64,
+    /// The newest declared base, if any.
+    pub base: Option<Base>,
+    /// Registered devices and their cursors (so an uploader can tell who has what).
+    pub cursors: Vec<(String, u64)>,
+    /// What the room holds now: entries and blob bytes.
+    pub stored: (u64, u64),
 }
 
 /// The mailbox store.
@@ -184,7 +241,8 @@ pub fn verifier_of(key: &[u8; 32]) -> blake3::Hash {
 type Tables<'t> = (
     redb::Table<'t, &'static str, &'static [u8]>,
     redb::Table<'t, (&'static str, u64), (u64, &'static [u8])>,
-    redb::Table<'t, (&'static str, &'static str), u64>,
+    redb::Table<'t, (&'static str, &'static str), (u64, u64)>,
+    redb::Table<'t, (&'static str, u64), &'static str>,
 );
 
 impl Mailbox {
@@ -199,6 +257,7 @@ impl Mailbox {
         txn.open_table(ROOMS)?;
         txn.open_table(ENTRIES)?;
         txn.open_table(CURSORS)?;
+        txn.open_table(HOLDS)?;
         txn.commit()?;
         Ok(Mailbox { db, limits })
     }
@@ -219,6 +278,7 @@ impl Mailbox {
                 txn.open_table(ROOMS)?,
                 txn.open_table(ENTRIES)?,
                 txn.open_table(CURSORS)?,
+                txn.open_table(HOLDS)?,
             );
             f(&mut tables)?
         };
@@ -229,7 +289,7 @@ impl Mailbox {
     /// Registers `verifier` for `room` on first use (trust on first use). Returns whether it
     /// was created now; the same verifier again is fine, another one is refused.
     pub fn register(&self, room: &str, verifier: blake3::Hash) -> Result<bool, MailboxError> {
-        self.write(|(rooms, _, _)| {
+        self.write(|(rooms, _, _, _)| {
             if let Some(meta) = rooms.get(room)? {
                 let meta = Meta::decode(meta.value())?;
                 return if meta.authorizes(&verifier) {
@@ -249,6 +309,7 @@ impl Mailbox {
                 next_seq: 1,
                 bytes: 0,
                 entries: 0,
+                base: None,
             };
             rooms.insert(room, meta.encode().as_slice())?;
             Ok(true)
@@ -271,8 +332,24 @@ impl Mailbox {
         }
     }
 
-    /// Deletes the room's entries older than the TTL, and those every registered device has
-    /// acknowledged. Entries are stored in time order, so this stops at the first survivor.
+    /// The room's registered devices and their cursors.
+    fn cursors(t: &Tables<'_>, room: &str) -> Result<Vec<(String, u64, u64)>, MailboxError> {
+        let mut out = Vec::new();
+        for row in t.2.range((room, "")..)? {
+            let (key, value) = row?;
+            let (r, device) = key.value();
+            if r != room {
+                break;
+            }
+            let (seq, at) = value.value();
+            out.push((device.to_owned(), seq, at));
+        }
+        Ok(out)
+    }
+
+    /// Deletes what nobody needs any more (see the module docs): expired entries, history
+    /// entries covered by the base and acknowledged by every registered device, held entries
+    /// every other registered device acknowledged. Forgets cursors idle for a TTL first.
     fn trim(
         &self,
         t: &mut Tables<'_>,
@@ -281,33 +358,58 @@ impl Mailbox {
         now_ms: u64,
     ) -> Result<u64, MailboxError> {
         let ttl_ms = u64::try_from(self.limits.ttl.as_millis()).unwrap_or(u64::MAX);
-        let mut acked = None::<u64>;
-        for row in t.2.range((room, "")..)? {
-            let (key, seq) = row?;
-            if key.value().0 != room {
-                break;
+        let mut cursors = Self::cursors(t, room)?;
+        for (device, _, at) in &cursors {
+            if at.saturating_add(ttl_ms) <= now_ms {
+                t.2.remove((room, device.as_str()))?;
             }
-            acked = Some(acked.map_or(seq.value(), |a| a.min(seq.value())));
         }
-        let acked = acked.unwrap_or(0);
-        let mut doomed = Vec::new();
-        for row in t.1.range((room, 0)..)? {
-            let (key, value) = row?;
+        cursors.retain(|(_, _, at)| at.saturating_add(ttl_ms) > now_ms);
+        let mut doomed = std::collections::BTreeSet::new();
+        // History: covered by the base and acknowledged by everyone registered.
+        let acked = cursors.iter().map(|c| c.1).min().unwrap_or(0);
+        let bound = acked.min(meta.base.map_or(0, |b| b.covers));
+        if bound > 0 {
+            for row in t.1.range((room, 1)..=(room, bound))? {
+                let (key, _) = row?;
+                let seq = key.value().1;
+                if t.3.get((room, seq))?.is_none() {
+                    doomed.insert(seq);
+                }
+            }
+        }
+        // Held: every other registered device has it, and there is one.
+        for row in t.3.range((room, 0)..)? {
+            let (key, uploader) = row?;
             let (r, seq) = key.value();
             if r != room {
                 break;
             }
-            let (at, blob) = value.value();
-            if seq <= acked || at.saturating_add(ttl_ms) <= now_ms {
-                doomed.push((seq, blob.len() as u64));
-            } else {
-                break;
+            let uploader = uploader.value();
+            let mut others = cursors.iter().filter(|c| c.0 != uploader).peekable();
+            if others.peek().is_some() && others.all(|c| c.1 >= seq) {
+                doomed.insert(seq);
             }
         }
-        for (seq, len) in &doomed {
-            t.1.remove((room, *seq))?;
-            meta.bytes = meta.bytes.saturating_sub(*len);
-            meta.entries = meta.entries.saturating_sub(1);
+        // Expired: entries are stored in time order, so stop at the first fresh one.
+        for row in t.1.range((room, 0)..)? {
+            let (key, value) = row?;
+            let (r, seq) = key.value();
+            if r != room || value.value().0.saturating_add(ttl_ms) > now_ms {
+                break;
+            }
+            doomed.insert(seq);
+        }
+        for seq in &doomed {
+            if let Some(old) = t.1.remove((room, *seq))? {
+                meta.bytes = meta.bytes.saturating_sub(old.value().1.len() as u64);
+                meta.entries = meta.entries.saturating_sub(1);
+            }
+            t.3.remove((room, *seq))?;
+        }
+        if meta.base.is_some_and(|b| doomed.contains(&b.from)) {
+            // Its first part expired: a late joiner can no longer read it whole.
+            meta.base = None;
         }
         if !doomed.is_empty() {
             t.0.insert(room, meta.encode().as_slice())?;
@@ -315,12 +417,16 @@ impl Mailbox {
         Ok(doomed.len() as u64)
     }
 
-    /// Appends a sealed blob; returns its sequence number.
+    /// Appends a sealed blob; returns its sequence number. `uploader` is the sending device's
+    /// opaque id; `hold` keeps the entry until every other registered device acknowledged it,
+    /// whatever bases say (file chunks, which no snapshot contains).
     pub fn append(
         &self,
         room: &str,
         key_hash: &blake3::Hash,
         blob: &[u8],
+        uploader: Option<&str>,
+        hold: bool,
         now_ms: u64,
     ) -> Result<u64, MailboxError> {
         if blob.len() > self.limits.max_entry_bytes {
@@ -328,6 +434,11 @@ impl Mailbox {
         }
         if blob.is_empty() || !blob.len().is_multiple_of(PAD_BYTES) {
             return Err(MailboxError::BadPadding(blob.len()));
+        }
+        if hold && uploader.is_none() {
+            return Err(MailboxError::BadRequest(
+                "a held entry needs its uploader (`device`)".into(),
+            ));
         }
         self.write(|t| {
             let mut meta = Self::authorized(&t.0, room, key_hash)?;
@@ -348,11 +459,50 @@ impl Mailbox {
             }
             let seq = meta.next_seq;
             t.1.insert((room, seq), (now_ms, blob))?;
+            if let (true, Some(device)) = (hold, uploader) {
+                t.3.insert((room, seq), device)?;
+            }
             meta.next_seq += 1;
             meta.bytes += blob.len() as u64;
             meta.entries += 1;
             t.0.insert(room, meta.encode().as_slice())?;
             Ok(seq)
+        })
+    }
+
+    /// Declares entries `from..=to` a compacted snapshot of everything up to `covers`, so the
+    /// entries it covers can leave once every registered device has them. Only a newer base
+    /// (covering more) replaces the current one.
+    pub fn declare_base(
+        &self,
+        room: &str,
+        key_hash: &blake3::Hash,
+        base: Base,
+        now_ms: u64,
+    ) -> Result<(bool, u64), MailboxError> {
+        self.write(|t| {
+            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let issued = meta.next_seq - 1;
+            if !(base.covers < base.from && base.from <= base.to && base.to <= issued) {
+                return Err(MailboxError::BadRequest(format!(
+                    "a base needs covers < from <= to <= {issued} (the newest entry), got covers {} from {} to {}",
+                    base.covers, base.from, base.to
+                )));
+            }
+            for seq in base.from..=base.to {
+                if t.1.get((room, seq))?.is_none() {
+                    return Err(MailboxError::BadRequest(format!(
+                        "entry {seq} of the base is not in the mailbox"
+                    )));
+                }
+            }
+            let newer = meta.base.is_none_or(|b| base.covers >= b.covers && base.to > b.to);
+            if newer {
+                meta.base = Some(base);
+                t.0.insert(room, meta.encode().as_slice())?;
+            }
+            let deleted = self.trim(t, room, &mut meta, now_ms)?;
+            Ok((newer, deleted))
         })
     }
 
@@ -396,6 +546,12 @@ impl Mailbox {
                 entries,
                 more,
                 last_seq: meta.next_seq - 1,
+                base: meta.base,
+                cursors: Self::cursors(t, room)?
+                    .into_iter()
+                    .map(|(d, seq, _)| (d, seq))
+                    .collect(),
+                stored: (meta.entries, meta.bytes),
             })
         })
     }
@@ -419,9 +575,9 @@ impl Mailbox {
                     "cannot acknowledge seq {seq}: the newest entry is {issued}"
                 )));
             }
-            let old = t.2.get((room, device))?.map(|v| v.value());
+            let old = t.2.get((room, device))?.map(|v| v.value().0);
             let cursor = old.unwrap_or(0).max(seq);
-            t.2.insert((room, device), cursor)?;
+            t.2.insert((room, device), (cursor, now_ms))?;
             let deleted = self.trim(t, room, &mut meta, now_ms)?;
             Ok((cursor, deleted))
         })
@@ -458,18 +614,10 @@ impl Mailbox {
             }
             for seq in &seqs {
                 t.1.remove((room, *seq))?;
+                t.3.remove((room, *seq))?;
             }
-            let mut devices = Vec::new();
-            for row in t.2.range((room, "")..)? {
-                let (key, _) = row?;
-                let (r, device) = key.value();
-                if r != room {
-                    break;
-                }
-                devices.push(device.to_owned());
-            }
-            for d in &devices {
-                t.2.remove((room, d.as_str()))?;
+            for (device, _, _) in Self::cursors(t, room)? {
+                t.2.remove((room, device.as_str()))?;
             }
             t.0.remove(room)?;
             debug_assert_eq!(meta.entries, seqs.len() as u64);
@@ -521,7 +669,7 @@ mod tests {
     const ROOM: &str = "0123456789abcdef0123456789abcdef";
 
     #[test]
-    fn entries_leave_once_every_registered_device_acknowledged_them() {
+    fn history_leaves_once_acknowledged_and_covered_by_a_base() {
         let dir = temp_dir("ack");
         let mb = Mailbox::open(&dir, MailboxLimits::default()).unwrap();
         let k = verifier_of(&[7; 32]);
@@ -534,19 +682,95 @@ mod tests {
         mb.ack(ROOM, &k, "phone", 0, 0).unwrap();
         mb.ack(ROOM, &k, "laptop", 0, 0).unwrap();
         for i in 1..=3 {
-            assert_eq!(mb.append(ROOM, &k, &[i; 256], 0).unwrap(), u64::from(i));
+            let seq = mb.append(ROOM, &k, &[i; 256], Some("phone"), false, 0);
+            assert_eq!(seq.unwrap(), u64::from(i));
         }
-        assert_eq!(mb.ack(ROOM, &k, "phone", 2, 0).unwrap(), (2, 0));
-        assert_eq!(mb.ack(ROOM, &k, "laptop", 3, 0).unwrap(), (3, 2));
+        // Acknowledged by everyone, but no base: a device joining later needs them.
+        assert_eq!(mb.ack(ROOM, &k, "phone", 3, 0).unwrap(), (3, 0));
+        assert_eq!(mb.ack(ROOM, &k, "laptop", 3, 0).unwrap(), (3, 0));
+        // The laptop compacts: entry 4 is a snapshot of everything up to 3.
+        assert_eq!(
+            mb.append(ROOM, &k, &[4; 256], Some("laptop"), false, 0)
+                .unwrap(),
+            4
+        );
+        let base = |from, to, covers| Base { from, to, covers };
+        for bad in [base(4, 4, 4), base(4, 5, 3), base(3, 2, 1)] {
+            assert!(matches!(
+                mb.declare_base(ROOM, &k, bad, 0),
+                Err(MailboxError::BadRequest(_))
+            ));
+        }
+        assert_eq!(
+            mb.declare_base(ROOM, &k, base(4, 4, 3), 0).unwrap(),
+            (true, 3)
+        );
         let f = mb.fetch(ROOM, &k, 0, 10, 0).unwrap();
-        assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [3]);
-        assert_eq!(f.last_seq, 3);
-        assert_eq!(mb.remove_device(ROOM, &k, "phone", 0).unwrap(), (true, 1));
-        assert_eq!(mb.wipe(ROOM, &k).unwrap(), 0);
+        assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [4]);
+        assert_eq!(f.base, Some(base(4, 4, 3)));
+        assert_eq!(f.stored, (1, 256));
+        assert_eq!(
+            f.cursors,
+            [("laptop".to_string(), 3), ("phone".to_string(), 3)]
+        );
+        // An older base never replaces a newer one.
+        assert_eq!(
+            mb.declare_base(ROOM, &k, base(4, 4, 2), 0).unwrap(),
+            (false, 0)
+        );
+        assert_eq!(mb.remove_device(ROOM, &k, "phone", 0).unwrap(), (true, 0));
+        assert_eq!(mb.wipe(ROOM, &k).unwrap(), 1);
         assert!(matches!(
             mb.fetch(ROOM, &k, 0, 10, 0),
             Err(MailboxError::NotRegistered)
         ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn held_entries_wait_for_every_other_device_and_idle_cursors_expire() {
+        let dir = temp_dir("hold");
+        let limits = MailboxLimits {
+            ttl: Duration::from_secs(100),
+            ..MailboxLimits::default()
+        };
+        let mb = Mailbox::open(&dir, limits).unwrap();
+        let k = verifier_of(&[7; 32]);
+        mb.register(ROOM, k).unwrap();
+        assert!(matches!(
+            mb.append(ROOM, &k, &[1; 256], None, true, 0),
+            Err(MailboxError::BadRequest(_))
+        ));
+        // Only the uploader: nobody else has it, so it stays.
+        mb.ack(ROOM, &k, "phone", 0, 0).unwrap();
+        assert_eq!(
+            mb.append(ROOM, &k, &[1; 256], Some("phone"), true, 0)
+                .unwrap(),
+            1
+        );
+        assert_eq!(mb.ack(ROOM, &k, "phone", 1, 0).unwrap(), (1, 0));
+        assert_eq!(mb.fetch(ROOM, &k, 0, 10, 1).unwrap().entries.len(), 1);
+        // A tablet registers at 10 s and never comes back; a laptop registers at 50 s.
+        mb.ack(ROOM, &k, "tablet", 0, 10_000).unwrap();
+        mb.ack(ROOM, &k, "laptop", 0, 50_000).unwrap();
+        assert_eq!(
+            mb.append(ROOM, &k, &[2; 256], Some("phone"), true, 50_000)
+                .unwrap(),
+            2
+        );
+        assert_eq!(mb.ack(ROOM, &k, "phone", 2, 50_000).unwrap(), (2, 0));
+        // The laptop has both; the tablet holds them back...
+        assert_eq!(mb.ack(ROOM, &k, "laptop", 2, 60_000).unwrap(), (2, 0));
+        // ...until its cursor has been idle for a TTL (at 110 s). Entry 1 (stored at 0 s)
+        // expires at 100 s in any case; entry 2 (50 s) leaves because only the laptop
+        // remains besides its uploader.
+        let f = mb.fetch(ROOM, &k, 0, 10, 120_000).unwrap();
+        assert!(f.entries.is_empty(), "{:?}", f.entries);
+        assert_eq!(
+            f.cursors,
+            [("laptop".to_string(), 2), ("phone".to_string(), 2)]
+        );
+        assert_eq!(f.stored, (0, 0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -557,8 +781,15 @@ mod tests {
             next_seq: 9,
             bytes: 1 << 40,
             entries: 5,
+            base: Some(Base {
+                from: 7,
+                to: 8,
+                covers: 6,
+            }),
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
+        let old = Meta { base: None, ..m };
+        assert_eq!(Meta::decode(&old.encode()[..56]).unwrap(), old);
         assert!(Meta::decode(&[0; 10]).is_err());
     }
 }

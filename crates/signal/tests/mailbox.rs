@@ -6,6 +6,7 @@
 mod common;
 
 use common::Server;
+use serde_json::json;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -187,7 +188,8 @@ fn devices_hand_over_sealed_blobs_by_cursor_and_ack() {
     assert_eq!(v["more"], false);
     assert_eq!(v["entries"].as_array().unwrap().len(), 1);
     assert_eq!(b64(v["entries"][0]["blob"].as_str().unwrap()), blobs[2]);
-    // 5. Entries stay until every registered device acknowledged them.
+    // 5. Acknowledged by every registered device, history still stays: a device that joins
+    //    later, alone, needs it, until a base (a compacted snapshot) covers it.
     let ack = |device: &str, seq: u64| {
         let body = format!(r#"{{"device":"{device}","seq":{seq}}}"#);
         http(
@@ -200,9 +202,34 @@ fn devices_hand_over_sealed_blobs_by_cursor_and_ack() {
         .json()
     };
     assert_eq!(ack("laptop", 3)["deleted"], 0);
-    assert_eq!(ack("phone", 2)["deleted"], 2);
+    assert_eq!(ack("phone", 2)["deleted"], 0);
+    let post = |path: &str, body: &[u8]| http(&s, "POST", path, Some(&k), body);
+    // The laptop uploads a snapshot of everything up to 3 (entry 4) and declares it.
+    let r = post(
+        &format!("{}?device=laptop", mailbox(ROOM)),
+        &seal(b"snapshot"),
+    );
+    assert_eq!(r.json()["seq"], 4);
+    let base = format!("/mailbox/{ROOM}/base");
+    for bad in [
+        &br#"{"from":4,"to":4,"covers":4}"#[..],
+        br#"{"from":4,"to":9,"covers":3}"#,
+        br#"{"from":4}"#,
+        b"nope",
+    ] {
+        let r = post(&base, bad);
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(bad));
+        assert!(r.json()["error"].as_str().unwrap().contains("from"));
+    }
+    let r = post(&base, br#"{"from":4,"to":4,"covers":3}"#);
+    assert_eq!(r.status, 200);
+    // Entries 1 and 2: covered and acknowledged by both. Entry 3: the phone is at 2.
+    assert_eq!(r.json()["deleted"], 2);
     let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
     assert_eq!(v["entries"][0]["seq"], 3);
+    assert_eq!(v["base"], json!({"from": 4, "to": 4, "covers": 3}));
+    assert_eq!(v["cursors"], json!({"laptop": 3, "phone": 2}));
+    assert_eq!(v["stored"]["entries"], 2);
     // Acknowledging the future is refused; so is a malformed ack.
     let r = http(
         &s,
@@ -223,6 +250,23 @@ fn devices_hand_over_sealed_blobs_by_cursor_and_ack() {
         b"",
     );
     assert_eq!(r.json()["deleted"], 1);
+    // 6b. File chunks are held for the other devices, whatever the base says: the laptop's
+    //     chunk leaves only once a device other than the laptop has it.
+    let r = post(
+        &format!("{}?device=laptop&hold=1", mailbox(ROOM)),
+        &seal(b"chunk"),
+    );
+    assert_eq!(r.json()["seq"], 5);
+    assert_eq!(
+        post(&format!("{}?hold=1", mailbox(ROOM)), &seal(b"x")).status,
+        400
+    );
+    assert_eq!(
+        post(&format!("{}?device=a%20b", mailbox(ROOM)), &seal(b"x")).status,
+        400
+    );
+    assert_eq!(ack("laptop", 5)["deleted"], 0);
+    assert_eq!(ack("tablet", 5)["deleted"], 1);
     // 7. Wiping the space's mailbox removes the verifier too.
     assert_eq!(
         http(&s, "DELETE", &mailbox(ROOM), Some(&k), b"").status,
@@ -250,6 +294,11 @@ fn strangers_and_wrong_keys_are_refused() {
             "POST",
             format!("/mailbox/{ROOM}/ack"),
             br#"{"device":"x","seq":1}"#.to_vec(),
+        ),
+        (
+            "POST",
+            format!("/mailbox/{ROOM}/base"),
+            br#"{"from":1,"to":1,"covers":0}"#.to_vec(),
         ),
         ("DELETE", format!("/mailbox/{ROOM}/devices/x"), vec![]),
         ("DELETE", mailbox(ROOM), vec![]),

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! PUT    /mailbox/<room>                  register V = BLAKE3(K) (trust on first use)
-//! POST   /mailbox/<room>                  append a sealed blob (body: raw bytes)
-//! GET    /mailbox/<room>?after=S&limit=N  entries after cursor S
+//! POST   /mailbox/<room>[?device=D[&hold=1]] append a sealed blob (body: raw bytes); `hold`
+//!                                         keeps it until every other device acknowledged it
+//! GET    /mailbox/<room>?after=S&limit=N  entries after cursor S, the base, the cursors
 //! POST   /mailbox/<room>/ack              {"device": "...", "seq": S}
+//! POST   /mailbox/<room>/base             {"from": F, "to": T, "covers": C}: entries F..=T
+//!                                         are a snapshot of everything up to C
 //! DELETE /mailbox/<room>/devices/<device> forget a device's cursor
 //! DELETE /mailbox/<room>                  wipe the room's mailbox
 //! ```
@@ -15,7 +18,7 @@
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
-use super::{Fetched, MAX_FETCH, Mailbox, MailboxError, now_ms, verifier_of};
+use super::{Base, Fetched, MAX_FETCH, Mailbox, MailboxError, now_ms, verifier_of};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -38,6 +41,7 @@ pub fn router(mailbox: Option<Arc<Mailbox>>) -> Router {
             put(register).post(append).get(fetch).delete(wipe),
         )
         .route("/mailbox/{room}/ack", post(ack))
+        .route("/mailbox/{room}/base", post(declare_base))
         .route("/mailbox/{room}/devices/{device}", delete(remove_device))
         .with_state(mailbox)
 }
@@ -184,12 +188,28 @@ async fn register(
 async fn append(
     State(mb): State<Arc<Mailbox>>,
     Path(room): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let run = async {
         check_room(&room)?;
         let hash = key_hash(&headers)?;
+        let uploader = query.get("device").cloned();
+        if let Some(d) = &uploader {
+            check_device(d)?;
+        }
+        let hold = match query.get("hold").map(String::as_str) {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(_) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "`hold` must be 0 or 1",
+                ));
+            }
+        };
         let max = mb.limits().max_entry_bytes;
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -201,7 +221,9 @@ async fn append(
         let blob = axum::body::to_bytes(body, max)
             .await
             .map_err(|_| MailboxError::TooLarge(max + 1).into_response())?;
-        let seq = blocking(move || mb.append(&room, &hash, &blob, now_ms())).await?;
+        let seq =
+            blocking(move || mb.append(&room, &hash, &blob, uploader.as_deref(), hold, now_ms()))
+                .await?;
         Ok::<_, Response>(ok(StatusCode::CREATED, json!({ "seq": seq })))
     };
     run.await.unwrap_or_else(|e| e)
@@ -233,6 +255,9 @@ async fn fetch(
             entries,
             more,
             last_seq,
+            base,
+            cursors,
+            stored,
         } = blocking(move || mb.fetch(&room, &hash, after, limit, now_ms())).await?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let entries: Vec<Value> = entries
@@ -241,10 +266,28 @@ async fn fetch(
             .collect();
         Ok::<_, Response>(ok(
             StatusCode::OK,
-            json!({ "entries": entries, "more": more, "last_seq": last_seq }),
+            json!({
+                "entries": entries,
+                "more": more,
+                "last_seq": last_seq,
+                "base": base.map(|b| json!({ "from": b.from, "to": b.to, "covers": b.covers })),
+                "cursors": cursors
+                    .into_iter()
+                    .map(|(d, seq)| (d, json!(seq)))
+                    .collect::<serde_json::Map<String, Value>>(),
+                "stored": { "entries": stored.0, "bytes": stored.1 },
+            }),
         ))
     };
     run.await.unwrap_or_else(|e| e)
+}
+
+fn bad_json(expected: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        &format!("expected JSON {expected}"),
+    )
 }
 
 async fn ack(
@@ -256,13 +299,7 @@ async fn ack(
     let run = async {
         check_room(&room)?;
         let hash = key_hash(&headers)?;
-        let bad = || {
-            error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "expected JSON {\"device\": \"<device id>\", \"seq\": <number>}",
-            )
-        };
+        let bad = || bad_json(r#"{"device": "<device id>", "seq": <number>}"#);
         let v: Value = serde_json::from_slice(&body).map_err(|_| bad())?;
         let device = v["device"].as_str().ok_or_else(bad)?.to_owned();
         let seq = v["seq"].as_u64().ok_or_else(bad)?;
@@ -272,6 +309,33 @@ async fn ack(
         Ok::<_, Response>(ok(
             StatusCode::OK,
             json!({ "device": device, "cursor": cursor, "deleted": deleted }),
+        ))
+    };
+    run.await.unwrap_or_else(|e| e)
+}
+
+async fn declare_base(
+    State(mb): State<Arc<Mailbox>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let run = async {
+        check_room(&room)?;
+        let hash = key_hash(&headers)?;
+        let bad = || bad_json(r#"{"from": <seq>, "to": <seq>, "covers": <seq>}"#);
+        let v: Value = serde_json::from_slice(&body).map_err(|_| bad())?;
+        let field = |name: &str| v[name].as_u64().ok_or_else(bad);
+        let base = Base {
+            from: field("from")?,
+            to: field("to")?,
+            covers: field("covers")?,
+        };
+        let (current, deleted) =
+            blocking(move || mb.declare_base(&room, &hash, base, now_ms())).await?;
+        Ok::<_, Response>(ok(
+            StatusCode::OK,
+            json!({ "current": current, "deleted": deleted }),
         ))
     };
     run.await.unwrap_or_else(|e| e)

@@ -787,6 +787,9 @@ impl Runtime {
             if view.mine {
                 let at = item.at.wall_ms.max(item.edited_at.map_or(0, |e| e.wall_ms));
                 view.delivery = view::delivery_text(at, &others);
+                // On some device already (e.g. through the mailbox, while "last synced"
+                // speaks of direct sync): no longer "not yet on other devices".
+                view.pending &= view.delivery.is_none();
             }
         }
         self.pending_items = items.iter().filter(|i| i.pending).count();

@@ -86,7 +86,9 @@ test('devices that are never online together sync through the sealed mailbox', a
   await expect(laptop.status).toHaveText('No other devices connected');
   for (const t of texts) {
     await expect(laptop.message(t)).toContainText('on Bus phone', { timeout: 30_000 });
+    await expect(laptop.message(t)).not.toContainText('not yet on other devices');
   }
+  await expect(laptop.page.getByText(/waiting in the mailbox/)).toHaveCount(0);
   await laptop.close();
 
   // 6. A tablet joins last, alone: the compacted history still holds everything written.

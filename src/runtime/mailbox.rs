@@ -482,9 +482,13 @@ impl Runtime {
                     seqs.push(seq);
                 }
                 Ok((status, body)) => {
+                    // The server words its errors for people ("the room's mailbox is full…").
+                    let why = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v["error"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| format!("HTTP {status}"));
                     self.view.mailbox_status.set(Some(format!(
-                        "The mailbox refused an upload ({status}): {}",
-                        String::from_utf8_lossy(&body)
+                        "The mailbox refused an upload: {why}. Ferry tries again later."
                     )));
                     return None;
                 }

@@ -457,6 +457,25 @@ impl Mailbox {
                     self.limits.quota_bytes
                 )));
             }
+            if hold {
+                // Files must not crowd out history: they get three quarters of the quota.
+                let mut held = 0u64;
+                for row in t.3.range((room, 0)..)? {
+                    let (key, _) = row?;
+                    let (r, seq) = key.value();
+                    if r != room {
+                        break;
+                    }
+                    held += t.1.get((room, seq))?.map_or(0, |e| e.value().1.len() as u64);
+                }
+                let cap = self.limits.quota_bytes / 4 * 3;
+                if held + blob.len() as u64 > cap {
+                    return Err(MailboxError::Quota(format!(
+                        "the room's mailbox is full for files: {held} + {} bytes exceeds {cap} bytes, three quarters of the quota (the rest is kept for history; files leave once your other devices fetch them)",
+                        blob.len()
+                    )));
+                }
+            }
             let seq = meta.next_seq;
             t.1.insert((room, seq), (now_ms, blob))?;
             if let (true, Some(device)) = (hold, uploader) {

@@ -400,6 +400,22 @@ fn sizes_padding_and_quotas_have_clear_errors() {
         http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[1; 256]).status,
         507
     );
+    // Held entries (file chunks) get three quarters of the byte quota: 1536 of 2048.
+    let third = "00112233445566778899aabbccddeeff";
+    registered(&s, third, &k);
+    let held = format!("{}?device=phone&hold=1", mailbox(third));
+    for _ in 0..3 {
+        let r = http(&s, "POST", &held, Some(&k), &[2; 512]);
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = http(&s, "POST", &held, Some(&k), &[2; 256]);
+    assert_eq!(r.status, 507);
+    assert!(r.json()["error"].as_str().unwrap().contains("for files"));
+    // History still fits in the rest.
+    assert_eq!(
+        http(&s, "POST", &mailbox(third), Some(&k), &[3; 512]).status,
+        201
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

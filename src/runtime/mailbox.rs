@@ -243,9 +243,26 @@ impl Runtime {
         self.view.mailbox_on.set(!self.mailbox.disabled);
     }
 
-    /// Turns the mailbox on or off on this device (off: nothing is uploaded or fetched).
+    /// This space's mailbox on the configured signaling server.
+    fn mailbox_url(&self) -> Option<String> {
+        let base = self.signal_url().as_deref().and_then(http_base)?;
+        Some(format!("{base}/mailbox/{}", self.secret.room_id().as_str()))
+    }
+
+    /// Turns the mailbox on or off on this device (off: nothing is uploaded or fetched, and
+    /// the server forgets this device's cursor so it holds nothing back for it).
     pub(super) async fn set_mailbox(&mut self, on: bool) {
         self.mailbox.disabled = !on;
+        if !on && let Some(url) = self.mailbox_url() {
+            let url = format!("{url}/devices/{}", self.mailbox.tag);
+            let token = self.mailbox.keys.auth_token();
+            match request("DELETE", &url, &token, None, false).await {
+                Ok((200, _)) => self.mailbox.acked = None,
+                other => web_sys::console::warn_1(
+                    &format!("mailbox: could not unregister: {other:?}").into(),
+                ),
+            }
+        }
         let _ = self
             .store
             .put(&settings("mailbox-off"), if on { b"0" } else { b"1" })
@@ -273,10 +290,9 @@ impl Runtime {
             return;
         }
         self.mailbox.last_visit = now;
-        let Some(base) = self.signal_url().as_deref().and_then(http_base) else {
+        let Some(url) = self.mailbox_url() else {
             return;
         };
-        let url = format!("{base}/mailbox/{}", self.secret.room_id().as_str());
         if let Err(e) = self.visit_mailbox(&url).await {
             web_sys::console::warn_1(&format!("mailbox: {e}").into());
         }

@@ -17,6 +17,8 @@ impl Intents {
     /// Queues an intent (dropped only if the runtime is gone, i.e. the page is closing).
     pub fn send(&self, intent: Intent) {
         let _ = self.0.unbounded_send(intent);
+        #[cfg(target_arch = "wasm32")]
+        crate::wake::wake();
     }
 }
 

@@ -17,6 +17,8 @@ pub mod pwa;
 pub mod runtime;
 #[cfg(target_arch = "wasm32")]
 pub mod store;
+#[cfg(target_arch = "wasm32")]
+pub mod wake;
 
 /// Mounts the app and starts the runtime. Called by `main` in the browser.
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,6 @@ use ferry_core::{
     StoreKey,
 };
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
-use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -24,9 +23,15 @@ use wasm_bindgen_futures::JsFuture;
 
 /// Name of the IndexedDB database.
 pub const DB_NAME: &str = "ferry";
-/// How often the link is polled (ms). matchbox exposes no wake-up, so this bounds a text's
-/// latency (up to one tick on each side); 10 ms costs little on an idle page.
+/// How often the loop turns while busy (ms): after an event (data-channel messages, sibling
+/// tabs and the person's actions wake it at once, see `crate::wake`), so follow-ups that
+/// matchbox reports only when polled (a peer becoming connected) and file work are prompt.
 const TICK_MS: u32 = 10;
+/// How long the loop stays busy after the last event (ms).
+const BUSY_MS: f64 = 1_500.0;
+/// How often the loop turns when nothing happens (ms): timers (handshake timeouts, the
+/// mailbox, "last seen") need no more.
+const IDLE_TICK_MS: u32 = 250;
 /// Reconnect backoff bounds (ms).
 const BACKOFF_MIN: f64 = 1_000.0;
 const BACKOFF_MAX: f64 = 10_000.0;
@@ -400,6 +405,8 @@ impl Runtime {
             // No Web Locks: every tab connects on its own (still correct, just more sockets).
             self.rtc_owner.set(true);
         }
+        matchbox_socket::set_wake_hook(crate::wake::wake);
+        let mut last_event = js_sys::Date::now();
         loop {
             if self.rtc_owner.get() && self.link.is_none() && self.reconnect_at == 0.0 {
                 self.connect();
@@ -423,7 +430,11 @@ impl Runtime {
             self.poll_link().await;
             self.pump_files().await;
             self.pump_mailbox().await;
-            TimeoutFuture::new(TICK_MS).await;
+            let now = js_sys::Date::now();
+            let busy = now - last_event < BUSY_MS || self.files_busy();
+            if crate::wake::sleep(if busy { TICK_MS } else { IDLE_TICK_MS }).await {
+                last_event = js_sys::Date::now();
+            }
         }
     }
 

@@ -64,6 +64,7 @@ impl TabLink {
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
             if let Ok(bytes) = ev.data().dyn_into::<js_sys::Uint8Array>() {
                 sink.borrow_mut().push(bytes.to_vec());
+                crate::wake::wake();
             }
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

@@ -450,6 +450,12 @@ impl Runtime {
     }
 
     /// One turn of file work: send jobs, received messages, timers, view.
+    /// Local file work is queued (hashing or storing a file being sent): keep the loop turning.
+    /// Transfers need no such flag: their messages wake the loop.
+    pub(super) fn files_busy(&self) -> bool {
+        !self.files.jobs.is_empty() || !self.files.inbox.is_empty()
+    }
+
     pub(super) async fn pump_files(&mut self) {
         self.advance_send().await;
         let inbox = std::mem::take(&mut self.files.inbox);

@@ -13,5 +13,5 @@ pub use matchbox_protocol::PeerId;
 pub use webrtc_socket::{
     CandidatePair, CandidateType, ChannelConfig, IceFailure, MessageLoopFuture, Packet, PeerEvent, PeerRequest,
     PeerSignal, PeerState, RtcIceServerConfig, Signaller, SignallerBuilder, WebRtcChannel,
-    WebRtcSocket, WebRtcSocketBuilder, error::ChannelError, take_ice_failures,
+    WebRtcSocket, WebRtcSocketBuilder, error::ChannelError, set_wake_hook, take_ice_failures,
 };

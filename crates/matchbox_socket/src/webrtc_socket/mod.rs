@@ -26,7 +26,7 @@ pub use messages::*;
 pub(crate) use socket::MessageLoopChannels;
 pub use socket::{
     CandidatePair, CandidateType, ChannelConfig, IceFailure, PeerState, RtcIceServerConfig,
-    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, take_ice_failures,
+    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, set_wake_hook, take_ice_failures,
 };
 use std::{collections::HashMap, pin::Pin, time::Duration};
 

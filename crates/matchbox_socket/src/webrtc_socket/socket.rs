@@ -357,6 +357,26 @@ pub fn take_ice_failures() -> Vec<IceFailure> {
         .unwrap_or_default()
 }
 
+/// FERRY PATCH: called (on the browser's event loop) whenever a data channel receives a
+/// message, opens or closes, so an application polling the socket can sleep between events
+/// instead of polling on a short timer. One hook per process; the latest set wins.
+pub fn set_wake_hook(hook: impl Fn() + 'static) {
+    WAKE_HOOK.with(|h| *h.borrow_mut() = Some(std::rc::Rc::new(hook)));
+}
+
+thread_local! {
+    static WAKE_HOOK: std::cell::RefCell<Option<std::rc::Rc<dyn Fn()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// FERRY PATCH: runs the wake hook, if any.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn wake() {
+    if let Some(hook) = WAKE_HOOK.with(|h| h.borrow().clone()) {
+        hook();
+    }
+}
+
 /// FERRY PATCH: the candidate types named in an SDP (`a=candidate:... typ host ...`).
 pub(crate) fn sdp_candidate_types(sdp: &str) -> Vec<CandidateType> {
     let mut types = Vec::new();

@@ -784,6 +784,8 @@ fn create_data_channel(
             channel_open
                 .try_send(())
                 .expect("failed to notify about open connection");
+            // FERRY PATCH 6
+            super::socket::wake();
         },
     );
 
@@ -799,6 +801,8 @@ fn create_data_channel(
                     // should only happen if the socket is dropped, or we are out of memory
                     warn!("failed to notify about data channel message: {e:?}");
                 }
+                // FERRY PATCH 6
+                super::socket::wake();
             }
         },
     );
@@ -818,6 +822,8 @@ fn create_data_channel(
                 // should only happen if the socket is dropped, or we are out of memory
                 warn!("failed to notify about data channel closing: {err:?}");
             }
+            // FERRY PATCH 6
+            super::socket::wake();
         },
     );
 

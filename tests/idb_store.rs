@@ -66,3 +66,24 @@ async fn history_round_trips_through_indexeddb() {
     store.close();
     IdbStore::delete(&name).await.expect("delete");
 }
+
+#[wasm_bindgen_test]
+async fn batches_write_and_read_in_one_transaction() {
+    use ferry_core::{Store, StoreKey};
+    let name = fresh_name("batch");
+    let store = IdbStore::open(&name).await.expect("open");
+    let key = |i: u8| StoreKey::new(&["blob", "r", "c", &i.to_string()]).expect("key");
+    let entries: Vec<(StoreKey, Vec<u8>)> = (0..5u8).map(|i| (key(i), vec![i; 1000])).collect();
+    store.put_many(&entries).await.expect("put_many");
+    for (k, v) in &entries {
+        assert_eq!(store.get(k).await.expect("get").as_ref(), Some(v));
+    }
+    let got = store
+        .get_many(&[key(4), key(9), key(0)])
+        .await
+        .expect("get_many");
+    assert_eq!(got, vec![Some(vec![4; 1000]), None, Some(vec![0; 1000])]);
+    store.put_many(&[]).await.expect("an empty batch is fine");
+    store.close();
+    IdbStore::delete(&name).await.expect("delete");
+}

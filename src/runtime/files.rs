@@ -417,6 +417,7 @@ impl Runtime {
         };
         // Pass 2: store (re-read and re-verified: the file may have changed on disk).
         let root = manifest.root();
+        let mut entries = Vec::with_capacity((end - job.next) as usize);
         for i in job.next..end {
             let start = u64::from(i) * CHUNK_SIZE as u64;
             let data =
@@ -424,12 +425,15 @@ impl Runtime {
             manifest
                 .verify_chunk(i, &data)
                 .map_err(|_| "the file changed while it was being sent".to_string())?;
-            self.store
-                .put(&chunk_key(&root, i), &data)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.files.view_mut(root).have += data.len() as u64;
+            entries.push((chunk_key(&root, i), data));
         }
+        // One transaction per turn's chunks.
+        self.store
+            .put_many(&entries)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stored: u64 = entries.iter().map(|(_, d)| d.len() as u64).sum();
+        self.files.view_mut(root).have += stored;
         job.next = end;
         // Serve what is stored while the rest is being stored (other devices start early); at
         // doubling sizes only, so a huge file costs a handful of these.
@@ -449,20 +453,22 @@ impl Runtime {
         true
     }
 
-    /// One turn of file work: send jobs, received messages, timers, view.
     /// Local file work is queued (hashing or storing a file being sent): keep the loop turning.
     /// Transfers need no such flag: their messages wake the loop.
     pub(super) fn files_busy(&self) -> bool {
         !self.files.jobs.is_empty() || !self.files.inbox.is_empty()
     }
 
+    /// One turn of file work: send jobs, received messages, timers, view.
     pub(super) async fn pump_files(&mut self) {
         self.advance_send().await;
+        // All at once, so the chunks that arrived together are stored (or read) together.
         let inbox = std::mem::take(&mut self.files.inbox);
+        let mut effects = Vec::new();
         for (peer, msg) in inbox {
-            let eff = self.files.engine.on_message(&peer, msg, now_ms());
-            self.run_blob_effects(eff).await;
+            effects.extend(self.files.engine.on_message(&peer, msg, now_ms()));
         }
+        self.run_blob_effects(effects).await;
         let now = js_sys::Date::now();
         if now - self.files.last_tick >= FILE_TICK_MS {
             self.files.last_tick = now;
@@ -589,13 +595,20 @@ impl Runtime {
                     }
                 }
                 BlobEffect::ReadChunk { peer, root, index } => {
-                    let bytes = self
-                        .store
-                        .get(&chunk_key(&root, index))
-                        .await
-                        .ok()
-                        .flatten();
-                    queue.extend(self.files.engine.chunk_read(&peer, root, index, bytes));
+                    // Reads queued together share one transaction.
+                    let mut wanted = vec![(peer, root, index)];
+                    while let Some(BlobEffect::ReadChunk { .. }) = queue.front() {
+                        if let Some(BlobEffect::ReadChunk { peer, root, index }) = queue.pop_front()
+                        {
+                            wanted.push((peer, root, index));
+                        }
+                    }
+                    let keys: Vec<_> = wanted.iter().map(|(_, r, i)| chunk_key(r, *i)).collect();
+                    let mut read = self.store.get_many(&keys).await.unwrap_or_default();
+                    read.resize(wanted.len(), None);
+                    for ((peer, root, index), bytes) in wanted.into_iter().zip(read) {
+                        queue.extend(self.files.engine.chunk_read(&peer, root, index, bytes));
+                    }
                 }
                 BlobEffect::StoreManifest { root, bytes } => {
                     if let Err(e) = self.store.put(&manifest_key(&root), &bytes).await {
@@ -607,10 +620,28 @@ impl Runtime {
                     }
                 }
                 BlobEffect::StoreChunk { root, index, data } => {
-                    match self.store.put(&chunk_key(&root, index), &data).await {
-                        Ok(()) => queue.extend(self.files.engine.stored(root, index)),
+                    // Chunks that arrived together are written in one transaction.
+                    let mut ids = vec![(root, index)];
+                    let mut entries = vec![(chunk_key(&root, index), data)];
+                    while let Some(BlobEffect::StoreChunk { .. }) = queue.front() {
+                        if let Some(BlobEffect::StoreChunk { root, index, data }) =
+                            queue.pop_front()
+                        {
+                            ids.push((root, index));
+                            entries.push((chunk_key(&root, index), data));
+                        }
+                    }
+                    match self.store.put_many(&entries).await {
+                        Ok(()) => {
+                            for (root, index) in ids {
+                                queue.extend(self.files.engine.stored(root, index));
+                            }
+                        }
                         Err(e) => {
-                            queue.extend(self.files.engine.store_failed(root, &e.to_string()))
+                            let roots: BTreeSet<BlobId> = ids.iter().map(|(r, _)| *r).collect();
+                            for root in roots {
+                                queue.extend(self.files.engine.store_failed(root, &e.to_string()));
+                            }
                         }
                     }
                 }

@@ -82,6 +82,50 @@ impl IdbStore {
         Ok(v.filter(|v| !v.is_undefined()))
     }
 
+    /// Writes several values in one transaction (file chunks that arrived together): one
+    /// commit instead of one each. All or nothing, like `put`.
+    pub async fn put_many(&self, entries: &[(StoreKey, Vec<u8>)]) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        let values: Vec<(JsValue, JsValue)> = entries
+            .iter()
+            .map(|(k, v)| {
+                (
+                    Uint8Array::from(v.as_slice()).into(),
+                    JsValue::from_str(k.as_str()),
+                )
+            })
+            .collect();
+        // Every request is issued on the first poll, with the completion listener beside them.
+        let puts = futures::future::join_all(values.iter().map(|(v, k)| store.put(v, Some(k))));
+        let (results, done) = join(puts, tx.done()).await;
+        for r in results {
+            r.map_err(err)?;
+        }
+        finish((Ok(()), done))
+    }
+
+    /// Reads several values in one transaction.
+    pub async fn get_many(&self, keys: &[StoreKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadOnly)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        let keys: Vec<JsValue> = keys.iter().map(|k| JsValue::from_str(k.as_str())).collect();
+        let gets = futures::future::join_all(keys.iter().map(|k| store.get(k.clone())));
+        gets.await
+            .into_iter()
+            .map(|r| {
+                r.map_err(err)
+                    .map(|v| v.filter(|v| !v.is_undefined()).map(|v| bytes(&v)))
+            })
+            .collect()
+    }
+
     /// Deletes every value under `prefix` in one transaction (a deleted file's chunks).
     pub async fn delete_prefix(&self, prefix: &StoreKey) -> Result<(), StoreError> {
         let tx = self

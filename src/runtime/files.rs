@@ -37,9 +37,21 @@ struct SendJob {
     next: u32,
 }
 
+/// Chunk storage finished beside the loop (see `run_blob_effects`).
+enum IoDone {
+    Stored(Vec<(BlobId, u32)>, Result<(), String>),
+    Read(Vec<(PeerKey, BlobId, u32)>, Vec<Option<Vec<u8>>>),
+}
+
 /// The runtime's file state.
 pub(super) struct Files {
     engine: Transfers,
+    /// Chunk reads and writes run as their own tasks, so the loop keeps receiving, opening
+    /// and verifying while IndexedDB works; they report here (and wake the loop).
+    io_tx: futures::channel::mpsc::UnboundedSender<IoDone>,
+    io_rx: futures::channel::mpsc::UnboundedReceiver<IoDone>,
+    /// Chunk reads and writes in flight.
+    io_pending: usize,
     jobs: VecDeque<SendJob>,
     /// Blob messages received since the last pump.
     inbox: Vec<(PeerKey, BlobMessage)>,
@@ -64,8 +76,12 @@ pub(super) struct Files {
 
 impl Files {
     pub(super) fn new() -> Self {
+        let (io_tx, io_rx) = futures::channel::mpsc::unbounded();
         Files {
             engine: Transfers::new(TransferConfig::default()),
+            io_tx,
+            io_rx,
+            io_pending: 0,
             jobs: VecDeque::new(),
             inbox: Vec::new(),
             peers: BTreeSet::new(),
@@ -456,7 +472,7 @@ impl Runtime {
     /// Local file work is queued (hashing or storing a file being sent): keep the loop turning.
     /// Transfers need no such flag: their messages wake the loop.
     pub(super) fn files_busy(&self) -> bool {
-        !self.files.jobs.is_empty() || !self.files.inbox.is_empty()
+        !self.files.jobs.is_empty() || !self.files.inbox.is_empty() || self.files.io_pending > 0
     }
 
     /// One turn of file work: send jobs, received messages, timers, view.
@@ -467,6 +483,27 @@ impl Runtime {
         let mut effects = Vec::new();
         for (peer, msg) in inbox {
             effects.extend(self.files.engine.on_message(&peer, msg, now_ms()));
+        }
+        while let Ok(done) = self.files.io_rx.try_recv() {
+            self.files.io_pending = self.files.io_pending.saturating_sub(1);
+            match done {
+                IoDone::Stored(ids, Ok(())) => {
+                    for (root, index) in ids {
+                        effects.extend(self.files.engine.stored(root, index));
+                    }
+                }
+                IoDone::Stored(ids, Err(e)) => {
+                    let roots: BTreeSet<BlobId> = ids.iter().map(|(r, _)| *r).collect();
+                    for root in roots {
+                        effects.extend(self.files.engine.store_failed(root, &e));
+                    }
+                }
+                IoDone::Read(wanted, read) => {
+                    for ((peer, root, index), bytes) in wanted.into_iter().zip(read) {
+                        effects.extend(self.files.engine.chunk_read(&peer, root, index, bytes));
+                    }
+                }
+            }
         }
         self.run_blob_effects(effects).await;
         let now = js_sys::Date::now();
@@ -595,7 +632,7 @@ impl Runtime {
                     }
                 }
                 BlobEffect::ReadChunk { peer, root, index } => {
-                    // Reads queued together share one transaction.
+                    // Reads queued together share one transaction, beside the loop.
                     let mut wanted = vec![(peer, root, index)];
                     while let Some(BlobEffect::ReadChunk { .. }) = queue.front() {
                         if let Some(BlobEffect::ReadChunk { peer, root, index }) = queue.pop_front()
@@ -604,11 +641,14 @@ impl Runtime {
                         }
                     }
                     let keys: Vec<_> = wanted.iter().map(|(_, r, i)| chunk_key(r, *i)).collect();
-                    let mut read = self.store.get_many(&keys).await.unwrap_or_default();
-                    read.resize(wanted.len(), None);
-                    for ((peer, root, index), bytes) in wanted.into_iter().zip(read) {
-                        queue.extend(self.files.engine.chunk_read(&peer, root, index, bytes));
-                    }
+                    let (store, tx) = (self.store.clone(), self.files.io_tx.clone());
+                    self.files.io_pending += 1;
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let mut read = store.get_many(&keys).await.unwrap_or_default();
+                        read.resize(wanted.len(), None);
+                        let _ = tx.unbounded_send(IoDone::Read(wanted, read));
+                        crate::wake::wake();
+                    });
                 }
                 BlobEffect::StoreManifest { root, bytes } => {
                     if let Err(e) = self.store.put(&manifest_key(&root), &bytes).await {
@@ -620,7 +660,8 @@ impl Runtime {
                     }
                 }
                 BlobEffect::StoreChunk { root, index, data } => {
-                    // Chunks that arrived together are written in one transaction.
+                    // Chunks that arrived together are written in one transaction, beside the
+                    // loop; the engine hears "stored" only once it committed.
                     let mut ids = vec![(root, index)];
                     let mut entries = vec![(chunk_key(&root, index), data)];
                     while let Some(BlobEffect::StoreChunk { .. }) = queue.front() {
@@ -631,19 +672,13 @@ impl Runtime {
                             entries.push((chunk_key(&root, index), data));
                         }
                     }
-                    match self.store.put_many(&entries).await {
-                        Ok(()) => {
-                            for (root, index) in ids {
-                                queue.extend(self.files.engine.stored(root, index));
-                            }
-                        }
-                        Err(e) => {
-                            let roots: BTreeSet<BlobId> = ids.iter().map(|(r, _)| *r).collect();
-                            for root in roots {
-                                queue.extend(self.files.engine.store_failed(root, &e.to_string()));
-                            }
-                        }
-                    }
+                    let (store, tx) = (self.store.clone(), self.files.io_tx.clone());
+                    self.files.io_pending += 1;
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let result = store.put_many(&entries).await.map_err(|e| e.to_string());
+                        let _ = tx.unbounded_send(IoDone::Stored(ids, result));
+                        crate::wake::wake();
+                    });
                 }
                 BlobEffect::Progress {
                     root, have_bytes, ..

@@ -12,9 +12,11 @@ use wasm_bindgen::{JsCast, JsValue};
 
 const STORE: &str = "kv";
 
-/// A Ferry database in this browser profile.
+/// A Ferry database in this browser profile. Clones share the connection (file chunk reads
+/// and writes run beside the runtime's loop).
+#[derive(Clone)]
 pub struct IdbStore {
-    db: Rexie,
+    db: std::rc::Rc<Rexie>,
 }
 
 fn err(e: impl std::fmt::Debug) -> StoreError {
@@ -59,12 +61,17 @@ impl IdbStore {
             .build()
             .await
             .map_err(err)?;
-        Ok(IdbStore { db })
+        Ok(IdbStore {
+            db: std::rc::Rc::new(db),
+        })
     }
 
-    /// Closes the connection (deleting a database waits until every connection is closed).
+    /// Closes the connection (deleting a database waits until every connection is closed);
+    /// only the last clone can (chunk I/O in flight holds the others briefly).
     pub fn close(self) {
-        self.db.close();
+        if let Ok(db) = std::rc::Rc::try_unwrap(self.db) {
+            db.close();
+        }
     }
 
     /// One value as the browser holds it (a `Uint8Array`), without copying it into wasm

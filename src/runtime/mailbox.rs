@@ -61,10 +61,31 @@ pub(super) struct Mailbox {
     uploaded_files: BTreeSet<BlobId>,
     /// The file being uploaded and its next chunk (a visit uploads a few chunks).
     file_progress: Option<(BlobId, u32)>,
+    /// History being uploaded, a few entries per visit (a snapshot of a long history is
+    /// megabytes: posting it in one go would stall the loop on a slow uplink).
+    history_progress: Option<HistoryUpload>,
     last_visit: f64,
     /// When another device was last connected (or this mailbox state was created).
     last_peer: f64,
 }
+
+/// A history upload in progress (in memory: after a reload it is planned again, and readers
+/// skip the half-posted message).
+struct HistoryUpload {
+    /// Sealed entries not posted yet.
+    entries: std::collections::VecDeque<Vec<u8>>,
+    /// Sequence numbers of the entries posted.
+    seqs: Vec<u64>,
+    /// A snapshot to declare as the base, covering entries up to this one.
+    base_covers: Option<u64>,
+    /// The document heads it reaches.
+    heads: Vec<[u8; 32]>,
+    /// Items up to this time are in it.
+    carried: u64,
+}
+
+/// History entries posted per visit (up to 1 MiB).
+const HISTORY_ENTRIES_PER_VISIT: usize = 16;
 
 fn settings(name: &str) -> ferry_core::StoreKey {
     key(&["settings", name])
@@ -187,6 +208,7 @@ impl Mailbox {
             uploaded_heads: Vec::new(),
             uploaded_files: BTreeSet::new(),
             file_progress: None,
+            history_progress: None,
             last_visit: 0.0,
             last_peer: js_sys::Date::now(),
         }
@@ -466,6 +488,17 @@ impl Runtime {
         }
     }
 
+    fn seal(&self, payload: &MailboxPayload) -> Option<Vec<Vec<u8>>> {
+        seal_payload(
+            &self.mailbox.keys,
+            &self.secret.room_id(),
+            self.device,
+            random_msg_id(),
+            payload,
+        )
+        .ok()
+    }
+
     /// Seals and posts one message; the server's sequence numbers of its entries, or `None`
     /// if any entry was refused (the caller tries again at a later visit).
     async fn post_entries(
@@ -475,55 +508,59 @@ impl Runtime {
         payload: &MailboxPayload,
         hold: bool,
     ) -> Option<Vec<u64>> {
-        let entries = seal_payload(
-            &self.mailbox.keys,
-            &self.secret.room_id(),
-            self.device,
-            random_msg_id(),
-            payload,
-        )
-        .ok()?;
+        let entries = self.seal(payload)?;
+        let mut seqs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            seqs.push(self.post_entry(url, token, &entry, hold).await?);
+        }
+        Some(seqs)
+    }
+
+    /// Posts one sealed entry; its sequence number, or `None` if refused (said in the status).
+    async fn post_entry(
+        &mut self,
+        url: &str,
+        token: &str,
+        entry: &[u8],
+        hold: bool,
+    ) -> Option<u64> {
         let url = format!(
             "{url}?device={}{}",
             self.mailbox.tag,
             if hold { "&hold=1" } else { "" }
         );
-        let mut seqs = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match request("POST", &url, token, Some(&entry), false).await {
-                Ok((201, body)) | Ok((200, body)) => {
-                    let seq = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v["seq"].as_u64())?;
-                    seqs.push(seq);
-                }
-                Ok((status, body)) => {
-                    // The server words its errors for people ("the room's mailbox is full…").
-                    let why = serde_json::from_slice::<serde_json::Value>(&body)
-                        .ok()
-                        .and_then(|v| v["error"].as_str().map(str::to_owned))
-                        .unwrap_or_else(|| format!("HTTP {status}"));
-                    self.view.mailbox_status.set(Some(format!(
-                        "The mailbox refused an upload: {why}. Ferry tries again later."
-                    )));
-                    return None;
-                }
-                Err(_) => return None,
+        match request("POST", &url, token, Some(entry), false).await {
+            Ok((201, body)) | Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["seq"].as_u64()),
+            Ok((status, body)) => {
+                // The server words its errors for people ("the room's mailbox is full…").
+                let why = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| format!("HTTP {status}"));
+                self.view.mailbox_status.set(Some(format!(
+                    "The mailbox refused an upload: {why}. Ferry tries again later."
+                )));
+                None
             }
+            Err(_) => None,
         }
-        Some(seqs)
     }
 
-    async fn upload_mailbox(&mut self, url: &str, token: &str, room: &Room) -> Result<(), String> {
-        let heads: Vec<automerge::ChangeHash> = self
-            .mailbox
-            .uploaded_heads
-            .iter()
-            .map(|h| automerge::ChangeHash(*h))
-            .collect();
-        if let Some(plan) = plan_upload(self.replica.doc_mut(), &heads) {
-            // Items up to this time are in what is uploaded now.
-            let carried = self.replica.latest_ms().max(js_sys::Date::now() as u64);
+    /// Plans the next history upload (a delta, or a snapshot when one is due) unless one is
+    /// in progress, then posts a few of its entries. `true` once nothing is left to post.
+    async fn upload_history(&mut self, url: &str, token: &str, room: &Room) -> bool {
+        if self.mailbox.history_progress.is_none() {
+            let heads: Vec<automerge::ChangeHash> = self
+                .mailbox
+                .uploaded_heads
+                .iter()
+                .map(|h| automerge::ChangeHash(*h))
+                .collect();
+            let Some(plan) = plan_upload(self.replica.doc_mut(), &heads) else {
+                return true;
+            };
             let read = self.mailbox.cursor.read();
             let as_base = base_due(room.last_seq, room.base_to, read, true)
                 && self.mailbox.cursor.safe() == read;
@@ -532,38 +569,81 @@ impl Runtime {
             } else {
                 plan.changes
             };
-            let Some(seqs) = self
-                .post_entries(url, token, &MailboxPayload::Changes { bytes }, false)
-                .await
-            else {
-                return Ok(());
+            let Some(entries) = self.seal(&MailboxPayload::Changes { bytes }) else {
+                // Larger than one mailbox message can be: direct sync only.
+                return true;
             };
-            if let (true, Some(from), Some(to)) = (as_base, seqs.first(), seqs.last()) {
-                // Declared only once all of it is stored: a half-uploaded snapshot is never
-                // what a late joiner is given instead of the entries it replaces.
-                let base = serde_json::json!({ "from": from, "to": to, "covers": read });
-                if let Err(e) = post_json(&format!("{url}/base"), token, &base).await {
-                    web_sys::console::warn_1(&format!("mailbox base refused: {e}").into());
+            self.mailbox.history_progress = Some(HistoryUpload {
+                entries: entries.into(),
+                seqs: Vec::new(),
+                base_covers: as_base.then_some(read),
+                heads: plan.heads.iter().map(|h| h.0).collect(),
+                // Items up to this time are in what is uploaded now.
+                carried: self.replica.latest_ms().max(js_sys::Date::now() as u64),
+            });
+        }
+        for _ in 0..HISTORY_ENTRIES_PER_VISIT {
+            let Some(entry) = self
+                .mailbox
+                .history_progress
+                .as_mut()
+                .and_then(|p| p.entries.pop_front())
+            else {
+                break;
+            };
+            let Some(seq) = self.post_entry(url, token, &entry, false).await else {
+                if let Some(p) = self.mailbox.history_progress.as_mut() {
+                    p.entries.push_front(entry);
                 }
+                return false;
+            };
+            if let Some(p) = self.mailbox.history_progress.as_mut() {
+                p.seqs.push(seq);
             }
-            if let Some(last) = seqs.last() {
-                self.mailbox.uploads.record(*last, carried);
-                let _ = self
-                    .store
-                    .put(
-                        &settings("mailbox-uploads"),
-                        self.mailbox.uploads.encode().as_bytes(),
-                    )
-                    .await;
+        }
+        let Some(done) = self
+            .mailbox
+            .history_progress
+            .take_if(|p| p.entries.is_empty())
+        else {
+            // More to post: come back soon rather than after the usual interval.
+            self.mailbox.last_visit -= INTERVAL_MS - 100.0;
+            return false;
+        };
+        if let (Some(covers), Some(from), Some(to)) =
+            (done.base_covers, done.seqs.first(), done.seqs.last())
+        {
+            // Declared only once all of it is stored: a half-uploaded snapshot is never
+            // what a late joiner is given instead of the entries it replaces.
+            let base = serde_json::json!({ "from": from, "to": to, "covers": covers });
+            if let Err(e) = post_json(&format!("{url}/base"), token, &base).await {
+                web_sys::console::warn_1(&format!("mailbox base refused: {e}").into());
             }
-            self.mailbox.uploaded_heads = plan.heads.iter().map(|h| h.0).collect();
+        }
+        if let Some(last) = done.seqs.last() {
+            self.mailbox.uploads.record(*last, done.carried);
             let _ = self
                 .store
                 .put(
-                    &settings("mailbox-heads"),
-                    &self.mailbox.uploaded_heads.concat(),
+                    &settings("mailbox-uploads"),
+                    self.mailbox.uploads.encode().as_bytes(),
                 )
                 .await;
+        }
+        self.mailbox.uploaded_heads = done.heads;
+        let _ = self
+            .store
+            .put(
+                &settings("mailbox-heads"),
+                &self.mailbox.uploaded_heads.concat(),
+            )
+            .await;
+        true
+    }
+
+    async fn upload_mailbox(&mut self, url: &str, token: &str, room: &Room) -> Result<(), String> {
+        if !self.upload_history(url, token, room).await {
+            return Ok(());
         }
         // Files written here and held whole, not yet in the mailbox: a few chunks per visit
         // (the main loop waits for each request), resumed at the next visit.

@@ -137,3 +137,27 @@ test('with the mailbox turned off, nothing is uploaded', async () => {
   await expect(phone.message('this stays on the laptop')).toBeVisible({ timeout: 30_000 });
   await phone.close();
 });
+
+test('a long history reaches a device that joins alone, posted a slice per visit', async () => {
+  test.setTimeout(300_000);
+  // 1,500 texts of 1,200 random characters: the laptop's first upload, a snapshot of ~1.4 MB,
+  // is more mailbox entries (64 KiB each) than one visit posts (16).
+  const laptop = await Device.launch('mbox-long-laptop');
+  const texts = Array.from({ length: 1500 }, (_, i) => `long history ${i} ` + randomBytes(900).toString('base64'));
+  await laptop.typeMany(texts.length, (i) => texts[i]);
+  // The log renders the newest 1,000 and carries the total.
+  await expect(laptop.history).toHaveAttribute('data-count', String(texts.length), { timeout: 120_000 });
+  await expect(laptop.page.getByText(/1500 items waiting in the mailbox/)).toBeVisible({ timeout: 60_000 });
+  const link = await laptop.pairingLink();
+  await laptop.close();
+
+  const phone = await Device.launch('mbox-long-phone');
+  await phone.join(link);
+  await expect(phone.status).toHaveText('No other devices connected');
+  await expect(phone.history).toHaveAttribute('data-count', String(texts.length), { timeout: 60_000 });
+  expect(await phone.texts()).toEqual(texts.slice(-1000));
+  await phone.openDevices();
+  const held = await phone.page.getByText(/The mailbox holds \d+ sealed entries/).textContent();
+  expect(Number(/holds (\d+)/.exec(held ?? '')?.[1])).toBeGreaterThan(16);
+  await phone.close();
+});

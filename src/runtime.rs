@@ -708,7 +708,11 @@ impl Runtime {
     /// Notes when another device (directly, or through a sibling tab) had everything this one
     /// has; re-renders items that stop being "not yet on other devices".
     async fn update_synced(&mut self, now: u64) {
-        let mut synced = self.tabs.as_ref().map_or(0, TabLink::last_synced_via_tabs);
+        let mut synced = self
+            .tabs
+            .as_ref()
+            .map_or(0, TabLink::last_synced_via_tabs)
+            .max(self.mailbox.synced_ms);
         let devices = self.replica.synced_devices();
         if !devices.is_empty() {
             synced = synced.max(now.max(self.replica.latest_ms()));

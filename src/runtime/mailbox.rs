@@ -16,7 +16,7 @@
 //! The cursors the server reports tell which device has which of our uploads: that is the
 //! per-item "on Laptop" for devices reached only through the mailbox.
 
-use super::{Runtime, key};
+use super::{Runtime, key, now_ms};
 use ferry_core::blobs::{chunk_key, manifest_key};
 use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store};
 use ferry_core::{
@@ -67,6 +67,8 @@ pub(super) struct Mailbox {
     last_visit: f64,
     /// When another device was last connected (or this mailbox state was created).
     last_peer: f64,
+    /// When the server last showed every other device holding everything this one has.
+    pub(super) synced_ms: u64,
 }
 
 /// A history upload in progress (in memory: after a reload it is planned again, and readers
@@ -209,6 +211,7 @@ impl Mailbox {
             uploaded_files: BTreeSet::new(),
             file_progress: None,
             history_progress: None,
+            synced_ms: 0,
             last_visit: 0.0,
             last_peer: js_sys::Date::now(),
         }
@@ -338,6 +341,15 @@ impl Runtime {
         self.upload_mailbox(url, &token, &room).await
     }
 
+    /// The history here is all in the mailbox (as of the last complete upload).
+    fn heads_uploaded(&mut self) -> bool {
+        let mut heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+        heads.sort();
+        let mut uploaded = self.mailbox.uploaded_heads.clone();
+        uploaded.sort();
+        heads == uploaded
+    }
+
     /// Tells the server what this device has (the first time, this registers the device, so
     /// held file chunks wait for it too).
     async fn acknowledge(&mut self, url: &str, token: &str) -> Result<(), String> {
@@ -381,12 +393,34 @@ impl Runtime {
             self.save_delivered().await;
             self.refresh_items();
         }
+        // Everything here is uploaded and every other device's cursor is past it: as synced
+        // as direct sync would make it ("Last synced …").
+        let latest = self.replica.latest_ms();
+        let others: Vec<DeviceId> = self
+            .replica
+            .devices()
+            .into_iter()
+            .map(|d| d.id)
+            .filter(|d| *d != self.device)
+            .collect();
+        if !others.is_empty()
+            && self.mailbox.history_progress.is_none()
+            && self.heads_uploaded()
+            && others
+                .iter()
+                .all(|d| self.delivered.get(d).is_some_and(|at| *at >= latest))
+        {
+            self.mailbox.synced_ms = now_ms();
+        }
     }
 
     async fn fetch_mailbox(&mut self, url: &str, token: &str) -> Result<Room, String> {
         use base64::Engine;
         let mut effect_batch: Vec<Effect> = Vec::new();
         let saved = self.mailbox.cursor.safe();
+        // Nothing of ours waits to be uploaded: what arrives now is in the mailbox already,
+        // so it must not count as ours to upload (every device would echo every change).
+        let clean = self.heads_uploaded();
         let room = loop {
             let (status, body) = request(
                 "GET",
@@ -443,6 +477,17 @@ impl Runtime {
         };
         if !effect_batch.is_empty() {
             self.apply_remote(effect_batch).await;
+        }
+        if clean && !self.heads_uploaded() {
+            self.mailbox.uploaded_heads =
+                self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+            let _ = self
+                .store
+                .put(
+                    &settings("mailbox-heads"),
+                    &self.mailbox.uploaded_heads.concat(),
+                )
+                .await;
         }
         if self.mailbox.cursor.safe() != saved {
             // After applying (and saving) what was read, and only what survives a reload:

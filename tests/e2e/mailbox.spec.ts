@@ -89,6 +89,8 @@ test('devices that are never online together sync through the sealed mailbox', a
     await expect(laptop.message(t)).not.toContainText('not yet on other devices');
   }
   await expect(laptop.page.getByText(/waiting in the mailbox/)).toHaveCount(0);
+  // Everything here is in the mailbox and past the phone's cursor: synced, as far as it knows.
+  await expect(laptop.page.getByText(/^Last synced/)).toBeVisible();
   await laptop.close();
 
   // 6. A tablet joins last, alone: the compacted history still holds everything written.

@@ -479,15 +479,8 @@ impl Runtime {
             self.apply_remote(effect_batch).await;
         }
         if clean && !self.heads_uploaded() {
-            self.mailbox.uploaded_heads =
-                self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
-            let _ = self
-                .store
-                .put(
-                    &settings("mailbox-heads"),
-                    &self.mailbox.uploaded_heads.concat(),
-                )
-                .await;
+            let heads = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+            self.set_uploaded_heads(heads).await;
         }
         if self.mailbox.cursor.safe() != saved {
             // After applying (and saving) what was read, and only what survives a reload:
@@ -675,7 +668,13 @@ impl Runtime {
                 )
                 .await;
         }
-        self.mailbox.uploaded_heads = done.heads;
+        self.set_uploaded_heads(done.heads).await;
+        true
+    }
+
+    /// Records (and saves) the history heads the mailbox has.
+    async fn set_uploaded_heads(&mut self, heads: Vec<[u8; 32]>) {
+        self.mailbox.uploaded_heads = heads;
         let _ = self
             .store
             .put(
@@ -683,7 +682,6 @@ impl Runtime {
                 &self.mailbox.uploaded_heads.concat(),
             )
             .await;
-        true
     }
 
     async fn upload_mailbox(&mut self, url: &str, token: &str, room: &Room) -> Result<(), String> {

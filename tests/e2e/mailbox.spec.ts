@@ -79,6 +79,8 @@ test('devices that are never online together sync through the sealed mailbox', a
     return m ? Number(m[1]) : text.includes('holds nothing') ? 0 : Infinity;
   };
   await expect.poll(() => held(phone), { timeout: 30_000 }).toBeLessThanOrEqual(2);
+  await phone.page.getByRole('heading', { name: 'Mailbox' }).scrollIntoViewIfNeeded();
+  await phone.page.screenshot({ path: test.info().outputPath('phone-mailbox.png') });
   await phone.close();
 
   // 5. The laptop, alone again: the server's cursors say the phone has its messages.

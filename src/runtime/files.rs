@@ -771,12 +771,7 @@ impl Runtime {
     }
 
     async fn save_stopped(&mut self) {
-        let text: String = self
-            .files
-            .stopped
-            .iter()
-            .map(|r| format!("{r}\n"))
-            .collect();
+        let text = roots_text(&self.files.stopped);
         let _ = self.store.put(&stopped_key(), text.as_bytes()).await;
     }
 
@@ -822,4 +817,9 @@ fn chunk_out(msg: &BlobMessage) -> ChunkOut {
         BlobMessage::Chunk { root, data, .. } => ChunkOut::Chunk(*root, data.len() as u64),
         _ => ChunkOut::Other,
     }
+}
+
+/// A set of files as stored in settings: one root (hex) per line.
+pub(super) fn roots_text(roots: &BTreeSet<BlobId>) -> String {
+    roots.iter().map(|r| format!("{r}\n")).collect()
 }

@@ -743,12 +743,7 @@ impl Runtime {
             }
             self.mailbox.file_progress = None;
             self.mailbox.uploaded_files.insert(root);
-            let text: String = self
-                .mailbox
-                .uploaded_files
-                .iter()
-                .map(|r| format!("{r}\n"))
-                .collect();
+            let text = super::files::roots_text(&self.mailbox.uploaded_files);
             let _ = self
                 .store
                 .put(&settings("mailbox-files"), text.as_bytes())

@@ -35,6 +35,12 @@ const ENTRIES: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new
 const CURSORS: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("cursors/v2");
 /// (room, seq) → uploading device, for held entries only.
 const HOLDS: TableDefinition<(&str, u64), &str> = TableDefinition::new("holds/v1");
+/// (room, BLAKE3 of the blob) → seq of the stored entry with exactly those bytes, so a client
+/// that POSTs the same sealed entry twice (a retry after a lost answer, a page and its service
+/// worker racing on one outbox) gets the first seq back instead of a second copy. Kept in step
+/// with ENTRIES wherever entries leave. Added after the first release: `open` creates it, and
+/// entries stored before then are simply not in it (a repeat of one of those appends again).
+const DIGESTS: TableDefinition<(&str, [u8; 32]), u64> = TableDefinition::new("digests/v1");
 
 /// Limits of the mailbox. Defaults suit a personal or family deployment.
 #[derive(Debug, Clone, Copy)]
@@ -243,7 +249,36 @@ type Tables<'t> = (
     redb::Table<'t, (&'static str, u64), (u64, &'static [u8])>,
     redb::Table<'t, (&'static str, &'static str), (u64, u64)>,
     redb::Table<'t, (&'static str, u64), &'static str>,
+    redb::Table<'t, (&'static str, [u8; 32]), u64>,
 );
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's sequence number (the earlier one, for a duplicate).
+    pub seq: u64,
+    /// The same bytes were already stored in the room: nothing was added.
+    pub duplicate: bool,
+}
+
+/// The dedup index key of a blob.
+fn digest_of(blob: &[u8]) -> [u8; 32] {
+    *blake3::hash(blob).as_bytes()
+}
+
+/// Drops `blob`'s index row if it points at `seq` (the entry being deleted).
+fn unindex(
+    digests: &mut redb::Table<'_, (&'static str, [u8; 32]), u64>,
+    room: &str,
+    blob: &[u8],
+    seq: u64,
+) -> Result<(), MailboxError> {
+    let digest = digest_of(blob);
+    if digests.get((room, digest))?.map(|v| v.value()) == Some(seq) {
+        digests.remove((room, digest))?;
+    }
+    Ok(())
+}
 
 impl Mailbox {
     /// Opens (or creates) `dir/mailbox.redb`.
@@ -258,6 +293,7 @@ impl Mailbox {
         txn.open_table(ENTRIES)?;
         txn.open_table(CURSORS)?;
         txn.open_table(HOLDS)?;
+        txn.open_table(DIGESTS)?;
         txn.commit()?;
         Ok(Mailbox { db, limits })
     }
@@ -279,6 +315,7 @@ impl Mailbox {
                 txn.open_table(ENTRIES)?,
                 txn.open_table(CURSORS)?,
                 txn.open_table(HOLDS)?,
+                txn.open_table(DIGESTS)?,
             );
             f(&mut tables)?
         };
@@ -289,7 +326,7 @@ impl Mailbox {
     /// Registers `verifier` for `room` on first use (trust on first use). Returns whether it
     /// was created now; the same verifier again is fine, another one is refused.
     pub fn register(&self, room: &str, verifier: blake3::Hash) -> Result<bool, MailboxError> {
-        self.write(|(rooms, _, _, _)| {
+        self.write(|(rooms, _, _, _, _)| {
             if let Some(meta) = rooms.get(room)? {
                 let meta = Meta::decode(meta.value())?;
                 return if meta.authorizes(&verifier) {
@@ -402,8 +439,10 @@ impl Mailbox {
         }
         for seq in &doomed {
             if let Some(old) = t.1.remove((room, *seq))? {
-                meta.bytes = meta.bytes.saturating_sub(old.value().1.len() as u64);
+                let blob = old.value().1;
+                meta.bytes = meta.bytes.saturating_sub(blob.len() as u64);
                 meta.entries = meta.entries.saturating_sub(1);
+                unindex(&mut t.4, room, blob, *seq)?;
             }
             t.3.remove((room, *seq))?;
         }
@@ -420,6 +459,10 @@ impl Mailbox {
     /// Appends a sealed blob; returns its sequence number. `uploader` is the sending device's
     /// opaque id; `hold` keeps the entry until every other registered device acknowledged it,
     /// whatever bases say (file chunks, which no snapshot contains).
+    ///
+    /// The same bytes as an entry still stored in the room are not appended again: the answer
+    /// is that entry's seq, marked `duplicate` (sealing uses a fresh nonce, so equal bytes are
+    /// the same upload repeated, never two changes).
     pub fn append(
         &self,
         room: &str,
@@ -428,7 +471,7 @@ impl Mailbox {
         uploader: Option<&str>,
         hold: bool,
         now_ms: u64,
-    ) -> Result<u64, MailboxError> {
+    ) -> Result<Appended, MailboxError> {
         if blob.len() > self.limits.max_entry_bytes {
             return Err(MailboxError::TooLarge(blob.len()));
         }
@@ -443,6 +486,16 @@ impl Mailbox {
         self.write(|t| {
             let mut meta = Self::authorized(&t.0, room, key_hash)?;
             self.trim(t, room, &mut meta, now_ms)?;
+            // Checked before the quotas: a repeat costs nothing, even in a full room.
+            let digest = digest_of(blob);
+            if let Some(seq) = t.4.get((room, digest))?.map(|v| v.value())
+                && t.1.get((room, seq))?.is_some()
+            {
+                return Ok(Appended {
+                    seq,
+                    duplicate: true,
+                });
+            }
             if meta.entries + 1 > self.limits.quota_entries {
                 return Err(MailboxError::Quota(format!(
                     "the room's mailbox is full: {} of {} entries (devices must fetch and acknowledge)",
@@ -478,6 +531,7 @@ impl Mailbox {
             }
             let seq = meta.next_seq;
             t.1.insert((room, seq), (now_ms, blob))?;
+            t.4.insert((room, digest), seq)?;
             if let (true, Some(device)) = (hold, uploader) {
                 t.3.insert((room, seq), device)?;
             }
@@ -485,7 +539,10 @@ impl Mailbox {
             meta.bytes += blob.len() as u64;
             meta.entries += 1;
             t.0.insert(room, meta.encode().as_slice())?;
-            Ok(seq)
+            Ok(Appended {
+                seq,
+                duplicate: false,
+            })
         })
     }
 
@@ -635,6 +692,13 @@ impl Mailbox {
                 t.1.remove((room, *seq))?;
                 t.3.remove((room, *seq))?;
             }
+            let mut digests = Vec::new();
+            for row in t.4.range((room, [0; 32])..=(room, [0xff; 32]))? {
+                digests.push(row?.0.value().1);
+            }
+            for digest in digests {
+                t.4.remove((room, digest))?;
+            }
             for (device, _, _) in Self::cursors(t, room)? {
                 t.2.remove((room, device.as_str()))?;
             }
@@ -702,7 +766,7 @@ mod tests {
         mb.ack(ROOM, &k, "laptop", 0, 0).unwrap();
         for i in 1..=3 {
             let seq = mb.append(ROOM, &k, &[i; 256], Some("phone"), false, 0);
-            assert_eq!(seq.unwrap(), u64::from(i));
+            assert_eq!(seq.unwrap().seq, u64::from(i));
         }
         // Acknowledged by everyone, but no base: a device joining later needs them.
         assert_eq!(mb.ack(ROOM, &k, "phone", 3, 0).unwrap(), (3, 0));
@@ -710,7 +774,8 @@ mod tests {
         // The laptop compacts: entry 4 is a snapshot of everything up to 3.
         assert_eq!(
             mb.append(ROOM, &k, &[4; 256], Some("laptop"), false, 0)
-                .unwrap(),
+                .unwrap()
+                .seq,
             4
         );
         let base = |from, to, covers| Base { from, to, covers };
@@ -764,7 +829,8 @@ mod tests {
         mb.ack(ROOM, &k, "phone", 0, 0).unwrap();
         assert_eq!(
             mb.append(ROOM, &k, &[1; 256], Some("phone"), true, 0)
-                .unwrap(),
+                .unwrap()
+                .seq,
             1
         );
         assert_eq!(mb.ack(ROOM, &k, "phone", 1, 0).unwrap(), (1, 0));
@@ -774,7 +840,8 @@ mod tests {
         mb.ack(ROOM, &k, "laptop", 0, 50_000).unwrap();
         assert_eq!(
             mb.append(ROOM, &k, &[2; 256], Some("phone"), true, 50_000)
-                .unwrap(),
+                .unwrap()
+                .seq,
             2
         );
         assert_eq!(mb.ack(ROOM, &k, "phone", 2, 50_000).unwrap(), (2, 0));
@@ -790,6 +857,143 @@ mod tests {
             [("laptop".to_string(), 2), ("phone".to_string(), 2)]
         );
         assert_eq!(f.stored, (0, 0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_same_bytes_are_stored_once_until_they_leave() {
+        let dir = temp_dir("dedup");
+        let mb = Mailbox::open(&dir, MailboxLimits::default()).unwrap();
+        let k = verifier_of(&[7; 32]);
+        mb.register(ROOM, k).unwrap();
+        mb.ack(ROOM, &k, "phone", 0, 0).unwrap();
+        let first = mb.append(ROOM, &k, &[1; 256], Some("phone"), false, 0);
+        let again = |mb: &Mailbox| mb.append(ROOM, &k, &[1; 256], Some("phone"), false, 0);
+        assert_eq!(
+            first.unwrap(),
+            Appended {
+                seq: 1,
+                duplicate: false
+            }
+        );
+        // 1. The page and its service worker both flush the outbox: one entry, one seq.
+        assert_eq!(
+            again(&mb).unwrap(),
+            Appended {
+                seq: 1,
+                duplicate: true
+            }
+        );
+        assert_eq!(
+            mb.append(ROOM, &k, &[2; 256], Some("phone"), false, 0)
+                .unwrap(),
+            Appended {
+                seq: 2,
+                duplicate: false
+            }
+        );
+        let f = mb.fetch(ROOM, &k, 0, 10, 0).unwrap();
+        assert_eq!(f.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(f.stored, (2, 512));
+        // 2. Another room may hold the same bytes.
+        let other = "fedcba9876543210fedcba9876543210";
+        mb.register(other, k).unwrap();
+        let there = mb.append(other, &k, &[1; 256], None, false, 0).unwrap();
+        assert_eq!(
+            there,
+            Appended {
+                seq: 1,
+                duplicate: false
+            }
+        );
+        // 3. Entry 1 leaves (acknowledged, covered by base 2): the same bytes append anew.
+        mb.ack(ROOM, &k, "phone", 2, 0).unwrap();
+        let base = Base {
+            from: 2,
+            to: 2,
+            covers: 1,
+        };
+        assert_eq!(mb.declare_base(ROOM, &k, base, 0).unwrap(), (true, 1));
+        assert_eq!(
+            again(&mb).unwrap(),
+            Appended {
+                seq: 3,
+                duplicate: false
+            }
+        );
+        assert_eq!(
+            again(&mb).unwrap(),
+            Appended {
+                seq: 3,
+                duplicate: true
+            }
+        );
+        // 4. Expiry and wipes leave no index rows behind.
+        let ttl = u64::try_from(MailboxLimits::default().ttl.as_millis()).unwrap();
+        assert_eq!(mb.sweep(ttl).unwrap(), 3);
+        let later = mb.append(ROOM, &k, &[1; 256], None, false, ttl).unwrap();
+        assert_eq!(
+            later,
+            Appended {
+                seq: 4,
+                duplicate: false
+            }
+        );
+        mb.wipe(ROOM, &k).unwrap();
+        mb.wipe(other, &k).unwrap();
+        let txn = mb.db.begin_read().unwrap();
+        assert!(txn.open_table(DIGESTS).unwrap().is_empty().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_data_dir_from_before_the_index_opens_and_appends() {
+        let dir = temp_dir("old");
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            // The previous version's tables, one room with one entry, and no DIGESTS.
+            let db = Database::create(dir.join("mailbox.redb")).unwrap();
+            let txn = db.begin_write().unwrap();
+            let meta = Meta {
+                verifier: *verifier_of(&[7; 32]).as_bytes(),
+                next_seq: 2,
+                bytes: 256,
+                entries: 1,
+                base: None,
+            };
+            txn.open_table(ROOMS)
+                .unwrap()
+                .insert(ROOM, meta.encode().as_slice())
+                .unwrap();
+            let blob: &[u8] = &[1; 256];
+            txn.open_table(ENTRIES)
+                .unwrap()
+                .insert((ROOM, 1), (0, blob))
+                .unwrap();
+            txn.open_table(CURSORS).unwrap();
+            txn.open_table(HOLDS).unwrap();
+            txn.commit().unwrap();
+        }
+        let mb = Mailbox::open(&dir, MailboxLimits::default()).unwrap();
+        let k = verifier_of(&[7; 32]);
+        // The old entry is not indexed: its bytes append again (documented), then dedup.
+        let a = mb.append(ROOM, &k, &[1; 256], None, false, 0).unwrap();
+        assert_eq!(
+            a,
+            Appended {
+                seq: 2,
+                duplicate: false
+            }
+        );
+        let b = mb.append(ROOM, &k, &[1; 256], None, false, 0).unwrap();
+        assert_eq!(
+            b,
+            Appended {
+                seq: 2,
+                duplicate: true
+            }
+        );
+        assert_eq!(mb.fetch(ROOM, &k, 0, 10, 0).unwrap().stored, (2, 512));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -374,10 +374,11 @@ fn sizes_padding_and_quotas_have_clear_errors() {
         (r.status, r.json()["code"].as_str()),
         (413, Some("too_large"))
     );
-    // 2048 bytes: 1024 + 1024 fit, the next 256 does not.
-    for _ in 0..2 {
+    // 2048 bytes: 1024 + 1024 fit, the next 256 does not. (Each blob differs: the same
+    // bytes twice are one entry.)
+    for i in 0..2 {
         assert_eq!(
-            http(&s, "POST", &mailbox(ROOM), Some(&k), &[7; 1024]).status,
+            http(&s, "POST", &mailbox(ROOM), Some(&k), &[10 + i; 1024]).status,
             201
         );
     }
@@ -390,22 +391,22 @@ fn sizes_padding_and_quotas_have_clear_errors() {
     );
     // Entry quota in another room.
     registered(&s, OTHER_ROOM, &k);
-    for _ in 0..5 {
+    for i in 0..5 {
         assert_eq!(
-            http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[1; 256]).status,
+            http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[i; 256]).status,
             201
         );
     }
     assert_eq!(
-        http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[1; 256]).status,
+        http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[9; 256]).status,
         507
     );
     // Held entries (file chunks) get three quarters of the byte quota: 1536 of 2048.
     let third = "00112233445566778899aabbccddeeff";
     registered(&s, third, &k);
     let held = format!("{}?device=phone&hold=1", mailbox(third));
-    for _ in 0..3 {
-        let r = http(&s, "POST", &held, Some(&k), &[2; 512]);
+    for i in 0..3 {
+        let r = http(&s, "POST", &held, Some(&k), &[20 + i; 512]);
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
     let r = http(&s, "POST", &held, Some(&k), &[2; 256]);
@@ -416,6 +417,70 @@ fn sizes_padding_and_quotas_have_clear_errors() {
         http(&s, "POST", &mailbox(third), Some(&k), &[3; 512]).status,
         201
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_same_sealed_entry_posted_twice_is_stored_once() {
+    let dir = temp_dir("dedup");
+    let s = server(&dir, &[]);
+    let k = key(1);
+    registered(&s, ROOM, &k);
+    let ack = |device: &str, seq: u64| {
+        let body = format!(r#"{{"device":"{device}","seq":{seq}}}"#);
+        let r = http(
+            &s,
+            "POST",
+            &format!("{}/ack", mailbox(ROOM)),
+            Some(&k),
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    };
+    ack("phone", 0);
+    let outbox = format!("{}?device=phone", mailbox(ROOM));
+    let change = seal(b"one change, uploaded by the page and by its service worker");
+    // 1. The first upload creates the entry.
+    let r = http(&s, "POST", &outbox, Some(&k), &change);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json(), json!({"seq": 1, "duplicate": false}));
+    // 2. The same bytes again (a retry, a racing worker, even as a held chunk): same seq.
+    for path in [&outbox, &format!("{outbox}&hold=1")] {
+        let r = http(&s, "POST", path, Some(&k), &change);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json(), json!({"seq": 1, "duplicate": true}));
+    }
+    // 3. Another device fetching sees one entry.
+    let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["last_seq"], 1);
+    assert_eq!(b64(v["entries"][0]["blob"].as_str().unwrap()), change);
+    // 4. Once the entry has left (acknowledged, covered by a base), the bytes append anew.
+    let snapshot = seal(b"snapshot");
+    assert_eq!(
+        http(&s, "POST", &outbox, Some(&k), &snapshot).json()["seq"],
+        2
+    );
+    ack("phone", 2);
+    let r = http(
+        &s,
+        "POST",
+        &format!("{}/base", mailbox(ROOM)),
+        Some(&k),
+        br#"{"from":2,"to":2,"covers":1}"#,
+    );
+    assert_eq!(r.json()["deleted"], 1);
+    let r = http(&s, "POST", &outbox, Some(&k), &change);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json(), json!({"seq": 3, "duplicate": false}));
+    let v = http(&s, "GET", &mailbox(ROOM), Some(&k), b"").json();
+    let seqs: Vec<_> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].clone())
+        .collect();
+    assert_eq!(seqs, [json!(2), json!(3)]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -4,7 +4,9 @@
 //! ```text
 //! PUT    /mailbox/<room>                  register V = BLAKE3(K) (trust on first use)
 //! POST   /mailbox/<room>[?device=D[&hold=1]] append a sealed blob (body: raw bytes); `hold`
-//!                                         keeps it until every other device acknowledged it
+//!                                         keeps it until every other device acknowledged it;
+//!                                         the same bytes as a stored entry answer 200 with
+//!                                         its seq and `"duplicate": true` (new: 201)
 //! GET    /mailbox/<room>?after=S&limit=N  entries after cursor S, the base, the cursors
 //! POST   /mailbox/<room>/ack              {"device": "...", "seq": S}
 //! POST   /mailbox/<room>/base             {"from": F, "to": T, "covers": C}: entries F..=T
@@ -221,10 +223,19 @@ async fn append(
         let blob = axum::body::to_bytes(body, max)
             .await
             .map_err(|_| MailboxError::TooLarge(max + 1).into_response())?;
-        let seq =
+        let appended =
             blocking(move || mb.append(&room, &hash, &blob, uploader.as_deref(), hold, now_ms()))
                 .await?;
-        Ok::<_, Response>(ok(StatusCode::CREATED, json!({ "seq": seq })))
+        // A repeat of a stored entry is 200, not 201: nothing was created.
+        let status = if appended.duplicate {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
+        Ok::<_, Response>(ok(
+            status,
+            json!({ "seq": appended.seq, "duplicate": appended.duplicate }),
+        ))
     };
     run.await.unwrap_or_else(|e| e)
 }

@@ -21,7 +21,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use mesh::{Limits, MeshState};
@@ -29,13 +29,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
 use tracing::{info, warn};
 
+mod intake;
 mod mailbox;
 mod mesh;
 
 const USAGE: &str = "usage: ferry-signal [--host ADDR] [--port N] [--app-dir DIR] [--app-port N] [--ice URL[|USER|CREDENTIAL] | --ice none]...
                     [--max-peers-per-room N] [--max-message-bytes N] [--rate MSGS_PER_SEC] [--burst N] [--idle-timeout SECS]
+                    [--peer-queue-bytes N] [--max-connections-per-ip N] [--max-connections N]
+                    [--header-timeout SECS] [--request-timeout SECS]
                     [--data-dir DIR] [--no-mailbox] [--mailbox-ttl DAYS | --mailbox-ttl-secs SECS]
                     [--mailbox-quota-bytes N] [--mailbox-quota-entries N] [--mailbox-max-rooms N]
   env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated), FERRY_DATA_DIR
@@ -54,6 +58,9 @@ struct Args {
     app_port: u16,
     ice: Vec<String>,
     limits: Limits,
+    intake: intake::IntakeLimits,
+    /// Whole-request deadline for plain HTTP (a mailbox body trickled in slowly).
+    request_timeout: std::time::Duration,
     data_dir: std::path::PathBuf,
     mailbox: Option<mailbox::MailboxLimits>,
 }
@@ -71,6 +78,8 @@ fn parse_args() -> Result<Args, String> {
     let mut ice: Option<Vec<String>> =
         env("FERRY_ICE").map(|v| v.split(',').map(str::to_owned).collect());
     let mut limits = Limits::default();
+    let mut intake = intake::IntakeLimits::default();
+    let mut request_timeout = std::time::Duration::from_secs(30);
     let mut data_dir = env("FERRY_DATA_DIR").unwrap_or_else(|| "ferry-data".into());
     let mut mailbox = Some(mailbox::MailboxLimits::default());
     let secs = |flag: &str, v: &str, scale: f64| -> Result<std::time::Duration, String> {
@@ -91,9 +100,12 @@ fn parse_args() -> Result<Args, String> {
             "--max-message-bytes" => limits.max_message_bytes = num(&flag, &value()?)?,
             "--rate" => limits.messages_per_second = num(&flag, &value()?)?,
             "--burst" => limits.burst = num(&flag, &value()?)?,
-            "--idle-timeout" => {
-                limits.idle_timeout = std::time::Duration::from_secs_f64(num(&flag, &value()?)?)
-            }
+            "--idle-timeout" => limits.idle_timeout = secs(&flag, &value()?, 1.0)?,
+            "--peer-queue-bytes" => limits.max_queued_bytes = num(&flag, &value()?)?,
+            "--max-connections-per-ip" => intake.per_address = num(&flag, &value()?)?,
+            "--max-connections" => intake.total = num(&flag, &value()?)?,
+            "--header-timeout" => intake.header_timeout = secs(&flag, &value()?, 1.0)?,
+            "--request-timeout" => request_timeout = secs(&flag, &value()?, 1.0)?,
             "--data-dir" => data_dir = value()?,
             "--no-mailbox" => mailbox = None,
             "--mailbox-ttl"
@@ -134,6 +146,8 @@ fn parse_args() -> Result<Args, String> {
             .filter(|s| s != "none" && !s.is_empty())
             .collect(),
         limits,
+        intake,
+        request_timeout,
         data_dir: data_dir.into(),
         mailbox,
     })
@@ -254,6 +268,12 @@ async fn main() {
         .route("/{room}", get(mesh::upgrade_room))
         .with_state(MeshState::new(args.limits))
         .merge(mailbox::http::router(mailbox))
+        // Slowloris on bodies: a request (a mailbox upload, say) must be read and answered
+        // within this. WebSocket upgrades answer at once, so the sockets are not limited.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            args.request_timeout,
+        ))
         // The app runs on another origin (port 8080): let its pages call the mailbox. `*`
         // never covers `Authorization`, so the headers are listed.
         .layer(
@@ -302,19 +322,11 @@ async fn main() {
         };
         info!(%app_addr, %dir, "serving the app");
         println!("Ferry app:       http://{app_addr}/");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("app server failed: {e}");
-                std::process::exit(1);
-            }
-        });
+        tokio::spawn(intake::serve(listener, app, args.intake));
     }
     println!("Ferry signaling: ws://{signal_addr}/ (health: http://{signal_addr}/health)");
     // Flush now: test harnesses and scripts read the address from a pipe.
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    if let Err(e) = axum::serve(signal_listener, signal).await {
-        eprintln!("signaling server failed: {e}");
-        std::process::exit(1);
-    }
+    intake::serve(signal_listener, signal, args.intake).await;
 }

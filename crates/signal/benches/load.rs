@@ -32,7 +32,17 @@ fn sdp(kind: &str) -> String {
 }
 
 fn start_server() -> Server {
-    common::spawn(["--no-mailbox"], true)
+    // One address opens every connection: lift the per-address caps.
+    common::spawn(
+        [
+            "--no-mailbox",
+            "--join-rate",
+            "off",
+            "--max-connections-per-ip",
+            "100000",
+        ],
+        true,
+    )
 }
 
 /// (VmRSS, VmHWM) in KiB.

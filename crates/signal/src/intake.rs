@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
@@ -247,6 +247,93 @@ pub async fn serve(listener: TcpListener, app: Router, limits: IntakeLimits) {
     }
 }
 
+/// A sustained rate with a burst: `per_sec` tokens a second, at most `burst` saved up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Tokens added per second.
+    pub per_sec: f64,
+    /// Most tokens saved up (what a fresh address may spend at once).
+    pub burst: f64,
+}
+
+impl Rate {
+    /// `N/SECS` (N events per SECS seconds) with `burst`; `off` is no limit (`None`).
+    pub fn parse(spec: &str, burst: f64) -> Result<Option<Rate>, String> {
+        if spec == "off" {
+            return Ok(None);
+        }
+        let (n, secs) = spec.split_once('/').unwrap_or((spec, "1"));
+        let n: f64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a rate: {spec} (N/SECS or off)"))?;
+        let secs: f64 = secs
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a rate: {spec} (N/SECS or off)"))?;
+        if !(n > 0.0 && secs > 0.0 && burst >= 1.0 && n.is_finite() && secs.is_finite()) {
+            return Err(format!(
+                "not a rate: {spec} with burst {burst} (N, SECS > 0, burst >= 1)"
+            ));
+        }
+        Ok(Some(Rate {
+            per_sec: n / secs,
+            burst,
+        }))
+    }
+}
+
+/// Addresses tracked before idle (full) buckets are pruned; past it, new addresses are not
+/// tracked (fail open: an attacker with that many addresses is not stopped by a per-address
+/// limit anyway, and the map must not grow without bound).
+const MAX_TRACKED: usize = 65_536;
+
+/// Token buckets per address ([`client_key`]): joins, mailbox registrations, uploads.
+pub struct PerAddress {
+    rate: Rate,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl PerAddress {
+    /// Buckets refilling at `rate`.
+    pub fn new(rate: Rate) -> Self {
+        PerAddress {
+            rate,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes a token for `ip`, or says how long until one is there.
+    pub fn allow(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.allow_at(ip, Instant::now())
+    }
+
+    fn allow_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let rate = self.rate;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let level = |(tokens, last): (f64, Instant)| {
+            (tokens + now.saturating_duration_since(last).as_secs_f64() * rate.per_sec)
+                .min(rate.burst)
+        };
+        let key = client_key(ip);
+        if !buckets.contains_key(&key) && buckets.len() >= MAX_TRACKED {
+            buckets.retain(|_, b| level(*b) < rate.burst);
+            if buckets.len() >= MAX_TRACKED {
+                return Ok(());
+            }
+        }
+        let bucket = buckets.entry(key).or_insert((rate.burst, now));
+        let tokens = level(*bucket);
+        if tokens >= 1.0 {
+            *bucket = (tokens - 1.0, now);
+            Ok(())
+        } else {
+            *bucket = (tokens, now);
+            Err(Duration::from_secs_f64((1.0 - tokens) / rate.per_sec))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +365,30 @@ mod tests {
         assert_ne!(client_key(one), client_key(other));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn per_address_rates_refill_and_parse() {
+        let rate = Rate::parse("10/10", 2.0).unwrap().unwrap();
+        assert_eq!(
+            rate,
+            Rate {
+                per_sec: 1.0,
+                burst: 2.0
+            }
+        );
+        assert_eq!(Rate::parse("off", 2.0), Ok(None));
+        assert!(Rate::parse("x/1", 2.0).is_err() && Rate::parse("1/0", 2.0).is_err());
+        let limits = PerAddress::new(rate);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let t = Instant::now();
+        assert!(limits.allow_at(a, t).is_ok() && limits.allow_at(a, t).is_ok());
+        let wait = limits.allow_at(a, t).unwrap_err();
+        assert!((wait.as_secs_f64() - 1.0).abs() < 0.01, "{wait:?}");
+        assert!(
+            limits.allow_at(b, t).is_ok(),
+            "another address has its own bucket"
+        );
+        assert!(limits.allow_at(a, t + Duration::from_millis(1001)).is_ok());
     }
 }

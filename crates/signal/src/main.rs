@@ -39,10 +39,13 @@ mod mesh;
 const USAGE: &str = "usage: ferry-signal [--host ADDR] [--port N] [--app-dir DIR] [--app-port N] [--ice URL[|USER|CREDENTIAL] | --ice none]...
                     [--max-peers-per-room N] [--max-message-bytes N] [--rate MSGS_PER_SEC] [--burst N] [--idle-timeout SECS]
                     [--peer-queue-bytes N] [--max-connections-per-ip N] [--max-connections N]
-                    [--header-timeout SECS] [--request-timeout SECS]
+                    [--header-timeout SECS] [--request-timeout SECS] [--join-rate N/SECS|off] [--join-burst N]
                     [--data-dir DIR] [--no-mailbox] [--mailbox-ttl DAYS | --mailbox-ttl-secs SECS]
                     [--mailbox-quota-bytes N] [--mailbox-quota-entries N] [--mailbox-max-rooms N]
-  env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated), FERRY_DATA_DIR
+  env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated), FERRY_DATA_DIR,
+       FERRY_JOIN_RATE (as --join-rate)
+  WebSocket joins per address (IPv4, or IPv6 /64; loopback too): --join-rate 10/10 --join-burst 20
+  by default, 429 past it; `--join-rate off` for test harnesses that join in a loop.
   The mailbox (store-and-forward of sealed blobs, HTTP on the signaling port) keeps its
   database in --data-dir (default ./ferry-data).
   --port 0 picks a free port (printed on stdout).";
@@ -58,6 +61,7 @@ struct Args {
     app_port: u16,
     ice: Vec<String>,
     limits: Limits,
+    join_rate: Option<intake::Rate>,
     intake: intake::IntakeLimits,
     /// Whole-request deadline for plain HTTP (a mailbox body trickled in slowly).
     request_timeout: std::time::Duration,
@@ -79,6 +83,8 @@ fn parse_args() -> Result<Args, String> {
         env("FERRY_ICE").map(|v| v.split(',').map(str::to_owned).collect());
     let mut limits = Limits::default();
     let mut intake = intake::IntakeLimits::default();
+    let mut join_rate = env("FERRY_JOIN_RATE").unwrap_or_else(|| "10/10".into());
+    let mut join_burst = 20.0;
     let mut request_timeout = std::time::Duration::from_secs(30);
     let mut data_dir = env("FERRY_DATA_DIR").unwrap_or_else(|| "ferry-data".into());
     let mut mailbox = Some(mailbox::MailboxLimits::default());
@@ -101,6 +107,8 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => limits.messages_per_second = num(&flag, &value()?)?,
             "--burst" => limits.burst = num(&flag, &value()?)?,
             "--idle-timeout" => limits.idle_timeout = secs(&flag, &value()?, 1.0)?,
+            "--join-rate" => join_rate = value()?,
+            "--join-burst" => join_burst = num(&flag, &value()?)?,
             "--peer-queue-bytes" => limits.max_queued_bytes = num(&flag, &value()?)?,
             "--max-connections-per-ip" => intake.per_address = num(&flag, &value()?)?,
             "--max-connections" => intake.total = num(&flag, &value()?)?,
@@ -146,6 +154,8 @@ fn parse_args() -> Result<Args, String> {
             .filter(|s| s != "none" && !s.is_empty())
             .collect(),
         limits,
+        join_rate: intake::Rate::parse(&join_rate, join_burst)
+            .map_err(|e| format!("--join-rate: {e}"))?,
         intake,
         request_timeout,
         data_dir: data_dir.into(),
@@ -266,7 +276,7 @@ async fn main() {
         .route("/", get(mesh::upgrade_world))
         .route("/health", get(health))
         .route("/{room}", get(mesh::upgrade_room))
-        .with_state(MeshState::new(args.limits))
+        .with_state(MeshState::new(args.limits, args.join_rate))
         .merge(mailbox::http::router(mailbox))
         // Slowloris on bodies: a request (a mailbox upload, say) must be read and answered
         // within this. WebSocket upgrades answer at once, so the sockets are not limited.

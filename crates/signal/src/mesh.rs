@@ -8,7 +8,8 @@
 //!   room is "unknown"), rooms are named by ids of bounded length and alphabet;
 //! - at most `max_peers_per_room` peers per room (a person's devices, not a crowd);
 //! - messages above `max_message_bytes` and binary messages close the connection;
-//! - a token bucket limits messages per connection;
+//! - a token bucket limits messages per connection, another joins per address (429 before
+//!   the upgrade);
 //! - a connection silent for `idle_timeout` is closed (clients send keep-alives);
 //! - what waits to be written to a peer is bounded (`max_queued_bytes`): a peer that does not
 //!   read is dropped rather than buffered for (security finding 7).
@@ -16,14 +17,17 @@
 //! The server never sees what devices say to each other: only room ids and WebRTC session
 //! descriptions. Nothing here panics on client input.
 
+use crate::intake::{PerAddress, Rate};
 use axum::extract::ws::WebSocket;
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -168,14 +172,18 @@ type Rooms = HashMap<String, HashMap<PeerId, PeerTx>>;
 pub struct MeshState {
     rooms: Arc<Mutex<Rooms>>,
     limits: Limits,
+    /// Joins per address (finding 1): every join makes each device in the room set up a
+    /// WebRTC connection, so a stranger who knows a room id must not join it in a loop.
+    joins: Option<Arc<PerAddress>>,
 }
 
 impl MeshState {
-    /// State enforcing `limits`.
-    pub fn new(limits: Limits) -> Self {
+    /// State enforcing `limits`, and `join_rate` joins per address if set.
+    pub fn new(limits: Limits, join_rate: Option<Rate>) -> Self {
         MeshState {
             rooms: Arc::default(),
             limits,
+            joins: join_rate.map(|r| Arc::new(PerAddress::new(r))),
         }
     }
 
@@ -274,17 +282,42 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 pub async fn upgrade_room(
     ws: WebSocketUpgrade,
     Path(room): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(state): State<MeshState>,
 ) -> Response {
-    upgrade(ws, room, state)
+    upgrade(ws, room, addr, state)
 }
 
 /// `GET /`: matchbox clients without a room path meet in the room `world`.
-pub async fn upgrade_world(ws: WebSocketUpgrade, State(state): State<MeshState>) -> Response {
-    upgrade(ws, "world".to_owned(), state)
+pub async fn upgrade_world(
+    ws: WebSocketUpgrade,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(state): State<MeshState>,
+) -> Response {
+    upgrade(ws, "world".to_owned(), addr, state)
 }
 
-fn upgrade(ws: WebSocketUpgrade, room: String, state: MeshState) -> Response {
+/// The answer to a join over the per-address rate, before any upgrade.
+fn too_many_joins(retry: Duration) -> Response {
+    let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
+    let body = serde_json::json!({
+        "error": format!("too many joins from your address; try again in {secs} s"),
+        "code": "join_rate",
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+fn upgrade(ws: WebSocketUpgrade, room: String, addr: SocketAddr, state: MeshState) -> Response {
+    if let Some(joins) = &state.joins
+        && let Err(retry) = joins.allow(addr.ip())
+    {
+        warn!("refused a join: over the per-address join rate");
+        return too_many_joins(retry);
+    }
     // Messages a little above the limit still arrive whole, so the topology can close the
     // connection with "message too big"; far larger ones fail in the codec before they are
     // buffered in full.

@@ -169,3 +169,36 @@ async fn idle_connections_are_closed_and_keepalives_prevent_it() {
     };
     assert!(left["PeerLeft"].is_string());
 }
+
+#[tokio::test]
+async fn joins_past_the_per_address_rate_are_refused_before_the_upgrade() {
+    // 2 joins a second, a burst of 3 (the default, 10/10 s with a burst of 20, never limits
+    // a few tabs reconnecting).
+    let s = server(&["--join-rate", "2/1", "--join-burst", "3"]);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(join(&s, "r").await.0);
+    }
+    while next(&mut open[0], Duration::from_millis(200))
+        .await
+        .is_some()
+    {}
+    // 1. A stranger who knows the room id joins again and again: 429, and nobody in the
+    //    room hears of it (no NewPeer, so no WebRTC connection is started for it).
+    match connect_async(format!("ws://{}/r", s.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 429);
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected 429, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    assert!(
+        next(&mut open[0], Duration::from_millis(200))
+            .await
+            .iter()
+            .all(|m| { !m.to_text().unwrap_or_default().contains("NewPeer") })
+    );
+    // 2. Half a second later a token is back.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    open.push(join(&s, "r").await.0);
+}

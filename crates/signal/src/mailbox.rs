@@ -27,7 +27,8 @@ use std::time::Duration;
 pub mod http;
 
 /// Room → `verifier (32) | next_seq (8) | bytes (8) | entries (8) | covers (8) | base_from (8)
-/// | base_to (8)`, little endian (records of the first 56 bytes read as "no base").
+/// | base_to (8) | accessed (8, unix ms)`, little endian (records of the first 56 bytes read
+/// as "no base", of 80 bytes as "accessed: unknown").
 const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms/v1");
 /// (room, seq) → (stored at, unix ms; sealed blob exactly as sent).
 const ENTRIES: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("entries/v1");
@@ -41,6 +42,10 @@ const HOLDS: TableDefinition<(&str, u64), &str> = TableDefinition::new("holds/v1
 /// with ENTRIES wherever entries leave. Added after the first release: `open` creates it, and
 /// entries stored before then are simply not in it (a repeat of one of those appends again).
 const DIGESTS: TableDefinition<(&str, [u8; 32]), u64> = TableDefinition::new("digests/v1");
+/// Server-wide counters: `"bytes"` → blob bytes stored in all rooms (for `max_total_bytes`).
+/// Computed from ROOMS when a data dir from before it is opened.
+const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals/v1");
+const TOTAL_BYTES: &str = "bytes";
 
 /// Limits of the mailbox. Defaults suit a personal or family deployment.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +60,11 @@ pub struct MailboxLimits {
     pub max_rooms: u64,
     /// Largest blob, after the client's padding.
     pub max_entry_bytes: usize,
+    /// Blob bytes allowed in all rooms together (the disk the mailbox may take).
+    pub max_total_bytes: u64,
+    /// A room with no entries that nobody used for this long is forgotten (registration is
+    /// unauthenticated: an abandoned or squatted room must not hold a slot for ever).
+    pub room_ttl: Duration,
 }
 
 impl Default for MailboxLimits {
@@ -65,6 +75,8 @@ impl Default for MailboxLimits {
             quota_entries: 10_000,
             max_rooms: 100_000,
             max_entry_bytes: MAX_ENTRY_BYTES,
+            max_total_bytes: 4 << 30,
+            room_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -130,6 +142,9 @@ struct Meta {
     entries: u64,
     /// The newest declared base.
     base: Option<Base>,
+    /// Last authorized request (unix ms, at least 1; 0: unknown, a record from before it
+    /// was kept).
+    accessed_ms: u64,
 }
 
 /// A compacted snapshot: entries `from..=to` hold everything in entries `..=covers`.
@@ -144,8 +159,8 @@ pub struct Base {
 }
 
 impl Meta {
-    fn encode(&self) -> [u8; 80] {
-        let mut out = [0; 80];
+    fn encode(&self) -> [u8; 88] {
+        let mut out = [0; 88];
         out[..32].copy_from_slice(&self.verifier);
         let base = self.base.unwrap_or(Base {
             from: 0,
@@ -159,6 +174,7 @@ impl Meta {
             base.covers,
             base.from,
             base.to,
+            self.accessed_ms,
         ]
         .into_iter()
         .enumerate()
@@ -196,6 +212,7 @@ impl Meta {
             bytes: field(40)?,
             entries: field(48)?,
             base,
+            accessed_ms: if bytes.len() >= 88 { field(80)? } else { 0 },
         })
     }
 
@@ -250,7 +267,28 @@ type Tables<'t> = (
     redb::Table<'t, (&'static str, &'static str), (u64, u64)>,
     redb::Table<'t, (&'static str, u64), &'static str>,
     redb::Table<'t, (&'static str, [u8; 32]), u64>,
+    redb::Table<'t, &'static str, u64>,
 );
+
+/// What a sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Entries (expired or no longer needed).
+    pub entries: u64,
+    /// Empty rooms nobody used for `room_ttl`.
+    pub rooms: u64,
+}
+
+/// Adds `delta` to the server-wide byte count.
+fn add_total(
+    totals: &mut redb::Table<'_, &'static str, u64>,
+    delta: i128,
+) -> Result<(), MailboxError> {
+    let now = totals.get(TOTAL_BYTES)?.map_or(0, |v| v.value());
+    let next = (i128::from(now) + delta).clamp(0, i128::from(u64::MAX)) as u64;
+    totals.insert(TOTAL_BYTES, next)?;
+    Ok(())
+}
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +332,18 @@ impl Mailbox {
         txn.open_table(CURSORS)?;
         txn.open_table(HOLDS)?;
         txn.open_table(DIGESTS)?;
+        {
+            let mut totals = txn.open_table(TOTALS)?;
+            if totals.get(TOTAL_BYTES)?.is_none() {
+                let rooms = txn.open_table(ROOMS)?;
+                let mut bytes = 0u64;
+                for row in rooms.iter()? {
+                    let (_, meta) = row?;
+                    bytes = bytes.saturating_add(Meta::decode(meta.value())?.bytes);
+                }
+                totals.insert(TOTAL_BYTES, bytes)?;
+            }
+        }
         txn.commit()?;
         Ok(Mailbox { db, limits })
     }
@@ -316,6 +366,7 @@ impl Mailbox {
                 txn.open_table(CURSORS)?,
                 txn.open_table(HOLDS)?,
                 txn.open_table(DIGESTS)?,
+                txn.open_table(TOTALS)?,
             );
             f(&mut tables)?
         };
@@ -326,14 +377,26 @@ impl Mailbox {
     /// Registers `verifier` for `room` on first use (trust on first use). Returns whether it
     /// was created now; the same verifier again is fine, another one is refused.
     pub fn register(&self, room: &str, verifier: blake3::Hash) -> Result<bool, MailboxError> {
-        self.write(|(rooms, _, _, _, _)| {
-            if let Some(meta) = rooms.get(room)? {
-                let meta = Meta::decode(meta.value())?;
-                return if meta.authorizes(&verifier) {
-                    Ok(false)
-                } else {
-                    Err(MailboxError::Unauthorized)
-                };
+        self.register_at(room, verifier, now_ms())
+    }
+
+    /// [`Mailbox::register`] at `now_ms` (which counts as the room's last use).
+    pub fn register_at(
+        &self,
+        room: &str,
+        verifier: blake3::Hash,
+        now_ms: u64,
+    ) -> Result<bool, MailboxError> {
+        self.write(|(rooms, _, _, _, _, _)| {
+            let existing = rooms.get(room)?.map(|m| Meta::decode(m.value()));
+            if let Some(meta) = existing {
+                let mut meta = meta?;
+                if !meta.authorizes(&verifier) {
+                    return Err(MailboxError::Unauthorized);
+                }
+                meta.accessed_ms = now_ms.max(1);
+                rooms.insert(room, meta.encode().as_slice())?;
+                return Ok(false);
             }
             if rooms.len()? >= self.limits.max_rooms {
                 return Err(MailboxError::Quota(format!(
@@ -347,6 +410,7 @@ impl Mailbox {
                 bytes: 0,
                 entries: 0,
                 base: None,
+                accessed_ms: now_ms.max(1),
             };
             rooms.insert(room, meta.encode().as_slice())?;
             Ok(true)
@@ -367,6 +431,19 @@ impl Mailbox {
         } else {
             Err(MailboxError::Unauthorized)
         }
+    }
+
+    /// [`Mailbox::authorized`], and records the use (rooms nobody uses expire when empty).
+    fn opened(
+        t: &mut Tables<'_>,
+        room: &str,
+        key_hash: &blake3::Hash,
+        now_ms: u64,
+    ) -> Result<Meta, MailboxError> {
+        let mut meta = Self::authorized(&t.0, room, key_hash)?;
+        meta.accessed_ms = now_ms.max(1);
+        t.0.insert(room, meta.encode().as_slice())?;
+        Ok(meta)
     }
 
     /// The room's registered devices and their cursors.
@@ -442,7 +519,9 @@ impl Mailbox {
                 let blob = old.value().1;
                 meta.bytes = meta.bytes.saturating_sub(blob.len() as u64);
                 meta.entries = meta.entries.saturating_sub(1);
+                let len = blob.len();
                 unindex(&mut t.4, room, blob, *seq)?;
+                add_total(&mut t.5, -(len as i128))?;
             }
             t.3.remove((room, *seq))?;
         }
@@ -484,7 +563,7 @@ impl Mailbox {
             ));
         }
         self.write(|t| {
-            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let mut meta = Self::opened(t, room, key_hash, now_ms)?;
             self.trim(t, room, &mut meta, now_ms)?;
             // Checked before the quotas: a repeat costs nothing, even in a full room.
             let digest = digest_of(blob);
@@ -510,6 +589,13 @@ impl Mailbox {
                     self.limits.quota_bytes
                 )));
             }
+            let total = t.5.get(TOTAL_BYTES)?.map_or(0, |v| v.value());
+            if total.saturating_add(blob.len() as u64) > self.limits.max_total_bytes {
+                return Err(MailboxError::Quota(format!(
+                    "this server's mailbox storage is full ({total} of {} bytes across all spaces); entries leave as devices fetch and acknowledge them: try again later, or ask the server's operator to raise --mailbox-max-bytes",
+                    self.limits.max_total_bytes
+                )));
+            }
             if hold {
                 // Files must not crowd out history: they get three quarters of the quota.
                 let mut held = 0u64;
@@ -532,6 +618,7 @@ impl Mailbox {
             let seq = meta.next_seq;
             t.1.insert((room, seq), (now_ms, blob))?;
             t.4.insert((room, digest), seq)?;
+            add_total(&mut t.5, blob.len() as i128)?;
             if let (true, Some(device)) = (hold, uploader) {
                 t.3.insert((room, seq), device)?;
             }
@@ -557,7 +644,7 @@ impl Mailbox {
         now_ms: u64,
     ) -> Result<(bool, u64), MailboxError> {
         self.write(|t| {
-            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let mut meta = Self::opened(t, room, key_hash, now_ms)?;
             let issued = meta.next_seq - 1;
             if !(base.covers < base.from && base.from <= base.to && base.to <= issued) {
                 return Err(MailboxError::BadRequest(format!(
@@ -592,7 +679,7 @@ impl Mailbox {
         now_ms: u64,
     ) -> Result<Fetched, MailboxError> {
         self.write(|t| {
-            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let mut meta = Self::opened(t, room, key_hash, now_ms)?;
             self.trim(t, room, &mut meta, now_ms)?;
             let limit = limit.clamp(1, MAX_FETCH);
             let mut entries = Vec::new();
@@ -644,7 +731,7 @@ impl Mailbox {
         now_ms: u64,
     ) -> Result<(u64, u64), MailboxError> {
         self.write(|t| {
-            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let mut meta = Self::opened(t, room, key_hash, now_ms)?;
             let issued = meta.next_seq - 1;
             if seq > issued {
                 return Err(MailboxError::BadRequest(format!(
@@ -668,7 +755,7 @@ impl Mailbox {
         now_ms: u64,
     ) -> Result<(bool, u64), MailboxError> {
         self.write(|t| {
-            let mut meta = Self::authorized(&t.0, room, key_hash)?;
+            let mut meta = Self::opened(t, room, key_hash, now_ms)?;
             let existed = t.2.remove((room, device))?.is_some();
             let deleted = self.trim(t, room, &mut meta, now_ms)?;
             Ok((existed, deleted))
@@ -703,13 +790,22 @@ impl Mailbox {
                 t.2.remove((room, device.as_str()))?;
             }
             t.0.remove(room)?;
+            add_total(&mut t.5, -i128::from(meta.bytes))?;
             debug_assert_eq!(meta.entries, seqs.len() as u64);
             Ok(seqs.len() as u64)
         })
     }
 
-    /// Deletes expired entries in every room. Returns how many.
-    pub fn sweep(&self, now_ms: u64) -> Result<u64, MailboxError> {
+    /// Blob bytes stored in all rooms.
+    pub fn total_bytes(&self) -> Result<u64, MailboxError> {
+        let txn = self.db.begin_read()?;
+        let totals = txn.open_table(TOTALS)?;
+        Ok(totals.get(TOTAL_BYTES)?.map_or(0, |v| v.value()))
+    }
+
+    /// Deletes expired entries in every room, and rooms left empty and unused for
+    /// `room_ttl` (their verifier and cursors: the id can be registered afresh).
+    pub fn sweep(&self, now_ms: u64) -> Result<Swept, MailboxError> {
         let rooms: Vec<String> = {
             let txn = self.db.begin_read()?;
             let table = txn.open_table(ROOMS)?;
@@ -718,17 +814,37 @@ impl Mailbox {
                 .filter_map(|row| row.ok().map(|(k, _)| k.value().to_owned()))
                 .collect()
         };
-        let mut deleted = 0;
+        let room_ttl_ms = u64::try_from(self.limits.room_ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut swept = Swept::default();
         for room in rooms {
-            deleted += self.write(|t| {
+            let (entries, gone) = self.write(|t| {
                 let Some(meta) = t.0.get(room.as_str())?.map(|m| m.value().to_vec()) else {
-                    return Ok(0);
+                    return Ok((0, false));
                 };
                 let mut meta = Meta::decode(&meta)?;
-                self.trim(t, &room, &mut meta, now_ms)
+                let entries = self.trim(t, &room, &mut meta, now_ms)?;
+                if meta.entries > 0 {
+                    return Ok((entries, false));
+                }
+                if meta.accessed_ms == 0 {
+                    // A record from before uses were kept: its clock starts now.
+                    meta.accessed_ms = now_ms.max(1);
+                    t.0.insert(room.as_str(), meta.encode().as_slice())?;
+                    return Ok((entries, false));
+                }
+                if meta.accessed_ms.saturating_add(room_ttl_ms) > now_ms {
+                    return Ok((entries, false));
+                }
+                for (device, _, _) in Self::cursors(t, &room)? {
+                    t.2.remove((room.as_str(), device.as_str()))?;
+                }
+                t.0.remove(room.as_str())?;
+                Ok((entries, true))
             })?;
+            swept.entries += entries;
+            swept.rooms += u64::from(gone);
         }
-        Ok(deleted)
+        Ok(swept)
     }
 }
 
@@ -930,7 +1046,7 @@ mod tests {
         );
         // 4. Expiry and wipes leave no index rows behind.
         let ttl = u64::try_from(MailboxLimits::default().ttl.as_millis()).unwrap();
-        assert_eq!(mb.sweep(ttl).unwrap(), 3);
+        assert_eq!(mb.sweep(ttl).unwrap().entries, 3);
         let later = mb.append(ROOM, &k, &[1; 256], None, false, ttl).unwrap();
         assert_eq!(
             later,
@@ -960,10 +1076,12 @@ mod tests {
                 bytes: 256,
                 entries: 1,
                 base: None,
+                accessed_ms: 0,
             };
+            // Its records were 80 bytes (no `accessed`).
             txn.open_table(ROOMS)
                 .unwrap()
-                .insert(ROOM, meta.encode().as_slice())
+                .insert(ROOM, &meta.encode()[..80])
                 .unwrap();
             let blob: &[u8] = &[1; 256];
             txn.open_table(ENTRIES)
@@ -994,6 +1112,88 @@ mod tests {
             }
         );
         assert_eq!(mb.fetch(ROOM, &k, 0, 10, 0).unwrap().stored, (2, 512));
+        // The server-wide count was computed from the old rooms on open.
+        assert_eq!(mb.total_bytes().unwrap(), 512);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn empty_rooms_nobody_uses_expire_and_the_id_is_free_again() {
+        let dir = temp_dir("rooms");
+        let limits = MailboxLimits {
+            room_ttl: Duration::from_secs(100),
+            ttl: Duration::from_secs(1000),
+            ..MailboxLimits::default()
+        };
+        let mb = Mailbox::open(&dir, limits).unwrap();
+        let (squatter, owner) = (verifier_of(&[1; 32]), verifier_of(&[2; 32]));
+        let busy = "fedcba9876543210fedcba9876543210";
+        // 1. A squatter registers a room at 0 s and never uses it; another room holds an
+        //    entry; a third is used (fetched) at 60 s.
+        assert!(mb.register_at(ROOM, squatter, 0).unwrap());
+        mb.register_at(busy, owner, 0).unwrap();
+        mb.append(busy, &owner, &[1; 256], None, false, 0).unwrap();
+        let used = "00112233445566778899aabbccddeeff";
+        mb.register_at(used, owner, 0).unwrap();
+        mb.ack(used, &owner, "phone", 0, 0).unwrap();
+        mb.fetch(used, &owner, 0, 10, 60_000).unwrap();
+        // 2. At 100 s the squatted room is gone; the others stay.
+        assert_eq!(mb.sweep(99_000).unwrap(), Swept::default());
+        assert_eq!(
+            mb.sweep(100_001).unwrap(),
+            Swept {
+                entries: 0,
+                rooms: 1
+            }
+        );
+        assert!(matches!(
+            mb.fetch(ROOM, &squatter, 0, 10, 100_000),
+            Err(MailboxError::NotRegistered)
+        ));
+        assert_eq!(
+            mb.fetch(busy, &owner, 0, 10, 100_000)
+                .unwrap()
+                .entries
+                .len(),
+            1
+        );
+        // 3. The rightful owner can register the id now.
+        assert!(mb.register_at(ROOM, owner, 100_000).unwrap());
+        // 4. The used room expires a room TTL after its last use (its cursor goes with it).
+        assert_eq!(mb.sweep(160_000).unwrap().rooms, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_server_wide_byte_cap_refuses_with_a_clear_error() {
+        let dir = temp_dir("total");
+        let limits = MailboxLimits {
+            max_total_bytes: 1024,
+            ..MailboxLimits::default()
+        };
+        let mb = Mailbox::open(&dir, limits).unwrap();
+        let k = verifier_of(&[7; 32]);
+        let other = "fedcba9876543210fedcba9876543210";
+        mb.register(ROOM, k).unwrap();
+        mb.register(other, k).unwrap();
+        mb.append(ROOM, &k, &[1; 512], None, false, 0).unwrap();
+        mb.append(other, &k, &[2; 512], None, false, 0).unwrap();
+        // Each room is far below its own quota, but the server is full.
+        match mb.append(other, &k, &[3; 256], None, false, 0) {
+            Err(MailboxError::Quota(m)) => {
+                assert!(m.contains("server's mailbox storage is full"), "{m}")
+            }
+            other => panic!("expected a quota error, got {other:?}"),
+        }
+        // A repeat costs nothing, and a wipe gives the bytes back.
+        assert!(
+            mb.append(other, &k, &[2; 512], None, false, 0)
+                .unwrap()
+                .duplicate
+        );
+        assert_eq!(mb.wipe(ROOM, &k).unwrap(), 1);
+        assert_eq!(mb.total_bytes().unwrap(), 512);
+        mb.append(other, &k, &[3; 256], None, false, 0).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1009,9 +1209,18 @@ mod tests {
                 to: 8,
                 covers: 6,
             }),
+            accessed_ms: 77,
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
-        let old = Meta { base: None, ..m };
+        let older = Meta {
+            accessed_ms: 0,
+            ..m
+        };
+        assert_eq!(Meta::decode(&m.encode()[..80]).unwrap(), older);
+        let old = Meta {
+            base: None,
+            ..older
+        };
         assert_eq!(Meta::decode(&old.encode()[..56]).unwrap(), old);
         assert!(Meta::decode(&[0; 10]).is_err());
     }

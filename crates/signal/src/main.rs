@@ -42,12 +42,18 @@ const USAGE: &str = "usage: ferry-signal [--host ADDR] [--port N] [--app-dir DIR
                     [--header-timeout SECS] [--request-timeout SECS] [--join-rate N/SECS|off] [--join-burst N]
                     [--data-dir DIR] [--no-mailbox] [--mailbox-ttl DAYS | --mailbox-ttl-secs SECS]
                     [--mailbox-quota-bytes N] [--mailbox-quota-entries N] [--mailbox-max-rooms N]
+                    [--mailbox-max-bytes N] [--mailbox-room-ttl DAYS | --mailbox-room-ttl-secs SECS]
+                    [--mailbox-register-rate N/SECS|off] [--mailbox-register-burst N]
+                    [--mailbox-post-rate N/SECS|off] [--mailbox-post-burst N]
   env: FERRY_HOST, FERRY_SIGNAL_PORT, FERRY_APP_PORT, FERRY_APP_DIR, FERRY_ICE (comma-separated), FERRY_DATA_DIR,
        FERRY_JOIN_RATE (as --join-rate)
   WebSocket joins per address (IPv4, or IPv6 /64; loopback too): --join-rate 10/10 --join-burst 20
   by default, 429 past it; `--join-rate off` for test harnesses that join in a loop.
   The mailbox (store-and-forward of sealed blobs, HTTP on the signaling port) keeps its
   database in --data-dir (default ./ferry-data).
+  Per address: --mailbox-register-rate 60/3600 (burst 60), --mailbox-post-rate 50/1 (burst 500).
+  --mailbox-max-bytes (4 GiB) caps blob bytes in all rooms; empty rooms unused for
+  --mailbox-room-ttl (30 days) are forgotten.
   --port 0 picks a free port (printed on stdout).";
 
 /// Default ICE server handed to browsers: a public STUN server.
@@ -67,6 +73,7 @@ struct Args {
     request_timeout: std::time::Duration,
     data_dir: std::path::PathBuf,
     mailbox: Option<mailbox::MailboxLimits>,
+    mailbox_rates: mailbox::http::MailboxRates,
 }
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
@@ -88,6 +95,10 @@ fn parse_args() -> Result<Args, String> {
     let mut request_timeout = std::time::Duration::from_secs(30);
     let mut data_dir = env("FERRY_DATA_DIR").unwrap_or_else(|| "ferry-data".into());
     let mut mailbox = Some(mailbox::MailboxLimits::default());
+    let mut register_rate = "60/3600".to_owned();
+    let mut register_burst = 60.0;
+    let mut post_rate = "50/1".to_owned();
+    let mut post_burst = 500.0;
     let secs = |flag: &str, v: &str, scale: f64| -> Result<std::time::Duration, String> {
         let n: f64 = num(flag, v)?;
         std::time::Duration::try_from_secs_f64(n * scale)
@@ -120,7 +131,14 @@ fn parse_args() -> Result<Args, String> {
             | "--mailbox-ttl-secs"
             | "--mailbox-quota-bytes"
             | "--mailbox-quota-entries"
-            | "--mailbox-max-rooms" => {
+            | "--mailbox-max-rooms"
+            | "--mailbox-max-bytes"
+            | "--mailbox-room-ttl"
+            | "--mailbox-room-ttl-secs"
+            | "--mailbox-register-rate"
+            | "--mailbox-post-rate"
+            | "--mailbox-register-burst"
+            | "--mailbox-post-burst" => {
                 let v = value()?;
                 let Some(m) = mailbox.as_mut() else {
                     return Err(format!("{flag} given with --no-mailbox"));
@@ -130,6 +148,13 @@ fn parse_args() -> Result<Args, String> {
                     "--mailbox-ttl-secs" => m.ttl = secs(&flag, &v, 1.0)?,
                     "--mailbox-quota-bytes" => m.quota_bytes = num(&flag, &v)?,
                     "--mailbox-quota-entries" => m.quota_entries = num(&flag, &v)?,
+                    "--mailbox-max-bytes" => m.max_total_bytes = num(&flag, &v)?,
+                    "--mailbox-room-ttl" => m.room_ttl = secs(&flag, &v, 86_400.0)?,
+                    "--mailbox-room-ttl-secs" => m.room_ttl = secs(&flag, &v, 1.0)?,
+                    "--mailbox-register-rate" => register_rate = v,
+                    "--mailbox-post-rate" => post_rate = v,
+                    "--mailbox-register-burst" => register_burst = num(&flag, &v)?,
+                    "--mailbox-post-burst" => post_burst = num(&flag, &v)?,
                     _ => m.max_rooms = num(&flag, &v)?,
                 }
             }
@@ -160,6 +185,14 @@ fn parse_args() -> Result<Args, String> {
         request_timeout,
         data_dir: data_dir.into(),
         mailbox,
+        mailbox_rates: mailbox::http::MailboxRates {
+            // Bursts as large as an hour's (or ten seconds') worth: a device registers once
+            // per run, and uploads a file's chunks back to back.
+            register: intake::Rate::parse(&register_rate, register_burst)
+                .map_err(|e| format!("--mailbox-register-rate: {e}"))?,
+            append: intake::Rate::parse(&post_rate, post_burst)
+                .map_err(|e| format!("--mailbox-post-rate: {e}"))?,
+        },
     })
 }
 
@@ -210,7 +243,8 @@ async fn config(State(state): State<Arc<AppState>>, headers: HeaderMap) -> impl 
 
 /// Deletes expired mailbox entries now and then (reads also skip and delete them).
 async fn sweep(mailbox: Arc<mailbox::Mailbox>) {
-    let every = (mailbox.limits().ttl / 2).clamp(
+    let limits = mailbox.limits();
+    let every = (limits.ttl.min(limits.room_ttl) / 2).clamp(
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(600),
     );
@@ -219,8 +253,16 @@ async fn sweep(mailbox: Arc<mailbox::Mailbox>) {
         tick.tick().await;
         let m = mailbox.clone();
         match tokio::task::spawn_blocking(move || m.sweep(mailbox::now_ms())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => info!(n, "mailbox: expired entries deleted"),
+            Ok(Ok(mailbox::Swept {
+                entries: 0,
+                rooms: 0,
+            })) => {}
+            Ok(Ok(mailbox::Swept { entries, rooms })) => {
+                info!(
+                    entries,
+                    rooms, "mailbox: expired entries and unused rooms deleted"
+                )
+            }
             Ok(Err(e)) => warn!("mailbox sweep failed: {e}"),
             Err(e) => warn!("mailbox sweep panicked: {e}"),
         }
@@ -258,7 +300,8 @@ async fn main() {
         None => None,
         Some(limits) => match mailbox::Mailbox::open(&args.data_dir, limits) {
             Ok(m) => {
-                info!(dir = %args.data_dir.display(), ?limits, "mailbox open");
+                let stored_bytes = m.total_bytes().unwrap_or_default();
+                info!(dir = %args.data_dir.display(), ?limits, stored_bytes, "mailbox open");
                 let m = Arc::new(m);
                 tokio::spawn(sweep(m.clone()));
                 Some(m)
@@ -277,7 +320,7 @@ async fn main() {
         .route("/health", get(health))
         .route("/{room}", get(mesh::upgrade_room))
         .with_state(MeshState::new(args.limits, args.join_rate))
-        .merge(mailbox::http::router(mailbox))
+        .merge(mailbox::http::router(mailbox, args.mailbox_rates))
         // Slowloris on bodies: a request (a mailbox upload, say) must be read and answered
         // within this. WebSocket upgrades answer at once, so the sockets are not limited.
         .layer(TimeoutLayer::with_status_code(

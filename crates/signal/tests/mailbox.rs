@@ -572,3 +572,165 @@ fn the_app_origin_may_call_it_and_no_mailbox_means_404() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn registrations_and_uploads_are_rate_limited_per_address() {
+    let dir = temp_dir("rate");
+    let s = server(
+        &dir,
+        &[
+            "--mailbox-register-rate",
+            "1/3600",
+            "--mailbox-register-burst",
+            "2",
+            "--mailbox-post-rate",
+            "1/3600",
+            "--mailbox-post-burst",
+            "3",
+        ],
+    );
+    let k = key(1);
+    // 1. A squatter registers room after room: the third, within the hour, is refused.
+    registered(&s, ROOM, &k);
+    registered(&s, OTHER_ROOM, &k);
+    let r = http(
+        &s,
+        "PUT",
+        &mailbox("00112233445566778899aabbccddeeff"),
+        Some(&k),
+        b"",
+    );
+    assert_eq!((r.status, r.json()["code"].as_str()), (429, Some("rate")));
+    assert!(
+        r.headers.to_ascii_lowercase().contains("retry-after:"),
+        "{}",
+        r.headers
+    );
+    assert!(r.json()["error"].as_str().unwrap().contains("try again in"));
+    // 2. Uploads: three, then 429; reading is not limited.
+    for i in 0..3 {
+        assert_eq!(
+            http(&s, "POST", &mailbox(ROOM), Some(&k), &[i; 256]).status,
+            201
+        );
+    }
+    let r = http(&s, "POST", &mailbox(ROOM), Some(&k), &[9; 256]);
+    assert_eq!((r.status, r.json()["code"].as_str()), (429, Some("rate")));
+    for _ in 0..5 {
+        assert_eq!(http(&s, "GET", &mailbox(ROOM), Some(&k), b"").status, 200);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_server_wide_byte_cap_is_a_clear_507() {
+    let dir = temp_dir("total");
+    let s = server(&dir, &["--mailbox-max-bytes", "1024"]);
+    let k = key(1);
+    registered(&s, ROOM, &k);
+    registered(&s, OTHER_ROOM, &k);
+    assert_eq!(
+        http(&s, "POST", &mailbox(ROOM), Some(&k), &[1; 512]).status,
+        201
+    );
+    assert_eq!(
+        http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[2; 512]).status,
+        201
+    );
+    // Each room is far below its 64 MiB quota; the server is not.
+    let r = http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[3; 256]);
+    assert_eq!((r.status, r.json()["code"].as_str()), (507, Some("quota")));
+    let message = r.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("server's mailbox storage is full"),
+        "{message}"
+    );
+    assert!(message.contains("try again later"), "{message}");
+    // Wiping a room frees its bytes for everyone.
+    assert_eq!(
+        http(&s, "DELETE", &mailbox(ROOM), Some(&k), b"").status,
+        200
+    );
+    assert_eq!(
+        http(&s, "POST", &mailbox(OTHER_ROOM), Some(&k), &[3; 256]).status,
+        201
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_squatted_empty_room_expires_and_its_owner_can_register_it() {
+    let dir = temp_dir("squat");
+    let s = server(&dir, &["--mailbox-room-ttl-secs", "1"]);
+    // 1. A stranger who learned the room id registers it first, and never comes back.
+    registered(&s, ROOM, &key(2));
+    assert_eq!(
+        http(&s, "PUT", &mailbox(ROOM), Some(&key(1)), b"").status,
+        401
+    );
+    // A room in use stays: it is fetched now and then.
+    registered(&s, OTHER_ROOM, &key(1));
+    // 2. A room TTL later (the sweep runs every second here) the id is free again.
+    let start = std::time::Instant::now();
+    let r = loop {
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            http(&s, "GET", &mailbox(OTHER_ROOM), Some(&key(1)), b"").status,
+            200
+        );
+        let r = http(&s, "PUT", &mailbox(ROOM), Some(&key(1)), b"");
+        if r.status != 401 || start.elapsed() > Duration::from_secs(6) {
+            break r;
+        }
+    };
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        http(&s, "GET", &mailbox(OTHER_ROOM), Some(&key(1)), b"").status,
+        200
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn room_ids_never_reach_the_info_log() {
+    let dir = temp_dir("log");
+    let text = {
+        let s = common::spawn_with(
+            [OsStr::new("--data-dir"), dir.as_os_str()],
+            "info",
+            std::process::Stdio::inherit(),
+        );
+        registered(&s, ROOM, &key(1));
+        assert_eq!(
+            http(&s, "POST", &mailbox(ROOM), Some(&key(1)), &seal(b"x")).status,
+            201
+        );
+        assert_eq!(
+            http(&s, "GET", &mailbox(ROOM), Some(&key(1)), b"").status,
+            200
+        );
+        // A WebSocket join and leave in the same room, by hand (no client library here).
+        let mut ws = TcpStream::connect(&s.addr).unwrap();
+        write!(
+            ws,
+            "GET /{ROOM} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        ws.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0; 512];
+        let n = ws.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        drop(ws);
+        std::thread::sleep(Duration::from_millis(300));
+        let log = s.stdout.lock().unwrap().clone();
+        drop(s);
+        log
+    };
+    assert!(text.contains("joined"), "the log is written: {text}");
+    assert!(!text.contains(ROOM), "a room id in the log: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

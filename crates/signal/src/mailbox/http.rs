@@ -14,38 +14,87 @@
 //! DELETE /mailbox/<room>/devices/<device> forget a device's cursor
 //! DELETE /mailbox/<room>                  wipe the room's mailbox
 //! ```
-//! All carry `Authorization: Bearer <K as 64 hex chars>`.
+//! All carry `Authorization: Bearer <K as 64 hex chars>`. Registrations and appends are also
+//! rate-limited per address (429 with `Retry-After`); a full server answers 507 like a full
+//! room.
 
 // Handlers short-circuit with a ready `Response` as their error: it is built once per refused
 // request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
 use super::{Base, Fetched, MAX_FETCH, Mailbox, MailboxError, now_ms, verifier_of};
+use crate::intake::{PerAddress, Rate};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post, put};
 use base64::Engine;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Per-address rates of the requests that take server resources a stranger could claim:
+/// registrations (a room slot each) and uploads (disk). `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MailboxRates {
+    /// `PUT /mailbox/<room>`.
+    pub register: Option<Rate>,
+    /// `POST /mailbox/<room>`.
+    pub append: Option<Rate>,
+}
+
 /// The mailbox routes, or (when disabled) routes that say so.
-pub fn router(mailbox: Option<Arc<Mailbox>>) -> Router {
+pub fn router(mailbox: Option<Arc<Mailbox>>, rates: MailboxRates) -> Router {
     let Some(mailbox) = mailbox else {
         return Router::new().route("/mailbox/{*rest}", axum::routing::any(disabled));
+    };
+    let limit = |rate: Option<Rate>| {
+        middleware::from_fn_with_state(rate.map(|r| Arc::new(PerAddress::new(r))), rate_limited)
     };
     Router::new()
         .route(
             "/mailbox/{room}",
-            put(register).post(append).get(fetch).delete(wipe),
+            put(register.layer(limit(rates.register)))
+                .post(append.layer(limit(rates.append)))
+                .get(fetch)
+                .delete(wipe),
         )
         .route("/mailbox/{room}/ack", post(ack))
         .route("/mailbox/{room}/base", post(declare_base))
         .route("/mailbox/{room}/devices/{device}", delete(remove_device))
         .with_state(mailbox)
+}
+
+/// Refuses a request over its address's rate with 429 and `Retry-After`.
+async fn rate_limited(
+    State(limit): State<Option<Arc<PerAddress>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let (Some(limit), Some(ip)) = (&limit, peer)
+        && let Err(retry) = limit.allow(ip)
+    {
+        let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate",
+            &format!("too many mailbox requests from your address; try again in {secs} s"),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
+    }
+    next.run(request).await
 }
 
 async fn disabled() -> Response {

@@ -11,6 +11,9 @@ pub struct Server {
     pub child: Child,
     /// `127.0.0.1:<port>`.
     pub addr: String,
+    /// What it printed on stdout after its address (tracing writes its log there).
+    #[allow(dead_code)] // Not every test file reads the logs.
+    pub stdout: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -27,16 +30,27 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    let stderr = if logs {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    spawn_with(args, "warn", stderr)
+}
+
+/// [`spawn`] with the log filter `rust_log` and stderr going to `stderr`.
+#[allow(dead_code)] // Not every test file reads the logs.
+pub fn spawn_with<I, S>(args: I, rust_log: &str, stderr: Stdio) -> Server
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry-signal"))
         .args(["--host", "127.0.0.1", "--port", "0"])
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
-        .stderr(if logs {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(stderr)
         .spawn()
         .expect("start ferry-signal");
     let stdout = child.stdout.take().expect("stdout");
@@ -50,5 +64,19 @@ where
             break rest.split('/').next().expect("address").to_owned();
         }
     };
-    Server { child, addr }
+    // Keep draining stdout: the log goes there, and a closed pipe would fail its writes.
+    let stdout = std::sync::Arc::<std::sync::Mutex<String>>::default();
+    let sink = stdout.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    Server {
+        child,
+        addr,
+        stdout,
+    }
 }

@@ -26,8 +26,12 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 /// Caps and timeouts of the server loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IntakeLimits {
+    /// Reverse proxies whose `X-Forwarded-For` is believed: their connections are not
+    /// capped per address (every client comes through them), and each request counts
+    /// against the client address the proxy appended instead.
+    pub trusted_proxies: Arc<[IpAddr]>,
     /// Open connections allowed from one address (IPv4, or an IPv6 /64).
     pub per_address: usize,
     /// Open connections allowed in all.
@@ -40,6 +44,7 @@ pub struct IntakeLimits {
 impl Default for IntakeLimits {
     fn default() -> Self {
         IntakeLimits {
+            trusted_proxies: Arc::new([]),
             per_address: 64,
             total: 10_000,
             header_timeout: Duration::from_secs(10),
@@ -123,7 +128,7 @@ impl Connections {
             return Err(Refusal::Total);
         }
         let n = c.by_address.entry(key).or_default();
-        if *n >= self.limits.per_address {
+        if *n >= self.limits.per_address && !self.limits.trusted_proxies.contains(&ip) {
             return Err(Refusal::PerAddress);
         }
         *n += 1;
@@ -182,6 +187,13 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// The client address a trusted proxy appended to `X-Forwarded-For` (the last entry: the
+/// ones before it are whatever the client claimed).
+fn forwarded_for(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+}
+
 /// Answers a refused connection with a short 429 or 503 and closes it, without reading its request.
 async fn refuse(mut stream: TcpStream, why: Refusal) {
     let body =
@@ -205,7 +217,7 @@ async fn refuse(mut stream: TcpStream, why: Refusal) {
 /// Serves `app` on `listener` until the process ends: HTTP/1.1 with upgrades, each request
 /// carrying `ConnectInfo<SocketAddr>` of its peer.
 pub async fn serve(listener: TcpListener, app: Router, limits: IntakeLimits) {
-    let connections = Connections::new(limits);
+    let connections = Connections::new(limits.clone());
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(c) => c,
@@ -226,18 +238,24 @@ pub async fn serve(listener: TcpListener, app: Router, limits: IntakeLimits) {
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let proxied = limits.trusted_proxies.contains(&addr.ip());
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(addr));
+            let client = match proxied.then(|| forwarded_for(request.headers())).flatten() {
+                Some(ip) => std::net::SocketAddr::new(ip, 0),
+                None => addr,
+            };
+            request.extensions_mut().insert(ConnectInfo(client));
             app.clone().oneshot(request.map(Body::new))
         });
         let io = TokioIo::new(Counted {
             io: stream,
             _slot: slot,
         });
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
+                .header_read_timeout(header_timeout)
                 .serve_connection(io, service)
                 .with_upgrades();
             if let Err(e) = connection.await {
@@ -354,6 +372,25 @@ mod tests {
         assert_eq!(c.admit(b).err(), Some(Refusal::Total));
         drop(s1);
         assert!(c.admit(a).is_ok());
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_not_capped_and_names_the_client() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let c = Connections::new(IntakeLimits {
+            per_address: 1,
+            trusted_proxies: Arc::new([proxy]),
+            ..IntakeLimits::default()
+        });
+        let _slots: Vec<_> = (0..5).map(|_| c.admit(proxy).unwrap()).collect();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7".parse().unwrap(),
+        );
+        assert_eq!(forwarded_for(&headers), "198.51.100.7".parse().ok());
+        headers.insert("x-forwarded-for", "nonsense".parse().unwrap());
+        assert_eq!(forwarded_for(&headers), None);
     }
 
     #[test]

@@ -39,7 +39,7 @@ mod mesh;
 const USAGE: &str = "usage: ferry-signal [--host ADDR] [--port N] [--app-dir DIR] [--app-port N] [--ice URL[|USER|CREDENTIAL] | --ice none]...
                     [--max-peers-per-room N] [--max-message-bytes N] [--rate MSGS_PER_SEC] [--burst N] [--idle-timeout SECS]
                     [--peer-queue-bytes N] [--max-connections-per-ip N] [--max-connections N]
-                    [--header-timeout SECS] [--request-timeout SECS] [--join-rate N/SECS|off] [--join-burst N]
+                    [--header-timeout SECS] [--request-timeout SECS] [--trusted-proxy IP]... [--join-rate N/SECS|off] [--join-burst N]
                     [--data-dir DIR] [--no-mailbox] [--mailbox-ttl DAYS | --mailbox-ttl-secs SECS]
                     [--mailbox-quota-bytes N] [--mailbox-quota-entries N] [--mailbox-max-rooms N]
                     [--mailbox-max-bytes N] [--mailbox-room-ttl DAYS | --mailbox-room-ttl-secs SECS]
@@ -49,6 +49,8 @@ const USAGE: &str = "usage: ferry-signal [--host ADDR] [--port N] [--app-dir DIR
        FERRY_JOIN_RATE (as --join-rate)
   WebSocket joins per address (IPv4, or IPv6 /64; loopback too): --join-rate 10/10 --join-burst 20
   by default, 429 past it; `--join-rate off` for test harnesses that join in a loop.
+  Behind a reverse proxy, name it with --trusted-proxy: its X-Forwarded-For (last entry)
+  is the client address the per-address limits count, and its connections are not capped.
   The mailbox (store-and-forward of sealed blobs, HTTP on the signaling port) keeps its
   database in --data-dir (default ./ferry-data).
   Per address: --mailbox-register-rate 60/3600 (burst 60), --mailbox-post-rate 50/1 (burst 500).
@@ -123,6 +125,13 @@ fn parse_args() -> Result<Args, String> {
             "--peer-queue-bytes" => limits.max_queued_bytes = num(&flag, &value()?)?,
             "--max-connections-per-ip" => intake.per_address = num(&flag, &value()?)?,
             "--max-connections" => intake.total = num(&flag, &value()?)?,
+            "--trusted-proxy" => {
+                let v = value()?;
+                let ip: IpAddr = v
+                    .parse()
+                    .map_err(|_| format!("--trusted-proxy: not an IP address: {v}"))?;
+                intake.trusted_proxies = [&intake.trusted_proxies[..], &[ip]].concat().into();
+            }
             "--header-timeout" => intake.header_timeout = secs(&flag, &value()?, 1.0)?,
             "--request-timeout" => request_timeout = secs(&flag, &value()?, 1.0)?,
             "--data-dir" => data_dir = value()?,
@@ -375,7 +384,7 @@ async fn main() {
         };
         info!(%app_addr, %dir, "serving the app");
         println!("Ferry app:       http://{app_addr}/");
-        tokio::spawn(intake::serve(listener, app, args.intake));
+        tokio::spawn(intake::serve(listener, app, args.intake.clone()));
     }
     println!("Ferry signaling: ws://{signal_addr}/ (health: http://{signal_addr}/health)");
     // Flush now: test harnesses and scripts read the address from a pipe.

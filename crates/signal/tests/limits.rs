@@ -202,3 +202,35 @@ async fn joins_past_the_per_address_rate_are_refused_before_the_upgrade() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     open.push(join(&s, "r").await.0);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_count_the_forwarded_client() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = server(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--max-connections-per-ip",
+        "2",
+        "--join-rate",
+        "1/3600",
+        "--join-burst",
+        "1",
+    ]);
+    let via_proxy = |client: &'static str| {
+        let mut request = format!("ws://{}/r", s.addr).into_client_request().unwrap();
+        let forwarded = format!("203.0.113.1, {client}").parse().unwrap();
+        request.headers_mut().insert("x-forwarded-for", forwarded);
+        connect_async(request)
+    };
+    // Every client arrives from the proxy's address: more than 2 connections are fine, and
+    // each client has its own join bucket (the first X-Forwarded-For entry is the client's
+    // own claim, so only the last counts).
+    let mut open = Vec::new();
+    for client in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        open.push(via_proxy(client).await.expect("joins through the proxy").0);
+    }
+    match via_proxy("198.51.100.1").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
+        other => panic!("expected 429, got {:?}", other.map(|(_, r)| r.status())),
+    }
+}

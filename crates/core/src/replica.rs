@@ -5,8 +5,10 @@
 //! waits, sleeps or does I/O, so whole multi-device networks can be simulated in tests.
 //!
 //! Per connection: both sides send a sealed `Hello` with a fresh challenge; each answers the
-//! other's hello with a `Proof` sealed under that challenge. Only a peer whose proof opened is
-//! *authenticated*; only then does automerge sync start. Frames that fail to open, replay, or
+//! other's hello with a `Proof` sealed under both challenges, the peer's and its own (see
+//! [`crate::seal`]). Only a peer whose proof opened is *authenticated*; only then does
+//! automerge sync start. A hello carrying our own challenge, or our own device id from
+//! anything but a sibling tab ([`TAB_PEER_PREFIX`]), is an echo of our own frames: refused. Frames that fail to open, replay, or
 //! break the protocol are refused and counted; after [`MAX_BAD_FRAMES`] the peer is banned
 //! (everything it sends is dropped unread).
 //!
@@ -28,6 +30,11 @@ use thiserror::Error;
 
 /// How the transport names a connected peer (matchbox peer id, tab id, ...).
 pub type PeerKey = String;
+
+/// Peer keys of sibling tabs of this browser (over BroadcastChannel) start with this; no
+/// other transport may hand out such keys. Only they may say hello with this device's own id:
+/// from anywhere else, such a hello is an echo of our own frames (issue #15).
+pub const TAB_PEER_PREFIX: &str = "tab:";
 
 /// Refused frames after which a peer is banned for the rest of the connection.
 pub const MAX_BAD_FRAMES: u32 = 16;
@@ -445,6 +452,7 @@ impl Replica {
                 sender: *self.device.as_bytes(),
                 challenge,
                 lane,
+                sender_challenge: session.my_challenge,
             },
             (_, None) => return Ok(()),
         };
@@ -551,13 +559,18 @@ impl Replica {
         if session.banned {
             return Ok(());
         }
-        let Some(device) = session.device.filter(|_| session.authenticated) else {
+        let (Some(device), Some(theirs), true) = (
+            session.device,
+            session.their_challenge,
+            session.authenticated,
+        ) else {
             return Err("file data before the peer proved it belongs to the space".into());
         };
         let binding = Binding {
             sender: *device.as_bytes(),
             challenge: session.my_challenge,
             lane: Lane::Bulk,
+            sender_challenge: theirs,
         };
         let (seq, packet) = self
             .key
@@ -608,11 +621,15 @@ impl Replica {
             return Ok(());
         }
         // Frames bound to our challenge, from the device that said hello; else a hello.
-        let authed = session.device.map(|d| Binding {
-            sender: *d.as_bytes(),
-            challenge: session.my_challenge,
-            lane: Lane::Main,
-        });
+        let authed = session
+            .device
+            .zip(session.their_challenge)
+            .map(|(d, theirs)| Binding {
+                sender: *d.as_bytes(),
+                challenge: session.my_challenge,
+                lane: Lane::Main,
+                sender_challenge: theirs,
+            });
         let opened = authed
             .and_then(|b| self.key.open(frame, &b, session.recv_seq).ok())
             .map(|(seq, p)| (seq, p, false));
@@ -645,6 +662,17 @@ impl Replica {
             ) => {
                 if session.their_challenge.is_some() {
                     return Err("a second hello on one connection".into());
+                }
+                // Our own hello coming back: whoever sends it cannot answer our challenge, but
+                // our own proof, reflected, would look like theirs.
+                if challenge == session.my_challenge {
+                    return Err("our own hello came back (an echo, not a peer)".into());
+                }
+                if device == *self.device.as_bytes() && !peer.starts_with(TAB_PEER_PREFIX) {
+                    return Err(
+                        "a hello with this device's own id from outside this browser (an echo)"
+                            .into(),
+                    );
                 }
                 session.device = Some(DeviceId::from_bytes(device));
                 session.name = name.chars().take(100).collect();
@@ -772,6 +800,144 @@ mod tests {
         BlobMessage::Query {
             roots: vec![BlobId([3; 32])],
         }
+    }
+
+    fn identified(effects: &[Effect]) -> bool {
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::PeerIdentified { .. }))
+    }
+
+    /// A peer under `key` that sends `a` back exactly what `a` sent it, until `a` is quiet.
+    /// Returns whether `a` ever identified it.
+    fn mirror(a: &mut Replica, key: &str) -> bool {
+        let mut seen = false;
+        let mut bounce = frames(&a.handle(Input::PeerUp(key.into())), false);
+        for _ in 0..50 {
+            let mut next = vec![];
+            for frame in bounce.drain(..) {
+                let eff = a.handle(Input::Frame {
+                    peer: key.into(),
+                    frame,
+                });
+                seen |= identified(&eff);
+                next.extend(frames(&eff, false));
+            }
+            if next.is_empty() {
+                break;
+            }
+            bounce = next;
+        }
+        seen || a.is_authenticated(key)
+    }
+
+    #[test]
+    fn an_echo_of_our_own_frames_never_authenticates() {
+        let (mut a, _) = pair();
+        assert!(!mirror(&mut a, "stranger"));
+    }
+
+    #[test]
+    fn an_echo_under_a_tab_key_never_authenticates_either() {
+        // Tabs may share our device id, so only the challenges catch this echo.
+        let (mut a, _) = pair();
+        assert!(!mirror(&mut a, "tab:mirror"));
+    }
+
+    #[test]
+    fn an_echo_across_two_connections_never_authenticates() {
+        // The mirror holds two connections to `a` and feeds each one the other's frames: the
+        // challenges differ, so only the device id check stops it.
+        let (mut a, _) = pair();
+        let mut to_1 = frames(&a.handle(Input::PeerUp("m2".into())), false);
+        let mut to_2 = frames(&a.handle(Input::PeerUp("m1".into())), false);
+        for _ in 0..20 {
+            let (mut n1, mut n2) = (vec![], vec![]);
+            for frame in to_1.drain(..) {
+                let eff = a.handle(Input::Frame {
+                    peer: "m1".into(),
+                    frame,
+                });
+                assert!(!identified(&eff));
+                n2.extend(frames(&eff, false));
+            }
+            for frame in to_2.drain(..) {
+                let eff = a.handle(Input::Frame {
+                    peer: "m2".into(),
+                    frame,
+                });
+                assert!(!identified(&eff));
+                n1.extend(frames(&eff, false));
+            }
+            (to_1, to_2) = (n1, n2);
+        }
+        assert!(!a.is_authenticated("m1") && !a.is_authenticated("m2"));
+    }
+
+    #[test]
+    fn sibling_tabs_of_one_device_still_authenticate() {
+        let space = SpaceSecret::random();
+        let device = DeviceId::random();
+        let mut a = Replica::new(device, "tab one", &space).unwrap();
+        let mut b = Replica::new(device, "tab two", &space).unwrap();
+        a.add_text("from tab one", 1).unwrap();
+        let mut to_b = frames(&a.handle(Input::PeerUp("tab:b".into())), false);
+        let mut to_a = frames(&b.handle(Input::PeerUp("tab:a".into())), false);
+        while !to_a.is_empty() || !to_b.is_empty() {
+            let mut next_a = vec![];
+            for frame in to_b.drain(..) {
+                let peer = "tab:a".into();
+                next_a.extend(frames(&b.handle(Input::Frame { peer, frame }), false));
+            }
+            let mut next_b = vec![];
+            for frame in to_a.drain(..) {
+                let peer = "tab:b".into();
+                next_b.extend(frames(&a.handle(Input::Frame { peer, frame }), false));
+            }
+            to_a = next_a;
+            to_b = next_b;
+        }
+        assert!(a.is_authenticated("tab:b") && b.is_authenticated("tab:a"));
+        assert_eq!(b.items()[0].text, "from tab one");
+    }
+
+    #[test]
+    fn a_device_with_our_id_outside_this_browser_is_refused() {
+        let space = SpaceSecret::random();
+        let device = DeviceId::random();
+        let mut a = Replica::new(device, "a", &space).unwrap();
+        let mut b = Replica::new(device, "clone", &space).unwrap();
+        connect(&mut a, &mut b);
+        assert!(!a.is_authenticated("b") && !b.is_authenticated("a"));
+    }
+
+    #[test]
+    fn a_proof_answers_only_the_hello_it_came_with() {
+        // A relay gives `a` bob's hello of one connection and bob's proof of another, both
+        // answering `a`'s challenge: the proof must not vouch for the other hello.
+        let (mut a, mut b) = pair();
+        let hello_a = frames(&a.handle(Input::PeerUp("b".into())), false);
+        let _hello_b1 = frames(&b.handle(Input::PeerUp("a1".into())), false);
+        let hello_b2 = frames(&b.handle(Input::PeerUp("a2".into())), false);
+        let proof_b1 = frames(
+            &b.handle(Input::Frame {
+                peer: "a1".into(),
+                frame: hello_a[0].clone(),
+            }),
+            false,
+        );
+        a.handle(Input::Frame {
+            peer: "b".into(),
+            frame: hello_b2[0].clone(),
+        });
+        for frame in proof_b1 {
+            let eff = a.handle(Input::Frame {
+                peer: "b".into(),
+                frame,
+            });
+            assert!(!identified(&eff));
+        }
+        assert!(!a.is_authenticated("b"));
     }
 
     #[test]

@@ -3,10 +3,17 @@
 //! read nor inject.
 //!
 //! ```text
-//! sealed = version:u8 (=2) | epoch:u8 | seq:u64 LE | nonce:[u8;24] | XChaCha20-Poly1305(packet)
+//! sealed = version:u8 (=3) | epoch:u8 | seq:u64 LE | nonce:[u8;24] | XChaCha20-Poly1305(packet)
 //! aad    = label | room id | version | epoch | seq | sender device id | challenge
-//! label  = "ferry/frame/v2" on the main lane, "ferry/bulk/v2" on the bulk lane
+//!          | sender challenge
+//! label  = "ferry/frame/v3" on the main lane, "ferry/bulk/v3" on the bulk lane
 //! ```
+//!
+//! Version 3 (issue #15) added the sender's own challenge to the binding. Version 2 bound a
+//! frame to the receiver's challenge only, so a peer that reflected a device's own hello and
+//! proof back at it got that proof to open: the device authenticated an echo of itself. A
+//! version-2 device and a version-3 device cannot connect at all (each refuses the other's
+//! version byte, the newer one naming it [`SealError::Outdated`]): update every device.
 //!
 //! - The *lane* is the data channel a frame travels on: texts and sync on the main lane, file
 //!   chunks on the bulk lane, so a text never waits behind a file. Each lane has its own `seq`
@@ -21,6 +28,10 @@
 //!   (zeros for hellos). A frame that opens under it proves the sender holds the frame key and
 //!   saw this very connection's challenge: frames recorded from an earlier connection never
 //!   open again.
+//! - `sender challenge` is the challenge the *sender* put in its own hello on this connection
+//!   (zeros for hellos). Binding both challenges, in this order, makes a frame answer one hello
+//!   pair: reflected back at its sender, the two swap places and the frame no longer opens;
+//!   spliced onto a connection where the peer said hello with another challenge, neither.
 
 use crate::pairing::SpaceSecret;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -29,14 +40,16 @@ use thiserror::Error;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Version byte of sealed frames.
-pub const SEALED_VERSION: u8 = 2;
+pub const SEALED_VERSION: u8 = 3;
+/// Versions older devices seal with: refused, but named so the person knows what to update.
+const OUTDATED_VERSIONS: std::ops::RangeInclusive<u8> = 1..=2;
 /// The key epoch this build seals with.
 pub const EPOCH: u8 = 0;
 /// Bytes a sealed frame adds around its packet: header (1+1+8+24) and the 16-byte tag.
 pub const OVERHEAD: usize = 34 + 16;
 const HEADER: usize = 34;
-const AAD_LABEL: &[u8] = b"ferry/frame/v2";
-const BULK_AAD_LABEL: &[u8] = b"ferry/bulk/v2";
+const AAD_LABEL: &[u8] = b"ferry/frame/v3";
+const BULK_AAD_LABEL: &[u8] = b"ferry/bulk/v3";
 
 /// The data channel a frame travels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +73,11 @@ pub enum SealError {
     /// Not a sealed frame of a version this build reads.
     #[error("unknown sealed frame version {0}")]
     UnknownVersion(u8),
+    /// Sealed by an older Ferry whose handshake this build no longer accepts.
+    #[error(
+        "frame from an older Ferry (sealed frame version {0}): update the other device to connect"
+    )]
+    Outdated(u8),
     /// A key epoch this device does not have.
     #[error("frame sealed with unknown key epoch {0}")]
     UnknownEpoch(u8),
@@ -98,6 +116,8 @@ pub struct Binding {
     pub challenge: [u8; 16],
     /// The lane it travels on.
     pub lane: Lane,
+    /// The sender's own challenge on this connection (zeros for hellos).
+    pub sender_challenge: [u8; 16],
 }
 
 impl Binding {
@@ -106,6 +126,7 @@ impl Binding {
         sender: [0; 16],
         challenge: [0; 16],
         lane: Lane::Main,
+        sender_challenge: [0; 16],
     };
 }
 
@@ -124,12 +145,13 @@ impl FrameKey {
             Lane::Main => AAD_LABEL,
             Lane::Bulk => BULK_AAD_LABEL,
         };
-        let mut aad = Vec::with_capacity(label.len() + 16 + 10 + 32);
+        let mut aad = Vec::with_capacity(label.len() + 16 + 10 + 48);
         aad.extend_from_slice(label);
         aad.extend_from_slice(&self.room);
         aad.extend_from_slice(&header[..10]);
         aad.extend_from_slice(&binding.sender);
         aad.extend_from_slice(&binding.challenge);
+        aad.extend_from_slice(&binding.sender_challenge);
         aad
     }
 
@@ -169,6 +191,9 @@ impl FrameKey {
         }
         if frame.len() < OVERHEAD {
             return Err(SealError::Truncated(frame.len()));
+        }
+        if OUTDATED_VERSIONS.contains(&frame[0]) {
+            return Err(SealError::Outdated(frame[0]));
         }
         if frame[0] != SEALED_VERSION {
             return Err(SealError::UnknownVersion(frame[0]));
@@ -225,6 +250,7 @@ mod tests {
         sender: [1; 16],
         challenge: [2; 16],
         lane: Lane::Main,
+        sender_challenge: [4; 16],
     };
 
     #[test]
@@ -263,6 +289,36 @@ mod tests {
         let sealed_bulk = k.seal(1, &bulk, b"chunk");
         assert_eq!(k.open(&sealed_bulk, &B, 0), Err(SealError::Forged));
         assert_eq!(k.open(&sealed_bulk, &bulk, 0).unwrap().1, b"chunk");
+    }
+
+    #[test]
+    fn a_frame_reflected_to_its_sender_does_not_open() {
+        // The receiver opens with the two challenges swapped relative to how they were sealed:
+        // a frame bounced back at its sender presents its own challenge as the peer's.
+        let k = key(1);
+        let sealed = k.seal(1, &B, b"proof");
+        let reflected = Binding {
+            challenge: B.sender_challenge,
+            sender_challenge: B.challenge,
+            ..B
+        };
+        assert_eq!(k.open(&sealed, &reflected, 0), Err(SealError::Forged));
+        let spliced = Binding {
+            sender_challenge: [5; 16],
+            ..B
+        };
+        assert_eq!(k.open(&sealed, &spliced, 0), Err(SealError::Forged));
+    }
+
+    #[test]
+    fn frames_of_older_versions_name_the_device_to_update() {
+        let mut old = key(1).seal(1, &B, b"hello");
+        old[0] = 2;
+        let err = key(1).open(&old, &B, 0).unwrap_err();
+        assert_eq!(err, SealError::Outdated(2));
+        assert!(err.to_string().contains("update the other device"));
+        old[0] = 4;
+        assert_eq!(key(1).open(&old, &B, 0), Err(SealError::UnknownVersion(4)));
     }
 
     #[test]

@@ -101,6 +101,16 @@ pub enum MailboxError {
     /// A single message needs more buffer than the reader's limits allow.
     #[error("mailbox message of {0} bytes exceeds this reader's buffer")]
     ReaderFull(usize),
+    /// The server numbered an entry outside what the mailbox can hold now.
+    #[error("mailbox entry number {seq} is out of range (after {read}, up to {last})")]
+    OutOfRange {
+        /// The entry's number.
+        seq: u64,
+        /// The last entry read before it.
+        read: u64,
+        /// The mailbox's last entry, as the server said.
+        last: u64,
+    },
 }
 
 /// Mailbox keys of one space. Zeroized on drop; never printed.
@@ -653,19 +663,37 @@ const MAX_HOLD_BACK: u64 = 2 * MAX_PARTS as u64;
 
 /// A device's position in the mailbox. What it may *save and acknowledge* is not simply the
 /// last entry read: parts of a message still incomplete live only in memory, so after a
-/// reload they must be fetched again.
+/// reload they must be fetched again. And what a base (a compacted snapshot) may claim to
+/// cover is less still: only entries whose contents are in this device's document
+/// ([`MailboxCursor::base_covers`]).
+///
+/// Entry numbers come from the server, which is not trusted with them: an entry numbered 0 or
+/// beyond the mailbox's last would otherwise wrap the cursor or pin it past every future
+/// entry. [`MailboxCursor::opened_checked`] refuses both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MailboxCursor {
     read: u64,
     pending_since: Option<u64>,
+    unapplied_from: Option<u64>,
 }
 
 impl MailboxCursor {
-    /// Resumes from a saved cursor.
+    /// Resumes from a saved cursor. Entries up to `saved` are taken as applied (what a device
+    /// that saved only the number believed); [`MailboxCursor::resume`] restores the truth.
     pub fn new(saved: u64) -> Self {
         MailboxCursor {
             read: saved,
             pending_since: None,
+            unapplied_from: None,
+        }
+    }
+
+    /// Resumes from a saved cursor and the saved [`MailboxCursor::first_unapplied`].
+    pub fn resume(saved: u64, first_unapplied: Option<u64>) -> Self {
+        MailboxCursor {
+            // Entries after `saved` are fetched again, so only an earlier one still counts.
+            unapplied_from: first_unapplied.filter(|u| (1..=saved).contains(u)),
+            ..Self::new(saved)
         }
     }
 
@@ -674,9 +702,16 @@ impl MailboxCursor {
         self.read
     }
 
-    /// Records that entry `seq` was read; `incomplete` says whether the reader still buffers
-    /// an unfinished message afterwards ([`MailboxReader::buffered`]).
+    /// Records that entry `seq` was read and applied (or needs no applying: this device's own,
+    /// a duplicate, a part of a message still incomplete); `incomplete` says whether the
+    /// reader still buffers an unfinished message afterwards ([`MailboxReader::buffered`]).
+    ///
+    /// Numbers no entry can have (0 and `u64::MAX`) are ignored; prefer
+    /// [`MailboxCursor::opened_checked`], which also knows the mailbox's last entry.
     pub fn opened(&mut self, seq: u64, incomplete: bool) {
+        if seq == 0 || seq == u64::MAX {
+            return;
+        }
         self.read = self.read.max(seq);
         self.pending_since = match (incomplete, self.pending_since) {
             (false, _) => None,
@@ -685,12 +720,78 @@ impl MailboxCursor {
         };
     }
 
+    /// [`MailboxCursor::opened`] for an entry the server numbered `seq` in a mailbox whose
+    /// last entry is `last_seq`: refused unless `read < seq <= last_seq`, so a server cannot
+    /// wind the cursor back, wrap it, or push it past entries still to come.
+    pub fn opened_checked(
+        &mut self,
+        seq: u64,
+        last_seq: u64,
+        incomplete: bool,
+    ) -> Result<(), MailboxError> {
+        self.check(seq, last_seq)?;
+        self.opened(seq, incomplete);
+        Ok(())
+    }
+
+    /// Records that entry `seq` was read but its contents are *not* in this device's document:
+    /// refused by the reader (another version, altered, malformed) or failed to apply. The
+    /// cursor moves past it (fetching it again would not help), but no base of this device
+    /// may cover it. When it completed a multi-part message, the earlier parts are not
+    /// covered either.
+    pub fn opened_unapplied(
+        &mut self,
+        seq: u64,
+        last_seq: u64,
+        incomplete: bool,
+    ) -> Result<(), MailboxError> {
+        self.check(seq, last_seq)?;
+        // The message this entry finished began no earlier than the oldest one still open
+        // before it; without knowing which parts were its own, none of them is covered.
+        let from = self.pending_since.map_or(seq, |p| p.min(seq));
+        self.unapplied_from = Some(self.unapplied_from.map_or(from, |u| u.min(from)));
+        self.opened(seq, incomplete);
+        Ok(())
+    }
+
+    fn check(&self, seq: u64, last_seq: u64) -> Result<(), MailboxError> {
+        if seq == 0 || seq <= self.read || seq > last_seq {
+            return Err(MailboxError::OutOfRange {
+                seq,
+                read: self.read,
+                last: last_seq,
+            });
+        }
+        Ok(())
+    }
+
     /// What to save and acknowledge: everything before the oldest incomplete message.
     pub fn safe(&self) -> u64 {
         match self.pending_since {
-            Some(p) if self.read - p < MAX_HOLD_BACK => p - 1,
+            Some(p) if self.read - p < MAX_HOLD_BACK => p.saturating_sub(1),
             _ => self.read,
         }
+    }
+
+    /// The highest entry a base uploaded now may claim to cover: every entry up to it was
+    /// applied here. Below both the oldest incomplete message (however long it has been
+    /// waiting: a base covering some of its parts would delete them before others read them)
+    /// and the first entry not applied. `None` when that is no entry at all.
+    pub fn base_covers(&self) -> Option<u64> {
+        let mut covers = self.read;
+        if let Some(p) = self.pending_since {
+            covers = covers.min(p.saturating_sub(1));
+        }
+        if let Some(u) = self.unapplied_from {
+            covers = covers.min(u.saturating_sub(1));
+        }
+        (covers > 0).then_some(covers)
+    }
+
+    /// The oldest entry read but not applied, to save next to [`MailboxCursor::safe`] and pass
+    /// to [`MailboxCursor::resume`] (entries after the saved cursor are fetched again anyway).
+    pub fn first_unapplied(&self) -> Option<u64> {
+        self.unapplied_from.filter(|u| *u <= self.safe())
     }
 }
 
@@ -786,6 +887,110 @@ mod tests {
         assert_eq!(c.safe(), 14);
         c.opened(15 + MAX_HOLD_BACK, true);
         assert_eq!(c.safe(), 15 + MAX_HOLD_BACK);
+    }
+
+    #[test]
+    fn impossible_entry_numbers_neither_wrap_nor_pin_the_cursor() {
+        let mut c = MailboxCursor::new(0);
+        // Entry 0 while a message is incomplete: `safe` used to compute 0 - 1.
+        c.opened(0, true);
+        assert_eq!((c.read(), c.safe()), (0, 0));
+        c.opened(u64::MAX, false);
+        assert_eq!(c.read(), 0, "no entry can be numbered u64::MAX");
+        c.opened(3, false);
+        assert_eq!((c.read(), c.safe()), (3, 3));
+    }
+
+    #[test]
+    fn checked_entry_numbers_stay_between_the_cursor_and_the_last_entry() {
+        let mut c = MailboxCursor::new(5);
+        let out = |seq, read, last| MailboxError::OutOfRange { seq, read, last };
+        assert_eq!(c.opened_checked(0, 9, false), Err(out(0, 5, 9)));
+        assert_eq!(c.opened_checked(5, 9, false), Err(out(5, 5, 9)), "again");
+        assert_eq!(
+            c.opened_checked(4, 9, false),
+            Err(out(4, 5, 9)),
+            "backwards"
+        );
+        assert_eq!(c.opened_checked(10, 9, false), Err(out(10, 5, 9)));
+        assert_eq!(
+            c.opened_checked(u64::MAX, 9, false),
+            Err(out(u64::MAX, 5, 9))
+        );
+        assert_eq!(c.opened_unapplied(0, 9, false), Err(out(0, 5, 9)));
+        assert_eq!(c.read(), 5, "nothing refused moved the cursor");
+        assert_eq!(c.opened_checked(9, 9, false), Ok(()));
+        assert_eq!((c.read(), c.safe()), (9, 9));
+    }
+
+    #[test]
+    fn a_base_never_covers_an_entry_not_applied_here() {
+        let mut c = MailboxCursor::new(10);
+        assert_eq!(c.base_covers(), Some(10));
+        c.opened_checked(11, 20, false).unwrap();
+        // 12 is from a newer Ferry (or altered): read, not applied.
+        c.opened_unapplied(12, 20, false).unwrap();
+        c.opened_checked(13, 20, false).unwrap();
+        assert_eq!((c.read(), c.safe()), (13, 13));
+        assert_eq!(c.base_covers(), Some(11));
+        assert_eq!(c.first_unapplied(), Some(12));
+        // It survives a reload through the saved pair.
+        let c = MailboxCursor::resume(c.safe(), c.first_unapplied());
+        assert_eq!(c.base_covers(), Some(11));
+        // An entry not yet re-read after the reload is not remembered as unapplied.
+        assert_eq!(MailboxCursor::resume(11, Some(12)).base_covers(), Some(11));
+        assert_eq!(MailboxCursor::resume(11, Some(0)).base_covers(), Some(11));
+    }
+
+    #[test]
+    fn a_base_never_covers_part_of_a_message_not_applied_here() {
+        let mut c = MailboxCursor::new(0);
+        assert_eq!(c.base_covers(), None, "nothing to cover");
+        c.opened_checked(1, 9, false).unwrap();
+        // 2..=4: a three-part message, still incomplete at 3.
+        c.opened_checked(2, 9, true).unwrap();
+        c.opened_checked(3, 9, true).unwrap();
+        assert_eq!(c.base_covers(), Some(1));
+        // Completed at 4, it failed to apply: none of its parts is covered.
+        c.opened_unapplied(4, 9, false).unwrap();
+        c.opened_checked(5, 9, false).unwrap();
+        assert_eq!(c.safe(), 5);
+        assert_eq!(c.base_covers(), Some(1));
+        // An incomplete message holds the base back even after `safe` gave up on it.
+        let mut c = MailboxCursor::new(0);
+        c.opened(1, true);
+        c.opened(1 + MAX_HOLD_BACK, true);
+        assert_eq!(c.safe(), 1 + MAX_HOLD_BACK);
+        assert_eq!(c.base_covers(), None);
+    }
+
+    proptest! {
+        #[test]
+        fn a_base_covers_only_applied_entries(
+            steps in proptest::collection::vec((0u64..6, any::<bool>(), any::<bool>()), 0..40)
+        ) {
+            // Model: which entries hold something not in the document (unapplied, or a part of
+            // a message that is still open or ended unapplied).
+            let mut c = MailboxCursor::new(0);
+            let mut seq = 0;
+            let mut open_since: Option<u64> = None;
+            let mut bad: Vec<u64> = vec![];
+            for (gap, applied, incomplete) in steps {
+                seq += gap + 1;
+                if applied {
+                    c.opened_checked(seq, seq + 3, incomplete).unwrap();
+                } else {
+                    c.opened_unapplied(seq, seq + 3, incomplete).unwrap();
+                    bad.extend(open_since.unwrap_or(seq)..=seq);
+                }
+                open_since = if incomplete { open_since.or(Some(seq)) } else { None };
+                let open: Vec<u64> = open_since.map(|p| (p..=seq).collect()).unwrap_or_default();
+                if let Some(covers) = c.base_covers() {
+                    prop_assert!(covers <= c.read());
+                    prop_assert!(bad.iter().chain(&open).all(|b| *b > covers));
+                }
+            }
+        }
     }
 
     #[test]

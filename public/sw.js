@@ -89,3 +89,108 @@ self.addEventListener('fetch', (event) => {
   }
   event.respondWith((async () => (await caches.match(request, { cacheName: CACHE })) ?? fetch(request))());
 });
+
+// The mailbox outbox (src/runtime/mailbox/outbox.rs, crates/core/src/outbox.rs): history the
+// page sealed while no other device was connected. When the page could not post it (offline,
+// or closed a second after writing), Background Sync wakes this worker once there is a
+// network, with the app closed, and the worker posts it. Records are self-contained (URL,
+// token, device tag, sealed entries); the worker only adds "done" markers and never rewrites
+// or deletes a record, so it cannot race the page. The server deduplicates entries by hash,
+// so posting something the page posted too is harmless.
+const DB_NAME = 'ferry';
+const KV = 'kv';
+
+function openDb() {
+  return new Promise((resolve, reject) => {
+    const req = indexedDB.open(DB_NAME);
+    // No database yet: nothing to do, and creating an empty one would break the app's open.
+    req.onupgradeneeded = () => req.transaction.abort();
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error || new Error('IndexedDB unavailable'));
+    req.onblocked = () => reject(new Error('IndexedDB blocked'));
+  });
+}
+
+function kvRequest(db, mode, run) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(KV, mode);
+    const req = run(tx.objectStore(KV));
+    let result;
+    req.onsuccess = () => { result = req.result; };
+    tx.oncomplete = () => resolve(result);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error('transaction aborted'));
+  });
+}
+
+const textOf = (v) => (v instanceof Uint8Array ? new TextDecoder().decode(v) : String(v ?? ''));
+const bytesOf = (s) => new TextEncoder().encode(s);
+
+function fromBase64(b64) {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+async function postOutbox() {
+  let db;
+  try { db = await openDb(); } catch (e) { return; }
+  try {
+    const range = IDBKeyRange.bound('mailbox-outbox/', 'mailbox-outbox/\uffff');
+    const keys = await kvRequest(db, 'readonly', (s) => s.getAllKeys(range));
+    for (const key of keys) {
+      const stamp = key.slice('mailbox-outbox/'.length);
+      const doneKey = `mailbox-outbox-done/${stamp}`;
+      if (await kvRequest(db, 'readonly', (s) => s.get(doneKey))) continue;
+      const raw = await kvRequest(db, 'readonly', (s) => s.get(key));
+      if (!raw) continue; // the page finished it meanwhile
+      let record;
+      try { record = JSON.parse(textOf(raw)); } catch (e) { continue; }
+      if (record.v !== 1 || !Array.isArray(record.entries)) continue;
+      const seqs = [];
+      for (const entry of record.entries) {
+        const res = await fetch(`${record.url}?device=${encodeURIComponent(record.tag)}`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${record.token}` },
+          body: fromBase64(entry),
+        });
+        // A network error throws: the browser retries the sync event later.
+        if (res.status !== 200 && res.status !== 201) throw new Error(`mailbox answered ${res.status}`);
+        const answer = await res.json();
+        seqs.push(answer.seq);
+      }
+      await kvRequest(db, 'readwrite', (s) => s.put(bytesOf(JSON.stringify({ seqs })), doneKey));
+    }
+  } finally {
+    db.close();
+  }
+}
+
+// Periodic Background Sync (installed apps, Chromium): fetch what waits in the mailbox ahead
+// of time, so opening the app shows it at once. The page takes the answer from storage
+// (`mailbox-prefetch/<after>`) instead of asking the server for the same entries.
+async function prefetchMailbox() {
+  let db;
+  try { db = await openDb(); } catch (e) { return; }
+  try {
+    const endpoint = await kvRequest(db, 'readonly', (s) => s.get('settings/mailbox-endpoint'));
+    if (!endpoint) return;
+    const { url, token } = JSON.parse(textOf(endpoint));
+    const cursor = Number(textOf(await kvRequest(db, 'readonly', (s) => s.get('settings/mailbox-cursor'))) || '0');
+    const res = await fetch(`${url}?after=${cursor}&limit=64`, { headers: { Authorization: `Bearer ${token}` } });
+    if (res.status !== 200) return;
+    const body = new Uint8Array(await res.arrayBuffer());
+    await kvRequest(db, 'readwrite', (s) => s.put(body, `mailbox-prefetch/${String(cursor).padStart(20, '0')}`));
+  } finally {
+    db.close();
+  }
+}
+
+self.addEventListener('sync', (event) => {
+  if (event.tag === 'ferry-outbox') event.waitUntil(postOutbox());
+});
+
+self.addEventListener('periodicsync', (event) => {
+  if (event.tag === 'ferry-prefetch') event.waitUntil(prefetchMailbox());
+});

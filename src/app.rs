@@ -30,7 +30,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     let devices_open = RwSignal::new(false);
     start_clock(view);
     #[cfg(target_arch = "wasm32")]
-    crate::pwa::receive_shared_files(view, expect_context::<Intents>());
+    crate::pwa::receive_shared_files(view);
     // A confirmation ("Copied") disappears by itself after a few seconds.
     Effect::new(move |_| {
         if view.toast.with(Option::is_some) {
@@ -1016,11 +1016,53 @@ fn Composer() -> impl IntoView {
     let intents = expect_context::<Intents>();
     let view = expect_context::<ViewState>();
     let text = RwSignal::new(String::new());
+    let textarea = NodeRef::<leptos::html::Textarea>::new();
+    // What another app shared becomes a draft: the person sees it, may edit it, and sends it.
+    Effect::new(move |_| {
+        if let Some(shared) = view.draft_text.get() {
+            view.draft_text.set(None);
+            text.update(|t| {
+                if t.trim().is_empty() {
+                    *t = shared;
+                } else {
+                    t.push('\n');
+                    t.push_str(&shared);
+                }
+            });
+            if let Some(el) = textarea.get() {
+                let _ = el.focus();
+            }
+        }
+    });
+    // "name · size" of each shared file, in order.
+    let draft_list = move || {
+        view.draft_files.with(|files| {
+            files
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} · {}",
+                        f.name(),
+                        crate::view::format_size(f.size() as u64)
+                    )
+                })
+                .enumerate()
+                .collect::<Vec<_>>()
+        })
+    };
+    let send_intents = intents.clone();
     let send = move || {
         let body = text.get_untracked();
         if !body.trim().is_empty() {
-            intents.send(Intent::Send(body));
+            send_intents.send(Intent::Send(body));
             text.set(String::new());
+        }
+        let files = view.draft_files.get_untracked();
+        if !files.is_empty() {
+            view.draft_files.set(Vec::new());
+            send_intents.send(Intent::SendFiles(files));
+            #[cfg(target_arch = "wasm32")]
+            crate::pwa::clear_share_inbox();
         }
     };
     let send_key = send.clone();
@@ -1028,8 +1070,23 @@ fn Composer() -> impl IntoView {
     let intents_paste = expect_context::<Intents>();
     let intents_pick = intents_paste.clone();
     view! {
+        <Show when=move || view.draft_files.with(|f| !f.is_empty())>
+            <section class="draft-files" aria-labelledby="draft-files-heading">
+                <h2 id="draft-files-heading" class="draft-files-heading">"Files to send"</h2>
+                <ul>
+                    <For each=draft_list key=|(i, name)| format!("{i}:{name}")
+                        children=|(_, name)| view! { <li>{name}</li> }/>
+                </ul>
+                <p class="hint">"Shared from another app. They are sent when you press Send."</p>
+                <button type="button" on:click=move |_| {
+                    view.draft_files.set(Vec::new());
+                    #[cfg(target_arch = "wasm32")]
+                    crate::pwa::clear_share_inbox();
+                }>"Don't send these files"</button>
+            </section>
+        </Show>
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
-            <textarea aria-label="Message" placeholder="Message" rows="1"
+            <textarea aria-label="Message" placeholder="Message" rows="1" node_ref=textarea
                 prop:disabled=move || !view.ready.get()
                 prop:value=move || text.get()
                 on:input=move |ev| text.set(event_target_value(&ev))

@@ -66,6 +66,7 @@ pub fn start(view: ViewState) {
         let on_update = Closure::<dyn FnMut()>::new(move || watch_installing(&r, view));
         reg.set_onupdatefound(Some(on_update.as_ref().unchecked_ref()));
         on_update.forget();
+        request_periodic_prefetch(&reg);
         REGISTRATION.with(|slot| *slot.borrow_mut() = Some(reg));
     });
 }
@@ -80,6 +81,54 @@ pub fn check_for_update() {
                 let _ = JsFuture::from(p).await;
             });
         }
+    });
+}
+
+/// The Background Sync tag whose `sync` event posts the mailbox outbox (public/sw.js).
+pub const OUTBOX_SYNC_TAG: &str = "ferry-outbox";
+/// The Periodic Background Sync tag whose event fetches waiting mailbox entries ahead.
+pub const PREFETCH_SYNC_TAG: &str = "ferry-prefetch";
+
+/// Asks the service worker to post the outbox once there is a network, even if the app is
+/// closed by then (Chromium's Background Sync). Browsers without it (Firefox, Safari) post
+/// the outbox at the next start instead.
+pub fn request_background_sync(tag: &'static str) {
+    let reg = REGISTRATION.with(|slot| slot.borrow().clone());
+    let Some(reg) = reg else {
+        return;
+    };
+    let Ok(sync) = js_sys::Reflect::get(&reg, &"sync".into()) else {
+        return;
+    };
+    if sync.is_undefined() {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = call_async(&sync, "register", &[tag.into()]).await {
+            web_sys::console::warn_1(&format!("background sync unavailable: {e:?}").into());
+        }
+    });
+}
+
+/// On installed apps where the browser allows it (Chromium, permission granted), asks for a
+/// periodic fetch of waiting mailbox entries, so opening the app shows them at once.
+fn request_periodic_prefetch(reg: &ServiceWorkerRegistration) {
+    let Ok(periodic) = js_sys::Reflect::get(reg, &"periodicSync".into()) else {
+        return;
+    };
+    if periodic.is_undefined() {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        let options = js_sys::Object::new();
+        // The browser decides the real interval (engagement); ask for every 15 minutes.
+        let _ = js_sys::Reflect::set(&options, &"minInterval".into(), &(15.0 * 60_000.0).into());
+        let _ = call_async(
+            &periodic,
+            "register",
+            &[PREFETCH_SYNC_TAG.into(), options.into()],
+        )
+        .await;
     });
 }
 
@@ -135,10 +184,11 @@ fn call_sync(target: &JsValue, name: &str, arg: &str) -> Option<JsValue> {
 const SHARE_INBOX: &str = "share-inbox";
 
 /// Files shared into Ferry with "Share → Ferry" (manifest `share_target`, POST): the service
-/// worker parked them in the share inbox; they become file items here (sent as
-/// [`Intent::SendFiles`], after the shared text that the runtime reads from the query), and
-/// the inbox is emptied so a reload does not repeat them.
-pub fn receive_shared_files(view: ViewState, intents: crate::app::Intents) {
+/// worker parked them in the share inbox; here they become a draft listed under "Files to
+/// send" (the shared text goes into the composer, see the runtime). They are sent only when
+/// the person presses Send; the inbox is emptied then (or when they are discarded), so a
+/// reload before that offers them again and a reload after does not repeat them.
+pub fn receive_shared_files(view: ViewState) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -169,7 +219,7 @@ pub fn receive_shared_files(view: ViewState, intents: crate::app::Intents) {
             return;
         }
         match take_inbox(&caches).await {
-            Ok(files) if !files.is_empty() => intents.send(crate::view::Intent::SendFiles(files)),
+            Ok(files) if !files.is_empty() => view.draft_files.set(files),
             Ok(_) => {}
             Err(e) => view.error.set(Some(format!(
                 "Could not read the shared files: {}",
@@ -220,8 +270,23 @@ async fn take_inbox(caches: &JsValue) -> Result<Vec<web_sys::File>, JsValue> {
             files.push(file.unchecked_into::<web_sys::File>());
         }
     }
-    call_async(caches, "delete", &[SHARE_INBOX.into()]).await?;
     Ok(files)
+}
+
+/// Empties the share inbox (its files were sent or discarded).
+pub fn clear_share_inbox() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let Ok(caches) = js_sys::Reflect::get(&window, &"caches".into()) else {
+        return;
+    };
+    if caches.is_undefined() {
+        return;
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        let _ = call_async(&caches, "delete", &[SHARE_INBOX.into()]).await;
+    });
 }
 
 /// Copies a text to the clipboard and says so (or why not) in the toast.

@@ -128,6 +128,13 @@ struct Runtime {
     delivered: BTreeMap<DeviceId, u64>,
     /// Items shown as "not yet on other devices" by the last render.
     pending_items: usize,
+    /// Items written here that only the mailbox holds so far ("waiting in the mailbox").
+    waiting_items: usize,
+    /// The last document save failed (storage full?): what is in memory is not stored yet.
+    unsaved: bool,
+    /// The history loaded at start skipped damaged chunks: no stored file is freed, since the
+    /// item that references it may be in what was skipped.
+    load_skipped_chunks: bool,
 }
 
 fn parse_seen(text: &str) -> BTreeMap<DeviceId, u64> {
@@ -232,7 +239,8 @@ impl Runtime {
         let loaded = DocStore::load(&store, &Replica::actor_for(device))
             .await
             .map_err(|e| format!("Ferry could not load your history: {e}"))?;
-        if !loaded.corrupt.is_empty() {
+        let load_skipped_chunks = !loaded.corrupt.is_empty();
+        if load_skipped_chunks {
             view.error.set(Some(format!(
                 "{} damaged record(s) in local storage were skipped; everything else loaded.",
                 loaded.corrupt.len()
@@ -315,6 +323,9 @@ impl Runtime {
             last_synced_saved: last_synced,
             delivered,
             pending_items: 0,
+            waiting_items: 0,
+            unsaved: false,
+            load_skipped_chunks,
         };
         view.device_name.set(rt.replica.name().to_owned());
         rt.refresh_ice_summary();
@@ -679,8 +690,12 @@ impl Runtime {
             if show_first {
                 self.refresh_items();
                 self.persist().await;
+                self.after_change().await;
             } else {
+                // Stored, and sealed into the mailbox outbox when no device takes it
+                // directly, before it is shown: a tab closed now strands nothing.
                 self.persist().await;
+                self.after_change().await;
                 self.refresh_items();
             }
             self.refresh_space();
@@ -691,7 +706,9 @@ impl Runtime {
     /// Writes pending changes; only after this does the UI show them.
     async fn persist(&mut self) {
         let doc = self.replica.doc_mut();
-        match self.docstore.save(&self.store, doc).await {
+        let saved = self.docstore.save(&self.store, doc).await;
+        self.unsaved = saved.is_err();
+        match saved {
             Ok(_) => {
                 if self.docstore.should_compact()
                     && let Err(e) = self.docstore.compact(&self.store, self.replica.doc_mut()).await
@@ -798,6 +815,7 @@ impl Runtime {
             .filter(|(id, _)| *id != self.device)
             .map(|(id, n)| (n.clone(), self.delivered.get(id).copied().unwrap_or(0)))
             .collect();
+        let mut waiting = 0;
         for (view, item) in items.iter_mut().zip(&source) {
             if view.mine {
                 let at = item.at.wall_ms.max(item.edited_at.map_or(0, |e| e.wall_ms));
@@ -805,8 +823,15 @@ impl Runtime {
                 // On some device already (e.g. through the mailbox, while "last synced"
                 // speaks of direct sync): no longer "not yet on other devices".
                 view.pending &= view.delivery.is_none();
+                if view.pending && at <= self.mailbox.carried_ms {
+                    // Only the mailbox has it: on its way, not on a device yet.
+                    view.pending = false;
+                    view.delivery = Some(view::WAITING_IN_MAILBOX.to_owned());
+                    waiting += 1;
+                }
             }
         }
+        self.waiting_items = waiting;
         self.pending_items = items.iter().filter(|i| i.pending).count();
         self.view.items.set(items);
     }
@@ -896,7 +921,9 @@ impl Runtime {
     }
 
     /// "Share → Ferry" from another app (manifest `share_target`, GET): the shared title,
-    /// text and URL become one item, and the query is removed so a reload does not repeat it.
+    /// text and URL become one draft in the composer, and the query is removed so a reload
+    /// does not repeat it. Never an item by itself: any web page can navigate here with a
+    /// query, and only the person decides what enters their history.
     async fn check_share(&mut self) {
         let Some(search) = location().and_then(|l| l.search().ok()) else {
             return;
@@ -926,13 +953,7 @@ impl Runtime {
                 .unwrap_or_else(|| "/".into());
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
         }
-        match self.replica.add_text(&text, now_ms()) {
-            Ok((_, effects)) => self.apply(effects).await,
-            Err(e) => self
-                .view
-                .error
-                .set(Some(format!("Could not save what was shared: {e}"))),
-        }
+        self.view.draft_text.set(Some(text));
     }
 
     fn check_location(&mut self) {
@@ -947,6 +968,15 @@ impl Runtime {
 
     /// Asks to join the space of `text` (a link or its fragment), or says why it cannot.
     fn offer_link(&mut self, text: &str) {
+        // The secret leaves the address bar (and the session history) as soon as it is read,
+        // whether the link is good, bad, or waits in the join dialog: the link itself stays
+        // in `self.pending` until the person decides.
+        if location()
+            .and_then(|l| l.hash().ok())
+            .is_some_and(|h| h.contains("pair="))
+        {
+            clear_fragment();
+        }
         let parsed = PairingLink::parse(text)
             .map_err(|e| e.to_string())
             .and_then(|link| {

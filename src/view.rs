@@ -106,6 +106,9 @@ pub struct ItemView {
     pub delivery: Option<String>,
 }
 
+/// The delivery state of an item only the mailbox holds so far.
+pub const WAITING_IN_MAILBOX: &str = "waiting in the mailbox";
+
 /// Which other devices have an item written (or last edited) at `item_ms`: each device's
 /// entry is `(name, last moment it had everything)`. `None` when there is no other device, or
 /// none has it yet (the item then says "not yet on other devices").
@@ -407,6 +410,12 @@ pub struct ViewState {
     pub ios_hint: RwSignal<bool>,
     /// A short confirmation shown over the chat ("Copied"), cleared after a few seconds.
     pub toast: RwSignal<Option<String>>,
+    /// Text another app shared into Ferry: it goes into the composer as a draft (a web page
+    /// elsewhere must never post into the history without the person pressing Send).
+    pub draft_text: RwSignal<Option<String>>,
+    /// Files another app shared into Ferry, listed under "Files to send" until the person
+    /// presses Send (or discards them).
+    pub draft_files: RwSignal<Vec<leptos::web_sys::File>, LocalStorage>,
 }
 
 impl ViewState {
@@ -444,6 +453,8 @@ impl ViewState {
             now_ms: RwSignal::new(0),
             ios_hint: RwSignal::new(false),
             toast: RwSignal::new(None),
+            draft_text: RwSignal::new(None),
+            draft_files: RwSignal::new_local(Vec::new()),
         }
     }
 }

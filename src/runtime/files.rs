@@ -155,8 +155,14 @@ impl Runtime {
             .filter_map(ferry_core::blobs::parse_blob_key)
             .collect();
         self.files.live = self.replica.doc_mut().live_blobs();
-        for root in roots.difference(&self.files.live.clone()) {
-            let _ = self.store.delete_prefix(&blob_prefix(root)).await;
+        // Only files whose items were deleted are freed: bytes no item mentions are kept (the
+        // item may be in a change that did not load, or not be saved yet by a sibling tab),
+        // and after a load that skipped damaged chunks nothing is freed at all.
+        let deleted = self.replica.doc_mut().deleted_blobs();
+        if !self.load_skipped_chunks {
+            for root in roots.intersection(&deleted) {
+                let _ = self.store.delete_prefix(&blob_prefix(root)).await;
+            }
         }
         for root in self.files.live.clone() {
             self.start_file(root, &keys).await;

@@ -18,7 +18,7 @@
 
 use super::{Runtime, key, now_ms};
 use ferry_core::blobs::{chunk_key, manifest_key};
-use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store};
+use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store, StoreError};
 use ferry_core::{
     MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, UploadLog, base_due, plan_upload,
     random_msg_id, seal_payload,
@@ -29,10 +29,13 @@ use std::collections::BTreeSet;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+mod outbox;
+
 /// How often the mailbox is visited while no other device is connected (ms).
 const INTERVAL_MS: f64 = 5_000.0;
-/// How long no other device must have been connected before the mailbox is used (ms): a
-/// reload or a brief network blip on the other side is not a reason to upload a file.
+/// How long no other device must have been connected before file chunks go to the mailbox
+/// (ms): a reload or a brief network blip on the other side is not a reason to upload a big
+/// file. History never waits for it (see `outbox`).
 const GRACE_MS: f64 = 10_000.0;
 /// Entries fetched per request.
 const FETCH_LIMIT: u32 = 64;
@@ -69,6 +72,21 @@ pub(super) struct Mailbox {
     last_peer: f64,
     /// When the server last showed every other device holding everything this one has.
     pub(super) synced_ms: u64,
+    /// History sealed for the mailbox and not yet posted (durable, in IndexedDB).
+    pub(super) outbox: outbox::OutboxState,
+    /// The last entry read and the BLAKE3 hash of its bytes: the next fetch asks for it again
+    /// and compares, so a server restored from an older copy (whose sequence numbers are
+    /// handed out again, to other entries) is noticed instead of skipped past.
+    last_read: Option<(u64, [u8; 32])>,
+    /// A post was answered with a sequence number already read here.
+    server_forgot: bool,
+    /// The signaling server has no mailbox (upstream `matchbox_server`): nothing is staged.
+    pub(super) unavailable: bool,
+    /// Hashes of the entries read in this run, for saving the one at the saved cursor.
+    read_hashes: BTreeMap<u64, [u8; 32]>,
+    /// The newest item time the mailbox is known to hold from this device: such items are
+    /// "waiting in the mailbox" until a device has them.
+    pub(super) carried_ms: u64,
 }
 
 /// A history upload in progress (in memory: after a reload it is planned again, and readers
@@ -180,6 +198,16 @@ struct Fetched {
     stored: Stored,
 }
 
+/// Why a fetch did not complete.
+enum Fetch {
+    /// The server no longer knows what this device read (restored or new): start over.
+    Forgotten(String),
+    /// The server refuses this space's key.
+    Refused(String),
+    /// Anything else (offline, a bad answer, storage): try again next visit.
+    Failed(String),
+}
+
 /// What the last fetch said about the room.
 struct Room {
     last_seq: u64,
@@ -212,6 +240,12 @@ impl Mailbox {
             file_progress: None,
             history_progress: None,
             synced_ms: 0,
+            outbox: outbox::OutboxState::default(),
+            last_read: None,
+            server_forgot: false,
+            unavailable: false,
+            read_hashes: BTreeMap::new(),
+            carried_ms: 0,
             last_visit: 0.0,
             last_peer: js_sys::Date::now(),
         }
@@ -229,9 +263,12 @@ impl Runtime {
                 "mailbox-heads",
                 "mailbox-files",
                 "mailbox-uploads",
+                "mailbox-carried",
+                "mailbox-cursor-hash",
             ] {
                 let _ = self.store.delete(&settings(name)).await;
             }
+            self.clear_outbox().await;
         }
         let get = |name: &'static str| {
             let store = &self.store;
@@ -265,7 +302,24 @@ impl Runtime {
                     .collect()
             })
             .unwrap_or_default();
+        let read = self.mailbox.cursor.read();
+        self.mailbox.last_read = get("mailbox-cursor-hash")
+            .await
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .filter(|_| read > 0)
+            .map(|h| (read, h));
+        self.mailbox.carried_ms = get("mailbox-carried")
+            .await
+            .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+            .unwrap_or(0);
         self.view.mailbox_on.set(!self.mailbox.disabled);
+        if self.mailbox.disabled {
+            let _ = self.store.delete(&settings("mailbox-endpoint")).await;
+        } else {
+            self.save_endpoint().await;
+        }
+        // What an earlier run (killed, or closed while offline) left in the outbox goes now.
+        self.mailbox.outbox.flush_at = Some(0.0);
     }
 
     /// This space's mailbox on the configured signaling server.
@@ -288,6 +342,13 @@ impl Runtime {
                 ),
             }
         }
+        if on {
+            self.save_endpoint().await;
+        } else {
+            // Off means nothing is uploaded, also not later by the service worker.
+            self.clear_outbox().await;
+            let _ = self.store.delete(&settings("mailbox-endpoint")).await;
+        }
         let _ = self
             .store
             .put(&settings("mailbox-off"), if on { b"0" } else { b"1" })
@@ -296,8 +357,10 @@ impl Runtime {
         self.view.mailbox_status.set(None);
     }
 
-    /// Visits the mailbox when it is configured, on, and no other device is connected.
+    /// Posts the outbox when due, and visits the mailbox when it is configured, on, and no
+    /// other device is connected.
     pub(super) async fn pump_mailbox(&mut self) {
+        self.pump_outbox().await;
         let now = js_sys::Date::now();
         if self.remote_devices() > 0 {
             self.mailbox.last_peer = now;
@@ -309,7 +372,6 @@ impl Runtime {
         }
         if self.mailbox.disabled
             || !self.rtc_owner.get()
-            || now - self.mailbox.last_peer < GRACE_MS
             || now - self.mailbox.last_visit < INTERVAL_MS
         {
             return;
@@ -325,24 +387,97 @@ impl Runtime {
 
     async fn visit_mailbox(&mut self, url: &str) -> Result<(), String> {
         let token = self.mailbox.keys.auth_token();
-        if !self.mailbox.registered {
-            let (status, body) = request("PUT", url, &token, None, false).await?;
-            if status != 200 && status != 201 {
-                return Err(format!(
-                    "registering failed ({status}): {}",
-                    String::from_utf8_lossy(&body)
-                ));
-            }
-            self.mailbox.registered = true;
+        if self.mailbox.server_forgot {
+            self.forget_mailbox_state().await;
         }
-        let room = self.fetch_mailbox(url, &token).await?;
-        self.acknowledge(url, &token).await?;
+        self.ensure_registered(url, &token).await?;
+        let room = match self.fetch_mailbox(url, &token).await {
+            Err(Fetch::Forgotten(why)) => {
+                // The server lost this mailbox (a restored backup, a new server, a wiped data
+                // dir): start over there as a new device would, and upload everything again.
+                web_sys::console::warn_1(&format!("mailbox: {why}; uploading again").into());
+                self.forget_mailbox_state().await;
+                return Ok(());
+            }
+            Err(Fetch::Refused(why)) => {
+                // Someone else registered this room first, or the key is wrong: say so.
+                self.view.mailbox_status.set(Some(format!(
+                    "The mailbox refuses this device's key ({why}). Nothing is uploaded; your \
+                     devices still sync directly."
+                )));
+                return Err(why);
+            }
+            Err(Fetch::Failed(why)) => return Err(why),
+            Ok(room) => room,
+        };
+        // A failed acknowledgement never blocks uploads: it is tried again next visit.
+        if let Err(e) = self.acknowledge(url, &token).await {
+            web_sys::console::warn_1(&format!("mailbox: {e}").into());
+        }
         self.note_mailbox_delivery(&room.cursors).await;
         self.upload_mailbox(url, &token, &room).await
     }
 
-    /// The history here is all in the mailbox (as of the last complete upload).
+    /// Registers this space's mailbox (the server keeps only the key's hash) once per run.
+    async fn ensure_registered(&mut self, url: &str, token: &str) -> Result<(), String> {
+        if self.mailbox.registered {
+            return Ok(());
+        }
+        let (status, body) = request("PUT", url, token, None, false).await?;
+        // 404/405 with no JSON error: a signaling server without a mailbox.
+        self.mailbox.unavailable = matches!(status, 404 | 405 | 501);
+        if status == 401 {
+            // Someone registered this room first (or this key is not the space's): the person
+            // should know the mailbox does nothing for them, not find out from missing messages.
+            self.view.mailbox_status.set(Some(
+                "The mailbox on this signaling server refuses this space's key, so nothing is \
+                 left there for your other devices. Devices still sync when they are online \
+                 together."
+                    .into(),
+            ));
+        }
+        if status != 200 && status != 201 {
+            return Err(format!(
+                "registering failed ({status}): {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        self.mailbox.registered = true;
+        Ok(())
+    }
+
+    /// Forgets everything this device believed the server holds (cursor, acknowledgements,
+    /// uploaded heads and files, upload log): the next visit registers again, reads from the
+    /// start, and the outbox stages the whole history.
+    async fn forget_mailbox_state(&mut self) {
+        for name in [
+            "mailbox-cursor",
+            "mailbox-heads",
+            "mailbox-files",
+            "mailbox-uploads",
+            "mailbox-carried",
+            "mailbox-cursor-hash",
+        ] {
+            let _ = self.store.delete(&settings(name)).await;
+        }
+        let disabled = self.mailbox.disabled;
+        let outbox = std::mem::take(&mut self.mailbox.outbox);
+        self.mailbox = Mailbox::new(&self.secret, self.device);
+        self.mailbox.disabled = disabled;
+        self.mailbox.outbox = outbox;
+        // Records already staged are posted as they are (the server deduplicates nothing
+        // it lost); what they lack is staged next turn.
+        self.mailbox.outbox.flush_at = Some(0.0);
+        self.mailbox.last_visit = 0.0;
+        self.refresh_items();
+    }
+
+    /// The history here is all in the mailbox (as of the last complete upload) and nothing
+    /// waits in the outbox.
     fn heads_uploaded(&mut self) -> bool {
+        if !self.mailbox.outbox.is_empty() {
+            return false;
+        }
         let mut heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
         heads.sort();
         let mut uploaded = self.mailbox.uploaded_heads.clone();
@@ -414,42 +549,96 @@ impl Runtime {
         }
     }
 
-    async fn fetch_mailbox(&mut self, url: &str, token: &str) -> Result<Room, String> {
+    async fn fetch_mailbox(&mut self, url: &str, token: &str) -> Result<Room, Fetch> {
         use base64::Engine;
         let mut effect_batch: Vec<Effect> = Vec::new();
         let saved = self.mailbox.cursor.safe();
         // Nothing of ours waits to be uploaded: what arrives now is in the mailbox already,
         // so it must not count as ours to upload (every device would echo every change).
         let clean = self.heads_uploaded();
+        // Ask for the last entry read once more, to compare it (see `last_read`).
+        let mut overlap = self
+            .mailbox
+            .last_read
+            .filter(|(seq, _)| *seq == self.mailbox.cursor.read());
         let room = loop {
-            let (status, body) = request(
-                "GET",
-                &format!(
-                    "{url}?after={}&limit={FETCH_LIMIT}",
-                    self.mailbox.cursor.read()
-                ),
-                token,
-                None,
-                false,
-            )
-            .await?;
-            if status != 200 {
-                return Err(format!("fetch failed ({status})"));
+            let prefetched = self.take_prefetched().await;
+            if prefetched.is_some() {
+                overlap = None;
             }
-            let fetched: Fetched =
-                serde_json::from_slice(&body).map_err(|e| format!("bad answer: {e}"))?;
+            let after = match overlap {
+                Some((seq, _)) => seq - 1,
+                None => self.mailbox.cursor.read(),
+            };
+            let (status, body) = match prefetched {
+                Some(body) => (200, body),
+                None => request(
+                    "GET",
+                    &format!("{url}?after={after}&limit={FETCH_LIMIT}"),
+                    token,
+                    None,
+                    false,
+                )
+                .await
+                .map_err(Fetch::Failed)?,
+            };
+            match status {
+                200 => {}
+                404 => {
+                    return Err(Fetch::Forgotten(
+                        "the server has no mailbox for this space".into(),
+                    ));
+                }
+                401 => return Err(Fetch::Refused("HTTP 401".into())),
+                _ => return Err(Fetch::Failed(format!("fetch failed ({status})"))),
+            }
+            let fetched: Fetched = serde_json::from_slice(&body)
+                .map_err(|e| Fetch::Failed(format!("bad answer: {e}")))?;
+            if fetched.last_seq < self.mailbox.cursor.read() {
+                return Err(Fetch::Forgotten(format!(
+                    "the server's newest entry ({}) is older than this device's cursor ({})",
+                    fetched.last_seq,
+                    self.mailbox.cursor.read()
+                )));
+            }
+            let mut stored_all = true;
             for entry in &fetched.entries {
                 let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(&entry.blob) else {
                     continue;
                 };
+                let hash = *blake3::hash(&blob).as_bytes();
+                // The entry at the cursor may be gone (compacted): then there is nothing to
+                // compare, and reading carries on after the cursor.
+                if let Some((seq, known)) = overlap.take()
+                    && entry.seq == seq
+                {
+                    if hash != known {
+                        return Err(Fetch::Forgotten(format!(
+                            "entry {seq} is not the one this device read there"
+                        )));
+                    }
+                    continue;
+                }
+                if entry.seq <= self.mailbox.cursor.read() || entry.seq > fetched.last_seq {
+                    // Read already (or out of order): never applied twice, never moves back.
+                    continue;
+                }
                 let Some(reader) = self.mailbox.reader.as_mut() else {
-                    return Err("no mailbox reader for this space".into());
+                    return Err(Fetch::Failed("no mailbox reader for this space".into()));
                 };
                 match reader.open(&blob) {
-                    Ok(Some((_, payload))) => {
-                        let effects = self.apply_mail(payload).await;
-                        effect_batch.extend(effects);
-                    }
+                    Ok(Some((_, payload))) => match self.apply_mail(payload).await {
+                        Ok(effects) => effect_batch.extend(effects),
+                        Err(e) => {
+                            // Not stored here (storage full?): the cursor stays before this
+                            // entry, so it is neither acknowledged nor skipped.
+                            self.view.error.set(Some(format!(
+                                "Could not store what arrived from the mailbox: {e}"
+                            )));
+                            stored_all = false;
+                            break;
+                        }
+                    },
                     Ok(None) => {}
                     Err(e) => {
                         self.view.refused.update(|n| *n += 1);
@@ -458,12 +647,15 @@ impl Runtime {
                 }
                 let incomplete = self.mailbox.incomplete();
                 self.mailbox.cursor.opened(entry.seq, incomplete);
+                self.mailbox.last_read = Some((entry.seq, hash));
+                self.mailbox.read_hashes.insert(entry.seq, hash);
             }
-            if !fetched.more && fetched.last_seq > self.mailbox.cursor.read() {
+            if stored_all && !fetched.more && fetched.last_seq > self.mailbox.cursor.read() {
                 // Everything after our last entry is gone (held chunks others all fetched,
                 // history a base covers): nothing there is for us.
                 let incomplete = self.mailbox.incomplete();
                 self.mailbox.cursor.opened(fetched.last_seq, incomplete);
+                self.mailbox.last_read = None;
             }
             let room = Room {
                 last_seq: fetched.last_seq,
@@ -471,34 +663,88 @@ impl Runtime {
                 cursors: fetched.cursors,
             };
             self.view.mailbox_held.set(Some(held_text(fetched.stored)));
-            if !fetched.more || fetched.entries.is_empty() {
+            if !stored_all || !fetched.more || fetched.entries.is_empty() {
                 break room;
             }
+            overlap = None;
         };
         if !effect_batch.is_empty() {
+            // What arrives from the mailbox is there already: not for the outbox.
+            self.mailbox.outbox.fetching = true;
             self.apply_remote(effect_batch).await;
+            self.mailbox.outbox.fetching = false;
+            if self.unsaved {
+                // The document did not reach storage: acknowledge nothing of this fetch (it
+                // is read again next visit; applying it twice is harmless).
+                self.mailbox.cursor = MailboxCursor::new(saved);
+                return Err(Fetch::Failed(
+                    "history from the mailbox not stored yet".into(),
+                ));
+            }
         }
         if clean && !self.heads_uploaded() {
             let heads = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
             self.set_uploaded_heads(heads).await;
         }
-        if self.mailbox.cursor.safe() != saved {
+        let safe = self.mailbox.cursor.safe();
+        if safe != saved {
             // After applying (and saving) what was read, and only what survives a reload:
             // parts of an incomplete message live in memory.
+            match self.mailbox.read_hashes.get(&safe) {
+                Some(hash) => {
+                    let _ = self.store.put(&settings("mailbox-cursor-hash"), hash).await;
+                }
+                None => {
+                    let _ = self.store.delete(&settings("mailbox-cursor-hash")).await;
+                }
+            }
             let _ = self
                 .store
-                .put(
-                    &settings("mailbox-cursor"),
-                    self.mailbox.cursor.safe().to_string().as_bytes(),
-                )
+                .put(&settings("mailbox-cursor"), safe.to_string().as_bytes())
                 .await;
+            self.mailbox.read_hashes.retain(|seq, _| *seq >= safe);
         }
         Ok(room)
     }
 
-    /// Applies one payload; the effects of a history change.
-    async fn apply_mail(&mut self, payload: MailboxPayload) -> Vec<Effect> {
-        match payload {
+    /// An answer the service worker fetched ahead (Periodic Background Sync) for the current
+    /// cursor; older ones are dropped.
+    async fn take_prefetched(&mut self) -> Option<Vec<u8>> {
+        let prefix = ferry_core::StoreKey::from_stored("mailbox-prefetch".into());
+        let found = self.store.list(&prefix).await.ok()?;
+        if found.is_empty() {
+            return None;
+        }
+        let want = format!("mailbox-prefetch/{:020}", self.mailbox.cursor.read());
+        let mut body = None;
+        for (key, bytes) in found {
+            if key.as_str() == want {
+                body = Some(bytes);
+            }
+            let _ = self.store.delete(&key).await;
+        }
+        body
+    }
+
+    /// Tells the service worker where this space's mailbox is (for fetching ahead).
+    async fn save_endpoint(&mut self) {
+        let Some(url) = self.mailbox_url() else {
+            return;
+        };
+        let endpoint = serde_json::json!({ "url": url, "token": self.mailbox.keys.auth_token() });
+        let _ = self
+            .store
+            .put(
+                &settings("mailbox-endpoint"),
+                endpoint.to_string().as_bytes(),
+            )
+            .await;
+    }
+
+    /// Applies one payload; the effects of a history change, or a storage error (then the
+    /// entry must not count as read).
+    async fn apply_mail(&mut self, payload: MailboxPayload) -> Result<Vec<Effect>, StoreError> {
+        Ok(match payload {
             MailboxPayload::Changes { bytes } => match self.replica.apply_mailbox_changes(&bytes) {
                 Ok(effects) => effects,
                 Err(e) => {
@@ -508,7 +754,7 @@ impl Runtime {
             },
             MailboxPayload::Manifest { root, bytes } => {
                 if Manifest::decode(&root, &bytes).is_ok() {
-                    let _ = self.store.put(&manifest_key(&root), &bytes).await;
+                    self.store.put(&manifest_key(&root), &bytes).await?;
                 }
                 vec![]
             }
@@ -519,11 +765,11 @@ impl Runtime {
                     _ => false,
                 };
                 if verified {
-                    let _ = self.store.put(&chunk_key(&root, index), &data).await;
+                    self.store.put(&chunk_key(&root, index), &data).await?;
                 }
                 vec![]
             }
-        }
+        })
     }
 
     fn seal(&self, payload: &MailboxPayload) -> Option<Vec<Vec<u8>>> {
@@ -568,9 +814,17 @@ impl Runtime {
             if hold { "&hold=1" } else { "" }
         );
         match request("POST", &url, token, Some(entry), false).await {
-            Ok((201, body)) | Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["seq"].as_u64()),
+            Ok((201, body)) | Ok((200, body)) => {
+                let seq = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["seq"].as_u64())?;
+                if seq <= self.mailbox.cursor.read() {
+                    // A new entry numbered like one read before: the server lost entries
+                    // (restored from an older copy). Start over at the next visit.
+                    self.mailbox.server_forgot = true;
+                }
+                Some(seq)
+            }
             Ok((status, body)) => {
                 // The server words its errors for people ("the room's mailbox is full…").
                 let why = serde_json::from_slice::<serde_json::Value>(&body)
@@ -590,18 +844,30 @@ impl Runtime {
     /// in progress, then posts a few of its entries. `true` once nothing is left to post.
     async fn upload_history(&mut self, url: &str, token: &str, room: &Room) -> bool {
         if self.mailbox.history_progress.is_none() {
+            if !self.mailbox.outbox.is_empty() {
+                // The outbox posts new history at once (`pump_outbox`); a snapshot and file
+                // chunks wait until it is empty.
+                return false;
+            }
             let heads: Vec<automerge::ChangeHash> = self
                 .mailbox
                 .uploaded_heads
                 .iter()
                 .map(|h| automerge::ChangeHash(*h))
                 .collect();
-            let Some(plan) = plan_upload(self.replica.doc_mut(), &heads) else {
-                return true;
-            };
             let read = self.mailbox.cursor.read();
+            // A device with nothing new uploads the snapshot too: compaction is a service
+            // to the late joiner, not a side effect of writing.
             let as_base = base_due(room.last_seq, room.base_to, read, true)
                 && self.mailbox.cursor.safe() == read;
+            let plan = match plan_upload(self.replica.doc_mut(), &heads) {
+                Some(plan) => plan,
+                None if as_base => ferry_core::UploadPlan {
+                    changes: Vec::new(),
+                    heads: self.replica.doc_mut().heads(),
+                },
+                None => return true,
+            };
             let bytes = if as_base {
                 self.replica.doc_mut().save()
             } else {
@@ -659,17 +925,30 @@ impl Runtime {
             }
         }
         if let Some(last) = done.seqs.last() {
-            self.mailbox.uploads.record(*last, done.carried);
-            let _ = self
-                .store
-                .put(
-                    &settings("mailbox-uploads"),
-                    self.mailbox.uploads.encode().as_bytes(),
-                )
-                .await;
+            self.record_upload(*last, done.carried).await;
         }
         self.set_uploaded_heads(done.heads).await;
         true
+    }
+
+    /// Remembers an upload for delivery: a device whose cursor passes `seq` has the items up
+    /// to `carried`; until then they are "waiting in the mailbox".
+    async fn record_upload(&mut self, seq: u64, carried: u64) {
+        self.mailbox.uploads.record(seq, carried);
+        let _ = self
+            .store
+            .put(
+                &settings("mailbox-uploads"),
+                self.mailbox.uploads.encode().as_bytes(),
+            )
+            .await;
+        if carried > self.mailbox.carried_ms {
+            self.mailbox.carried_ms = carried;
+            let _ = self
+                .store
+                .put(&settings("mailbox-carried"), carried.to_string().as_bytes())
+                .await;
+        }
     }
 
     /// Records (and saves) the history heads the mailbox has.
@@ -685,9 +964,26 @@ impl Runtime {
     }
 
     async fn upload_mailbox(&mut self, url: &str, token: &str, room: &Room) -> Result<(), String> {
-        if !self.upload_history(url, token, room).await {
-            return Ok(());
+        let history_done = self.upload_history(url, token, room).await;
+        // File chunks only after the quiet period: a reload elsewhere is no reason to upload
+        // a big file (history never waits).
+        if history_done && js_sys::Date::now() - self.mailbox.last_peer >= GRACE_MS {
+            self.upload_files(url, token).await;
         }
+        self.refresh_items();
+        let waiting = self.waiting_items;
+        self.view.mailbox_status.set((waiting > 0).then(|| {
+            if waiting == 1 {
+                "1 item waiting in the mailbox for your other devices".to_string()
+            } else {
+                format!("{waiting} items waiting in the mailbox for your other devices")
+            }
+        }));
+        Ok(())
+    }
+
+    /// Uploads a few chunks of the files written here that the mailbox lacks.
+    async fn upload_files(&mut self, url: &str, token: &str) {
         // Files written here and held whole, not yet in the mailbox: a few chunks per visit
         // (the main loop waits for each request), resumed at the next visit.
         let mine: BTreeSet<BlobId> = self
@@ -719,7 +1015,7 @@ impl Runtime {
                         .await
                         .is_none()
                     {
-                        return Ok(());
+                        return;
                     }
                     0
                 }
@@ -729,16 +1025,16 @@ impl Runtime {
                     self.mailbox.file_progress = Some((root, index));
                     // More to do: come back soon rather than after the usual interval.
                     self.mailbox.last_visit -= INTERVAL_MS - 100.0;
-                    return Ok(());
+                    return;
                 }
                 budget -= 1;
                 let Ok(Some(data)) = self.store.get(&chunk_key(&root, index)).await else {
-                    return Ok(());
+                    return;
                 };
                 let chunk = MailboxPayload::Chunk { root, index, data };
                 if self.post_entries(url, token, &chunk, true).await.is_none() {
                     self.mailbox.file_progress = Some((root, index));
-                    return Ok(());
+                    return;
                 }
             }
             self.mailbox.file_progress = None;
@@ -749,15 +1045,6 @@ impl Runtime {
                 .put(&settings("mailbox-files"), text.as_bytes())
                 .await;
         }
-        let waiting = self.pending_items;
-        self.view.mailbox_status.set((waiting > 0).then(|| {
-            if waiting == 1 {
-                "1 item waiting in the mailbox for your other devices".to_string()
-            } else {
-                format!("{waiting} items waiting in the mailbox for your other devices")
-            }
-        }));
-        Ok(())
     }
 }
 

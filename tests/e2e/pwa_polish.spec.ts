@@ -24,7 +24,7 @@ async function noViolations(d: Device, what: string) {
   expect(summary, `axe violations in the ${what} view`).toEqual([]);
 }
 
-test('"Share → Ferry" with a photo and a file (POST) lands in the history once', async () => {
+test('"Share → Ferry" with a photo and a file (POST) becomes a draft, sent once on Send', async () => {
   const d = await Device.launch('share-post');
   await d.page.waitForFunction(() => navigator.serviceWorker.controller !== null);
   // Another app shares through the manifest's share_target: a multipart POST to its action.
@@ -48,21 +48,69 @@ test('"Share → Ferry" with a photo and a file (POST) lands in the history once
   ]);
   await d.page.getByRole('button', { name: 'share now' }).click();
   await d.ready();
+  // A draft: in the composer and under "Files to send", nothing in the history yet.
+  await expect(d.composer).toHaveValue('Beach day\nPhotos from Bondi');
+  const drafts = d.page.getByRole('region', { name: 'Files to send' });
+  await expect(drafts.getByRole('listitem')).toHaveText([/bondi\.png/, /packing list\.txt/]);
+  await expect(d.history.getByRole('listitem')).toHaveCount(0);
+  expect(new URL(d.page.url()).search).toBe('');
+  await d.page.getByRole('button', { name: 'Send' }).click();
   await expect(d.message('Photos from Bondi')).toContainText('Beach day');
   await expect(d.message('bondi.png')).toContainText('image/png');
   await expect(d.message('packing list.txt')).toContainText('text/plain');
   await expect(d.message('bondi.png').getByRole('img', { name: 'Preview of bondi.png' })).toBeVisible();
-  expect(new URL(d.page.url()).search).toBe('');
-  // Taken out of the worker's inbox: a reload does not add them again.
+  await expect(drafts).toHaveCount(0);
+  // Taken out of the worker's inbox once sent: a reload does not add or offer them again.
   await d.page.reload();
   await d.ready();
   await expect(d.message('bondi.png')).toBeVisible();
   await expect(d.history.getByRole('listitem')).toHaveCount(3);
+  await expect(d.page.getByRole('region', { name: 'Files to send' })).toHaveCount(0);
   expect(await d.page.evaluate(() => caches.has('share-inbox'))).toBe(false);
-  // The GET form (text only) still works.
+  // The GET form (text only) is a draft too.
   await d.page.goto('/?share_text=just%20a%20note');
   await d.ready();
+  await expect(d.composer).toHaveValue('just a note');
+  await expect(d.message('just a note')).toHaveCount(0);
+  await d.composer.press('Enter');
   await expect(d.message('just a note')).toHaveCount(1);
+  await d.close();
+});
+
+test('a web page elsewhere cannot post into the history: what it shares waits as a draft', async () => {
+  const d = await Device.launch('share-hostile');
+  await d.page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  await d.send('mine');
+  // 1. A link on some page navigates here with a query.
+  await d.page.goto('/?share_text=' + encodeURIComponent('buy cheap watches at evil.example'));
+  await d.ready();
+  await expect(d.composer).toHaveValue('buy cheap watches at evil.example');
+  // 2. A page POSTs a 5 MiB form to the share target (as a cross-site form could).
+  const action = (await (await d.page.request.get('/manifest.webmanifest')).json()).share_target.action;
+  await d.page.evaluate((action) => {
+    const form = document.createElement('form');
+    form.method = 'post';
+    form.enctype = 'multipart/form-data';
+    form.action = action;
+    form.innerHTML = '<input type="file" name="files" id="evil-file"><button type="submit">go</button>';
+    document.body.append(form);
+  }, action);
+  await d.page.setInputFiles('#evil-file', [
+    { name: 'payload.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(5 * 1024 * 1024, 7) },
+  ]);
+  await d.page.getByRole('button', { name: 'go' }).click();
+  await d.ready();
+  const drafts = d.page.getByRole('region', { name: 'Files to send' });
+  await expect(drafts.getByRole('listitem')).toHaveText([/payload\.bin · 5\.0 MB/]);
+  // Nothing was added: only what the person wrote.
+  await expect(d.history.getByRole('listitem')).toHaveCount(1);
+  // The person decides: the files go away, the text is cleared by hand.
+  await drafts.getByRole('button', { name: "Don't send these files" }).click();
+  await expect(drafts).toHaveCount(0);
+  await d.page.reload();
+  await d.ready();
+  await expect(d.history.getByRole('listitem')).toHaveCount(1);
+  await expect(d.page.getByRole('region', { name: 'Files to send' })).toHaveCount(0);
   await d.close();
 });
 

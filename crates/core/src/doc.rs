@@ -277,6 +277,26 @@ impl SpaceDoc {
             .collect()
     }
 
+    /// Files whose items were deleted (on any device): their bytes may be freed. A stored
+    /// file that no item mentions at all is *not* here: it may belong to a change not loaded
+    /// (a damaged chunk skipped) or not yet saved (a sibling tab between storing a file's
+    /// manifest and its item), so it must be kept, not deleted.
+    pub fn deleted_blobs(&self) -> BTreeSet<BlobId> {
+        let live = self.live_blobs();
+        self.doc
+            .keys(&self.items)
+            .filter_map(|key| {
+                let obj = map_at(&self.doc, &self.items, &key)?;
+                if !self.is_deleted(&obj) {
+                    return None;
+                }
+                str_at(&self.doc, &obj, "file_root")?.parse::<BlobId>().ok()
+            })
+            // The same bytes may be shared by another, live item.
+            .filter(|root| !live.contains(root))
+            .collect()
+    }
+
     fn is_deleted(&self, obj: &ObjId) -> bool {
         matches!(self.doc.get(obj, "deleted"), Ok(Some((v, _))) if v.as_bool() == Some(true))
     }
@@ -471,6 +491,31 @@ impl SpaceDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_files_of_deleted_items_may_be_freed() {
+        let d = DeviceId::random();
+        let mut doc = SpaceDoc::new(d.as_bytes()).unwrap();
+        let at = |ms| Hlc {
+            wall_ms: ms,
+            counter: 0,
+        };
+        let file = |n: u8| FileMeta {
+            root: BlobId([n; 32]),
+            name: format!("f{n}"),
+            size: 1,
+            mime: String::new(),
+        };
+        let (kept, gone, shared) = (ItemId::random(), ItemId::random(), ItemId::random());
+        doc.add_file(kept, &file(1), d, at(1)).unwrap();
+        doc.add_file(gone, &file(2), d, at(2)).unwrap();
+        doc.add_file(shared, &file(1), d, at(3)).unwrap();
+        doc.delete(gone, at(4)).unwrap();
+        doc.delete(shared, at(5)).unwrap();
+        // File 2's item was deleted; file 1 is still live through another item; a file no
+        // item mentions (3) is never listed (it may be in a change that did not load).
+        assert_eq!(doc.deleted_blobs(), [BlobId([2; 32])].into());
+    }
 
     #[test]
     fn every_device_creates_the_same_genesis() {

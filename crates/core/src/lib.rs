@@ -37,6 +37,7 @@ pub mod doc;
 pub mod hlc;
 pub mod ids;
 pub mod mailbox;
+pub mod outbox;
 pub mod pairing;
 pub mod persist;
 pub mod replica;

@@ -1,0 +1,397 @@
+//! The durable outbox in the app (see `ferry_core::outbox` for its rules): history written
+//! while no other device takes it directly is sealed into IndexedDB *before* it is shown,
+//! posted within `FLUSH_DELAY_MS`, sent with `keepalive` as the page goes away, and handed to
+//! the service worker's Background Sync for when the app is closed.
+
+use super::super::{Runtime, now_ms};
+use ferry_core::outbox::{self, Destination, OutboxRecord, StageContext, StageError};
+use ferry_core::random_msg_id;
+use leptos::prelude::Set;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+
+/// How long after a change the outbox is posted (ms): a burst of messages goes together, and
+/// still well within the second a phone gives a page that is being closed.
+const FLUSH_DELAY_MS: f64 = 300.0;
+/// After a failed post (offline, server down), when to try again (ms).
+const RETRY_MS: f64 = 5_000.0;
+/// A change no connected device has confirmed after this long (ms) goes to the outbox
+/// too: a peer that vanished without a goodbye is not someone to rely on.
+const UNCONFIRMED_MS: f64 = 1_500.0;
+
+/// What the page-hide handler needs without the runtime (it runs synchronously while the
+/// page goes away; the runtime's task will not get another turn).
+#[derive(Default)]
+pub(in crate::runtime) struct Pending {
+    records: Vec<OutboxRecord>,
+    /// Entries the server already answered for: `(stamp, index)`.
+    posted: BTreeSet<(u64, usize)>,
+    /// Entries already sent with keepalive since the page was last visible.
+    sent_on_hide: BTreeSet<(u64, usize)>,
+}
+
+/// The outbox part of the mailbox state.
+#[derive(Default)]
+pub(in crate::runtime) struct OutboxState {
+    pending: Rc<RefCell<Pending>>,
+    /// Sequence numbers of entries posted in this run, by record.
+    seqs: BTreeMap<u64, Vec<Option<u64>>>,
+    /// When to post next (`None`: nothing waits).
+    pub(super) flush_at: Option<f64>,
+    /// When the document last changed without being staged.
+    changed_at: Option<f64>,
+    /// A mailbox fetch is applying changes that are in the mailbox already (no echo).
+    pub(super) fetching: bool,
+    listening: bool,
+    /// Heads whose changes could not be sealed (larger than one mailbox message): not tried
+    /// again until the document changes.
+    blocked: Option<Vec<[u8; 32]>>,
+}
+
+impl OutboxState {
+    /// Forgets every record (keeps the page-hide handler's view of them in step).
+    fn clear(&mut self) {
+        let mut p = self.pending.borrow_mut();
+        p.records.clear();
+        p.posted.clear();
+        drop(p);
+        self.seqs.clear();
+        self.flush_at = None;
+        self.changed_at = None;
+        self.blocked = None;
+    }
+
+    /// Nothing waits to be posted.
+    pub(super) fn is_empty(&self) -> bool {
+        self.pending.borrow().records.is_empty()
+    }
+
+    /// The heads the mailbox has once the outbox is posted.
+    pub(super) fn target(&self, confirmed: &[[u8; 32]]) -> Vec<[u8; 32]> {
+        outbox::target_heads(&self.pending.borrow().records, confirmed).to_vec()
+    }
+}
+
+impl Runtime {
+    fn mailbox_destination(&self) -> Option<Destination> {
+        Some(Destination {
+            url: self.mailbox_url()?,
+            token: self.mailbox.keys.auth_token(),
+            tag: self.mailbox.tag.clone(),
+        })
+    }
+
+    /// Whether this tab is the one that talks to the mailbox.
+    fn mailbox_active(&self) -> bool {
+        !self.mailbox.disabled
+            && !self.mailbox.unavailable
+            && self.rtc_owner.get()
+            && self.mailbox_url().is_some()
+    }
+
+    /// Deletes every record (the mailbox was turned off, or this device joined another space).
+    pub(in crate::runtime) async fn clear_outbox(&mut self) {
+        if let Ok(loaded) = outbox::load(&self.store).await {
+            for stamp in loaded
+                .records
+                .iter()
+                .map(|r| r.stamp)
+                .chain(loaded.done.keys().copied())
+                .chain(loaded.damaged)
+            {
+                let _ = outbox::remove(&self.store, stamp).await;
+            }
+        }
+        self.mailbox.outbox.clear();
+    }
+
+    /// Called after every stored document change: seals what no device takes directly into
+    /// the outbox, before the change is shown. With another device connected the change goes
+    /// to it; `pump_outbox` stages it later if that device never confirms it.
+    pub(in crate::runtime) async fn after_change(&mut self) {
+        if self.mailbox.outbox.fetching || !self.mailbox_active() {
+            return;
+        }
+        if self.remote_devices() > 0 {
+            self.mailbox
+                .outbox
+                .changed_at
+                .get_or_insert(js_sys::Date::now());
+            return;
+        }
+        self.stage_outbox().await;
+    }
+
+    /// Reads the outbox from storage (other tabs and the service worker write there too),
+    /// finishing records the service worker posted.
+    async fn reload_outbox(&mut self) -> Result<(), String> {
+        let loaded = outbox::load(&self.store).await.map_err(|e| e.to_string())?;
+        for stamp in loaded.damaged {
+            let _ = outbox::remove(&self.store, stamp).await;
+        }
+        let mut records = Vec::new();
+        for record in loaded.records {
+            match loaded.done.get(&record.stamp) {
+                Some(seqs) if seqs.len() == record.entries.len() => {
+                    self.finish_record(&record, seqs).await;
+                }
+                _ => records.push(record),
+            }
+        }
+        let mut p = self.mailbox.outbox.pending.borrow_mut();
+        let stamps: BTreeSet<u64> = records.iter().map(|r| r.stamp).collect();
+        p.posted.retain(|(s, _)| stamps.contains(s));
+        p.records = records;
+        drop(p);
+        self.mailbox.outbox.seqs.retain(|s, _| stamps.contains(s));
+        Ok(())
+    }
+
+    /// Seals everything the outbox does not carry yet into a new record.
+    async fn stage_outbox(&mut self) {
+        let Some(to) = self.mailbox_destination() else {
+            return;
+        };
+        self.listen_for_page_hide();
+        if let Err(e) = self.reload_outbox().await {
+            web_sys::console::warn_1(&format!("outbox: {e}").into());
+        }
+        let records = self.mailbox.outbox.pending.borrow().records.clone();
+        let started: BTreeSet<u64> = self.mailbox.outbox.seqs.keys().copied().collect();
+        let room = self.secret.room_id();
+        let confirmed = self.mailbox.uploaded_heads.clone();
+        let cx = StageContext {
+            keys: &self.mailbox.keys,
+            room: &room,
+            device: self.device,
+            to,
+            confirmed: &confirmed,
+            now_ms: now_ms(),
+            carried_ms: self.replica.latest_ms().max(now_ms()),
+            msg_id: random_msg_id(),
+        };
+        let staged = match outbox::stage(
+            &records,
+            |s| started.contains(&s),
+            self.replica.doc_mut(),
+            cx,
+        ) {
+            Ok(staged) => staged,
+            Err(StageError::NothingNew) => {
+                self.mailbox.outbox.changed_at = None;
+                return;
+            }
+            Err(e) => {
+                // Larger than one mailbox message: direct sync (and the next base) carry it.
+                web_sys::console::warn_1(&format!("outbox: {e}").into());
+                self.mailbox.outbox.changed_at = None;
+                let heads = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+                self.mailbox.outbox.blocked = Some(heads);
+                return;
+            }
+        };
+        if let Err(e) = outbox::save_staged(&self.store, &staged).await {
+            self.view.error.set(Some(format!(
+                "Not queued for your other devices yet: {e}. Ferry tries again with the next change."
+            )));
+            return;
+        }
+        self.mailbox.outbox.changed_at = None;
+        {
+            let mut p = self.mailbox.outbox.pending.borrow_mut();
+            if let Some(old) = staged.replaces {
+                p.records.retain(|r| r.stamp != old);
+            }
+            p.records.push(staged.record);
+        }
+        let now = js_sys::Date::now();
+        let at = self
+            .mailbox
+            .outbox
+            .flush_at
+            .get_or_insert(now + FLUSH_DELAY_MS);
+        *at = at.min(now + FLUSH_DELAY_MS);
+        crate::pwa::request_background_sync(crate::pwa::OUTBOX_SYNC_TAG);
+    }
+
+    /// Each loop turn: stage what a connected device never confirmed, post when due.
+    pub(in crate::runtime) async fn pump_outbox(&mut self) {
+        if !self.mailbox_active() {
+            return;
+        }
+        let now = js_sys::Date::now();
+        let alone = self.remote_devices() == 0;
+        let mut heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+        heads.sort();
+        let mut target = self.mailbox.outbox.target(&self.mailbox.uploaded_heads);
+        target.sort();
+        let blocked = self.mailbox.outbox.blocked.as_ref().is_some_and(|b| {
+            let mut b = b.clone();
+            b.sort();
+            b == heads
+        });
+        if heads != target && !blocked {
+            let unconfirmed = self
+                .mailbox
+                .outbox
+                .changed_at
+                .is_some_and(|t| now - t > UNCONFIRMED_MS)
+                && self.replica.synced_devices().is_empty();
+            if alone || unconfirmed {
+                self.stage_outbox().await;
+            }
+        } else {
+            self.mailbox.outbox.changed_at = None;
+        }
+        if self.mailbox.outbox.flush_at.is_some_and(|t| now >= t) {
+            self.mailbox.outbox.flush_at = None;
+            if !self.flush_outbox().await {
+                self.mailbox.outbox.flush_at = Some(js_sys::Date::now() + RETRY_MS);
+            }
+        }
+    }
+
+    /// Posts every record, oldest first. `true` once the outbox is empty.
+    pub(in crate::runtime) async fn flush_outbox(&mut self) -> bool {
+        if let Err(e) = self.reload_outbox().await {
+            web_sys::console::warn_1(&format!("outbox: {e}").into());
+            return false;
+        }
+        let records = self.mailbox.outbox.pending.borrow().records.clone();
+        if records.is_empty() {
+            return true;
+        }
+        if let Some(url) = self.mailbox_url() {
+            let token = self.mailbox.keys.auth_token();
+            if let Err(e) = self.ensure_registered(&url, &token).await {
+                web_sys::console::warn_1(&format!("outbox: {e}").into());
+                return false;
+            }
+        }
+        for record in records {
+            let n = record.entries.len();
+            let mut seqs = self
+                .mailbox
+                .outbox
+                .seqs
+                .remove(&record.stamp)
+                .unwrap_or_else(|| vec![None; n]);
+            seqs.resize(n, None);
+            for (i, entry) in record.entries.iter().enumerate() {
+                if seqs[i].is_some() {
+                    continue;
+                }
+                match self
+                    .post_entry(&record.to.url, &record.to.token, entry, false)
+                    .await
+                {
+                    Some(seq) => {
+                        seqs[i] = Some(seq);
+                        self.mailbox
+                            .outbox
+                            .pending
+                            .borrow_mut()
+                            .posted
+                            .insert((record.stamp, i));
+                    }
+                    None => {
+                        self.mailbox.outbox.seqs.insert(record.stamp, seqs);
+                        return false;
+                    }
+                }
+            }
+            let seqs: Vec<u64> = seqs.into_iter().flatten().collect();
+            self.finish_record(&record, &seqs).await;
+            self.mailbox
+                .outbox
+                .pending
+                .borrow_mut()
+                .records
+                .retain(|r| r.stamp != record.stamp);
+        }
+        self.refresh_items();
+        true
+    }
+
+    /// A record is in the mailbox: its heads are, its upload counts for delivery, and it
+    /// leaves the outbox.
+    async fn finish_record(&mut self, record: &OutboxRecord, seqs: &[u64]) {
+        if let Some(last) = seqs.iter().max() {
+            self.record_upload(*last, record.carried_ms).await;
+        }
+        self.set_uploaded_heads(record.heads.clone()).await;
+        if let Err(e) = outbox::remove(&self.store, record.stamp).await {
+            web_sys::console::warn_1(&format!("outbox: {e}").into());
+        }
+        self.mailbox.outbox.seqs.remove(&record.stamp);
+    }
+
+    /// On `visibilitychange` → hidden and `pagehide`: sends what fits the keepalive budget
+    /// (the rest follows with Background Sync or the next start; the server deduplicates
+    /// whatever arrives twice).
+    fn listen_for_page_hide(&mut self) {
+        if self.mailbox.outbox.listening {
+            return;
+        }
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        self.mailbox.outbox.listening = true;
+        let pending = self.mailbox.outbox.pending.clone();
+        let on_hide = Closure::<dyn FnMut(web_sys::Event)>::new(move |ev: web_sys::Event| {
+            let hidden = ev.type_() == "pagehide"
+                || web_sys::window()
+                    .and_then(|w| w.document())
+                    .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Hidden);
+            let mut p = pending.borrow_mut();
+            if !hidden {
+                p.sent_on_hide.clear();
+                return;
+            }
+            send_on_hide(&mut p);
+        });
+        let f = on_hide.as_ref().unchecked_ref();
+        let _ = window.add_event_listener_with_callback("pagehide", f);
+        if let Some(doc) = window.document() {
+            let _ = doc.add_event_listener_with_callback("visibilitychange", f);
+        }
+        on_hide.forget();
+    }
+}
+
+/// Fires keepalive POSTs for the entries that fit, oldest record first.
+fn send_on_hide(p: &mut Pending) {
+    let skip: BTreeSet<(u64, usize)> = p.posted.union(&p.sent_on_hide).copied().collect();
+    let plan = outbox::keepalive_plan(
+        &p.records,
+        |s, i| skip.contains(&(s, i)),
+        outbox::KEEPALIVE_BUDGET,
+    );
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    for (r, i) in plan {
+        let record = &p.records[r];
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        // `keepalive` is not in this web-sys version's RequestInit bindings.
+        let _ = js_sys::Reflect::set(&init, &"keepalive".into(), &true.into());
+        let Ok(headers) = web_sys::Headers::new() else {
+            return;
+        };
+        let _ = headers.set("Authorization", &format!("Bearer {}", record.to.token));
+        init.set_headers(&headers);
+        init.set_body(&js_sys::Uint8Array::from(record.entries[i].as_slice()).into());
+        let url = format!("{}?device={}", record.to.url, record.to.tag);
+        if let Ok(req) = web_sys::Request::new_with_str_and_init(&url, &init) {
+            // Not awaited: the page is going away. A rejected promise only means the entry
+            // follows later.
+            let _ = window.fetch_with_request(&req);
+            let stamp = record.stamp;
+            p.sent_on_hide.insert((stamp, i));
+        }
+    }
+}

@@ -1,0 +1,146 @@
+// Journey (issue #14): a phone that writes and closes within a second strands nothing. What a
+// device writes while no other device is connected is sealed into its outbox before it is
+// shown, posted to the mailbox within ~300 ms, sent with keepalive as the page goes away, and
+// posted by the service worker's Background Sync when the app is closed. File chunks still
+// wait for a quiet period: a reload elsewhere is no reason to upload a big file.
+import { test, expect, type BrowserContext } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Device } from './device';
+
+const ORIGIN = new URL(process.env.FERRY_APP_URL ?? 'http://127.0.0.1:8080').origin;
+
+/** Bytes of every file under `dir` (the mailbox's database). */
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    n += statSync(path).isDirectory() ? dirBytes(path) : readFileSync(path).length;
+  }
+  return n;
+}
+
+/** Two paired devices; `second` ends up closed (its profile kept for reopening). */
+async function pairThenClose(first: string, second: string): Promise<{ writer: Device; reader: Device }> {
+  const writer = await Device.launch(first);
+  const reader = await Device.launch(second);
+  await reader.join(await writer.pairingLink());
+  await expect(writer.status).toHaveText('1 device connected');
+  await reader.context.close();
+  await expect(writer.status).toHaveText('No other devices connected');
+  return { writer, reader };
+}
+
+/** Types and sends a text without waiting for anything but the composer to take it. */
+async function quickSend(d: Device, text: string): Promise<void> {
+  await d.composer.fill(text);
+  await d.composer.press('Enter');
+  await expect(d.message(text)).toBeVisible();
+}
+
+/** Dispatches the service worker's Background Sync event for the outbox through CDP, as
+ *  Chromium does when the network returns. A blank page of the same profile (not the app)
+ *  carries the CDP session: the app stays closed. */
+async function dispatchOutboxSync(context: BrowserContext): Promise<void> {
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const registration = new Promise<string>((resolve) => {
+    cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+      const ours = registrations.find((r: { scopeURL: string; isDeleted: boolean }) =>
+        r.scopeURL.startsWith(ORIGIN) && !r.isDeleted);
+      if (ours) resolve(ours.registrationId);
+    });
+  });
+  await cdp.send('ServiceWorker.enable');
+  const registrationId = await registration;
+  await cdp.send('ServiceWorker.dispatchSyncEvent', {
+    origin: ORIGIN, registrationId, tag: 'ferry-outbox', lastChance: false,
+  });
+  await blank.close();
+}
+
+test('write three texts, close the page within a second: the other device, opening alone, has them', async () => {
+  const { writer: phone, reader: laptop } = await pairThenClose('strand-phone', 'strand-laptop');
+  const texts = ['on the bus: buy bread', 'on the bus: call Sam', 'on the bus: gate 14'];
+  for (const t of texts) await quickSend(phone, t);
+  const closedAt = Date.now();
+  await phone.page.close();
+  expect(Date.now() - closedAt).toBeLessThan(1_000);
+
+  await laptop.restartBrowser();
+  await expect(laptop.status).toHaveText('No other devices connected');
+  for (const t of texts) await expect(laptop.message(t)).toBeVisible({ timeout: 30_000 });
+  await laptop.close();
+  await phone.close();
+});
+
+test('a browser killed right after writing (no pagehide): its next start sends what it wrote', async () => {
+  const { writer: phone, reader: laptop } = await pairThenClose('killed-phone', 'killed-laptop');
+  const texts = ['killed: first', 'killed: second', 'killed: third'];
+  for (const t of texts) await quickSend(phone, t);
+  // No goodbye at all: the whole browser process dies (SIGKILL), service worker included.
+  execFileSync('pkill', ['-9', '-f', `--user-data-dir=${phone.profileDir}`]);
+  await phone.context.close().catch(() => {});
+
+  // The phone starts again alone and is closed a moment later; then the laptop opens alone.
+  await phone.restartBrowser();
+  for (const t of texts) await expect(phone.message(t)).toBeVisible();
+  await expect(phone.message(texts[2])).toContainText('waiting in the mailbox', { timeout: 15_000 });
+  await phone.close();
+  await laptop.restartBrowser();
+  for (const t of texts) await expect(laptop.message(t)).toBeVisible({ timeout: 30_000 });
+  await laptop.close();
+});
+
+test('written offline, app closed, network back: the service worker posts it, the app never reopens', async () => {
+  const { writer: phone, reader: laptop } = await pairThenClose('offline-phone', 'offline-laptop');
+  // The service worker must be in control before the phone goes offline.
+  await expect.poll(() => phone.page.evaluate(async () => !!(await navigator.serviceWorker.ready).active)).toBe(true);
+  await phone.context.setOffline(true);
+  const texts = ['offline: tram ticket', 'offline: the blue notebook', 'offline: 7 pm'];
+  for (const t of texts) await quickSend(phone, t);
+  // Nowhere yet: the mailbox is out of reach.
+  await expect(phone.message(texts[0])).toContainText('not yet on other devices');
+  await phone.page.close();
+  await phone.context.setOffline(false);
+  await dispatchOutboxSync(phone.context);
+
+  await laptop.restartBrowser();
+  for (const t of texts) await expect(laptop.message(t)).toBeVisible({ timeout: 30_000 });
+  // The phone's app was never opened again: only its service worker posted.
+  expect(phone.context.pages().filter((p) => p.url().startsWith(ORIGIN))).toHaveLength(0);
+  await laptop.close();
+  await phone.close();
+});
+
+test('a reload of the other device does not make a device upload a 20 MiB file', async () => {
+  test.setTimeout(180_000);
+  const dataDir = process.env.FERRY_DATA_DIR;
+  expect(dataDir, 'netns.sh exports the mailbox data dir').toBeTruthy();
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-quiet-'));
+  const path = join(dir, 'holiday-video.bin');
+  writeFileSync(path, randomBytes(20 * 1024 * 1024));
+  const laptop = await Device.launch('quiet-laptop');
+  const phone = await Device.launch('quiet-phone');
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected');
+  await laptop.attach([path]);
+  await expect(phone.page.getByRole('link', { name: 'Save holiday-video.bin' })).toBeVisible({ timeout: 90_000 });
+  const before = dirBytes(dataDir!);
+
+  // The phone reloads: the laptop is alone for a moment, and its history (not the file)
+  // may go to the mailbox.
+  await phone.page.reload();
+  await phone.ready();
+  await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
+  await laptop.send('after the reload');
+  await expect(phone.message('after the reload')).toBeVisible();
+  // Longer than the quiet period (10 s), while connected: nothing of the file goes up.
+  await laptop.page.waitForTimeout(12_000);
+  expect(dirBytes(dataDir!) - before).toBeLessThan(4 * 1024 * 1024);
+  await laptop.close();
+  await phone.close();
+});

@@ -93,10 +93,14 @@ export async function churn(
     result.addresses = Math.max(result.addresses, n + 1);
     return `127.0.0.${n + 2}`;
   };
+  let inFlight = 0;
   const worker = async () => {
     let refusedInARow = 0;
-    while (result.joined < opts.joins && Date.now() < opts.deadline) {
-      if ((await visit(roomUrl, address())) === 'joined') {
+    while (result.joined + inFlight < opts.joins && Date.now() < opts.deadline) {
+      inFlight++;
+      const outcome = await visit(roomUrl, address());
+      inFlight--;
+      if (outcome === 'joined') {
         result.joined++;
         refusedInARow = 0;
       } else {

@@ -578,6 +578,16 @@ impl Runtime {
                 .connection_problem
                 .set(Some(format!("{time}: {}", view::failure_reason(failure))));
         }
+        if let Some(problem) = self
+            .link
+            .as_ref()
+            .and_then(|l| l.take_signaling_problems().pop())
+        {
+            let (time, _) = view::format_time(now as u64, offset_min());
+            self.view.connection_problem.set(Some(format!(
+                "{time}: The signaling server misbehaves ({problem}); Ferry ignored what it sent."
+            )));
+        }
         let Some(link) = self.link.as_mut() else {
             self.update_synced(now as u64).await;
             self.refresh_status();

@@ -214,6 +214,13 @@ impl RtcLink {
             .collect()
     }
 
+    /// What the signaling server sent that the socket ignored since the last call (a second
+    /// id, unreadable or oversized messages, a peer announced twice), each a clause such as
+    /// "it assigned this device a second id". Anything here means the server misbehaves.
+    pub fn take_signaling_problems(&self) -> Vec<String> {
+        self.socket.take_signaling_errors()
+    }
+
     /// Closes the socket (e.g. before joining another space).
     pub fn close(mut self) -> Vec<String> {
         self.socket.close();

@@ -11,7 +11,8 @@ pub use async_trait;
 pub use error::{Error, SignalingError};
 pub use matchbox_protocol::PeerId;
 pub use webrtc_socket::{
-    CandidatePair, CandidateType, ChannelConfig, IceFailure, MessageLoopFuture, Packet, PeerEvent, PeerRequest,
-    PeerSignal, PeerState, RtcIceServerConfig, Signaller, SignallerBuilder, WebRtcChannel,
-    WebRtcSocket, WebRtcSocketBuilder, error::ChannelError, set_wake_hook, take_ice_failures,
+    CandidatePair, CandidateType, ChannelConfig, IceFailure, MessageLoopFuture, Packet, PeerEvent,
+    PeerRequest, PeerSignal, PeerState, RtcIceServerConfig, Signaller, SignallerBuilder,
+    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, error::ChannelError, oversized_messages,
+    set_wake_hook, take_ice_failures,
 };

@@ -36,6 +36,12 @@ pub enum SignalingError {
     #[error("Message received in unknown format")]
     UnknownFormat,
 
+    /// FERRY PATCH 8: a message that is not signaling (invalid JSON, too large); ignored like
+    /// [`SignalingError::UnknownFormat`]. Says what was wrong, as a clause for the user
+    /// ("it sent a message of 8388608 bytes").
+    #[error("Ignored a message from the signaling server: {0}")]
+    Malformed(String),
+
     /// Failed To Establish Initial Connection
     #[error("failed to establish initial connection: {0}")]
     NegotiationFailed(#[from] Box<SignalingError>),

@@ -19,15 +19,17 @@ use futures::{
 };
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_timer::Delay;
+use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
 use futures_util::select;
 use log::{debug, error, warn};
 use matchbox_protocol::PeerId;
 pub use messages::*;
-pub(crate) use socket::MessageLoopChannels;
 pub use socket::{
     CandidatePair, CandidateType, ChannelConfig, IceFailure, PeerState, RtcIceServerConfig,
-    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, set_wake_hook, take_ice_failures,
+    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, oversized_messages, set_wake_hook,
+    take_ice_failures,
 };
+pub(crate) use socket::{MessageLoopChannels, SignalingErrors, record_signaling_error};
 use std::{collections::HashMap, pin::Pin, time::Duration};
 
 cfg_if! {
@@ -96,6 +98,7 @@ async fn signaling_loop(
     mut signaller: Box<dyn Signaller>,
     mut requests_receiver: futures_channel::mpsc::UnboundedReceiver<PeerRequest>,
     events_sender: futures_channel::mpsc::UnboundedSender<PeerEvent>,
+    signaling_errors: SignalingErrors,
 ) -> Result<(), SignalingError> {
     loop {
         select! {
@@ -112,7 +115,14 @@ async fn signaling_loop(
                         events_sender.unbounded_send(message).map_err(SignalingError::from)?;
                     }
                     Err(SignalingError::UnknownFormat) => {
-                        warn!("ignoring unexpected non-text message from signaling server")
+                        warn!("ignoring unexpected non-text message from signaling server");
+                        // FERRY PATCH 8: tell the application the server misbehaves.
+                        record_signaling_error(&signaling_errors, "it sent a message that is not text");
+                    },
+                    // FERRY PATCH 8: unreadable or oversized messages are ignored and reported.
+                    Err(SignalingError::Malformed(what)) => {
+                        warn!("ignoring a message from the signaling server: {what}");
+                        record_signaling_error(&signaling_errors, what);
                     },
                     Err(err) => break Err(err)
                 }
@@ -121,6 +131,21 @@ async fn signaling_loop(
 
             complete => break Ok(())
         }
+    }
+}
+
+/// FERRY PATCH 8: the largest signaling message accepted. An offer or answer with all its
+/// candidates is a few KiB; Ferry's signaling server relays at most 64 KiB.
+const MAX_SIGNAL_MESSAGE: usize = 64 * 1024;
+
+/// FERRY PATCH 8: refuses a signaling message above [`MAX_SIGNAL_MESSAGE`] before it is parsed.
+pub(crate) fn check_signal_size(len: usize) -> Result<(), SignalingError> {
+    if len > MAX_SIGNAL_MESSAGE {
+        Err(SignalingError::Malformed(format!(
+            "it sent an oversized message of {len} bytes"
+        )))
+    } else {
+        Ok(())
     }
 }
 
@@ -153,21 +178,24 @@ trait Messenger {
     type DataChannel: PeerDataSender;
     type HandshakeMeta: Send;
 
+    /// `None` when the handshake was abandoned (FERRY PATCH 7): the peer's input was
+    /// unusable or the browser refused a step. The connection is closed by then.
     async fn offer_handshake(
         signal_peer: SignalPeer,
         mut peer_signal_rx: UnboundedReceiver<PeerSignal>,
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta>;
+    ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>>;
 
+    /// See [`Messenger::offer_handshake`].
     async fn accept_handshake(
         signal_peer: SignalPeer,
         peer_signal_rx: UnboundedReceiver<PeerSignal>,
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta>;
+    ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>>;
 
     /// Runs the connection to a peer until it ends, reporting the candidate pair it uses on
     /// `candidate_pair_tx` whenever it changes
@@ -176,6 +204,38 @@ trait Messenger {
         handshake_meta: Self::HandshakeMeta,
         candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
     ) -> PeerId;
+}
+
+/// FERRY PATCH 7: how long a handshake may take, from the first signal to open data channels.
+/// Two devices on one network connect in about 2 s, through TURN in a few more; a handshake
+/// still running after this never will (its peer is gone, or it is a stranger who joined the
+/// room and left), and its `RTCPeerConnection` is closed instead of waiting forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// FERRY PATCH 7: runs one handshake until it connects, is abandoned, times out or is
+/// cancelled (its peer left). Dropping the handshake future closes its connection.
+async fn bounded_handshake<F: Future<Output = Option<R>>, R>(
+    peer: PeerId,
+    generation: u64,
+    handshake: F,
+    cancel: AbortRegistration,
+) -> (PeerId, u64, Option<R>) {
+    let mut handshake = Box::pin(Abortable::new(handshake, cancel).fuse());
+    let mut timeout = Delay::new(HANDSHAKE_TIMEOUT).fuse();
+    let result = select! {
+        result = handshake => match result {
+            Ok(result) => result,
+            Err(_) => {
+                debug!("handshake with {peer} cancelled: the peer left");
+                None
+            }
+        },
+        _ = timeout => {
+            warn!("handshake with {peer} still not connected after {HANDSHAKE_TIMEOUT:?}; giving up");
+            None
+        },
+    };
+    (peer, generation, result)
 }
 
 async fn message_loop<M: Messenger>(
@@ -192,11 +252,17 @@ async fn message_loop<M: Messenger>(
         messages_from_peers_tx,
         peer_state_tx,
         candidate_pair_tx,
+        signaling_errors,
     } = channels;
 
     let mut handshakes = FuturesUnordered::new();
     let mut peer_loops = FuturesUnordered::new();
+    // Signals for a peer go to its handshake, then to its peer loop (trickled candidates).
     let mut handshake_signals = HashMap::new();
+    // FERRY PATCH 7: the handshakes in progress, to cancel them when their peer leaves. The
+    // generation tells a finished handshake from a newer one with the same peer.
+    let mut pending: HashMap<PeerId, (u64, AbortHandle)> = HashMap::new();
+    let mut generation = 0u64;
     let mut data_channels = HashMap::new();
     let mut id_tx = Option::Some(id_tx);
 
@@ -239,34 +305,76 @@ async fn message_loop<M: Messenger>(
                         debug!("{event:?}");
                         match event {
                             PeerEvent::IdAssigned(peer_uuid) => {
-                                if id_tx.take().expect("already sent peer id").send(peer_uuid.to_owned()).is_err() {
+                                // FERRY PATCH 8: a second id was an `expect` (a panic).
+                                let Some(id_tx) = id_tx.take() else {
+                                    warn!("ignoring a second id from the signaling server: {peer_uuid}");
+                                    record_signaling_error(&signaling_errors, "it assigned this device a second id");
+                                    continue;
+                                };
+                                if id_tx.send(peer_uuid.to_owned()).is_err() {
                                     // Socket receiver was dropped, exit cleanly.
                                     break Ok(());
                                 };
                             },
                             PeerEvent::NewPeer(peer_uuid) => {
+                                // FERRY PATCH 8: a peer announced again would replace the
+                                // signal route of its running handshake or connection.
+                                if handshake_signals.contains_key(&peer_uuid) {
+                                    warn!("ignoring peer {peer_uuid} announced again");
+                                    record_signaling_error(&signaling_errors, "it announced the same peer twice");
+                                    continue;
+                                }
                                 let (signal_tx, signal_rx) = futures_channel::mpsc::unbounded();
                                 handshake_signals.insert(peer_uuid, signal_tx);
                                 let signal_peer = SignalPeer::new(peer_uuid, requests_sender.clone());
-                                handshakes.push(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs))
+                                let (cancel, registration) = AbortHandle::new_pair();
+                                generation += 1;
+                                pending.insert(peer_uuid, (generation, cancel));
+                                handshakes.push(bounded_handshake(peer_uuid, generation, M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs), registration));
                             },
                             PeerEvent::PeerLeft(peer_uuid) => {
+                                // FERRY PATCH 7: a handshake with a peer that left can never
+                                // finish: cancel it (which closes its connection). Only peers
+                                // that connected are reported as disconnected; the
+                                // application never heard of the others.
+                                if let Some((_, cancel)) = pending.remove(&peer_uuid) {
+                                    cancel.abort();
+                                    handshake_signals.remove(&peer_uuid);
+                                    continue;
+                                }
+                                if !data_channels.contains_key(&peer_uuid) {
+                                    continue;
+                                }
                                 if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
                                     // socket dropped, exit cleanly
                                     break Ok(());
                                 }
                             },
                             PeerEvent::Signal { sender, data } => {
-                                let signal_tx = handshake_signals.entry(sender).or_insert_with(|| {
-                                    let (from_peer_tx, peer_signal_rx) = futures_channel::mpsc::unbounded();
-                                    let signal_peer = SignalPeer::new(sender, requests_sender.clone());
-                                    handshakes.push(M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs));
-                                    from_peer_tx
-                                });
-
-                                if signal_tx.unbounded_send(data).is_err() {
+                                if let Some(signal_tx) = handshake_signals.get(&sender) {
+                                    if signal_tx.unbounded_send(data).is_err() {
+                                        warn!("ignoring signal from peer {sender} because the handshake has already finished");
+                                    }
+                                    continue;
+                                }
+                                // FERRY PATCH 7: only an offer starts a handshake. A late
+                                // candidate of a handshake that ended (or one made up by a
+                                // stranger) would otherwise create a connection waiting
+                                // for an offer that never comes.
+                                if !matches!(data, PeerSignal::Offer(_)) {
+                                    debug!("ignoring signal from peer {sender} without a handshake: {data:?}");
+                                    continue;
+                                }
+                                let (from_peer_tx, peer_signal_rx) = futures_channel::mpsc::unbounded();
+                                let signal_peer = SignalPeer::new(sender, requests_sender.clone());
+                                let (cancel, registration) = AbortHandle::new_pair();
+                                generation += 1;
+                                pending.insert(sender, (generation, cancel));
+                                handshakes.push(bounded_handshake(sender, generation, M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs), registration));
+                                if from_peer_tx.unbounded_send(data).is_err() {
                                     warn!("ignoring signal from peer {sender} because the handshake has already finished");
                                 }
+                                handshake_signals.insert(sender, from_peer_tx);
                             },
                         }
                     }
@@ -296,7 +404,19 @@ async fn message_loop<M: Messenger>(
                 }
             }
 
-            handshake_result = handshakes.select_next_some() => {
+            (peer, handshake_generation, handshake_result) = handshakes.select_next_some() => {
+                let current = pending.get(&peer).is_some_and(|(g, _)| *g == handshake_generation);
+                if current {
+                    pending.remove(&peer);
+                }
+                let Some(handshake_result) = handshake_result else {
+                    // FERRY PATCH 7: abandoned, timed out or cancelled; its connection is
+                    // closed. Forget its signal route unless a newer handshake owns it.
+                    if current {
+                        handshake_signals.remove(&peer);
+                    }
+                    continue;
+                };
                 data_channels.insert(handshake_result.peer_id, handshake_result.data_channels);
                 if peer_state_tx.unbounded_send((handshake_result.peer_id, PeerState::Connected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
@@ -307,6 +427,11 @@ async fn message_loop<M: Messenger>(
 
             peer_uuid = peer_loops.select_next_some() => {
                 debug!("peer {peer_uuid} finished");
+                // FERRY PATCH 7: forget the peer (its loop closed the connection).
+                data_channels.remove(&peer_uuid);
+                if !pending.contains_key(&peer_uuid) {
+                    handshake_signals.remove(&peer_uuid);
+                }
                 if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
                     break Ok(());
@@ -327,9 +452,10 @@ async fn message_loop<M: Messenger>(
                             warn!("dropping packet for unknown peer {peer}");
                             continue;
                         };
-                        let data_channel = peer_channels
-                            .get_mut(channel_index)
-                            .unwrap_or_else(|| panic!("couldn't find data channel with index {channel_index}"));
+                        let Some(data_channel) = peer_channels.get_mut(channel_index) else {
+                            error!("couldn't find data channel with index {channel_index}");
+                            continue;
+                        };
                         if let Err(e) = data_channel.send(packet) {
                             // Peer we're sending to closed their end of the connection.
                             // We anticipate the PeerLeft event soon, but we sent a message before it came.

@@ -105,9 +105,11 @@ impl Signaller for NativeSignaller {
             Some(Err(err)) => Err(SignalingError::from(err)),
             None => Err(SignalingError::StreamExhausted),
         }?;
+        // FERRY PATCH 8: an oversized or unreadable message is ignored and reported.
+        super::check_signal_size(message.len())?;
         let message = serde_json::from_str(&message).map_err(|e| {
             error!("failed to deserialize message: {e:?}");
-            SignalingError::UnknownFormat
+            SignalingError::Malformed(format!("it sent a message that is not signaling ({e})"))
         })?;
         Ok(message)
     }
@@ -152,18 +154,22 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>> {
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         debug!("making offer");
-        let (connection, trickle) = create_rtc_peer_connection(
-            signal_peer.clone(),
-            ice_server_config,
-            peer_disconnected_tx.clone(),
-        )
-        .await
-        .unwrap();
+        // FERRY PATCH 7: failed steps abandon the handshake (were `unwrap`s); dropping the
+        // `ConnectionGuard` closes the connection.
+        let (connection, trickle) = abandon_on_err(
+            create_rtc_peer_connection(
+                signal_peer.clone(),
+                ice_server_config,
+                peer_disconnected_tx.clone(),
+            )
+            .await,
+            "no connection",
+        )?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -179,16 +185,19 @@ impl Messenger for NativeMessenger {
         .await;
 
         // TODO: maybe pass in options? ice restart etc.?
-        let offer = connection.create_offer(None).await.unwrap();
+        let offer = abandon_on_err(connection.create_offer(None).await, "no offer")?;
         let sdp = offer.sdp.clone();
-        connection.set_local_description(offer).await.unwrap();
+        abandon_on_err(
+            connection.set_local_description(offer).await,
+            "offer not set",
+        )?;
         signal_peer.send(PeerSignal::Offer(sdp));
 
         let answer = loop {
-            let signal = peer_signal_rx
-                .next()
-                .await
-                .expect("Signal server connection lost in the middle of a handshake");
+            let signal = abandon_on_err(
+                peer_signal_rx.next().await.ok_or("no more signals"),
+                "signaling ended in the middle of a handshake",
+            )?;
 
             match signal {
                 PeerSignal::Answer(answer) => {
@@ -203,11 +212,12 @@ impl Messenger for NativeMessenger {
             };
         };
 
-        let remote_description = RTCSessionDescription::answer(answer).unwrap();
-        connection
-            .set_remote_description(remote_description)
-            .await
-            .unwrap();
+        let remote_description =
+            abandon_on_err(RTCSessionDescription::answer(answer), "bad answer")?;
+        abandon_on_err(
+            connection.set_remote_description(remote_description).await,
+            "answer rejected",
+        )?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -220,7 +230,7 @@ impl Messenger for NativeMessenger {
         )
         .await;
 
-        HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
+        Some(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
@@ -232,7 +242,7 @@ impl Messenger for NativeMessenger {
                 connection,
                 signaled,
             },
-        }
+        })
     }
 
     async fn accept_handshake(
@@ -241,18 +251,22 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>> {
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
         debug!("handshake_accept");
-        let (connection, trickle) = create_rtc_peer_connection(
-            signal_peer.clone(),
-            ice_server_config,
-            peer_disconnected_tx.clone(),
-        )
-        .await
-        .unwrap();
+        // FERRY PATCH 7: failed steps abandon the handshake (were `unwrap`s); dropping the
+        // `ConnectionGuard` closes the connection.
+        let (connection, trickle) = abandon_on_err(
+            create_rtc_peer_connection(
+                signal_peer.clone(),
+                ice_server_config,
+                peer_disconnected_tx.clone(),
+            )
+            .await,
+            "no connection",
+        )?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -268,7 +282,11 @@ impl Messenger for NativeMessenger {
         .await;
 
         let offer = loop {
-            match peer_signal_rx.next().await.expect("error") {
+            let signal = abandon_on_err(
+                peer_signal_rx.next().await.ok_or("no more signals"),
+                "signaling ended in the middle of a handshake",
+            )?;
+            match signal {
                 PeerSignal::Offer(offer) => {
                     break offer;
                 }
@@ -278,15 +296,18 @@ impl Messenger for NativeMessenger {
             }
         };
         debug!("received offer");
-        let remote_description = RTCSessionDescription::offer(offer).unwrap();
-        connection
-            .set_remote_description(remote_description)
-            .await
-            .unwrap();
+        let remote_description = abandon_on_err(RTCSessionDescription::offer(offer), "bad offer")?;
+        abandon_on_err(
+            connection.set_remote_description(remote_description).await,
+            "offer rejected",
+        )?;
 
-        let answer = connection.create_answer(None).await.unwrap();
+        let answer = abandon_on_err(connection.create_answer(None).await, "no answer")?;
         signal_peer.send(PeerSignal::Answer(answer.sdp.clone()));
-        connection.set_local_description(answer).await.unwrap();
+        abandon_on_err(
+            connection.set_local_description(answer).await,
+            "answer not set",
+        )?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -299,7 +320,7 @@ impl Messenger for NativeMessenger {
         )
         .await;
 
-        HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
+        Some(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
@@ -311,7 +332,7 @@ impl Messenger for NativeMessenger {
                 connection,
                 signaled,
             },
-        }
+        })
     }
 
     async fn peer_loop(
@@ -435,6 +456,17 @@ fn runtime() -> Arc<dyn Runtime> {
 /// A webrtc-rs peer connection that is dropped without being closed keeps its driver task, and
 /// with it its sockets, running. The remote peer would then see it as connected until ICE times
 /// out, even though no data channel is served anymore.
+/// FERRY PATCH 7: a handshake step that failed abandons the handshake (use with `?`).
+fn abandon_on_err<T, E: std::fmt::Debug>(result: Result<T, E>, what: &str) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(e) => {
+            warn!("abandoning a handshake: {what}: {e:?}");
+            None
+        }
+    }
+}
+
 struct ConnectionGuard(Arc<dyn PeerConnection>);
 
 impl std::ops::Deref for ConnectionGuard {

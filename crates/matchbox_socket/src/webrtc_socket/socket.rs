@@ -229,6 +229,8 @@ impl WebRtcSocketBuilder {
         let (id_tx, id_rx) = futures_channel::oneshot::channel();
         // FERRY PATCH: lets the application see that signaling is gone while peers live on.
         let signaling_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // FERRY PATCH 8: what the signaling server did wrong, for the application to tell.
+        let signaling_errors = SignalingErrors::default();
         let signaller_builder = self
             .signaller_builder
             .unwrap_or_else(|| Arc::new(UseSignallerBuilder::default()));
@@ -242,6 +244,7 @@ impl WebRtcSocketBuilder {
             candidate_pair_tx,
             messages_from_peers_tx,
             signaling_lost.clone(),
+            signaling_errors.clone(),
         )
         // Transform the source into a user-error.
         .map(|f| {
@@ -250,15 +253,18 @@ impl WebRtcSocketBuilder {
                 SignalingError::NegotiationFailed(e) => Error::ConnectionFailed(*e),
                 SignalingError::WebSocket(e) => Error::Disconnected(e.into()),
                 SignalingError::UserImplementationError(_) => Error::ConnectionFailed(e),
-                SignalingError::UnknownFormat | SignalingError::StreamExhausted => {
-                    unimplemented!("these errors should never be propagated here")
-                }
+                // FERRY PATCH 8: never propagated here, but `unimplemented!` would abort a
+                // panic=abort application if that ever changed.
+                SignalingError::UnknownFormat
+                | SignalingError::StreamExhausted
+                | SignalingError::Malformed(_) => Error::ConnectionFailed(e),
             })
         });
 
         (
             WebRtcSocket {
                 signaling_lost,
+                signaling_errors,
                 id: Default::default(),
                 id_rx,
                 peer_state_rx,
@@ -355,6 +361,20 @@ pub fn take_ice_failures() -> Vec<IceFailure> {
         .lock()
         .map(|mut all| std::mem::take(&mut *all))
         .unwrap_or_default()
+}
+
+static OVERSIZED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// FERRY PATCH 9: counts a data channel message dropped unread for its size.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn record_oversized_message() {
+    OVERSIZED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// FERRY PATCH 9: how many data channel messages (of any socket) were dropped unread because
+/// they were larger than any browser sends (256 KiB).
+pub fn oversized_messages() -> u64 {
+    OVERSIZED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// FERRY PATCH: called (on the browser's event loop) whenever a data channel receives a
@@ -574,6 +594,8 @@ impl Sink<(PeerId, Packet)> for WebRtcChannel {
 pub struct WebRtcSocket {
     /// FERRY PATCH: set when the signaling connection ended (peers may still be connected).
     signaling_lost: Arc<std::sync::atomic::AtomicBool>,
+    /// FERRY PATCH 8: see [`WebRtcSocket::take_signaling_errors`].
+    signaling_errors: SignalingErrors,
     id: once_cell::race::OnceBox<PeerId>,
     id_rx: futures_channel::oneshot::Receiver<PeerId>,
     peer_state_rx: futures_channel::mpsc::UnboundedReceiver<(PeerId, PeerState)>,
@@ -593,6 +615,17 @@ impl WebRtcSocket {
     pub fn is_signaling_lost(&self) -> bool {
         self.signaling_lost
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// FERRY PATCH 8: what the signaling server sent that this socket ignored since the last
+    /// call (a second id, unreadable or oversized messages, a peer announced twice), each as a
+    /// short clause ("it assigned this device a second id"). Upstream panics on the first and
+    /// silently drops the others; an application should tell its user the server misbehaves.
+    pub fn take_signaling_errors(&self) -> Vec<String> {
+        self.signaling_errors
+            .lock()
+            .map(|mut all| std::mem::take(&mut *all))
+            .unwrap_or_default()
     }
 
     /// Creates a new builder for a connection to a given room with a given number of
@@ -920,7 +953,10 @@ pub(crate) fn create_data_channels_ready_fut(
 async fn wait_for_ready(channel_ready_rx: Vec<futures_channel::mpsc::Receiver<()>>) {
     for mut receiver in channel_ready_rx {
         if receiver.next().await.is_none() {
-            panic!("Sender closed before channel was ready");
+            // FERRY PATCH 7: was a panic. The channel can no longer open: the handshake
+            // timeout ends this handshake.
+            warn!("data channel closed before it was ready");
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -933,6 +969,19 @@ pub struct MessageLoopChannels {
     pub peer_state_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerState)>,
     pub candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, CandidatePair)>,
     pub messages_from_peers_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
+    pub signaling_errors: SignalingErrors,
+}
+
+/// FERRY PATCH 8: misbehaviour of the signaling server, as clauses for the application.
+pub(crate) type SignalingErrors = Arc<Mutex<Vec<String>>>;
+
+/// FERRY PATCH 8: records one (bounded: a hostile server can send millions).
+pub(crate) fn record_signaling_error(errors: &SignalingErrors, what: impl Into<String>) {
+    let mut all = errors.lock().unwrap_or_else(PoisonError::into_inner);
+    if all.len() >= 16 {
+        all.remove(0);
+    }
+    all.push(what.into());
 }
 
 async fn run_socket(
@@ -944,6 +993,7 @@ async fn run_socket(
     candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, CandidatePair)>,
     messages_from_peers_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
     signaling_lost: Arc<std::sync::atomic::AtomicBool>,
+    signaling_errors: SignalingErrors,
 ) -> Result<(), SignalingError> {
     debug!("Starting WebRtcSocket");
 
@@ -958,7 +1008,12 @@ async fn run_socket(
     let (requests_sender, requests_receiver) = futures_channel::mpsc::unbounded::<PeerRequest>();
     let (events_sender, events_receiver) = futures_channel::mpsc::unbounded::<PeerEvent>();
 
-    let signaling_loop_fut = signaling_loop(signaller, requests_receiver, events_sender);
+    let signaling_loop_fut = signaling_loop(
+        signaller,
+        requests_receiver,
+        events_sender,
+        signaling_errors.clone(),
+    );
 
     let channels = MessageLoopChannels {
         requests_sender,
@@ -967,6 +1022,7 @@ async fn run_socket(
         peer_state_tx,
         candidate_pair_tx,
         messages_from_peers_tx,
+        signaling_errors,
     };
     let message_loop_fut = message_loop::<UseMessenger>(
         id_tx,
@@ -1117,6 +1173,7 @@ mod test {
             peer_state_tx,
             candidate_pair_tx,
             vec![messages_from_peers_tx],
+            Default::default(),
             Default::default(),
         )
         .await;

@@ -95,9 +95,11 @@ impl Signaller for WasmSignaller {
             Some(_) => Err(SignalingError::UnknownFormat),
             None => Err(SignalingError::StreamExhausted),
         }?;
+        // FERRY PATCH 8: an oversized or unreadable message is ignored and reported.
+        super::check_signal_size(message.len())?;
         let message = serde_json::from_str(&message).map_err(|e| {
             error!("failed to deserialize message: {e:?}");
-            SignalingError::UnknownFormat
+            SignalingError::Malformed(format!("it sent a message that is not signaling ({e})"))
         })?;
         Ok(message)
     }
@@ -131,10 +133,17 @@ impl Messenger for WasmMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>> {
         debug!("making offer");
 
-        let conn = create_rtc_peer_connection(ice_server_config);
+        // FERRY PATCH 7: a connection the browser refuses (too many, bad ICE configuration)
+        // skips this peer instead of panicking.
+        let conn = or_abandon(
+            create_rtc_peer_connection(ice_server_config),
+            "the browser refused a new connection",
+        )?;
+        // FERRY PATCH 7: closes the connection unless the handshake completes.
+        let guard = CloseUnlessConnected(Some(conn.clone()));
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -151,18 +160,20 @@ impl Messenger for WasmMessenger {
         );
 
         // Create offer
-        let offer = JsFuture::from(conn.create_offer()).await.efix().unwrap();
-        let offer_sdp = Reflect::get(&offer, &JsValue::from_str("sdp"))
-            .efix()
-            .unwrap()
-            .as_string()
-            .expect("");
+        // FERRY PATCH 7: a step the browser refuses abandons the handshake (were `unwrap`s).
+        let offer = or_abandon(
+            JsFuture::from(conn.create_offer()).await.efix(),
+            "no offer could be created",
+        )?;
+        let offer_sdp = or_abandon(sdp_of(&offer), "the offer has no SDP")?;
         let rtc_session_desc_init_dict = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
         rtc_session_desc_init_dict.set_sdp(&offer_sdp);
-        JsFuture::from(conn.set_local_description(&rtc_session_desc_init_dict))
-            .await
-            .efix()
-            .unwrap();
+        or_abandon(
+            JsFuture::from(conn.set_local_description(&rtc_session_desc_init_dict))
+                .await
+                .efix(),
+            "the offer could not be set",
+        )?;
         debug!("created offer for new peer");
 
         // todo: the point of implementing ice trickle is to avoid this wait...
@@ -171,7 +182,8 @@ impl Messenger for WasmMessenger {
         // We should figure out why this is happening.
         wait_for_ice_gathering_complete(conn.clone()).await;
 
-        signal_peer.send(PeerSignal::Offer(conn.local_description().unwrap().sdp()));
+        let local = or_abandon(conn.local_description().ok_or(()), "no local description")?;
+        signal_peer.send(PeerSignal::Offer(local.sdp()));
 
         let mut received_candidates = vec![];
 
@@ -181,8 +193,7 @@ impl Messenger for WasmMessenger {
             let signal = or_abandon(
                 peer_signal_rx.next().await.ok_or("no more signals"),
                 "signaling ended in the middle of a handshake",
-            )
-            .await;
+            )?;
 
             match signal {
                 PeerSignal::Answer(answer) => break answer,
@@ -208,8 +219,7 @@ impl Messenger for WasmMessenger {
                 .await
                 .efix(),
             "the peer's answer was rejected",
-        )
-        .await;
+        )?;
 
         let signaled = SignaledCandidates::default();
         let peer_signal_rx = complete_handshake(
@@ -222,11 +232,12 @@ impl Messenger for WasmMessenger {
         )
         .await;
 
-        HandshakeResult {
+        guard.disarm();
+        Some(HandshakeResult {
             peer_id: signal_peer.id,
             data_channels,
             metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx),
-        }
+        })
     }
 
     async fn accept_handshake(
@@ -235,10 +246,15 @@ impl Messenger for WasmMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>> {
         debug!("handshake_accept");
 
-        let conn = create_rtc_peer_connection(ice_server_config);
+        // FERRY PATCH 7: see `offer_handshake`.
+        let conn = or_abandon(
+            create_rtc_peer_connection(ice_server_config),
+            "the browser refused a new connection",
+        )?;
+        let guard = CloseUnlessConnected(Some(conn.clone()));
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -261,8 +277,7 @@ impl Messenger for WasmMessenger {
             let signal = or_abandon(
                 peer_signal_rx.next().await.ok_or("no more signals"),
                 "signaling ended in the middle of a handshake",
-            )
-            .await;
+            )?;
 
             match signal {
                 PeerSignal::Offer(o) => {
@@ -288,33 +303,30 @@ impl Messenger for WasmMessenger {
             or_abandon(
                 JsFuture::from(conn.set_remote_description(&remote_description)).await,
                 "the peer's offer was rejected",
-            )
-            .await;
+            )?;
             debug!("set remote_description from offer");
         }
 
         let answer = or_abandon(
             JsFuture::from(conn.create_answer()).await,
             "no answer could be created for the peer's offer",
-        )
-        .await;
+        )?;
 
         debug!("created answer");
 
         let session_desc_init = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
 
-        let answer_sdp = Reflect::get(&answer, &JsValue::from_str("sdp"))
-            .efix()
-            .unwrap()
-            .as_string()
-            .expect("");
+        // FERRY PATCH 7: were `unwrap`s.
+        let answer_sdp = or_abandon(sdp_of(&answer), "the answer has no SDP")?;
 
         session_desc_init.set_sdp(&answer_sdp);
 
-        JsFuture::from(conn.set_local_description(&session_desc_init))
-            .await
-            .efix()
-            .unwrap();
+        or_abandon(
+            JsFuture::from(conn.set_local_description(&session_desc_init))
+                .await
+                .efix(),
+            "the answer could not be set",
+        )?;
 
         // todo: the point of implementing ice trickle is to avoid this wait...
         // however, for some reason removing this wait causes problems with NAT
@@ -322,7 +334,8 @@ impl Messenger for WasmMessenger {
         // We should figure out why this is happening.
         wait_for_ice_gathering_complete(conn.clone()).await;
 
-        let answer = PeerSignal::Answer(conn.local_description().unwrap().sdp());
+        let local = or_abandon(conn.local_description().ok_or(()), "no local description")?;
+        let answer = PeerSignal::Answer(local.sdp());
         signal_peer.send(answer);
 
         let signaled = SignaledCandidates::default();
@@ -336,11 +349,12 @@ impl Messenger for WasmMessenger {
         )
         .await;
 
-        HandshakeResult {
+        guard.disarm();
+        Some(HandshakeResult {
             peer_id: signal_peer.id,
             data_channels,
             metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx),
-        }
+        })
     }
 
     async fn peer_loop(
@@ -364,6 +378,9 @@ impl Messenger for WasmMessenger {
                 }
             }
         }
+        // FERRY PATCH 7: the peer is gone (a data channel closed): release the connection
+        // rather than leave it to the browser, which keeps it until the page closes.
+        conn.close();
         peer_uuid
     }
 }
@@ -482,10 +499,17 @@ async fn complete_handshake(
     let onicecandidate: Box<dyn FnMut(RtcPeerConnectionIceEvent)> = Box::new(
         move |event: RtcPeerConnectionIceEvent| {
             let candidate_json = match event.candidate() {
-                Some(candidate) => js_sys::JSON::stringify(&candidate.to_json())
-                    .expect("failed to serialize candidate")
-                    .as_string()
-                    .unwrap(),
+                // FERRY PATCH 7: was `expect`/`unwrap`.
+                Some(candidate) => match js_sys::JSON::stringify(&candidate.to_json())
+                    .ok()
+                    .and_then(|json| json.as_string())
+                {
+                    Some(json) => json,
+                    None => {
+                        warn!("skipping an ICE candidate that does not serialize");
+                        return;
+                    }
+                },
                 None => {
                     debug!(
                         "Received RtcPeerConnectionIceEvent with no candidate. This means there are no further ice candidates for this session"
@@ -583,17 +607,46 @@ async fn try_add_rtc_ice_candidate(
     }
 }
 
-/// FERRY PATCH: a handshake step that fails on input from the network (a malformed SDP,
-/// signaling gone mid-handshake) abandons that handshake instead of panicking: its future
-/// never completes, that peer never connects, and the application lives on.
-async fn or_abandon<T, E: std::fmt::Debug>(result: Result<T, E>, what: &str) -> T {
+/// FERRY PATCH 4, 7: a handshake step that fails on input from the network (a malformed
+/// SDP, signaling gone mid-handshake) or that the browser refuses abandons that handshake
+/// instead of panicking: the handshake returns `None` (use with `?`), its connection is
+/// closed by [`CloseUnlessConnected`], that peer never connects and the application lives on.
+fn or_abandon<T, E: std::fmt::Debug>(result: Result<T, E>, what: &str) -> Option<T> {
     match result {
-        Ok(value) => value,
+        Ok(value) => Some(value),
         Err(e) => {
             warn!("abandoning a handshake: {what}: {e:?}");
-            futures::future::pending().await
+            None
         }
     }
+}
+
+/// FERRY PATCH 7: closes a handshake's connection when the handshake ends without connecting
+/// (abandoned, timed out, or cancelled because the peer left: its future is dropped).
+/// Upstream left such connections open for the life of the page: anyone who knows a room id
+/// could join and leave it until the browser refuses new connections.
+struct CloseUnlessConnected(Option<RtcPeerConnection>);
+
+impl CloseUnlessConnected {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseUnlessConnected {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            debug!("closing the connection of an unfinished handshake");
+            conn.close();
+        }
+    }
+}
+
+/// The `sdp` of an offer or answer the browser created.
+fn sdp_of(description: &JsValue) -> Result<String, JsValue> {
+    Reflect::get(description, &JsValue::from_str("sdp"))?
+        .as_string()
+        .ok_or_else(|| JsValue::from_str("not a string"))
 }
 
 /// FERRY PATCH: connections that finished signaling only count as failed when they stay
@@ -641,7 +694,9 @@ pub(crate) fn sweep_unconnected() {
     });
 }
 
-fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeerConnection {
+fn create_rtc_peer_connection(
+    ice_server_config: &RtcIceServerConfig,
+) -> Result<RtcPeerConnection, JsValue> {
     #[derive(Serialize)]
     struct IceServerConfig {
         urls: Vec<String>,
@@ -660,12 +715,21 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
             credential: ice_server_config.credential.clone().unwrap_or_default(),
         }]
     };
-    peer_config.set_ice_servers(&serde_wasm_bindgen::to_value(&ice_servers).unwrap());
-    let connection = RtcPeerConnection::new_with_configuration(&peer_config).unwrap();
+    // FERRY PATCH 7: were `unwrap`s. The constructor throws on a bad ICE configuration and
+    // once the browser has too many connections (Chromium: 500 per page).
+    peer_config.set_ice_servers(&serde_wasm_bindgen::to_value(&ice_servers)?);
+    let connection = RtcPeerConnection::new_with_configuration(&peer_config)?;
 
-    let connection_1 = connection.clone();
     let was_connected = std::cell::Cell::new(false);
-    let oniceconnectionstatechange: Box<dyn FnMut(_)> = Box::new(move |_event: JsValue| {
+    // FERRY PATCH 7: the handler finds its connection through the event rather than holding
+    // it: the closure is leaked (`forget`), and a connection it held could never be freed.
+    let oniceconnectionstatechange: Box<dyn FnMut(_)> = Box::new(move |event: Event| {
+        let Some(connection_1) = event
+            .target()
+            .and_then(|t| t.dyn_into::<RtcPeerConnection>().ok())
+        else {
+            return;
+        };
         let state = connection_1.ice_connection_state();
         debug!("ice connection state changed: {state:?}");
         // FERRY PATCH: report connections that never got through (with what each end had to
@@ -692,7 +756,7 @@ fn create_rtc_peer_connection(ice_server_config: &RtcIceServerConfig) -> RtcPeer
             .push((connection.clone(), js_sys::Date::now()))
     });
 
-    connection
+    Ok(connection)
 }
 
 async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
@@ -735,28 +799,37 @@ const GATHERING_TIMEOUT: Duration = Duration::from_millis(1000);
 
 fn create_data_channels(
     connection: RtcPeerConnection,
-    mut incoming_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
+    incoming_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
     peer_id: PeerId,
     peer_disconnected_tx: futures_channel::mpsc::Sender<()>,
-    mut data_channel_ready_txs: Vec<futures_channel::mpsc::Sender<()>>,
+    data_channel_ready_txs: Vec<futures_channel::mpsc::Sender<()>>,
     channel_config: &[ChannelConfig],
 ) -> Vec<RtcDataChannel> {
+    // FERRY PATCH 7: zipped (were `unwrap`s on equally long lists).
     channel_config
         .iter()
+        .zip(incoming_tx)
+        .zip(data_channel_ready_txs)
         .enumerate()
-        .map(|(i, channel)| {
+        .map(|(i, ((channel, incoming_tx), ready_tx))| {
             create_data_channel(
                 connection.clone(),
-                incoming_tx.get_mut(i).unwrap().clone(),
+                incoming_tx,
                 peer_id,
                 peer_disconnected_tx.clone(),
-                data_channel_ready_txs.pop().unwrap(),
+                ready_tx,
                 channel,
                 i,
             )
         })
         .collect()
 }
+
+/// FERRY PATCH 9: the largest data channel message accepted. Chromium refuses to send more
+/// than 256 KiB in one message and announces the same limit (`a=max-message-size:262144`) to
+/// its peers, so only a tampered peer sends more; Ferry's own frames are at most 64 KiB
+/// (`ferry_core::wire::MAX_PACKET`).
+const MAX_RECEIVED_MESSAGE: usize = 256 * 1024;
 
 fn create_data_channel(
     connection: RtcPeerConnection,
@@ -781,9 +854,10 @@ fn create_data_channel(
         |f| channel.set_onopen(f),
         move |_: JsValue| {
             debug!("data channel open: {channel_id}");
-            channel_open
-                .try_send(())
-                .expect("failed to notify about open connection");
+            // FERRY PATCH 7: was `expect`; fails once the handshake is gone.
+            if channel_open.try_send(()).is_err() {
+                debug!("data channel {channel_id} opened after its handshake ended");
+            }
             // FERRY PATCH 6
             super::socket::wake();
         },
@@ -794,6 +868,19 @@ fn create_data_channel(
         move |event: MessageEvent| {
             trace!("data channel message received {event:?}");
             if let Ok(arraybuf) = event.data().dyn_into::<js_sys::ArrayBuffer>() {
+                // FERRY PATCH 9: look at the size before copying the message into wasm
+                // memory; a peer could otherwise make us hold (and the app decode) any size.
+                let len = arraybuf.byte_length() as usize;
+                if len > MAX_RECEIVED_MESSAGE {
+                    super::socket::record_oversized_message();
+                    web_sys::console::warn_1(
+                        &format!(
+                            "dropped an oversized data channel message from {peer_id}: {len} bytes"
+                        )
+                        .into(),
+                    );
+                    return;
+                }
                 let uarray = js_sys::Uint8Array::new(&arraybuf);
                 let body = uarray.to_vec();
 

@@ -966,6 +966,21 @@ mod tests {
 
     proptest! {
         #[test]
+        fn random_plaintexts_and_saved_logs_never_panic(
+            msg in proptest::collection::vec(any::<u8>(), 0..80), kind in 0u8..4, log in ".{0,200}"
+        ) {
+            // What an authenticated but buggy sender could put inside an entry.
+            let mut m = vec![kind];
+            m.extend_from_slice(&msg);
+            let _ = MailboxPayload::decode(m);
+            let _ = MailboxPayload::decode(msg);
+            let decoded = UploadLog::decode(&log);
+            prop_assert_eq!(UploadLog::decode(&decoded.encode()), decoded);
+        }
+    }
+
+    proptest! {
+        #[test]
         fn a_base_covers_only_applied_entries(
             steps in proptest::collection::vec((0u64..6, any::<bool>(), any::<bool>()), 0..40)
         ) {

@@ -109,11 +109,18 @@ impl SpaceSecret {
         RoomId(b.iter().map(|x| format!("{x:02x}")).collect())
     }
 
-    /// A short, non-secret fingerprint for the UI ("which space is this?").
+    /// A non-secret fingerprint for the UI ("is this the space I meant?"): 64 bits as four
+    /// groups of four hex digits, `A1B2-C3D4-E5F6-0718`. 24 bits (before issue #15) let
+    /// someone make a look-alike space in a few million tries; 64 do not. HKDF output is a
+    /// prefix of longer output, so the first six digits are the old fingerprint: a person
+    /// comparing with a device not yet updated still sees them match.
     pub fn fingerprint(&self) -> String {
-        let mut b = [0u8; 3];
+        let mut b = [0u8; 8];
         self.derive("fingerprint", &mut b);
-        b.iter().map(|x| format!("{x:02X}")).collect()
+        b.chunks(2)
+            .map(|g| format!("{:02X}{:02X}", g[0], g[1]))
+            .collect::<Vec<_>>()
+            .join("-")
     }
 }
 
@@ -212,9 +219,12 @@ impl PairingLink {
             }
         }
         let secret = secret.ok_or(PairingError::NotAPairingLink)?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(secret)
-            .map_err(|_| PairingError::BadEncoding)?;
+        // The decoded secret is copied into a zeroizing SpaceSecret; wipe this copy too.
+        let bytes = zeroize::Zeroizing::new(
+            URL_SAFE_NO_PAD
+                .decode(secret)
+                .map_err(|_| PairingError::BadEncoding)?,
+        );
         Ok(PairingLink {
             secret: SpaceSecret::from_slice(&bytes)?,
             signal,
@@ -226,6 +236,24 @@ impl PairingLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fingerprint_has_64_bits_in_readable_groups_and_keeps_the_old_prefix() {
+        let s = SpaceSecret::from_bytes([42; 32]);
+        let f = s.fingerprint();
+        let groups: Vec<&str> = f.split('-').collect();
+        assert_eq!(groups.len(), 4, "{f}");
+        assert!(groups.iter().all(|g| {
+            g.len() == 4
+                && g.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        }));
+        let mut old = [0u8; 3];
+        s.derive("fingerprint", &mut old);
+        let old: String = old.iter().map(|x| format!("{x:02X}")).collect();
+        assert!(f.replace('-', "").starts_with(&old));
+        assert_ne!(f, SpaceSecret::from_bytes([43; 32]).fingerprint());
+    }
 
     #[test]
     fn link_round_trips_with_and_without_signal() {

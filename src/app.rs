@@ -609,7 +609,9 @@ fn ItemRow(item: ItemView) -> impl IntoView {
     let focus_entry = move |step: Option<i32>| {
         // `None`: the first entry; `Some(0)`: the last; `Some(±1)`: the next/previous one,
         // wrapping around.
-        let Some(m) = menu_el.get_untracked() else {
+        // Runs a frame later: the row may have been re-rendered (its delivery state changed)
+        // and this one disposed by then.
+        let Some(m) = menu_el.try_get_untracked().flatten() else {
             return;
         };
         let entries = m.children();
@@ -738,8 +740,11 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                 let (x, y) = (ev.client_x(), ev.client_y());
                 let handle = set_timeout_with_handle(
                     move || {
-                        press.set_value(None);
-                        long_pressed.set_value(true);
+                        // The row may be gone by now (re-rendered): then there is no menu.
+                        if press.try_set_value(None).is_some() {
+                            return;
+                        }
+                        long_pressed.try_set_value(true);
                         open_menu(MenuAt::Pointer(x, y));
                     },
                     std::time::Duration::from_millis(LONG_PRESS_MS),
@@ -759,7 +764,12 @@ fn ItemRow(item: ItemView) -> impl IntoView {
                 cancel_press();
                 if long_pressed.get_value() {
                     // The click that follows this pointerup is part of the long press.
-                    set_timeout(move || long_pressed.set_value(false), std::time::Duration::ZERO);
+                    set_timeout(
+                        move || {
+                            long_pressed.try_set_value(false);
+                        },
+                        std::time::Duration::ZERO,
+                    );
                 }
             }
             on:pointercancel=move |_| cancel_press()>

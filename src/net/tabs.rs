@@ -26,7 +26,7 @@ const GONE_AFTER_MS: f64 = 5_000.0;
 const ENVELOPE: usize = 33;
 
 /// Prefix of tab peer keys.
-pub const TAB_PREFIX: &str = "tab:";
+pub const TAB_PREFIX: &str = ferry_core::TAB_PEER_PREFIX;
 
 struct Peer {
     last_heard: f64,

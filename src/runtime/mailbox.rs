@@ -147,7 +147,7 @@ async fn request(
     let window = web_sys::window().ok_or("no window")?;
     let resp: web_sys::Response = JsFuture::from(window.fetch_with_request(&req))
         .await
-        .map_err(|e| format!("the mailbox is unreachable ({e:?})"))?
+        .map_err(|e| format!("cannot reach the mailbox ({e:?})"))?
         .unchecked_into();
     let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
         .await
@@ -265,6 +265,7 @@ impl Runtime {
                 "mailbox-uploads",
                 "mailbox-carried",
                 "mailbox-cursor-hash",
+                "mailbox-unapplied",
             ] {
                 let _ = self.store.delete(&settings(name)).await;
             }
@@ -275,11 +276,10 @@ impl Runtime {
             async move { store.get(&settings(name)).await.ok().flatten() }
         };
         self.mailbox.disabled = get("mailbox-off").await.is_some_and(|b| b == b"1");
-        self.mailbox.cursor = MailboxCursor::new(
-            get("mailbox-cursor")
-                .await
-                .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
-                .unwrap_or(0),
+        let number = |b: Vec<u8>| String::from_utf8_lossy(&b).parse::<u64>().ok();
+        self.mailbox.cursor = MailboxCursor::resume(
+            get("mailbox-cursor").await.and_then(number).unwrap_or(0),
+            get("mailbox-unapplied").await.and_then(number),
         );
         self.mailbox.uploads = get("mailbox-uploads")
             .await
@@ -457,6 +457,7 @@ impl Runtime {
             "mailbox-uploads",
             "mailbox-carried",
             "mailbox-cursor-hash",
+            "mailbox-unapplied",
         ] {
             let _ = self.store.delete(&settings(name)).await;
         }
@@ -604,6 +605,13 @@ impl Runtime {
             let mut stored_all = true;
             for entry in &fetched.entries {
                 let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(&entry.blob) else {
+                    // Unreadable: moved past (fetching it again would not help), never covered.
+                    let incomplete = self.mailbox.incomplete();
+                    let _ = self.mailbox.cursor.opened_unapplied(
+                        entry.seq,
+                        fetched.last_seq,
+                        incomplete,
+                    );
                     continue;
                 };
                 let hash = *blake3::hash(&blob).as_bytes();
@@ -626,9 +634,11 @@ impl Runtime {
                 let Some(reader) = self.mailbox.reader.as_mut() else {
                     return Err(Fetch::Failed("no mailbox reader for this space".into()));
                 };
+                let mut applied = true;
                 match reader.open(&blob) {
                     Ok(Some((_, payload))) => match self.apply_mail(payload).await {
-                        Ok(effects) => effect_batch.extend(effects),
+                        Ok(Some(effects)) => effect_batch.extend(effects),
+                        Ok(None) => applied = false,
                         Err(e) => {
                             // Not stored here (storage full?): the cursor stays before this
                             // entry, so it is neither acknowledged nor skipped.
@@ -643,10 +653,21 @@ impl Runtime {
                     Err(e) => {
                         self.view.refused.update(|n| *n += 1);
                         web_sys::console::warn_1(&format!("mailbox entry refused: {e}").into());
+                        applied = false;
                     }
                 }
                 let incomplete = self.mailbox.incomplete();
-                self.mailbox.cursor.opened(entry.seq, incomplete);
+                // In range: checked above. A refused entry is read but never covered by a
+                // base of ours (its contents are not in this document).
+                let _ = if applied {
+                    self.mailbox
+                        .cursor
+                        .opened_checked(entry.seq, fetched.last_seq, incomplete)
+                } else {
+                    self.mailbox
+                        .cursor
+                        .opened_unapplied(entry.seq, fetched.last_seq, incomplete)
+                };
                 self.mailbox.last_read = Some((entry.seq, hash));
                 self.mailbox.read_hashes.insert(entry.seq, hash);
             }
@@ -698,6 +719,17 @@ impl Runtime {
                     let _ = self.store.delete(&settings("mailbox-cursor-hash")).await;
                 }
             }
+            match self.mailbox.cursor.first_unapplied() {
+                Some(u) => {
+                    let _ = self
+                        .store
+                        .put(&settings("mailbox-unapplied"), u.to_string().as_bytes())
+                        .await;
+                }
+                None => {
+                    let _ = self.store.delete(&settings("mailbox-unapplied")).await;
+                }
+            }
             let _ = self
                 .store
                 .put(&settings("mailbox-cursor"), safe.to_string().as_bytes())
@@ -743,13 +775,17 @@ impl Runtime {
 
     /// Applies one payload; the effects of a history change, or a storage error (then the
     /// entry must not count as read).
-    async fn apply_mail(&mut self, payload: MailboxPayload) -> Result<Vec<Effect>, StoreError> {
-        Ok(match payload {
+    /// `Ok(None)`: refused (its contents are not in the document).
+    async fn apply_mail(
+        &mut self,
+        payload: MailboxPayload,
+    ) -> Result<Option<Vec<Effect>>, StoreError> {
+        Ok(Some(match payload {
             MailboxPayload::Changes { bytes } => match self.replica.apply_mailbox_changes(&bytes) {
                 Ok(effects) => effects,
                 Err(e) => {
                     web_sys::console::warn_1(&format!("mailbox changes refused: {e}").into());
-                    vec![]
+                    return Ok(None);
                 }
             },
             MailboxPayload::Manifest { root, bytes } => {
@@ -769,7 +805,7 @@ impl Runtime {
                 }
                 vec![]
             }
-        })
+        }))
     }
 
     fn seal(&self, payload: &MailboxPayload) -> Option<Vec<Vec<u8>>> {
@@ -815,10 +851,12 @@ impl Runtime {
         );
         match request("POST", &url, token, Some(entry), false).await {
             Ok((201, body)) | Ok((200, body)) => {
-                let seq = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["seq"].as_u64())?;
-                if seq <= self.mailbox.cursor.read() {
+                let answer = serde_json::from_slice::<serde_json::Value>(&body).ok()?;
+                let seq = answer["seq"].as_u64()?;
+                // A repeated entry (the service worker or a keepalive posted it first) keeps
+                // its old number; only a *new* entry numbered like one read before is news.
+                let duplicate = answer["duplicate"].as_bool().unwrap_or(false);
+                if !duplicate && seq <= self.mailbox.cursor.read() {
                     // A new entry numbered like one read before: the server lost entries
                     // (restored from an older copy). Start over at the next visit.
                     self.mailbox.server_forgot = true;
@@ -855,11 +893,12 @@ impl Runtime {
                 .iter()
                 .map(|h| automerge::ChangeHash(*h))
                 .collect();
-            let read = self.mailbox.cursor.read();
+            // A base may claim only entries whose contents are in this document (never one
+            // refused here, nor parts of a message still incomplete).
+            let covers = self.mailbox.cursor.base_covers();
             // A device with nothing new uploads the snapshot too: compaction is a service
             // to the late joiner, not a side effect of writing.
-            let as_base = base_due(room.last_seq, room.base_to, read, true)
-                && self.mailbox.cursor.safe() == read;
+            let as_base = covers.is_some_and(|c| base_due(room.last_seq, room.base_to, c, true));
             let plan = match plan_upload(self.replica.doc_mut(), &heads) {
                 Some(plan) => plan,
                 None if as_base => ferry_core::UploadPlan {
@@ -880,7 +919,7 @@ impl Runtime {
             self.mailbox.history_progress = Some(HistoryUpload {
                 entries: entries.into(),
                 seqs: Vec::new(),
-                base_covers: as_base.then_some(read),
+                base_covers: covers.filter(|_| as_base),
                 heads: plan.heads.iter().map(|h| h.0).collect(),
                 // Items up to this time are in what is uploaded now.
                 carried: self.replica.latest_ms().max(js_sys::Date::now() as u64),

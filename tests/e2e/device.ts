@@ -65,6 +65,8 @@ export class Device {
     }
     const page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (e) => console.log(`[${dir}] page error: ${e.message}`));
+    // A Rust panic is logged (console_error_panic_hook) before the wasm trap: show it.
+    page.on('console', (m) => { if (m.type() === 'error' || (process.env.FERRY_E2E_VERBOSE && /mailbox|outbox/.test(m.text()))) console.log(`[${dir}] console error: ${m.text().slice(0, 2000)}`); });
     await page.goto(url);
     return { context, page };
   }
@@ -149,6 +151,15 @@ export class Device {
     await this.page.goto(link);
     await this.page.getByRole('button', { name: 'Join' }).click();
     await expect(this.page.getByRole('dialog')).toHaveCount(0);
+  }
+
+  /** How many sealed entries the mailbox holds for this space, as Devices → Mailbox says
+   *  after the last visit (0 before the first). */
+  async mailboxEntries(): Promise<number> {
+    const held = this.page.getByText(/^The mailbox holds (nothing|\d+ sealed entr)/);
+    if ((await held.count()) === 0) return 0;
+    const m = ((await held.first().textContent()) ?? '').match(/holds (\d+)/);
+    return m ? Number(m[1]) : 0;
   }
 
   async texts(): Promise<string[]> {

@@ -82,7 +82,7 @@ test('a browser killed right after writing (no pagehide): its next start sends w
   const texts = ['killed: first', 'killed: second', 'killed: third'];
   for (const t of texts) await quickSend(phone, t);
   // No goodbye at all: the whole browser process dies (SIGKILL), service worker included.
-  execFileSync('pkill', ['-9', '-f', `--user-data-dir=${phone.profileDir}`]);
+  execFileSync('pkill', ['-9', '-f', `user-data-dir=${phone.profileDir}`]);
   await phone.context.close().catch(() => {});
 
   // The phone starts again alone and is closed a moment later; then the laptop opens alone.

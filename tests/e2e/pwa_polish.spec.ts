@@ -54,7 +54,7 @@ test('"Share → Ferry" with a photo and a file (POST) becomes a draft, sent onc
   await expect(drafts.getByRole('listitem')).toHaveText([/bondi\.png/, /packing list\.txt/]);
   await expect(d.history.getByRole('listitem')).toHaveCount(0);
   expect(new URL(d.page.url()).search).toBe('');
-  await d.page.getByRole('button', { name: 'Send' }).click();
+  await d.page.getByRole('button', { name: 'Send', exact: true }).click();
   await expect(d.message('Photos from Bondi')).toContainText('Beach day');
   await expect(d.message('bondi.png')).toContainText('image/png');
   await expect(d.message('packing list.txt')).toContainText('text/plain');
@@ -122,6 +122,9 @@ test('each message has a menu: right-click, keyboard and long press; Copy, Edit,
   // How long ago, next to the time (which keeps its machine-readable datetime).
   await expect(msg.locator('time')).toHaveAttribute('datetime', /^\d{4}-\d\d-\d\d \d\d:\d\d$/);
   await expect(msg.locator('.meta')).toContainText('just now');
+  // Alone, the message goes to the mailbox at once; its row is re-rendered when its delivery
+  // state changes, so open the menu once it has settled.
+  await expect(msg).toContainText('waiting in the mailbox');
 
   // Right-click → Copy.
   await msg.locator('.text').click({ button: 'right' });
@@ -157,6 +160,7 @@ test('each message has a menu: right-click, keyboard and long press; Copy, Edit,
   // Long press (touch) → Delete → "Delete everywhere".
   await d.send('a note to throw away');
   const doomed = d.message('a note to throw away');
+  await expect(doomed).toContainText('waiting in the mailbox');
   const at = (await doomed.locator('.text').boundingBox())!;
   await doomed.locator('.text').dispatchEvent('pointerdown', {
     pointerType: 'touch', clientX: at.x + 5, clientY: at.y + 5, isPrimary: true, bubbles: true,

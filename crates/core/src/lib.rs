@@ -60,6 +60,6 @@ pub use mailbox::{
     ReaderLimits, UploadLog, UploadPlan, base_due, plan_upload, random_msg_id, seal_payload,
 };
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};
-pub use replica::{Effect, Input, MAX_BAD_FRAMES, PeerKey, Replica, ReplicaError};
+pub use replica::{Effect, Input, MAX_BAD_FRAMES, PeerKey, Replica, ReplicaError, TAB_PEER_PREFIX};
 pub use store::{MemoryStore, Store, StoreError, StoreKey};
 pub use wire::{Message, Reassembler, WireError};

@@ -407,6 +407,9 @@ fn ConnectionSettings() -> impl IntoView {
     );
     view! {
         <h3>"Connection"</h3>
+        {move || view.signal_warning.get().map(|w| view! {
+            <p class="problem" role="note" aria-label="Unencrypted signaling">{w}</p>
+        })}
         <p>
             {move || if view.ice_summary.with(|s| s.1) { "This device uses: " } else { "Using the server's defaults: " }}
             {move || {

@@ -451,6 +451,9 @@ impl Runtime {
 
     fn connect(&mut self) {
         if let Some(signal) = self.signal_url() {
+            self.view
+                .signal_warning
+                .set(view::plain_signaling_warning(&signal));
             let room = self.secret.room_id();
             self.link = Some(RtcLink::connect(&signal, room.as_str(), self.ice()));
         }

@@ -106,6 +106,27 @@ pub struct ItemView {
     pub delivery: Option<String>,
 }
 
+/// What to tell the person when the signaling server (and so the mailbox and its access key) is
+/// reached without TLS over a network: `ws://` to anything but this machine. The content stays
+/// sealed end to end; the room id and the mailbox key do not.
+pub fn plain_signaling_warning(signal: &str) -> Option<String> {
+    let rest = signal.strip_prefix("ws://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let local = host == "localhost" || host == "::1" || host.starts_with("127.");
+    (!local).then(|| {
+        format!(
+            "The signaling server {host} is reached without encryption (ws://): others on this \
+             network can see which room your devices meet in and the mailbox access key. Your \
+             messages stay sealed. Serve it over https (wss://), see the README."
+        )
+    })
+}
+
 /// The delivery state of an item only the mailbox holds so far.
 pub const WAITING_IN_MAILBOX: &str = "waiting in the mailbox";
 
@@ -413,6 +434,9 @@ pub struct ViewState {
     /// Text another app shared into Ferry: it goes into the composer as a draft (a web page
     /// elsewhere must never post into the history without the person pressing Send).
     pub draft_text: RwSignal<Option<String>>,
+    /// The signaling server is reached over plain `ws://` across a network (see
+    /// [`plain_signaling_warning`]).
+    pub signal_warning: RwSignal<Option<String>>,
     /// Files another app shared into Ferry, listed under "Files to send" until the person
     /// presses Send (or discards them).
     pub draft_files: RwSignal<Vec<leptos::web_sys::File>, LocalStorage>,
@@ -454,6 +478,7 @@ impl ViewState {
             ios_hint: RwSignal::new(false),
             toast: RwSignal::new(None),
             draft_text: RwSignal::new(None),
+            signal_warning: RwSignal::new(None),
             draft_files: RwSignal::new_local(Vec::new()),
         }
     }
@@ -643,6 +668,21 @@ pub fn qr_svg(link: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn plain_signaling_across_a_network_is_named() {
+        use super::plain_signaling_warning as warn;
+        assert!(warn("ws://192.168.1.20:3536").is_some_and(|w| w.contains("192.168.1.20")));
+        assert!(warn("ws://ferry.example/").is_some());
+        for quiet in [
+            "wss://ferry.example",
+            "ws://127.0.0.1:3536",
+            "ws://localhost:3536",
+            "ws://[::1]:3536",
+        ] {
+            assert_eq!(warn(quiet), None, "{quiet}");
+        }
+    }
 
     #[test]
     fn failure_reasons_name_what_to_do() {

@@ -39,6 +39,9 @@ const INTERVAL_MS: f64 = 5_000.0;
 const GRACE_MS: f64 = 10_000.0;
 /// Entries fetched per request.
 const FETCH_LIMIT: u32 = 64;
+/// The largest answer read from the mailbox: a page of `FETCH_LIMIT` 64 KiB entries in base64
+/// is about 5.5 MiB.
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// File chunks uploaded per visit (1 MiB): the main loop waits for each request.
 const CHUNKS_PER_VISIT: u32 = 4;
 
@@ -107,6 +110,19 @@ struct HistoryUpload {
 /// History entries posted per visit (up to 1 MiB).
 const HISTORY_ENTRIES_PER_VISIT: usize = 16;
 
+/// Settings that describe what this device believes one mailbox server holds (cursor,
+/// uploads, acknowledged state): forgotten together when joining another space or when the
+/// server turns out to have lost its data.
+const SERVER_STATE: [&str; 7] = [
+    "mailbox-cursor",
+    "mailbox-heads",
+    "mailbox-files",
+    "mailbox-uploads",
+    "mailbox-carried",
+    "mailbox-cursor-hash",
+    "mailbox-unapplied",
+];
+
 fn settings(name: &str) -> ferry_core::StoreKey {
     key(&["settings", name])
 }
@@ -149,10 +165,31 @@ async fn request(
         .await
         .map_err(|e| format!("cannot reach the mailbox ({e:?})"))?
         .unchecked_into();
+    // A hostile server could answer with anything: refuse what no honest answer needs
+    // before it is read (when the length is declared) and before it is copied into wasm.
+    let declared = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
+        return Err(format!(
+            "the mailbox answered with {} bytes",
+            declared.unwrap_or(0)
+        ));
+    }
     let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
         .await
         .map_err(|e| format!("{e:?}"))?;
-    Ok((resp.status(), js_sys::Uint8Array::new(&buf).to_vec()))
+    let bytes = js_sys::Uint8Array::new(&buf);
+    if bytes.length() as usize > MAX_RESPONSE_BYTES {
+        return Err(format!(
+            "the mailbox answered with {} bytes",
+            bytes.length()
+        ));
+    }
+    Ok((resp.status(), bytes.to_vec()))
 }
 
 /// A JSON request that must answer 200.
@@ -258,15 +295,7 @@ impl Runtime {
     pub(super) async fn boot_mailbox(&mut self, fresh: bool) {
         self.mailbox = Mailbox::new(&self.secret, self.device);
         if fresh {
-            for name in [
-                "mailbox-cursor",
-                "mailbox-heads",
-                "mailbox-files",
-                "mailbox-uploads",
-                "mailbox-carried",
-                "mailbox-cursor-hash",
-                "mailbox-unapplied",
-            ] {
+            for name in SERVER_STATE {
                 let _ = self.store.delete(&settings(name)).await;
             }
             self.clear_outbox().await;
@@ -390,7 +419,12 @@ impl Runtime {
         if self.mailbox.server_forgot {
             self.forget_mailbox_state().await;
         }
-        self.ensure_registered(url, &token).await?;
+        if let Err(e) = self.ensure_registered(url, &token).await {
+            // Offline, but the service worker fetched ahead: show what it brought.
+            if !self.has_prefetched().await {
+                return Err(e);
+            }
+        }
         let room = match self.fetch_mailbox(url, &token).await {
             Err(Fetch::Forgotten(why)) => {
                 // The server lost this mailbox (a restored backup, a new server, a wiped data
@@ -450,15 +484,7 @@ impl Runtime {
     /// uploaded heads and files, upload log): the next visit registers again, reads from the
     /// start, and the outbox stages the whole history.
     async fn forget_mailbox_state(&mut self) {
-        for name in [
-            "mailbox-cursor",
-            "mailbox-heads",
-            "mailbox-files",
-            "mailbox-uploads",
-            "mailbox-carried",
-            "mailbox-cursor-hash",
-            "mailbox-unapplied",
-        ] {
+        for name in SERVER_STATE {
             let _ = self.store.delete(&settings(name)).await;
         }
         let disabled = self.mailbox.disabled;
@@ -756,6 +782,15 @@ impl Runtime {
             let _ = self.store.delete(&key).await;
         }
         body
+    }
+
+    /// An answer fetched ahead by the service worker waits in storage.
+    async fn has_prefetched(&self) -> bool {
+        let prefix = ferry_core::StoreKey::from_stored("mailbox-prefetch".into());
+        self.store
+            .keys(&prefix)
+            .await
+            .is_ok_and(|keys| !keys.is_empty())
     }
 
     /// Tells the service worker where this space's mailbox is (for fetching ahead).

@@ -73,11 +73,17 @@ export class Device {
 
   /** Closes the whole browser and opens it again on the same profile. */
   async restartBrowser(url = '/'): Promise<void> {
+    await this.reopenAt(url);
+    await this.ready();
+  }
+
+  /** Opens the browser again on the same profile at any page of the app's origin (not
+   *  necessarily the app itself), without waiting for the app. */
+  async reopenAt(url: string): Promise<void> {
     await this.context.close();
     const { context, page } = await Device.start(this.profileDir, url);
     this.context = context;
     this.page = page;
-    await this.ready();
   }
 
   /** Another tab of the same browser profile, as a Device sharing this one's context. */

@@ -4,7 +4,7 @@
 import { test, expect } from '@playwright/test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Device } from './device';
@@ -20,16 +20,6 @@ function startSignal(dataDir: string): Promise<ChildProcess> {
     child.stdout!.on('data', (d: Buffer) => d.toString().includes('Ferry signaling') && ready(child));
     child.on('exit', (code) => fail(new Error(`ferry-signal exited with ${code}`)));
   });
-}
-
-/** Bytes of every file under `dir`. */
-function dirBytes(dir: string): number {
-  let n = 0;
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    n += statSync(path).isDirectory() ? dirBytes(path) : statSync(path).size;
-  }
-  return n;
 }
 
 async function stop(child: ChildProcess): Promise<void> {

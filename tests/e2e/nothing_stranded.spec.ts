@@ -144,3 +144,35 @@ test('a reload of the other device does not make a device upload a 20 MiB file',
   await laptop.close();
   await phone.close();
 });
+
+test('fetching ahead: the service worker fetches waiting entries, so the app opened offline shows them', async () => {
+  const { writer: phone, reader: laptop } = await pairThenClose('ahead-phone', 'ahead-laptop');
+  const texts = ['ahead: the 8:15 train', 'ahead: platform 3'];
+  for (const t of texts) await quickSend(phone, t);
+  await expect(phone.message(texts[1])).toContainText('waiting in the mailbox', { timeout: 15_000 });
+  await phone.close();
+
+  // The laptop's app is closed; its service worker gets a Periodic Background Sync (as
+  // Chromium sends to installed apps), fetching what waits. Then the laptop is offline.
+  // A blank page carries the CDP session: the app stays closed.
+  await laptop.reopenAt('about:blank');
+  const cdp = await laptop.context.newCDPSession(laptop.page);
+  const registration = new Promise<string>((resolve) => {
+    cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
+      const ours = registrations.find((r: { scopeURL: string; isDeleted: boolean }) =>
+        r.scopeURL.startsWith(ORIGIN) && !r.isDeleted);
+      if (ours) resolve(ours.registrationId);
+    });
+  });
+  await cdp.send('ServiceWorker.enable');
+  await cdp.send('ServiceWorker.dispatchPeriodicSyncEvent', {
+    origin: ORIGIN, registrationId: await registration, tag: 'ferry-prefetch',
+  });
+  // Offline from here on: what the app shows next can only come from what the worker
+  // fetched and stored.
+  await laptop.context.setOffline(true);
+  await laptop.page.goto('/');
+  await laptop.ready();
+  for (const t of texts) await expect(laptop.message(t)).toBeVisible({ timeout: 20_000 });
+  await laptop.close();
+});

@@ -12,8 +12,8 @@ use super::{Runtime, key, now_ms};
 use crate::view::{self, FileState, FileView};
 use ferry_core::blobs::{blob_prefix, blobs_prefix, chunk_key, have_from_keys, manifest_key};
 use ferry_core::{
-    BlobEffect, BlobId, BlobMessage, CHUNK_SIZE, Effect, FileMeta, Have, Manifest, ManifestBuilder,
-    PeerKey, Store, TransferConfig, Transfers,
+    BlobEffect, BlobId, BlobMessage, CHUNK_SIZE, DeviceId, Effect, FileMeta, Have, Manifest,
+    ManifestBuilder, PeerKey, Store, TransferConfig, Transfers,
 };
 use leptos::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -386,15 +386,78 @@ impl Runtime {
         let done = match self.step_send(&mut job, chunks).await {
             Ok(done) => done,
             Err(e) => {
-                self.view
-                    .error
-                    .set(Some(format!("{} was not sent: {e}", job.file.name())));
+                // The item may be in the history already (it appears before the bytes are
+                // stored): without its bytes every device would wait for it for ever, so it
+                // goes, and the person is told.
+                let removed = match job.manifest.as_ref().map(Manifest::root) {
+                    Some(root) => self.withdraw_file(root).await,
+                    None => false,
+                };
+                self.view.error.set(Some(if removed {
+                    format!(
+                        "{} was not sent: {e}. It was taken out of your history; try again.",
+                        job.file.name()
+                    )
+                } else {
+                    format!("{} was not sent: {e}", job.file.name())
+                }));
                 true
             }
         };
         if !done {
             self.files.jobs.push_front(job);
         }
+    }
+
+    /// Per author, the latest moment up to which this device holds every item it wrote, with
+    /// its file's bytes (files the person stopped here do not hold it back): what this device's
+    /// mailbox receipt says.
+    pub(super) fn stored_through(&self) -> Vec<(DeviceId, u64)> {
+        let stored: BTreeSet<BlobId> = self.files_stored().into_iter().collect();
+        let mut latest: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        let mut first_missing: BTreeMap<DeviceId, u64> = BTreeMap::new();
+        for i in self.replica.items() {
+            let at = i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms));
+            let l = latest.entry(i.author).or_insert(0);
+            *l = (*l).max(at);
+            if i.file
+                .as_ref()
+                .is_some_and(|f| !stored.contains(&f.root) && !self.files.stopped.contains(&f.root))
+            {
+                let m = first_missing.entry(i.author).or_insert(u64::MAX);
+                *m = (*m).min(i.at.wall_ms);
+            }
+        }
+        latest
+            .into_iter()
+            .filter(|(author, _)| *author != self.device)
+            .map(|(author, l)| {
+                let cap = first_missing
+                    .get(&author)
+                    .map_or(u64::MAX, |m| m.saturating_sub(1));
+                (author, l.min(cap))
+            })
+            .collect()
+    }
+
+    /// Deletes this device's items of a file whose bytes could not be stored here (they exist
+    /// nowhere else). `true` if an item was deleted.
+    async fn withdraw_file(&mut self, root: BlobId) -> bool {
+        let ids: Vec<_> = self
+            .replica
+            .items()
+            .into_iter()
+            .filter(|i| i.author == self.device && i.file.as_ref().is_some_and(|f| f.root == root))
+            .map(|i| i.id)
+            .collect();
+        let mut removed = false;
+        for id in ids {
+            if let Ok(effects) = self.replica.delete_item(id, now_ms()) {
+                self.apply(effects).await;
+                removed = true;
+            }
+        }
+        removed
     }
 
     async fn step_send(&mut self, job: &mut SendJob, chunks: u32) -> Result<bool, String> {

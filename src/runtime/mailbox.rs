@@ -75,6 +75,8 @@ pub(super) struct Mailbox {
     last_peer: f64,
     /// When the server last showed every other device holding everything this one has.
     pub(super) synced_ms: u64,
+    /// A digest of the last receipt this device sent, to send one only when something moved.
+    receipt_ms: u64,
     /// History sealed for the mailbox and not yet posted (durable, in IndexedDB).
     pub(super) outbox: outbox::OutboxState,
     /// The last entry read and the BLAKE3 hash of its bytes: the next fetch asks for it again
@@ -113,7 +115,7 @@ const HISTORY_ENTRIES_PER_VISIT: usize = 16;
 /// Settings that describe what this device believes one mailbox server holds (cursor,
 /// uploads, acknowledged state): forgotten together when joining another space or when the
 /// server turns out to have lost its data.
-const SERVER_STATE: [&str; 7] = [
+const SERVER_STATE: [&str; 8] = [
     "mailbox-cursor",
     "mailbox-heads",
     "mailbox-files",
@@ -121,6 +123,7 @@ const SERVER_STATE: [&str; 7] = [
     "mailbox-carried",
     "mailbox-cursor-hash",
     "mailbox-unapplied",
+    "mailbox-receipt",
 ];
 
 fn settings(name: &str) -> ferry_core::StoreKey {
@@ -277,6 +280,7 @@ impl Mailbox {
             file_progress: None,
             history_progress: None,
             synced_ms: 0,
+            receipt_ms: 0,
             outbox: outbox::OutboxState::default(),
             last_read: None,
             server_forgot: false,
@@ -337,6 +341,7 @@ impl Runtime {
             .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
             .filter(|_| read > 0)
             .map(|h| (read, h));
+        self.mailbox.receipt_ms = get("mailbox-receipt").await.and_then(number).unwrap_or(0);
         self.mailbox.carried_ms = get("mailbox-carried")
             .await
             .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
@@ -444,6 +449,7 @@ impl Runtime {
             Err(Fetch::Failed(why)) => return Err(why),
             Ok(room) => room,
         };
+        self.send_receipt(url, &token).await;
         // A failed acknowledgement never blocks uploads: it is tried again next visit.
         if let Err(e) = self.acknowledge(url, &token).await {
             web_sys::console::warn_1(&format!("mailbox: {e}").into());
@@ -532,32 +538,20 @@ impl Runtime {
 
     /// Another device's cursor past one of our uploads means it has the items that upload
     /// carried: the same "on Laptop" that direct sync gives.
-    async fn note_mailbox_delivery(&mut self, cursors: &BTreeMap<String, u64>) {
-        let mut moved = false;
-        for d in self.replica.devices().into_iter().map(|d| d.id) {
-            if d == self.device {
-                continue;
-            }
-            let tag = self.mailbox.keys.device_tag(d);
-            let Some(ms) = cursors
-                .get(&tag)
-                .and_then(|c| self.mailbox.uploads.delivered_ms(*c))
-            else {
-                continue;
-            };
-            let at = self.delivered.entry(d).or_insert(0);
-            if *at < ms {
-                *at = ms;
-                moved = true;
-            }
-        }
-        if moved {
-            self.save_delivered().await;
-            self.refresh_items();
-        }
-        // Everything here is uploaded and every other device's cursor is past it: as synced
-        // as direct sync would make it ("Last synced …").
-        let latest = self.replica.latest_ms();
+    async fn note_mailbox_delivery(&mut self, _cursors: &BTreeMap<String, u64>) {
+        // Which device has what comes from their sealed receipts (`note_receipt`), not from
+        // these cursors: anyone with the access key can move a cursor, and a cursor also
+        // passes entries a device failed to store.
+        // Everything here is uploaded and every other device's receipt covers everything
+        // written here: as synced as direct sync would make it ("Last synced …").
+        let latest = self
+            .replica
+            .items()
+            .iter()
+            .filter(|i| i.author == self.device)
+            .map(|i| i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms)))
+            .max()
+            .unwrap_or(0);
         let others: Vec<DeviceId> = self
             .replica
             .devices()
@@ -662,7 +656,7 @@ impl Runtime {
                 };
                 let mut applied = true;
                 match reader.open(&blob) {
-                    Ok(Some((_, payload))) => match self.apply_mail(payload).await {
+                    Ok(Some((from, payload))) => match self.apply_mail(from, payload).await {
                         Ok(Some(effects)) => effect_batch.extend(effects),
                         Ok(None) => applied = false,
                         Err(e) => {
@@ -765,6 +759,56 @@ impl Runtime {
         Ok(room)
     }
 
+    /// Another device's sealed receipt: it stored every item this device wrote up to a
+    /// moment ("on Laptop"); what it says of other authors is theirs to read.
+    async fn note_receipt(&mut self, from: DeviceId, stored: &[(DeviceId, u64)]) {
+        if from == self.device {
+            return;
+        }
+        let Some(ms) = stored
+            .iter()
+            .filter(|(author, _)| *author == self.device)
+            .map(|(_, ms)| *ms)
+            .max()
+        else {
+            return;
+        };
+        let at = self.delivered.entry(from).or_insert(0);
+        if *at < ms {
+            *at = ms;
+            self.save_delivered().await;
+            self.refresh_items();
+        }
+    }
+
+    /// After a fetch whose contents are stored: tells the other devices, sealed, up to which
+    /// moment this one holds each author's items (and their files' bytes), when that moved.
+    async fn send_receipt(&mut self, url: &str, token: &str) {
+        if self.unsaved {
+            return;
+        }
+        let stored = self.stored_through();
+        // Only when something moved: a receipt is one more entry in the mailbox.
+        let digest = stored
+            .iter()
+            .fold(0u64, |a, (_, ms)| a.wrapping_mul(31).wrapping_add(*ms));
+        if stored.is_empty() || digest == self.mailbox.receipt_ms {
+            return;
+        }
+        let receipt = MailboxPayload::Receipt { stored };
+        if self
+            .post_entries(url, token, &receipt, false)
+            .await
+            .is_some()
+        {
+            self.mailbox.receipt_ms = digest;
+            let _ = self
+                .store
+                .put(&settings("mailbox-receipt"), digest.to_string().as_bytes())
+                .await;
+        }
+    }
+
     /// An answer the service worker fetched ahead (Periodic Background Sync) for the current
     /// cursor; older ones are dropped.
     async fn take_prefetched(&mut self) -> Option<Vec<u8>> {
@@ -813,6 +857,7 @@ impl Runtime {
     /// `Ok(None)`: refused (its contents are not in the document).
     async fn apply_mail(
         &mut self,
+        from: DeviceId,
         payload: MailboxPayload,
     ) -> Result<Option<Vec<Effect>>, StoreError> {
         Ok(Some(match payload {
@@ -838,6 +883,10 @@ impl Runtime {
                 if verified {
                     self.store.put(&chunk_key(&root, index), &data).await?;
                 }
+                vec![]
+            }
+            MailboxPayload::Receipt { stored } => {
+                self.note_receipt(from, &stored).await;
                 vec![]
             }
         }))

@@ -70,6 +70,9 @@ pub const MAX_PARTS: u32 = MAX_MESSAGE_BYTES.div_ceil(MAX_PART_DATA) as u32;
 const KIND_CHANGES: u8 = 0;
 const KIND_MANIFEST: u8 = 1;
 const KIND_CHUNK: u8 = 2;
+const KIND_RECEIPT: u8 = 3;
+/// Authors one receipt may name (a space has a handful of devices).
+const MAX_RECEIPT_AUTHORS: usize = 1024;
 
 /// Why a mailbox entry was not sealed or not accepted. None of these reveal the key.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -189,6 +192,14 @@ pub enum MailboxPayload {
         /// Chunk bytes (at most [`CHUNK_SIZE`]).
         data: Vec<u8>,
     },
+    /// A device's sealed word that it has *stored* the items of each author up to a moment
+    /// (wall time, HLC scale), with the bytes of their files: what "on Laptop" through the
+    /// mailbox is based on. Server cursors are not: anyone holding the access key can move
+    /// them, and a cursor also moves past entries a device failed to store.
+    Receipt {
+        /// Per author: every item it wrote at or before this moment is stored on the sender.
+        stored: Vec<(DeviceId, u64)>,
+    },
 }
 
 impl fmt::Debug for MailboxPayload {
@@ -202,6 +213,7 @@ impl fmt::Debug for MailboxPayload {
             MailboxPayload::Chunk { root, index, data } => {
                 write!(f, "Chunk({root:?} #{index}, {} bytes)", data.len())
             }
+            MailboxPayload::Receipt { stored } => write!(f, "Receipt({} authors)", stored.len()),
         }
     }
 }
@@ -228,6 +240,15 @@ impl MailboxPayload {
                 out.extend_from_slice(root.as_bytes());
                 out.extend_from_slice(&index.to_le_bytes());
                 out.extend_from_slice(data);
+                out
+            }
+            MailboxPayload::Receipt { stored } => {
+                let mut out = Vec::with_capacity(1 + 24 * stored.len());
+                out.push(KIND_RECEIPT);
+                for (device, ms) in stored {
+                    out.extend_from_slice(device.as_bytes());
+                    out.extend_from_slice(&ms.to_le_bytes());
+                }
                 out
             }
         }
@@ -267,6 +288,21 @@ impl MailboxPayload {
                     return Err(MailboxError::Malformed("chunk larger than CHUNK_SIZE"));
                 }
                 Ok(MailboxPayload::Chunk { root, index, data })
+            }
+            KIND_RECEIPT => {
+                let body = &msg[1..];
+                if !body.len().is_multiple_of(24) || body.len() > 24 * MAX_RECEIPT_AUTHORS {
+                    return Err(MailboxError::Malformed("receipt of the wrong length"));
+                }
+                let stored = body
+                    .chunks_exact(24)
+                    .filter_map(|c| {
+                        let id = <[u8; 16]>::try_from(&c[..16]).ok()?;
+                        let ms = <[u8; 8]>::try_from(&c[16..]).ok()?;
+                        Some((DeviceId::from_bytes(id), u64::from_le_bytes(ms)))
+                    })
+                    .collect();
+                Ok(MailboxPayload::Receipt { stored })
             }
             _ => Err(MailboxError::Malformed("unknown message kind")),
         }
@@ -843,6 +879,33 @@ impl UploadLog {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_receipt_is_sealed_by_its_device_and_refused_when_malformed() {
+        let (k, room) = space(7);
+        let laptop = DeviceId::from_bytes([3; 16]);
+        let receipt = MailboxPayload::Receipt {
+            stored: vec![(DeviceId::from_bytes([4; 16]), 1_700_000_123_456)],
+        };
+        let entries = seal_payload(&k, &room, laptop, 11, &receipt).unwrap();
+        assert_eq!(entries.len(), 1);
+        let mut r = MailboxReader::new(k.clone(), &room).unwrap();
+        assert_eq!(r.open(&entries[0]).unwrap(), Some((laptop, receipt)));
+        // Its own receipts are skipped like its other entries.
+        let mut own = MailboxReader::new(k, &room).unwrap().skip_from(laptop);
+        assert_eq!(own.open(&entries[0]).unwrap(), None);
+        for bad in [
+            &[KIND_RECEIPT, 1, 2, 3][..],
+            &[KIND_RECEIPT; 10],
+            &[KIND_RECEIPT; 26],
+        ] {
+            assert!(MailboxPayload::decode(bad.to_vec()).is_err());
+        }
+        assert_eq!(
+            MailboxPayload::decode(vec![KIND_RECEIPT]).unwrap(),
+            MailboxPayload::Receipt { stored: vec![] }
+        );
+    }
 
     #[test]
     fn device_tags_are_pinned_per_space_and_device() {

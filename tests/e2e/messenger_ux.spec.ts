@@ -22,12 +22,15 @@ test('search finds an item among 1,000 and highlights it; links are clickable', 
   await d.close();
 });
 
-test('"Share → Ferry" from another app creates an item once', async () => {
+test('"Share → Ferry" from another app becomes a draft, sent once', async () => {
   const d = await Device.launch('share');
   await d.page.goto('/?share_title=Recipe&share_text=Pancakes%20for%20Sunday&share_url=https%3A%2F%2Fexample.org%2Fpancakes');
   await d.ready();
-  await expect(d.message('Pancakes for Sunday')).toContainText('https://example.org/pancakes');
+  await expect(d.composer).toHaveValue('Recipe\nPancakes for Sunday\nhttps://example.org/pancakes');
   expect(new URL(d.page.url()).search).toBe('');
+  await expect(d.message('Pancakes for Sunday')).toHaveCount(0);
+  await d.composer.press('Enter');
+  await expect(d.message('Pancakes for Sunday')).toContainText('https://example.org/pancakes');
   await d.page.reload();
   await d.ready();
   await expect(d.message('Pancakes for Sunday')).toHaveCount(1);

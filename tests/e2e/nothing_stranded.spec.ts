@@ -3,7 +3,7 @@
 // shown, posted to the mailbox within ~300 ms, sent with keepalive as the page goes away, and
 // posted by the service worker's Background Sync when the app is closed. File chunks still
 // wait for a quiet period: a reload elsewhere is no reason to upload a big file.
-import { test, expect, type BrowserContext } from '@playwright/test';
+import { test, expect, type BrowserContext, type CDPSession } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -41,12 +41,8 @@ async function quickSend(d: Device, text: string): Promise<void> {
   await expect(d.message(text)).toBeVisible();
 }
 
-/** Dispatches the service worker's Background Sync event for the outbox through CDP, as
- *  Chromium does when the network returns. A blank page of the same profile (not the app)
- *  carries the CDP session: the app stays closed. */
-async function dispatchOutboxSync(context: BrowserContext): Promise<void> {
-  const blank = await context.newPage();
-  const cdp = await context.newCDPSession(blank);
+/** The app's service-worker registration id, as CDP's ServiceWorker domain reports it. */
+async function workerRegistration(cdp: CDPSession): Promise<string> {
   const registration = new Promise<string>((resolve) => {
     cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
       const ours = registrations.find((r: { scopeURL: string; isDeleted: boolean }) =>
@@ -55,7 +51,16 @@ async function dispatchOutboxSync(context: BrowserContext): Promise<void> {
     });
   });
   await cdp.send('ServiceWorker.enable');
-  const registrationId = await registration;
+  return registration;
+}
+
+/** Dispatches the service worker's Background Sync event for the outbox through CDP, as
+ *  Chromium does when the network returns. A blank page of the same profile (not the app)
+ *  carries the CDP session: the app stays closed. */
+async function dispatchOutboxSync(context: BrowserContext): Promise<void> {
+  const blank = await context.newPage();
+  const cdp = await context.newCDPSession(blank);
+  const registrationId = await workerRegistration(cdp);
   await cdp.send('ServiceWorker.dispatchSyncEvent', {
     origin: ORIGIN, registrationId, tag: 'ferry-outbox', lastChance: false,
   });
@@ -157,16 +162,8 @@ test('fetching ahead: the service worker fetches waiting entries, so the app ope
   // A blank page carries the CDP session: the app stays closed.
   await laptop.reopenAt('about:blank');
   const cdp = await laptop.context.newCDPSession(laptop.page);
-  const registration = new Promise<string>((resolve) => {
-    cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
-      const ours = registrations.find((r: { scopeURL: string; isDeleted: boolean }) =>
-        r.scopeURL.startsWith(ORIGIN) && !r.isDeleted);
-      if (ours) resolve(ours.registrationId);
-    });
-  });
-  await cdp.send('ServiceWorker.enable');
   await cdp.send('ServiceWorker.dispatchPeriodicSyncEvent', {
-    origin: ORIGIN, registrationId: await registration, tag: 'ferry-prefetch',
+    origin: ORIGIN, registrationId: await workerRegistration(cdp), tag: 'ferry-prefetch',
   });
   // Offline from here on: what the app shows next can only come from what the worker
   // fetched and stored.

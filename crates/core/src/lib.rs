@@ -33,6 +33,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod blobs;
+pub mod budget;
 pub mod doc;
 pub mod hlc;
 pub mod ids;
@@ -60,6 +61,8 @@ pub use mailbox::{
     ReaderLimits, UploadLog, UploadPlan, base_due, plan_upload, random_msg_id, seal_payload,
 };
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};
-pub use replica::{Effect, Input, MAX_BAD_FRAMES, PeerKey, Replica, ReplicaError, TAB_PEER_PREFIX};
+pub use replica::{
+    Effect, Input, MAX_BAD_FRAMES, PeerKey, RejectReason, Replica, ReplicaError, TAB_PEER_PREFIX,
+};
 pub use store::{MemoryStore, Store, StoreError, StoreKey};
 pub use wire::{Message, Reassembler, WireError};

@@ -17,12 +17,12 @@
 //! like all others but with their own sequence numbers and a lane-specific binding (see
 //! [`crate::seal`]), so frames cannot cross from one lane to the other.
 
-use crate::blobs::BlobMessage;
+use crate::blobs::{BlobError, BlobMessage};
 use crate::doc::{DeviceInfo, DocError, FileMeta, Item, SpaceDoc};
 use crate::hlc::Clock;
 use crate::ids::{DeviceId, ItemId};
 use crate::pairing::SpaceSecret;
-use crate::seal::{Binding, FrameKey, Lane};
+use crate::seal::{Binding, FrameKey, Lane, SealError};
 use crate::wire::{Message, Reassembler, WireError};
 use automerge::sync;
 use std::collections::BTreeMap;
@@ -88,7 +88,7 @@ pub enum Effect {
         /// The peer.
         peer: PeerKey,
         /// Why.
-        reason: String,
+        reason: RejectReason,
     },
     /// Store this automerge sync state for a device, to resume from next time (so a reconnect
     /// does not resend what the peer already has).
@@ -137,21 +137,91 @@ pub enum ReplicaError {
     NotConnected,
 }
 
-struct Session {
-    sync: sync::State,
-    reassembler: Reassembler,
-    my_challenge: [u8; 16],
-    their_challenge: Option<[u8; 16]>,
-    device: Option<DeviceId>,
+/// Why a frame from a peer was refused. Each one counts towards [`MAX_BAD_FRAMES`].
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    /// It did not open under the frame key and this connection's binding (forged, replayed,
+    /// from another space, or from an outdated device).
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    /// It opened, but its packets or message do not decode.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A file message outside the protocol's bounds.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Automerge refused the sync message.
+    #[error("sync message refused: {0}")]
+    Sync(String),
+    /// A hello after the peer's first.
+    #[error("a second hello on one connection")]
+    SecondHello,
+    /// Our own hello, reflected back.
+    #[error("our own hello came back (an echo, not a peer)")]
+    OwnHello,
+    /// A hello with this device's id from a transport other than a sibling tab.
+    #[error("a hello with this device's own id from outside this browser (an echo)")]
+    OwnIdFromOutside,
+    /// A proof after the peer's first.
+    #[error("a second proof on one connection")]
+    SecondProof,
+    /// A message the handshake does not allow in its current state.
+    #[error("unexpected {0} at this point of the handshake")]
+    Unexpected(&'static str),
+    /// Bulk-lane data from a peer with no connection.
+    #[error("file data from a peer that never said hello")]
+    BulkWithoutSession,
+    /// Bulk-lane data before the peer's proof opened.
+    #[error("file data before the peer proved it belongs to the space")]
+    BulkBeforeProof,
+    /// A non-file message on the bulk lane.
+    #[error("only file messages travel on the bulk lane")]
+    NotAFileMessage,
+}
+
+/// What a peer's hello said about it.
+struct Hello {
+    device: DeviceId,
     name: String,
-    authenticated: bool,
+    challenge: [u8; 16],
+}
+
+/// Where a connection's handshake stands. Frames are accepted by state: a hello only while
+/// awaiting one, a proof only while awaiting one, sync and file messages only once
+/// authenticated, nothing once banned.
+enum Handshake {
+    /// Our hello is out; the peer's has not arrived.
+    AwaitHello,
+    /// The peer's hello arrived and our proof went out; the peer's proof has not opened yet.
+    AwaitProof(Hello),
+    /// The peer's proof opened under both challenges: it holds the frame key.
+    Authenticated(Hello),
+    /// Too many bad frames: everything further is dropped unread.
+    Banned,
+}
+
+/// One data channel's framing: each lane has its own sequence numbers (the channels reorder
+/// relative to each other) and its own reassembly.
+#[derive(Default)]
+struct LaneState {
+    reassembler: Reassembler,
     send_seq: u64,
     recv_seq: u64,
-    bulk_reassembler: Reassembler,
-    bulk_send_seq: u64,
-    bulk_recv_seq: u64,
+}
+
+fn lane_index(lane: Lane) -> usize {
+    match lane {
+        Lane::Main => 0,
+        Lane::Bulk => 1,
+    }
+}
+
+struct Session {
+    sync: sync::State,
+    my_challenge: [u8; 16],
+    handshake: Handshake,
+    lanes: [LaneState; 2],
     bad: u32,
-    banned: bool,
 }
 
 impl Session {
@@ -160,20 +230,37 @@ impl Session {
         my_challenge.copy_from_slice(ItemId::random().as_bytes());
         Session {
             sync: sync::State::new(),
-            reassembler: Reassembler::default(),
             my_challenge,
-            their_challenge: None,
-            device: None,
-            name: String::new(),
-            authenticated: false,
-            send_seq: 0,
-            recv_seq: 0,
-            bulk_reassembler: Reassembler::default(),
-            bulk_send_seq: 0,
-            bulk_recv_seq: 0,
+            handshake: Handshake::AwaitHello,
+            lanes: Default::default(),
             bad: 0,
-            banned: false,
         }
+    }
+
+    /// The peer's hello, once it said one (and was not banned since).
+    fn hello(&self) -> Option<&Hello> {
+        match &self.handshake {
+            Handshake::AwaitProof(h) | Handshake::Authenticated(h) => Some(h),
+            Handshake::AwaitHello | Handshake::Banned => None,
+        }
+    }
+
+    /// The authenticated peer's hello.
+    fn authenticated(&self) -> Option<&Hello> {
+        match &self.handshake {
+            Handshake::Authenticated(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The binding frames *from* the peer on `lane` must open under.
+    fn inbound(&self, lane: Lane) -> Option<Binding> {
+        self.hello().map(|h| Binding {
+            sender: *h.device.as_bytes(),
+            challenge: self.my_challenge,
+            lane,
+            sender_challenge: h.challenge,
+        })
     }
 }
 
@@ -292,7 +379,7 @@ impl Replica {
     pub fn is_authenticated(&self, peer: &str) -> bool {
         self.peers
             .get(peer)
-            .is_some_and(|s| s.authenticated && !s.banned)
+            .is_some_and(|s| s.authenticated().is_some())
     }
 
     /// Sends a file transfer message on the bulk lane; refused unless the peer is
@@ -312,7 +399,10 @@ impl Replica {
 
     /// Authenticated peers.
     pub fn peer_count(&self) -> usize {
-        self.peers.values().filter(|s| s.authenticated).count()
+        self.peers
+            .values()
+            .filter(|s| s.authenticated().is_some())
+            .count()
     }
 
     /// Whether another device (not a sibling tab of this one) is known to have everything this
@@ -329,9 +419,8 @@ impl Replica {
         let mut out: Vec<DeviceId> = self
             .peers
             .values()
-            .filter(|s| s.authenticated)
             .filter_map(|s| {
-                let d = s.device.filter(|d| *d != me)?;
+                let d = s.authenticated().map(|h| h.device).filter(|d| *d != me)?;
                 let mut h = s.sync.their_heads.clone()?;
                 h.sort();
                 (h == heads).then_some(d)
@@ -446,34 +535,25 @@ impl Replica {
             Message::Blob(_) => Lane::Bulk,
             _ => Lane::Main,
         };
-        let binding = match (msg, session.their_challenge) {
+        let binding = match (msg, session.hello()) {
             (Message::Hello { .. }, _) => Binding::HELLO,
-            (_, Some(challenge)) => Binding {
+            (_, Some(hello)) => Binding {
                 sender: *self.device.as_bytes(),
-                challenge,
+                challenge: hello.challenge,
                 lane,
                 sender_challenge: session.my_challenge,
             },
             (_, None) => return Ok(()),
         };
         self.next_msg = self.next_msg.wrapping_add(1);
+        let state = &mut session.lanes[lane_index(lane)];
         for packet in msg.to_packets(self.next_msg)? {
+            state.send_seq += 1;
+            let frame = self.key.seal(state.send_seq, &binding, &packet);
             let peer = peer.to_owned();
             out.push(match lane {
-                Lane::Main => {
-                    session.send_seq += 1;
-                    Effect::Send {
-                        peer,
-                        frame: self.key.seal(session.send_seq, &binding, &packet),
-                    }
-                }
-                Lane::Bulk => {
-                    session.bulk_send_seq += 1;
-                    Effect::SendBulk {
-                        peer,
-                        frame: self.key.seal(session.bulk_send_seq, &binding, &packet),
-                    }
-                }
+                Lane::Main => Effect::Send { peer, frame },
+                Lane::Bulk => Effect::SendBulk { peer, frame },
             });
         }
         Ok(())
@@ -483,7 +563,7 @@ impl Replica {
         let Some(session) = self.peers.get_mut(peer) else {
             return Ok(());
         };
-        if !session.authenticated || session.banned {
+        if session.authenticated().is_none() {
             return Ok(());
         }
         if let Some(bytes) = self.doc.generate_sync_message(&mut session.sync) {
@@ -503,7 +583,7 @@ impl Replica {
         if let Err(e) = self.send(peer, &hello, out) {
             out.push(Effect::Rejected {
                 peer: peer.to_owned(),
-                reason: e.to_string(),
+                reason: e.into(),
             });
         }
     }
@@ -515,8 +595,7 @@ impl Replica {
             Input::PeerUp(peer) => self.start_session(&peer, &mut out),
             Input::PeerDown(peer) => {
                 if let Some(session) = self.peers.remove(&peer)
-                    && session.authenticated
-                    && let Some(device) = session.device
+                    && let Some(device) = session.authenticated().map(|h| h.device)
                     && device != self.device
                 {
                     let state = session.sync.encode();
@@ -537,7 +616,7 @@ impl Replica {
                     // No connection to count against: refuse without starting one.
                     out.push(Effect::Rejected {
                         peer,
-                        reason: "file data from a peer that never said hello".into(),
+                        reason: RejectReason::BulkWithoutSession,
                     });
                 } else if let Err(reason) = self.on_bulk_frame(&peer, &frame, &mut out) {
                     self.refuse(&peer, reason, &mut out);
@@ -552,50 +631,36 @@ impl Replica {
         peer: &str,
         frame: &[u8],
         out: &mut Vec<Effect>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RejectReason> {
         let Some(session) = self.peers.get_mut(peer) else {
             return Ok(());
         };
-        if session.banned {
-            return Ok(());
-        }
-        let (Some(device), Some(theirs), true) = (
-            session.device,
-            session.their_challenge,
-            session.authenticated,
-        ) else {
-            return Err("file data before the peer proved it belongs to the space".into());
+        let binding = match &session.handshake {
+            Handshake::Banned => return Ok(()),
+            Handshake::Authenticated(_) => session.inbound(Lane::Bulk),
+            Handshake::AwaitHello | Handshake::AwaitProof(_) => None,
         };
-        let binding = Binding {
-            sender: *device.as_bytes(),
-            challenge: session.my_challenge,
-            lane: Lane::Bulk,
-            sender_challenge: theirs,
+        let Some(binding) = binding else {
+            return Err(RejectReason::BulkBeforeProof);
         };
-        let (seq, packet) = self
-            .key
-            .open(frame, &binding, session.bulk_recv_seq)
-            .map_err(|e| e.to_string())?;
-        session.bulk_recv_seq = seq;
-        match session
-            .bulk_reassembler
-            .push(&packet)
-            .map_err(|e| e.to_string())?
-        {
+        let state = &mut session.lanes[lane_index(Lane::Bulk)];
+        let (seq, packet) = self.key.open(frame, &binding, state.recv_seq)?;
+        state.recv_seq = seq;
+        match state.reassembler.push(&packet)? {
             None => Ok(()),
             Some(Message::Blob(msg)) => {
-                msg.validate().map_err(|e| e.to_string())?;
+                msg.validate()?;
                 out.push(Effect::Blob {
                     peer: peer.to_owned(),
                     msg,
                 });
                 Ok(())
             }
-            Some(_) => Err("only file messages travel on the bulk lane".into()),
+            Some(_) => Err(RejectReason::NotAFileMessage),
         }
     }
 
-    fn refuse(&mut self, peer: &str, reason: String, out: &mut Vec<Effect>) {
+    fn refuse(&mut self, peer: &str, reason: RejectReason, out: &mut Vec<Effect>) {
         let Some(session) = self.peers.get_mut(peer) else {
             return;
         };
@@ -604,51 +669,42 @@ impl Replica {
             peer: peer.to_owned(),
             reason,
         });
-        if session.bad >= MAX_BAD_FRAMES && !session.banned {
-            session.banned = true;
-            session.authenticated = false;
+        if session.bad >= MAX_BAD_FRAMES && !matches!(session.handshake, Handshake::Banned) {
+            session.handshake = Handshake::Banned;
             out.push(Effect::PeerBanned {
                 peer: peer.to_owned(),
             });
         }
     }
 
-    fn on_frame(&mut self, peer: &str, frame: &[u8], out: &mut Vec<Effect>) -> Result<(), String> {
+    fn on_frame(
+        &mut self,
+        peer: &str,
+        frame: &[u8],
+        out: &mut Vec<Effect>,
+    ) -> Result<(), RejectReason> {
         let Some(session) = self.peers.get_mut(peer) else {
             return Ok(());
         };
-        if session.banned {
+        if matches!(session.handshake, Handshake::Banned) {
             return Ok(());
         }
-        // Frames bound to our challenge, from the device that said hello; else a hello.
-        let authed = session
-            .device
-            .zip(session.their_challenge)
-            .map(|(d, theirs)| Binding {
-                sender: *d.as_bytes(),
-                challenge: session.my_challenge,
-                lane: Lane::Main,
-                sender_challenge: theirs,
-            });
-        let opened = authed
-            .and_then(|b| self.key.open(frame, &b, session.recv_seq).ok())
+        // Frames bound to both challenges, from the device that said hello; else a hello.
+        let recv_seq = session.lanes[lane_index(Lane::Main)].recv_seq;
+        let opened = session
+            .inbound(Lane::Main)
+            .and_then(|b| self.key.open(frame, &b, recv_seq).ok())
             .map(|(seq, p)| (seq, p, false));
         let (seq, packet, is_hello_binding) = match opened {
             Some(o) => o,
             None => {
-                let (seq, p) = self
-                    .key
-                    .open(frame, &Binding::HELLO, session.recv_seq)
-                    .map_err(|e| e.to_string())?;
+                let (seq, p) = self.key.open(frame, &Binding::HELLO, recv_seq)?;
                 (seq, p, true)
             }
         };
-        session.recv_seq = seq;
-        let Some(msg) = session
-            .reassembler
-            .push(&packet)
-            .map_err(|e| e.to_string())?
-        else {
+        let lane = &mut session.lanes[lane_index(Lane::Main)];
+        lane.recv_seq = seq;
+        let Some(msg) = lane.reassembler.push(&packet)? else {
             return Ok(());
         };
         match (msg, is_hello_binding) {
@@ -660,53 +716,51 @@ impl Replica {
                 },
                 true,
             ) => {
-                if session.their_challenge.is_some() {
-                    return Err("a second hello on one connection".into());
+                if !matches!(session.handshake, Handshake::AwaitHello) {
+                    return Err(RejectReason::SecondHello);
                 }
                 // Our own hello coming back: whoever sends it cannot answer our challenge, but
                 // our own proof, reflected, would look like theirs.
                 if challenge == session.my_challenge {
-                    return Err("our own hello came back (an echo, not a peer)".into());
+                    return Err(RejectReason::OwnHello);
                 }
                 if device == *self.device.as_bytes() && !peer.starts_with(TAB_PEER_PREFIX) {
-                    return Err(
-                        "a hello with this device's own id from outside this browser (an echo)"
-                            .into(),
-                    );
+                    return Err(RejectReason::OwnIdFromOutside);
                 }
-                session.device = Some(DeviceId::from_bytes(device));
-                session.name = name.chars().take(100).collect();
-                session.their_challenge = Some(challenge);
-                self.send(peer, &Message::Proof, out)
-                    .map_err(|e| e.to_string())?;
+                session.handshake = Handshake::AwaitProof(Hello {
+                    device: DeviceId::from_bytes(device),
+                    name: name.chars().take(100).collect(),
+                    challenge,
+                });
+                self.send(peer, &Message::Proof, out)?;
             }
             (Message::Proof, false) => {
-                if session.authenticated {
-                    return Err("a second proof on one connection".into());
-                }
-                session.authenticated = true;
-                if let Some(saved) = session
-                    .device
-                    .filter(|d| *d != self.device)
-                    .and_then(|d| self.saved_sync.get(&d))
+                let hello = match std::mem::replace(&mut session.handshake, Handshake::AwaitHello) {
+                    Handshake::AwaitProof(hello) => hello,
+                    other => {
+                        session.handshake = other;
+                        return Err(RejectReason::SecondProof);
+                    }
+                };
+                if hello.device != self.device
+                    && let Some(saved) = self.saved_sync.get(&hello.device)
                     && let Ok(state) = sync::State::decode(saved)
                 {
                     session.sync = state;
                 }
-                if let Some(device) = session.device {
-                    out.push(Effect::PeerIdentified {
-                        peer: peer.to_owned(),
-                        device,
-                        name: session.name.clone(),
-                    });
-                }
-                self.sync_to(peer, out).map_err(|e| e.to_string())?;
+                out.push(Effect::PeerIdentified {
+                    peer: peer.to_owned(),
+                    device: hello.device,
+                    name: hello.name.clone(),
+                });
+                session.handshake = Handshake::Authenticated(hello);
+                self.sync_to(peer, out)?;
             }
-            (Message::Sync(bytes), false) if session.authenticated => {
+            (Message::Sync(bytes), false) if session.authenticated().is_some() => {
                 let before = self.doc.heads();
                 self.doc
                     .receive_sync_message(&mut session.sync, &bytes)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| RejectReason::Sync(e.to_string()))?;
                 let changed = self.doc.heads() != before;
                 if changed {
                     out.push(Effect::DocChanged);
@@ -721,19 +775,16 @@ impl Replica {
                     vec![peer.to_owned()]
                 };
                 for p in targets {
-                    self.sync_to(&p, out).map_err(|e| e.to_string())?;
+                    self.sync_to(&p, out)?;
                 }
             }
             (msg, _) => {
-                return Err(format!(
-                    "unexpected {} at this point of the handshake",
-                    match msg {
-                        Message::Hello { .. } => "hello",
-                        Message::Proof => "proof",
-                        Message::Sync(_) => "sync message",
-                        Message::Blob(_) => "file message on the main lane",
-                    }
-                ));
+                return Err(RejectReason::Unexpected(match msg {
+                    Message::Hello { .. } => "hello",
+                    Message::Proof => "proof",
+                    Message::Sync(_) => "sync message",
+                    Message::Blob(_) => "file message on the main lane",
+                }));
             }
         }
         Ok(())

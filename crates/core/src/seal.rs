@@ -46,7 +46,7 @@ const OUTDATED_VERSIONS: std::ops::RangeInclusive<u8> = 1..=2;
 /// The key epoch this build seals with.
 pub const EPOCH: u8 = 0;
 /// Bytes a sealed frame adds around its packet: header (1+1+8+24) and the 16-byte tag.
-pub const OVERHEAD: usize = 34 + 16;
+pub const OVERHEAD: usize = crate::budget::SEAL_OVERHEAD;
 const HEADER: usize = 34;
 const AAD_LABEL: &[u8] = b"ferry/frame/v3";
 const BULK_AAD_LABEL: &[u8] = b"ferry/bulk/v3";
@@ -64,7 +64,7 @@ pub enum Lane {
 /// Why a sealed frame was refused. None of these reveal anything to the sender.
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 pub enum SealError {
-    /// Larger than any frame this build sends ([`crate::wire::MAX_PACKET`]).
+    /// Larger than any frame this build sends ([`crate::budget::MAX_PACKET`]).
     #[error("sealed frame too large: {0} bytes")]
     TooLarge(usize),
     /// Shorter than header plus tag.
@@ -186,7 +186,7 @@ impl FrameKey {
 
     /// Reads the sequence number of a sealed frame without authenticating it.
     pub fn peek_seq(frame: &[u8]) -> Result<u64, SealError> {
-        if frame.len() > crate::wire::MAX_PACKET {
+        if frame.len() > crate::budget::MAX_PACKET {
             return Err(SealError::TooLarge(frame.len()));
         }
         if frame.len() < OVERHEAD {
@@ -332,7 +332,7 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused_before_any_crypto() {
-        let huge = vec![SEALED_VERSION; crate::wire::MAX_PACKET + 1];
+        let huge = vec![SEALED_VERSION; crate::budget::MAX_PACKET + 1];
         assert_eq!(
             key(1).open(&huge, &B, 0),
             Err(SealError::TooLarge(huge.len()))

@@ -21,18 +21,17 @@ use thiserror::Error;
 pub const VERSION: u8 = 1;
 /// Header bytes before a packet's data.
 pub const HEADER: usize = 9;
-/// Largest packet sent or accepted (well under every browser's data-channel limit).
-pub const MAX_PACKET: usize = 64 * 1024;
-/// Data bytes per packet: sealing ([`crate::seal`]) adds its overhead and the sealed frame
-/// must still fit in [`MAX_PACKET`].
-pub const PACKET_DATA: usize = MAX_PACKET - HEADER - crate::seal::OVERHEAD;
+pub use crate::budget::MAX_PACKET;
+/// Data bytes per packet: sealing adds its overhead and the sealed frame must still fit in
+/// [`MAX_PACKET`].
+pub const PACKET_DATA: usize = MAX_PACKET - HEADER - crate::budget::SEAL_OVERHEAD;
 /// Largest reassembled message: bounds memory a peer can make us hold.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Messages being reassembled at once per peer; older partial ones are dropped.
 const MAX_PARTIAL: usize = 4;
 
 /// A frame that was refused, and why.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum WireError {
     /// Fewer bytes than a header.
     #[error("frame truncated: {0} bytes")]
@@ -241,7 +240,7 @@ mod tests {
         assert!(
             packets
                 .iter()
-                .all(|p| p.len() + crate::seal::OVERHEAD <= MAX_PACKET)
+                .all(|p| p.len() + crate::budget::SEAL_OVERHEAD <= MAX_PACKET)
         );
         assert!(packets.iter().all(|p| p.len() <= MAX_PACKET));
         let mut r = Reassembler::default();

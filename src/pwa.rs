@@ -1,6 +1,9 @@
 //! Installable, offline PWA plumbing: service-worker registration, the update prompt, and the
 //! install prompt. Updates never apply by themselves: a waiting version is announced and only
 //! a click on "Reload" activates it (so nobody loses what they are typing).
+//!
+//! Also the browser calls the UI asks for through intents (components do no I/O): the
+//! clipboard, the share inbox and the iOS install hint's remembered dismissal.
 
 use crate::view::ViewState;
 use leptos::prelude::*;
@@ -69,6 +72,7 @@ pub fn start(view: ViewState) {
         request_periodic_prefetch(&reg);
         REGISTRATION.with(|slot| *slot.borrow_mut() = Some(reg));
     });
+    receive_shared_files(view);
 }
 
 /// Checks for a new version now (also happens on every navigation).
@@ -188,7 +192,7 @@ const SHARE_INBOX: &str = "share-inbox";
 /// send" (the shared text goes into the composer, see the runtime). They are sent only when
 /// the person presses Send; the inbox is emptied then (or when they are discarded), so a
 /// reload before that offers them again and a reload after does not repeat them.
-pub fn receive_shared_files(view: ViewState) {
+fn receive_shared_files(view: ViewState) {
     let Some(window) = web_sys::window() else {
         return;
     };

@@ -62,10 +62,6 @@ fn link_ice(link: &PairingLink) -> Result<Option<Vec<crate::config::IceServer>>,
     Ok(Some(servers))
 }
 
-fn parse_item(id: &str) -> Result<ferry_core::ItemId, String> {
-    id.parse().map_err(|_| "unknown message".to_string())
-}
-
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
@@ -1023,19 +1019,17 @@ impl Runtime {
                 Err(e) => self.view.error.set(Some(e.to_string())),
             },
             Intent::Edit(id, text) => {
-                let result = parse_item(&id).and_then(|id| {
-                    self.replica
-                        .edit_text(id, &text, now_ms())
-                        .map_err(|e| e.to_string())
-                });
+                let result = self
+                    .replica
+                    .edit_text(id, &text, now_ms())
+                    .map_err(|e| e.to_string());
                 self.apply_or_alert(result, "Cannot edit").await;
             }
             Intent::Delete(id) => {
-                let result = parse_item(&id).and_then(|id| {
-                    self.replica
-                        .delete_item(id, now_ms())
-                        .map_err(|e| e.to_string())
-                });
+                let result = self
+                    .replica
+                    .delete_item(id, now_ms())
+                    .map_err(|e| e.to_string());
                 self.apply_or_alert(result, "Cannot delete").await;
             }
             Intent::Join => self.join().await,
@@ -1056,6 +1050,7 @@ impl Runtime {
                     "Copying is not allowed here: select the link and copy it yourself.".into()
                 }));
             }
+            Intent::CopyText(text) => crate::pwa::copy_text(self.view, text),
             Intent::DismissError => self.view.error.set(None),
             Intent::Rename(name) => match self.replica.rename(&name, now_ms()) {
                 Ok(effects) => {
@@ -1079,12 +1074,14 @@ impl Runtime {
             Intent::ApplyUpdate => crate::pwa::apply_update(),
             Intent::SetIce(servers) => self.set_ice(servers).await,
             Intent::Install => crate::pwa::install(self.view),
+            Intent::DismissIosHint => crate::pwa::dismiss_ios_hint(self.view),
             Intent::CheckLocation => self.check_location(),
             Intent::UseLink(text) => self.offer_link(&text),
             Intent::SendFiles(files) => self.send_files(files).await,
-            Intent::CancelFile(root) => self.cancel_file(&root).await,
-            Intent::RetryFile(root) => self.retry_file(&root).await,
-            Intent::SaveFile(root) => self.save_file(&root).await,
+            Intent::ClearShareInbox => crate::pwa::clear_share_inbox(),
+            Intent::CancelFile(root) => self.cancel_file(&root.to_string()).await,
+            Intent::RetryFile(root) => self.retry_file(&root.to_string()).await,
+            Intent::SaveFile(root) => self.save_file(&root.to_string()).await,
             Intent::SetMailbox(on) => self.set_mailbox(on).await,
         }
     }

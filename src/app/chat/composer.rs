@@ -1,0 +1,134 @@
+//! The composer: the message box (Enter sends, Shift+Enter is a new line), attaching and pasting
+//! files, and the draft of what another app shared, which waits for Send.
+
+use super::files_of;
+use crate::view::{Intent, Intents, ViewState, format_size};
+use leptos::prelude::*;
+
+/// The message box with Attach and Send, and the files shared from another app above it.
+#[component]
+pub(in crate::app) fn Composer() -> impl IntoView {
+    let intents = expect_context::<Intents>();
+    let view = expect_context::<ViewState>();
+    let text = RwSignal::new(String::new());
+    let textarea = NodeRef::<leptos::html::Textarea>::new();
+    // What another app shared becomes a draft: the person sees it, may edit it, and sends it.
+    Effect::new(move |_| {
+        if let Some(shared) = view.draft_text.get() {
+            view.draft_text.set(None);
+            text.update(|t| {
+                if t.trim().is_empty() {
+                    *t = shared;
+                } else {
+                    t.push('\n');
+                    t.push_str(&shared);
+                }
+            });
+            if let Some(el) = textarea.get() {
+                let _ = el.focus();
+            }
+        }
+    });
+    // "name · size" of each shared file, in order.
+    let draft_list = move || {
+        view.draft_files.with(|files| {
+            files
+                .iter()
+                .map(|f| format!("{} · {}", f.name(), format_size(f.size() as u64)))
+                .enumerate()
+                .collect::<Vec<_>>()
+        })
+    };
+    let send_intents = intents.clone();
+    let send = move || {
+        let body = text.get_untracked();
+        if !body.trim().is_empty() {
+            send_intents.send(Intent::Send(body));
+            text.set(String::new());
+        }
+        let files = view.draft_files.get_untracked();
+        if !files.is_empty() {
+            view.draft_files.set(Vec::new());
+            // The share inbox is emptied at once, before the runtime starts on the files.
+            send_intents.send(Intent::ClearShareInbox);
+            send_intents.send(Intent::SendFiles(files));
+        }
+    };
+    let send_key = send.clone();
+    let picker = NodeRef::<leptos::html::Input>::new();
+    let intents_paste = expect_context::<Intents>();
+    let intents_pick = intents_paste.clone();
+    let intents_discard = intents_paste.clone();
+    view! {
+        <Show when=move || view.draft_files.with(|f| !f.is_empty())>
+            <section class="draft-files" aria-labelledby="draft-files-heading">
+                <h2 id="draft-files-heading" class="draft-files-heading">"Files to send"</h2>
+                <ul>
+                    <For each=draft_list key=|(i, name)| format!("{i}:{name}")
+                        children=|(_, name)| view! { <li>{name}</li> }/>
+                </ul>
+                <p class="hint">"Shared from another app. They are sent when you press Send."</p>
+                <button type="button" on:click={
+                    let intents = intents_discard.clone();
+                    move |_| {
+                        view.draft_files.set(Vec::new());
+                        intents.send(Intent::ClearShareInbox);
+                    }
+                }>"Don't send these files"</button>
+            </section>
+        </Show>
+        <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
+            <textarea aria-label="Message" placeholder="Message" rows="1" node_ref=textarea
+                prop:disabled=move || !view.ready.get()
+                prop:value=move || text.get()
+                on:input=move |ev| text.set(event_target_value(&ev))
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        send_key();
+                    }
+                }
+                on:paste={
+                    let intents = intents_paste.clone();
+                    move |ev: leptos::web_sys::ClipboardEvent| {
+                        // Pasted images (screenshots) become files; pasted text stays text.
+                        let files = ev.clipboard_data().map(|d| files_of(d.files())).unwrap_or_default();
+                        if !files.is_empty() {
+                            ev.prevent_default();
+                            intents.send(Intent::SendFiles(files));
+                        }
+                    }
+                }></textarea>
+            <input type="file" multiple class="visually-hidden" aria-label="Files to send"
+                tabindex="-1" node_ref=picker
+                on:change={
+                    let intents = intents_pick.clone();
+                    move |ev| {
+                        use leptos::wasm_bindgen::JsCast;
+                        if let Some(input) = ev.target()
+                            .and_then(|t| t.dyn_into::<leptos::web_sys::HtmlInputElement>().ok())
+                        {
+                            let files = files_of(input.files());
+                            input.set_value("");
+                            if !files.is_empty() {
+                                intents.send(Intent::SendFiles(files));
+                            }
+                        }
+                    }
+                }/>
+            <button type="button" class="attach" aria-label="Attach files" title="Attach files"
+                prop:disabled=move || !view.ready.get()
+                on:click=move |_| {
+                    if let Some(input) = picker.get() {
+                        input.click();
+                    }
+                }>
+                <svg aria-hidden="true" viewBox="0 0 24 24" width="20" height="20" fill="none"
+                    stroke="currentColor" stroke-width="2" stroke-linecap="round">
+                    <path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"/>
+                </svg>
+            </button>
+            <button type="submit" class="primary">"Send"</button>
+        </form>
+    }
+}

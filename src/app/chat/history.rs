@@ -1,0 +1,75 @@
+//! The history: the `log` of messages, the newest window of it (or a search's matches), and
+//! the drop target for files.
+
+use super::files_of;
+use super::item_row::ItemRow;
+use crate::view::{Intent, Intents, ViewState};
+use leptos::prelude::*;
+
+/// The history as a `log` named "Messages".
+#[component]
+pub(in crate::app) fn History() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let searching = move || !view.search.with(|q| q.trim().is_empty());
+    // Only the newest `window` items are in the DOM (or the matches of a search): a long
+    // history stays fast; "Show earlier messages" widens the window.
+    let shown = Memo::new(move |_| {
+        let query = view.search.get().trim().to_lowercase();
+        view.items.with(|items| {
+            if query.is_empty() {
+                let w = view.window.get();
+                items[items.len().saturating_sub(w)..].to_vec()
+            } else {
+                items
+                    .iter()
+                    .filter(|i| i.text.to_lowercase().contains(&query))
+                    .cloned()
+                    .collect()
+            }
+        })
+    });
+    let hidden = move || view.items.with(Vec::len).saturating_sub(view.window.get());
+    let dragging = RwSignal::new(false);
+    let drop_intents = expect_context::<Intents>();
+    view! {
+        <div class="history" role="log" aria-label="Messages" aria-live="polite" tabindex="0"
+            data-count=move || view.items.with(Vec::len)
+            class:dragging=move || dragging.get()
+            on:dragover=move |ev| { ev.prevent_default(); dragging.set(true); }
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=move |ev: leptos::web_sys::DragEvent| {
+                ev.prevent_default();
+                dragging.set(false);
+                let files = ev.data_transfer().map(|d| files_of(d.files())).unwrap_or_default();
+                if !files.is_empty() {
+                    drop_intents.send(Intent::SendFiles(files));
+                }
+            }>
+            <Show when=move || view.ready.get() && view.items.with(Vec::is_empty)>
+                <p class="empty">"No messages yet. Write something to yourself: it will appear on all your devices."</p>
+            </Show>
+            <Show when=move || searching()>
+                <p class="search-count" aria-live="polite">
+                    {move || match shown.with(Vec::len) {
+                        0 => "No messages match".to_string(),
+                        1 => "1 message matches".to_string(),
+                        n => format!("{n} messages match"),
+                    }}
+                </p>
+            </Show>
+            <ol class="items">
+                <Show when=move || !searching() && hidden() != 0>
+                    <li class="earlier" role="presentation">
+                        <button type="button"
+                            on:click=move |_| view.window.update(|w| *w += crate::view::RENDER_WINDOW)>
+                            {move || format!("Show earlier messages ({})", hidden())}
+                        </button>
+                    </li>
+                </Show>
+                <For each=move || shown.get() key=|i| (i.id, i.text.clone(), i.pending, i.delivery.clone()) let:item>
+                    <ItemRow item/>
+                </For>
+            </ol>
+        </div>
+    }
+}

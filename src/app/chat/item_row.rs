@@ -1,0 +1,147 @@
+//! One entry of the history: a message or a file, its day separator, author and delivery, the
+//! edit box and the delete confirmation. The menu lives in `message_menu`; the row forwards
+//! its pointer and key events there.
+
+use super::file_card::FileCard;
+use super::message_menu::{MenuState, MessageMenu};
+use crate::view::{
+    Intent, Intents, ItemView, Segment, ViewState, highlight, linkify, relative_age,
+};
+use leptos::prelude::*;
+
+/// A history entry (`li`): focusable, with its own menu.
+#[component]
+pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    let class = if item.mine { "item mine" } else { "item" };
+    let is_text = item.file.is_none();
+    let editing = RwSignal::new(false);
+    let confirming = RwSignal::new(false);
+    let draft = RwSignal::new(item.text.clone());
+    let id = item.id;
+    let text = item.text.clone();
+    let at_ms = item.at_ms;
+    let (save, delete) = (intents.clone(), intents);
+    let submit = move || {
+        save.send(Intent::Edit(id, draft.get_untracked()));
+        editing.set(false);
+    };
+    let submit_key = submit.clone();
+
+    // The message menu (right-click, long press, ContextMenu key or Shift+F10).
+    let row = NodeRef::<leptos::html::Li>::new();
+    let menu = MenuState::new(row, editing, confirming);
+    let (menu_text, menu_file) = (text.clone(), item.file.as_ref().map(|f| f.root));
+
+    view! {
+        <li class=class node_ref=row tabindex="0"
+            on:contextmenu=move |ev| menu.on_contextmenu(&ev)
+            on:keydown=move |ev| menu.on_keydown(&ev)
+            on:pointerdown=move |ev| menu.on_pointerdown(&ev)
+            on:pointermove=move |ev| menu.on_pointermove(&ev)
+            on:pointerup=move |_| menu.on_pointerup()
+            on:pointercancel=move |_| menu.cancel_press()>
+            {item.day.clone().map(|d| {
+                let label = d.clone();
+                view! { <p class="day" role="separator" aria-label=label>{d}</p> }
+            })}
+            {item.file.clone().map(|f| view! { <FileCard file=f/> })}
+            <Show when=move || editing.get()
+                fallback={
+                    let text = text.clone();
+                    move || (!text.is_empty()).then(|| view! { <p class="text"><MessageText text=text.clone()/></p> })
+                }>
+                <form class="edit" on:submit={
+                    let submit = submit.clone();
+                    move |ev| { ev.prevent_default(); submit(); }
+                }>
+                    <textarea aria-label="Edit message" rows="2" autofocus
+                        prop:value=move || draft.get()
+                        on:input=move |ev| draft.set(event_target_value(&ev))
+                        on:keydown={
+                            let submit_key = submit_key.clone();
+                            move |ev| {
+                                if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                                    ev.prevent_default();
+                                    submit_key();
+                                } else if ev.key() == "Escape" {
+                                    editing.set(false);
+                                }
+                            }
+                        }></textarea>
+                    <button type="submit">"Save"</button>
+                    <button type="button" on:click=move |_| editing.set(false)>"Cancel"</button>
+                </form>
+            </Show>
+            <p class="meta">
+                <span class="author" class:me=item.mine
+                    title={if item.mine { "Written on this device" } else { "Written on another device" }}>
+                    {item.author}
+                </span>
+                " · "
+                <time datetime=item.datetime.clone() title=item.datetime>{item.time}</time>
+                {move || relative_age(at_ms, view.now_ms.get())
+                    .map(|age| view! { <span class="ago">" · "{age}</span> })}
+                {item.edited.then_some(" · edited")}
+                {item.pending.then(|| view! { <span class="pending">" · not yet on other devices"</span> })}
+                {item.delivery.clone().map(|d| view! { <span class="delivery">" · "{d}</span> })}
+            </p>
+            <div class="item-actions">
+                <Show when=move || !confirming.get()
+                    fallback={
+                        let delete = delete.clone();
+                        move || {
+                            let delete = delete.clone();
+                            view! {
+                                <button type="button" class="danger"
+                                    on:click=move |_| delete.send(Intent::Delete(id))>
+                                    "Delete everywhere"
+                                </button>
+                                <button type="button" on:click=move |_| confirming.set(false)>"Keep"</button>
+                            }
+                        }
+                    }>
+                    {is_text.then(|| view! {
+                        <button type="button" aria-label="Edit message"
+                            on:click=move |_| editing.set(true)>"Edit"</button>
+                    })}
+                    <button type="button" aria-label="Delete message"
+                        on:click=move |_| confirming.set(true)>"Delete"</button>
+                </Show>
+            </div>
+            <MessageMenu menu text=menu_text file=menu_file/>
+        </li>
+    }
+}
+
+/// A message's text with its links clickable and the search query marked.
+#[component]
+fn MessageText(text: String) -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    move || {
+        let query = view.search.get();
+        let marked = move |part: &str| {
+            highlight(part, &query)
+                .into_iter()
+                .map(|(t, hit)| {
+                    if hit {
+                        view! { <mark>{t}</mark> }.into_any()
+                    } else {
+                        t.into_any()
+                    }
+                })
+                .collect_view()
+        };
+        linkify(&text)
+            .into_iter()
+            .map(|seg| match seg {
+                Segment::Text(t) => marked(&t).into_any(),
+                Segment::Link(url) => view! {
+                    <a href=url.clone() target="_blank" rel="noopener noreferrer">{marked(&url)}</a>
+                }
+                .into_any(),
+            })
+            .collect_view()
+    }
+}

@@ -1,0 +1,305 @@
+//! A message's menu (Copy, Edit, Save file, Delete): opened by right-click, a long press with
+//! touch or pen, the ContextMenu key or Shift+F10; moved through with the arrow keys.
+//!
+//! Split from the row because it is a small state machine of its own (where it is open, the
+//! pending long press, the click that ends one); the row forwards its pointer and key events
+//! to [`MenuState`] and puts [`MessageMenu`] at its end.
+
+use crate::app::focus_later;
+use crate::view::{Intent, Intents};
+use ferry_core::BlobId;
+use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
+
+/// Where the message menu opens: at the pointer (right-click, long press) or under the
+/// message (keyboard).
+#[derive(Clone, Copy, PartialEq)]
+enum MenuAt {
+    Pointer(i32, i32),
+    Item,
+}
+
+/// What a message menu item does.
+#[derive(Clone, Copy, PartialEq)]
+enum MenuAction {
+    Copy,
+    Edit,
+    SaveFile,
+    Delete,
+}
+
+/// How long a touch or pen must rest on a message to open its menu.
+const LONG_PRESS_MS: u64 = 500;
+/// Moving further than this (px) is a scroll, not a long press.
+const LONG_PRESS_SLOP: i32 = 10;
+
+/// One message's menu, shared by its row (which opens it) and [`MessageMenu`] (which shows
+/// it). `Copy`: signals and node refs are handles.
+#[derive(Clone, Copy)]
+pub(super) struct MenuState {
+    /// Where the menu is open, if it is.
+    at: RwSignal<Option<MenuAt>>,
+    /// The message's row: focus goes back to it, and Edit and Delete focus inside it.
+    row: NodeRef<leptos::html::Li>,
+    /// The menu, whose entries the arrow keys move between.
+    el: NodeRef<leptos::html::Div>,
+    /// The row's edit box is open (the browser's own menu then, and no long press).
+    editing: RwSignal<bool>,
+    /// The row asks "Delete everywhere" or "Keep".
+    confirming: RwSignal<bool>,
+    /// A touch or pen resting on the row: its timer and where it started.
+    press: StoredValue<Option<(TimeoutHandle, i32, i32)>>,
+    /// A long press opened the menu: the click that ends it must not close it again.
+    long_pressed: StoredValue<bool>,
+}
+
+impl MenuState {
+    /// The menu of the row `row`, whose edit box and delete confirmation are `editing` and
+    /// `confirming`.
+    pub(super) fn new(
+        row: NodeRef<leptos::html::Li>,
+        editing: RwSignal<bool>,
+        confirming: RwSignal<bool>,
+    ) -> Self {
+        MenuState {
+            at: RwSignal::new(None),
+            row,
+            el: NodeRef::new(),
+            editing,
+            confirming,
+            press: StoredValue::new(None),
+            long_pressed: StoredValue::new(false),
+        }
+    }
+
+    /// Focuses an entry. `None`: the first entry; `Some(0)`: the last; `Some(±1)`: the
+    /// next/previous one, wrapping around.
+    fn focus_entry(self, step: Option<i32>) {
+        // Runs a frame later: the row may have been re-rendered (its delivery state changed)
+        // and this one disposed by then.
+        let Some(m) = self.el.try_get_untracked().flatten() else {
+            return;
+        };
+        let entries = m.children();
+        let n = entries.length() as i32;
+        if n == 0 {
+            return;
+        }
+        let active = document().active_element();
+        let current = (0..n).find(|&i| {
+            entries
+                .item(i as u32)
+                .as_ref()
+                .is_some_and(|e| active.as_ref() == Some(e))
+        });
+        let next = match (step, current) {
+            (None, _) => 0,
+            (Some(0), _) => n - 1,
+            (Some(s), Some(c)) => (c + s).rem_euclid(n),
+            (Some(s), None) => {
+                if s < 0 {
+                    n - 1
+                } else {
+                    0
+                }
+            }
+        };
+        if let Some(el) = entries
+            .item(next as u32)
+            .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok())
+        {
+            let _ = el.focus();
+        }
+    }
+
+    fn open(self, at: MenuAt) {
+        self.at.set(Some(at));
+        request_animation_frame(move || self.focus_entry(None));
+    }
+
+    fn close(self, refocus: bool) {
+        self.at.set(None);
+        if refocus && let Some(li) = self.row.get_untracked() {
+            let _ = li.focus();
+        }
+    }
+
+    /// Forgets a touch that is no longer a long press (lifted, moved, cancelled).
+    pub(super) fn cancel_press(self) {
+        if let Some((handle, _, _)) = self.press.get_value() {
+            handle.clear();
+            self.press.set_value(None);
+        }
+    }
+
+    /// The row's `contextmenu`: right-click opens the menu at the pointer.
+    pub(super) fn on_contextmenu(self, ev: &leptos::web_sys::MouseEvent) {
+        // Links, media and the edit box keep the browser's own menu.
+        let native = ev
+            .target()
+            .and_then(|t| t.dyn_into::<leptos::web_sys::Element>().ok())
+            .and_then(|e| {
+                e.closest("a, textarea, input, video, .ctx-menu")
+                    .ok()
+                    .flatten()
+            })
+            .is_some();
+        if native || self.editing.get_untracked() {
+            return;
+        }
+        ev.prevent_default();
+        let (w, h) = (
+            window()
+                .inner_width()
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(1e4) as i32,
+            window()
+                .inner_height()
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(1e4) as i32,
+        );
+        // Keep the menu (about 12rem by 11rem) on screen.
+        let x = ev.client_x().min(w - 200).max(4);
+        let y = ev.client_y().min(h - 190).max(4);
+        self.open(MenuAt::Pointer(x, y));
+    }
+
+    /// The row's `keydown`: the ContextMenu key or Shift+F10 opens the menu under the message.
+    pub(super) fn on_keydown(self, ev: &leptos::web_sys::KeyboardEvent) {
+        let key = ev.key();
+        if (key == "ContextMenu" || (key == "F10" && ev.shift_key()))
+            && !self.editing.get_untracked()
+            && self.at.get_untracked().is_none()
+        {
+            ev.prevent_default();
+            self.open(MenuAt::Item);
+        }
+    }
+
+    /// The row's `pointerdown`: a touch or pen starts the long-press timer.
+    pub(super) fn on_pointerdown(self, ev: &leptos::web_sys::PointerEvent) {
+        if ev.pointer_type() == "mouse" || self.editing.get_untracked() {
+            return;
+        }
+        self.cancel_press();
+        let (x, y) = (ev.client_x(), ev.client_y());
+        let (press, long_pressed) = (self.press, self.long_pressed);
+        let handle = set_timeout_with_handle(
+            move || {
+                // The row may be gone by now (re-rendered): then there is no menu.
+                if press.try_set_value(None).is_some() {
+                    return;
+                }
+                long_pressed.try_set_value(true);
+                self.open(MenuAt::Pointer(x, y));
+            },
+            std::time::Duration::from_millis(LONG_PRESS_MS),
+        );
+        if let Ok(handle) = handle {
+            self.press.set_value(Some((handle, x, y)));
+        }
+    }
+
+    /// The row's `pointermove`: moving away is a scroll, not a long press.
+    pub(super) fn on_pointermove(self, ev: &leptos::web_sys::PointerEvent) {
+        if let Some((_, x, y)) = self.press.get_value()
+            && ((ev.client_x() - x).abs() > LONG_PRESS_SLOP
+                || (ev.client_y() - y).abs() > LONG_PRESS_SLOP)
+        {
+            self.cancel_press();
+        }
+    }
+
+    /// The row's `pointerup`: ends the press.
+    pub(super) fn on_pointerup(self) {
+        self.cancel_press();
+        if self.long_pressed.get_value() {
+            // The click that follows this pointerup is part of the long press.
+            let long_pressed = self.long_pressed;
+            set_timeout(
+                move || {
+                    long_pressed.try_set_value(false);
+                },
+                std::time::Duration::ZERO,
+            );
+        }
+    }
+}
+
+/// The open menu and the backdrop that closes it. `text` is the message's text ("" for a file
+/// without one: no Copy); `file` the root of the file it carries (Save file, and no Edit).
+#[component]
+pub(super) fn MessageMenu(menu: MenuState, text: String, file: Option<BlobId>) -> impl IntoView {
+    let intents = expect_context::<Intents>();
+    let entries: Vec<(MenuAction, &'static str)> = [
+        (!text.is_empty()).then_some((MenuAction::Copy, "Copy")),
+        file.is_none().then_some((MenuAction::Edit, "Edit")),
+        file.is_some()
+            .then_some((MenuAction::SaveFile, "Save file")),
+        Some((MenuAction::Delete, "Delete")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let run = move |action: MenuAction| match action {
+        MenuAction::Copy => {
+            menu.close(true);
+            intents.send(Intent::CopyText(text.clone()));
+        }
+        MenuAction::Edit => {
+            menu.close(false);
+            menu.editing.set(true);
+            focus_later("textarea", menu.row.get_untracked().map(Into::into));
+        }
+        MenuAction::SaveFile => {
+            menu.close(true);
+            if let Some(root) = file {
+                intents.send(Intent::SaveFile(root));
+            }
+        }
+        MenuAction::Delete => {
+            menu.close(false);
+            menu.confirming.set(true);
+            focus_later("button.danger", menu.row.get_untracked().map(Into::into));
+        }
+    };
+    let menu_el = menu.el;
+    view! {
+        <Show when=move || menu.at.get().is_some()>
+            <div class="menu-backdrop" aria-hidden="true"
+                on:click=move |_| {
+                    if !menu.long_pressed.get_value() {
+                        menu.close(false);
+                    }
+                }
+                on:contextmenu=move |ev| { ev.prevent_default(); menu.close(false); }></div>
+            <div class="ctx-menu" role="menu" aria-label="Message actions" node_ref=menu_el
+                class:anchored=move || menu.at.get() == Some(MenuAt::Item)
+                style=move || match menu.at.get() {
+                    Some(MenuAt::Pointer(x, y)) => format!("left: {x}px; top: {y}px"),
+                    _ => String::new(),
+                }
+                on:keydown=move |ev: leptos::web_sys::KeyboardEvent| {
+                    match ev.key().as_str() {
+                        "ArrowDown" => { ev.prevent_default(); menu.focus_entry(Some(1)); }
+                        "ArrowUp" => { ev.prevent_default(); menu.focus_entry(Some(-1)); }
+                        "Home" => { ev.prevent_default(); menu.focus_entry(None); }
+                        "End" => { ev.prevent_default(); menu.focus_entry(Some(0)); }
+                        "Escape" => { ev.prevent_default(); ev.stop_propagation(); menu.close(true); }
+                        "Tab" => { ev.prevent_default(); menu.close(true); }
+                        _ => {}
+                    }
+                }>
+                {entries.iter().map(|&(action, label)| {
+                    let run = run.clone();
+                    view! {
+                        <button type="button" role="menuitem" tabindex="-1"
+                            on:click=move |_| run(action)>{label}</button>
+                    }
+                }).collect_view()}
+            </div>
+        </Show>
+    }
+}

@@ -1,0 +1,71 @@
+//! What the person asked for, as [`Intent`]s, and [`Intents`], the sender components use.
+//!
+//! This is the only way out of the UI: components do no I/O themselves, so every side effect
+//! (storage, network, clipboard, share sheet) starts from an intent the runtime handles. Ids are
+//! the core's typed ids, carried from the document through the view state as they are, so no
+//! handler parses text back into an id.
+
+use ferry_core::{BlobId, ItemId};
+use futures::channel::mpsc::UnboundedSender;
+
+/// Something the person asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// Send a text.
+    Send(String),
+    /// Accept the pending pairing link.
+    Join,
+    /// Decline the pending pairing link.
+    CancelJoin,
+    /// Copy the pairing link to the clipboard.
+    CopyLink,
+    /// Copy a message's text to the clipboard (the toast says "Copied", or why not).
+    CopyText(String),
+    /// Dismiss the current error.
+    DismissError,
+    /// The URL fragment changed (a pairing link pasted into the address bar).
+    CheckLocation,
+    /// Replace the text of an item.
+    Edit(ItemId, String),
+    /// Delete an item on every device.
+    Delete(ItemId),
+    /// Join with a pairing link pasted into the app.
+    UseLink(String),
+    /// Rename this device.
+    Rename(String),
+    /// Share the pairing link through the system share sheet.
+    Share,
+    /// Use these STUN/TURN servers (empty list = back to the configured defaults).
+    SetIce(Vec<crate::config::IceServer>),
+    /// Activate the waiting new version and reload.
+    ApplyUpdate,
+    /// Show the browser's install dialog.
+    Install,
+    /// Hide the iOS "Add to Home Screen" hint for good on this browser.
+    DismissIosHint,
+    /// Send these files (attach button, drop, paste).
+    SendFiles(Vec<leptos::web_sys::File>),
+    /// The files shared from another app were sent or discarded: empty the share inbox.
+    ClearShareInbox,
+    /// Stop downloading a file on this device.
+    CancelFile(BlobId),
+    /// Download a stopped or failed file again.
+    RetryFile(BlobId),
+    /// Save a stored file with its original name.
+    SaveFile(BlobId),
+    /// Use (or stop using) the encrypted mailbox on the signaling server.
+    SetMailbox(bool),
+}
+
+/// Sends intents to the runtime. Cheap to clone; shared through context.
+#[derive(Clone)]
+pub struct Intents(pub UnboundedSender<Intent>);
+
+impl Intents {
+    /// Queues an intent (dropped only if the runtime is gone, i.e. the page is closing).
+    pub fn send(&self, intent: Intent) {
+        let _ = self.0.unbounded_send(intent);
+        #[cfg(target_arch = "wasm32")]
+        crate::wake::wake();
+    }
+}

@@ -295,6 +295,13 @@ if (run('core')) {
     }
     results.scenarios.core_sync_bytes = sync;
   }
+  const perMessage = join(ROOT, 'target/bench/core_per_message.json');
+  if (existsSync(perMessage)) {
+    const m = JSON.parse(readFileSync(perMessage, 'utf8'));
+    row(`core: one incoming text, then view patch, ${m.history.toLocaleString('en')}-item history`, m.big_us, m.empty_us, 'µs',
+      'median of 200; baseline = the same on an empty history (near 1: cost independent of history)');
+    results.scenarios.core_per_message = m;
+  }
 }
 
 // 7. Signaling under load (crates/signal/benches/load.rs; xtask runs it before this script).

@@ -410,7 +410,7 @@ fn bench() -> Result<(), String> {
     );
     let built = tools && s.step("release build (trunk + ferry-signal)", build_release);
     s.step(
-        "ferry-core benches (criterion: apply, save/load, sync bytes)",
+        "ferry-core benches (criterion: apply, save/load, sync bytes, per message)",
         || {
             run(cargo_bench(&[
                 "-p",
@@ -419,6 +419,8 @@ fn bench() -> Result<(), String> {
                 "sync",
                 "--bench",
                 "storage",
+                "--bench",
+                "per_message",
             ]))
         },
     );

@@ -18,7 +18,7 @@
 //! [`crate::seal`]), so frames cannot cross from one lane to the other.
 
 use crate::blobs::{BlobError, BlobMessage};
-use crate::doc::{DeviceInfo, DocError, FileMeta, Item, SpaceDoc};
+use crate::doc::{DeviceInfo, DocChanges, DocError, FileMeta, Item, SpaceDoc};
 use crate::hlc::Clock;
 use crate::ids::{DeviceId, ItemId};
 use crate::pairing::SpaceSecret;
@@ -275,6 +275,8 @@ pub struct Replica {
     next_msg: u32,
     /// Sync states saved from earlier connections, by device.
     saved_sync: BTreeMap<DeviceId, Vec<u8>>,
+    /// What changed since the runtime last asked ([`Replica::take_changes`]).
+    changes: DocChanges,
 }
 
 impl std::fmt::Debug for Replica {
@@ -322,6 +324,7 @@ impl Replica {
             peers: BTreeMap::new(),
             next_msg: 0,
             saved_sync: BTreeMap::new(),
+            changes: DocChanges::default(),
         }
     }
 
@@ -510,13 +513,36 @@ impl Replica {
         if !self.doc.apply_changes(bytes)? {
             return Ok(vec![]);
         }
-        if let Some(max) = self.doc.items().iter().map(|i| i.at).max() {
-            self.clock.observe(max);
-        }
         self.after_local_change()
     }
 
+    /// Items and devices changed since the previous call, for a view that patches its rows
+    /// ([`Effect::DocChanged`] says when to ask). Cost follows the change, not the history.
+    pub fn take_changes(&mut self) -> DocChanges {
+        self.note_changes();
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Moves the document's change log into `changes`, and lets the clock see the newest
+    /// timestamp among the changed items (so a later local write sorts after them) without
+    /// reading the whole history.
+    fn note_changes(&mut self) {
+        let changes = self.doc.take_changes();
+        let newest = changes
+            .items
+            .iter()
+            .filter_map(|id| self.doc.item(*id))
+            .flat_map(|i| [Some(i.at), i.edited_at])
+            .flatten()
+            .max();
+        if let Some(max) = newest {
+            self.clock.observe(max);
+        }
+        self.changes.merge(changes);
+    }
+
     fn after_local_change(&mut self) -> Result<Vec<Effect>, ReplicaError> {
+        self.note_changes();
         let mut effects = vec![Effect::DocChanged];
         let peers: Vec<PeerKey> = self.peers.keys().cloned().collect();
         for peer in peers {
@@ -764,9 +790,7 @@ impl Replica {
                 let changed = self.doc.heads() != before;
                 if changed {
                     out.push(Effect::DocChanged);
-                    if let Some(max) = self.doc.items().iter().map(|i| i.at).max() {
-                        self.clock.observe(max);
-                    }
+                    self.note_changes();
                 }
                 // Reply to the sender; after a change, also tell everyone else.
                 let targets: Vec<PeerKey> = if changed {

@@ -1,0 +1,139 @@
+//! What one message costs as the history grows: a replica with an empty history and one
+//! with 100,000 items each receive one new text from a connected peer (sealed frames, sync,
+//! handshake done beforehand), then take the document's changes and read the changed items,
+//! which is all a view needs to patch its rows.
+//!
+//! Only the receiving side is timed (frame handling, merge, reply, `take_changes`, reading
+//! the changed items). The ratio 100k / empty is printed and written to
+//! `$FERRY_BENCH_OUT/core_per_message.json`; near 1 means the per-message cost does not grow
+//! with the history.
+//!
+//! `cargo bench -p ferry-core --bench per_message`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ferry_core::{DeviceId, Input, Replica, SpaceSecret};
+
+mod common;
+use common::{Pair, reload};
+
+const T0: u64 = 1_700_000_000_000;
+const BIG: usize = 100_000;
+
+/// Two connected replicas sharing a history of `items` texts (`a` receives).
+fn connected(items: usize) -> Pair {
+    let secret = SpaceSecret::random();
+    let (da, db) = (DeviceId::random(), DeviceId::random());
+    let mut writer = Replica::new(da, "a", &secret).expect("replica");
+    for i in 0..items {
+        writer
+            .add_text(
+                &format!("note {i}: a line of an ordinary length"),
+                T0 + i as u64,
+            )
+            .expect("add");
+    }
+    let snapshot = writer.doc_mut().save();
+    let mut p = Pair::new(
+        reload(da, "a", &snapshot, &secret),
+        reload(db, "b", &snapshot, &secret),
+    );
+    p.connect();
+    p.a.take_changes();
+    p
+}
+
+/// `b` writes one text; `a` receives it. Returns the time `a` spent on it, start to patch.
+fn one_message(p: &mut Pair, n: u64) -> Duration {
+    let (_, effects) =
+        p.b.add_text(&format!("incoming {n}"), T0 + 10_000_000 + n)
+            .expect("add");
+    p.collect(false, effects);
+    let frames: Vec<Vec<u8>> = p.queue.drain(..).map(|(_, f)| f).collect();
+    let started = Instant::now();
+    let mut replies = Vec::new();
+    for frame in frames {
+        replies.extend(p.a.handle(Input::Frame {
+            peer: "b".into(),
+            frame,
+        }));
+    }
+    let changes = p.a.take_changes();
+    let rows: Vec<_> = changes
+        .items
+        .iter()
+        .filter_map(|id| p.a.doc_mut().item(*id))
+        .collect();
+    black_box(rows);
+    let spent = started.elapsed();
+    assert_eq!(changes.items.len(), 1, "exactly the new item changed");
+    p.collect(true, replies);
+    p.pump();
+    p.a.take_changes();
+    spent
+}
+
+fn per_message(c: &mut Criterion) {
+    let mut empty = connected(0);
+    let mut big = connected(BIG);
+    // Plain medians too, for the ratio written to the bench table.
+    let median = |p: &mut Pair, base: u64| {
+        let mut times: Vec<Duration> = (0..200).map(|n| one_message(p, base + n)).collect();
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (e, b) = (median(&mut empty, 0), median(&mut big, 0));
+    let ratio = b.as_secs_f64() / e.as_secs_f64();
+    println!(
+        "\none incoming text, then patch: empty history {:.1} µs, {BIG} items {:.1} µs, ratio {ratio:.2}",
+        e.as_secs_f64() * 1e6,
+        b.as_secs_f64() * 1e6
+    );
+    if let Some(dir) = std::env::var_os("FERRY_BENCH_OUT") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("bench output dir");
+        std::fs::write(
+            dir.join("core_per_message.json"),
+            format!(
+                "{{\"history\":{BIG},\"empty_us\":{:.2},\"big_us\":{:.2},\"ratio\":{ratio:.4}}}\n",
+                e.as_secs_f64() * 1e6,
+                b.as_secs_f64() * 1e6
+            ),
+        )
+        .expect("write core_per_message.json");
+    }
+    let mut group = c.benchmark_group("one incoming text, then view patch");
+    for (name, pair) in [
+        ("empty history", &mut empty),
+        ("100,000-item history", &mut big),
+    ] {
+        let mut n = 1_000;
+        group.bench_function(name, |bench| {
+            bench.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        n += 1;
+                        one_message(pair, n)
+                    })
+                    .sum()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = per_message
+}
+criterion_main!(benches);

@@ -1150,4 +1150,50 @@ mod tests {
         assert_eq!(b.items(), vec![item]);
         assert_eq!(b.items()[0].file.as_ref(), Some(&meta));
     }
+
+    #[test]
+    fn changes_through_sync_name_the_changed_items_and_move_the_clock() {
+        let (mut a, mut b) = pair();
+        a.register_self(1).unwrap();
+        b.register_self(1).unwrap();
+        let (old, _) = a.add_text("before", 5).unwrap();
+        connect(&mut a, &mut b);
+        a.take_changes();
+        let seen = b.take_changes();
+        assert!(seen.items.contains(&old.id) && seen.devices);
+
+        // A text written far "in the future" on b reaches a over the live session.
+        let (late, effects) = b.add_text("from b", 9_000_000).unwrap();
+        assert_eq!(b.take_changes().items, [late.id].into());
+        let mut to_a = frames(&effects, false);
+        while !to_a.is_empty() {
+            let mut back = vec![];
+            for frame in to_a.drain(..) {
+                back.extend(frames(
+                    &a.handle(Input::Frame {
+                        peer: "b".into(),
+                        frame,
+                    }),
+                    false,
+                ));
+            }
+            for frame in back {
+                to_a.extend(frames(
+                    &b.handle(Input::Frame {
+                        peer: "a".into(),
+                        frame,
+                    }),
+                    false,
+                ));
+            }
+        }
+        let changes = a.take_changes();
+        assert_eq!(changes.items, [late.id].into());
+        assert!(!changes.devices);
+        assert!(a.take_changes().is_empty(), "reported once");
+        // The clock saw the changed item: a's next text sorts after it.
+        let (next, _) = a.add_text("after", 10).unwrap();
+        assert!(next.at > late.at);
+        assert_eq!(a.items().last().map(|i| i.id), Some(next.id));
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::net::rtc::{LinkEvent, RtcLink};
-use crate::net::tabs::{TAB_PREFIX, TabLink};
+use crate::net::tabs::TabLink;
 use crate::store::idb::IdbStore;
 use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
 use ferry_core::persist::DocStore;
@@ -642,7 +642,7 @@ impl Runtime {
         let mut changed = false;
         for e in effects {
             match e {
-                Effect::Send { peer, frame } if peer.starts_with(TAB_PREFIX) => {
+                Effect::Send { peer, frame } if peer.is_tab() => {
                     if let Some(tabs) = &self.tabs {
                         tabs.send(&peer, &frame);
                     }
@@ -660,11 +660,11 @@ impl Runtime {
                 }
                 Effect::DocChanged => changed = true,
                 Effect::PeerIdentified { peer, device, .. } => {
-                    if !peer.starts_with(TAB_PREFIX) {
+                    if !peer.is_tab() {
                         // A device got through: an older failure is no longer the story.
                         self.view.connection_problem.set(None);
                     }
-                    if !peer.starts_with(TAB_PREFIX) {
+                    if !peer.is_tab() {
                         self.file_peer_up(&peer).await;
                     }
                     self.peers.insert(peer, device);
@@ -685,6 +685,12 @@ impl Runtime {
                         .await;
                 }
                 Effect::SendBulk { peer, frame } => self.send_bulk(&peer, frame),
+                Effect::SendFailed { peer, error } => {
+                    web_sys::console::warn_1(&format!("nothing sent to {peer}: {error}").into());
+                    self.view.error.set(Some(format!(
+                        "A change could not be sent to another device: {error}"
+                    )));
+                }
                 Effect::Blob { peer, msg } => self.files.receive(peer, msg),
                 Effect::PeerBanned { peer } => {
                     self.file_peer_down(&peer).await;
@@ -861,7 +867,7 @@ impl Runtime {
                 path: self
                     .peers
                     .iter()
-                    .filter(|(k, d)| **d == id && !k.starts_with(TAB_PREFIX))
+                    .filter(|(k, d)| **d == id && !k.is_tab())
                     .find_map(|(k, _)| {
                         self.link
                             .iter()

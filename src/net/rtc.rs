@@ -7,6 +7,7 @@
 //! turns the socket into plain events for the runtime.
 
 use crate::config::IceServer;
+use ferry_core::{PeerKey, Transport};
 use matchbox_socket::{CandidateType, PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -18,13 +19,13 @@ use thiserror::Error;
 #[derive(Debug)]
 pub enum LinkEvent {
     /// A peer's data channel is open.
-    Up(String),
+    Up(PeerKey),
     /// A peer went away.
-    Down(String),
+    Down(PeerKey),
     /// Bytes from a peer.
-    Frame(String, Vec<u8>),
+    Frame(PeerKey, Vec<u8>),
     /// Bytes from a peer on the file (bulk) channel.
-    Bulk(String, Vec<u8>),
+    Bulk(PeerKey, Vec<u8>),
 }
 
 /// The channel of sync and control frames.
@@ -100,13 +101,13 @@ impl RtcLink {
     }
 
     /// Whether this link carries the given peer.
-    pub fn has_peer(&self, peer: &str) -> bool {
-        self.peers.contains_key(peer)
+    pub fn has_peer(&self, peer: &PeerKey) -> bool {
+        peer.transport == Transport::Rtc && self.peers.contains_key(&peer.id)
     }
 
     /// The peers this link carries.
-    pub fn peer_keys(&self) -> Vec<String> {
-        self.peers.keys().cloned().collect()
+    pub fn peer_keys(&self) -> Vec<PeerKey> {
+        self.peers.keys().cloned().map(PeerKey::rtc).collect()
     }
 
     /// Whether the signaling server has accepted us (refreshes the cached answer).
@@ -127,7 +128,7 @@ impl RtcLink {
         let mut out = Vec::new();
         if self.closed.get() {
             for (key, _) in self.peers.drain() {
-                out.push(LinkEvent::Down(key));
+                out.push(LinkEvent::Down(PeerKey::rtc(key)));
             }
             return out;
         }
@@ -137,58 +138,68 @@ impl RtcLink {
                 match state {
                     PeerState::Connected => {
                         self.peers.insert(key.clone(), peer);
-                        out.push(LinkEvent::Up(key));
+                        out.push(LinkEvent::Up(PeerKey::rtc(key)));
                     }
                     PeerState::Disconnected => {
                         self.peers.remove(&key);
-                        out.push(LinkEvent::Down(key));
+                        out.push(LinkEvent::Down(PeerKey::rtc(key)));
                     }
                 }
             }
         }
         if let Ok(channel) = self.socket.get_channel_mut(CONTROL) {
             for (peer, packet) in channel.receive() {
-                out.push(LinkEvent::Frame(peer.to_string(), packet.to_vec()));
+                out.push(LinkEvent::Frame(
+                    PeerKey::rtc(peer.to_string()),
+                    packet.to_vec(),
+                ));
             }
         }
         if let Ok(channel) = self.socket.get_channel_mut(BULK) {
             for (peer, packet) in channel.receive() {
-                out.push(LinkEvent::Bulk(peer.to_string(), packet.to_vec()));
+                out.push(LinkEvent::Bulk(
+                    PeerKey::rtc(peer.to_string()),
+                    packet.to_vec(),
+                ));
             }
         }
         out
     }
 
     /// Sends one packet to a peer.
-    pub fn send(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), LinkError> {
+    pub fn send(&mut self, peer: &PeerKey, frame: Vec<u8>) -> Result<(), LinkError> {
         self.send_on(CONTROL, peer, frame)
     }
 
     /// Sends one packet of a file transfer to a peer (the transfer engine bounds how much is
     /// in flight, so the browser's send queue never overflows).
-    pub fn send_bulk(&mut self, peer: &str, frame: Vec<u8>) -> Result<(), LinkError> {
+    pub fn send_bulk(&mut self, peer: &PeerKey, frame: Vec<u8>) -> Result<(), LinkError> {
         self.send_on(BULK, peer, frame)
     }
 
-    fn send_on(&mut self, channel: usize, peer: &str, frame: Vec<u8>) -> Result<(), LinkError> {
+    fn send_on(&mut self, channel: usize, peer: &PeerKey, frame: Vec<u8>) -> Result<(), LinkError> {
         let id = *self
             .peers
-            .get(peer)
-            .ok_or_else(|| LinkError::UnknownPeer(peer.to_owned()))?;
+            .get(&peer.id)
+            .filter(|_| peer.transport == Transport::Rtc)
+            .ok_or_else(|| LinkError::UnknownPeer(peer.to_string()))?;
         let channel = self
             .socket
             .get_channel_mut(channel)
-            .map_err(|e| LinkError::Send(peer.to_owned(), e.to_string()))?;
+            .map_err(|e| LinkError::Send(peer.to_string(), e.to_string()))?;
         channel
             .try_send(frame.into(), id)
-            .map_err(|e| LinkError::Send(peer.to_owned(), e.to_string()))
+            .map_err(|e| LinkError::Send(peer.to_string(), e.to_string()))
     }
 
     /// How a connected peer is reached, in words for the device list ("direct", "via STUN",
     /// "relayed via TURN"), with the measured round trip; `None` until the browser reports
     /// the candidate pair.
-    pub fn path(&self, peer: &str) -> Option<String> {
-        let pair = self.socket.candidate_pair(*self.peers.get(peer)?)?;
+    pub fn path(&self, peer: &PeerKey) -> Option<String> {
+        if peer.transport != Transport::Rtc {
+            return None;
+        }
+        let pair = self.socket.candidate_pair(*self.peers.get(&peer.id)?)?;
         let path = if pair.is_relayed() {
             "relayed via TURN"
         } else if pair.remote == CandidateType::ServerReflexive
@@ -222,9 +233,9 @@ impl RtcLink {
     }
 
     /// Closes the socket (e.g. before joining another space).
-    pub fn close(mut self) -> Vec<String> {
+    pub fn close(mut self) -> Vec<PeerKey> {
         self.socket.close();
-        self.peers.drain().map(|(k, _)| k).collect()
+        self.peers.drain().map(|(k, _)| PeerKey::rtc(k)).collect()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Sibling tabs of one browser profile, linked by a `BroadcastChannel` named after the room:
 //! they sync instantly with no server at all. Frames are the same sealed frames as on WebRTC;
-//! the replica treats each tab as one more peer (`tab:<id>`).
+//! the replica treats each tab as one more peer ([`PeerKey::tab`]).
 //!
 //! Envelope: `kind:u8 | from:[u8;16] | to:[u8;16] | payload`. Tabs announce themselves, send a
 //! heartbeat every 1.5 s (carrying how many remote devices they are connected to, so tabs
@@ -8,6 +8,7 @@
 //! gone after 5 s of silence (a killed tab says nothing).
 
 use super::rtc::LinkEvent;
+use ferry_core::PeerKey;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -24,9 +25,6 @@ const SPACE_CHANGED: u8 = 5;
 const HEARTBEAT_MS: f64 = 1_500.0;
 const GONE_AFTER_MS: f64 = 5_000.0;
 const ENVELOPE: usize = 33;
-
-/// Prefix of tab peer keys.
-pub const TAB_PREFIX: &str = ferry_core::TAB_PEER_PREFIX;
 
 struct Peer {
     last_heard: f64,
@@ -46,7 +44,7 @@ pub struct TabLink {
     channel: BroadcastChannel,
     me: [u8; 16],
     inbox: Rc<RefCell<Vec<Vec<u8>>>>,
-    peers: HashMap<String, Peer>,
+    peers: HashMap<PeerKey, Peer>,
     last_beat: f64,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
@@ -111,7 +109,7 @@ impl TabLink {
                 continue;
             }
             let (kind, from, to, payload) = (env[0], &env[1..17], &env[17..33], &env[33..]);
-            let key = format!("{TAB_PREFIX}{}", hex(from));
+            let key = PeerKey::tab(hex(from));
             if kind == BYE {
                 if self.peers.remove(&key).is_some() {
                     out.push(LinkEvent::Down(key));
@@ -150,7 +148,7 @@ impl TabLink {
                 _ => {}
             }
         }
-        let gone: Vec<String> = self
+        let gone: Vec<PeerKey> = self
             .peers
             .iter()
             .filter(|(_, p)| now - p.last_heard > GONE_AFTER_MS)
@@ -186,10 +184,11 @@ impl TabLink {
     }
 
     /// Sends a frame to one tab.
-    pub fn send(&self, peer: &str, frame: &[u8]) {
-        let Some(id) = peer.strip_prefix(TAB_PREFIX) else {
+    pub fn send(&self, peer: &PeerKey, frame: &[u8]) {
+        if !peer.is_tab() {
             return;
-        };
+        }
+        let id = &peer.id;
         let mut to = [0u8; 16];
         for (i, chunk) in id.as_bytes().chunks(2).take(16).enumerate() {
             let pair = std::str::from_utf8(chunk).unwrap_or("00");

@@ -779,7 +779,7 @@ impl Runtime {
         }
     }
 
-    pub(super) fn send_bulk(&mut self, peer: &str, frame: Vec<u8>) {
+    pub(super) fn send_bulk(&mut self, peer: &PeerKey, frame: Vec<u8>) {
         let link = match self.link.as_mut() {
             Some(l) if l.has_peer(peer) => Some(l),
             _ => self.retired.iter_mut().find(|l| l.has_peer(peer)),
@@ -792,15 +792,15 @@ impl Runtime {
     }
 
     /// A device proved membership over WebRTC: it may hold or want files.
-    pub(super) async fn file_peer_up(&mut self, peer: &str) {
-        if self.files.peers.insert(peer.to_owned()) {
+    pub(super) async fn file_peer_up(&mut self, peer: &PeerKey) {
+        if self.files.peers.insert(peer.clone()) {
             let eff = self.files.engine.peer_up(peer);
             self.run_blob_effects(eff).await;
         }
     }
 
     /// A device went away: its requests go to others.
-    pub(super) async fn file_peer_down(&mut self, peer: &str) {
+    pub(super) async fn file_peer_down(&mut self, peer: &PeerKey) {
         if self.files.peers.remove(peer) {
             let eff = self.files.engine.peer_down(peer, now_ms());
             self.run_blob_effects(eff).await;

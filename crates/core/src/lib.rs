@@ -62,7 +62,7 @@ pub use mailbox::{
 };
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};
 pub use replica::{
-    Effect, Input, MAX_BAD_FRAMES, PeerKey, RejectReason, Replica, ReplicaError, TAB_PEER_PREFIX,
+    Effect, Input, MAX_BAD_FRAMES, PeerKey, RejectReason, Replica, ReplicaError, Transport,
 };
 pub use store::{MemoryStore, Store, StoreError, StoreKey};
 pub use wire::{Message, Reassembler, WireError};

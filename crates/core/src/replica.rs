@@ -8,7 +8,7 @@
 //! other's hello with a `Proof` sealed under both challenges, the peer's and its own (see
 //! [`crate::seal`]). Only a peer whose proof opened is *authenticated*; only then does
 //! automerge sync start. A hello carrying our own challenge, or our own device id from
-//! anything but a sibling tab ([`TAB_PEER_PREFIX`]), is an echo of our own frames: refused. Frames that fail to open, replay, or
+//! anything but a sibling tab ([`Transport::Tab`]), is an echo of our own frames: refused. Frames that fail to open, replay, or
 //! break the protocol are refused and counted; after [`MAX_BAD_FRAMES`] the peer is banned
 //! (everything it sends is dropped unread).
 //!
@@ -28,13 +28,75 @@ use automerge::sync;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
-/// How the transport names a connected peer (matchbox peer id, tab id, ...).
-pub type PeerKey = String;
+/// Which transport a peer is reached over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Transport {
+    /// A WebRTC data channel (another device, or a stranger in the room).
+    Rtc,
+    /// A sibling tab of this browser (BroadcastChannel). Only such a peer may say hello with
+    /// this device's own id: from anywhere else, that hello is an echo of our own frames.
+    Tab,
+}
 
-/// Peer keys of sibling tabs of this browser (over BroadcastChannel) start with this; no
-/// other transport may hand out such keys. Only they may say hello with this device's own id:
-/// from anywhere else, such a hello is an echo of our own frames (issue #15).
-pub const TAB_PEER_PREFIX: &str = "tab:";
+/// How a connected peer is named: its transport, and that transport's id for it (a matchbox
+/// peer id, a tab id). Typed, so no transport can pass for another by choosing an id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerKey {
+    /// The transport.
+    pub transport: Transport,
+    /// The transport's id for the peer.
+    pub id: String,
+}
+
+impl PeerKey {
+    /// A peer over WebRTC.
+    pub fn rtc(id: impl Into<String>) -> Self {
+        PeerKey {
+            transport: Transport::Rtc,
+            id: id.into(),
+        }
+    }
+
+    /// A sibling tab.
+    pub fn tab(id: impl Into<String>) -> Self {
+        PeerKey {
+            transport: Transport::Tab,
+            id: id.into(),
+        }
+    }
+
+    /// Whether this is a sibling tab of this browser.
+    pub fn is_tab(&self) -> bool {
+        self.transport == Transport::Tab
+    }
+}
+
+impl std::fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.transport {
+            Transport::Rtc => write!(f, "rtc:{}", self.id),
+            Transport::Tab => write!(f, "tab:{}", self.id),
+        }
+    }
+}
+
+/// Tests name peers with plain strings: `"tab:x"` is a sibling tab, anything else WebRTC.
+#[cfg(any(test, feature = "testing"))]
+impl From<&str> for PeerKey {
+    fn from(s: &str) -> Self {
+        match s.strip_prefix("tab:") {
+            Some(id) => PeerKey::tab(id),
+            None => PeerKey::rtc(s),
+        }
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl From<String> for PeerKey {
+    fn from(s: String) -> Self {
+        PeerKey::from(s.as_str())
+    }
+}
 
 /// Refused frames after which a peer is banned for the rest of the connection.
 pub const MAX_BAD_FRAMES: u32 = 16;
@@ -109,6 +171,15 @@ pub enum Effect {
         peer: PeerKey,
         /// Packet bytes.
         frame: Vec<u8>,
+    },
+    /// Something this device tried to send could not be encoded (a sync message above
+    /// [`crate::wire::MAX_MESSAGE`]). Our failure, not the peer's: it is never counted
+    /// against the peer.
+    SendFailed {
+        /// The intended recipient.
+        peer: PeerKey,
+        /// Why.
+        error: WireError,
     },
     /// A file transfer message arrived from an authenticated peer (hand it to
     /// [`crate::blobs::Transfers::on_message`]).
@@ -379,7 +450,7 @@ impl Replica {
 
     /// Whether `peer` proved it belongs to the space on its current connection (only then may
     /// file messages go to it).
-    pub fn is_authenticated(&self, peer: &str) -> bool {
+    pub fn is_authenticated(&self, peer: &PeerKey) -> bool {
         self.peers
             .get(peer)
             .is_some_and(|s| s.authenticated().is_some())
@@ -389,7 +460,7 @@ impl Replica {
     /// authenticated.
     pub fn send_blob(
         &mut self,
-        peer: &str,
+        peer: &PeerKey,
         msg: &BlobMessage,
     ) -> Result<Vec<Effect>, ReplicaError> {
         if !self.is_authenticated(peer) {
@@ -546,14 +617,19 @@ impl Replica {
         let mut effects = vec![Effect::DocChanged];
         let peers: Vec<PeerKey> = self.peers.keys().cloned().collect();
         for peer in peers {
-            self.sync_to(&peer, &mut effects)?;
+            self.sync_to(&peer, &mut effects);
         }
         Ok(effects)
     }
 
     /// Seals and queues a message. Hellos are bound to nothing; everything else to the
     /// peer's challenge (so it can only go out after the peer's hello arrived).
-    fn send(&mut self, peer: &str, msg: &Message, out: &mut Vec<Effect>) -> Result<(), WireError> {
+    fn send(
+        &mut self,
+        peer: &PeerKey,
+        msg: &Message,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), WireError> {
         let Some(session) = self.peers.get_mut(peer) else {
             return Ok(());
         };
@@ -585,33 +661,37 @@ impl Replica {
         Ok(())
     }
 
-    fn sync_to(&mut self, peer: &str, out: &mut Vec<Effect>) -> Result<(), WireError> {
+    fn sync_to(&mut self, peer: &PeerKey, out: &mut Vec<Effect>) {
         let Some(session) = self.peers.get_mut(peer) else {
-            return Ok(());
+            return;
         };
         if session.authenticated().is_none() {
-            return Ok(());
+            return;
         }
         if let Some(bytes) = self.doc.generate_sync_message(&mut session.sync) {
-            self.send(peer, &Message::Sync(bytes), out)?;
+            self.send_or_report(peer, &Message::Sync(bytes), out);
         }
-        Ok(())
     }
 
-    fn start_session(&mut self, peer: &str, out: &mut Vec<Effect>) {
+    /// Sends, reporting an encoding failure as ours ([`Effect::SendFailed`]).
+    fn send_or_report(&mut self, peer: &PeerKey, msg: &Message, out: &mut Vec<Effect>) {
+        if let Err(error) = self.send(peer, msg, out) {
+            out.push(Effect::SendFailed {
+                peer: peer.clone(),
+                error,
+            });
+        }
+    }
+
+    fn start_session(&mut self, peer: &PeerKey, out: &mut Vec<Effect>) {
         let session = Session::new();
         let hello = Message::Hello {
             device: *self.device.as_bytes(),
             name: self.name.clone(),
             challenge: session.my_challenge,
         };
-        self.peers.insert(peer.to_owned(), session);
-        if let Err(e) = self.send(peer, &hello, out) {
-            out.push(Effect::Rejected {
-                peer: peer.to_owned(),
-                reason: e.into(),
-            });
-        }
+        self.peers.insert(peer.clone(), session);
+        self.send_or_report(peer, &hello, out);
     }
 
     /// Handles one input.
@@ -654,7 +734,7 @@ impl Replica {
 
     fn on_bulk_frame(
         &mut self,
-        peer: &str,
+        peer: &PeerKey,
         frame: &[u8],
         out: &mut Vec<Effect>,
     ) -> Result<(), RejectReason> {
@@ -677,7 +757,7 @@ impl Replica {
             Some(Message::Blob(msg)) => {
                 msg.validate()?;
                 out.push(Effect::Blob {
-                    peer: peer.to_owned(),
+                    peer: peer.clone(),
                     msg,
                 });
                 Ok(())
@@ -686,26 +766,24 @@ impl Replica {
         }
     }
 
-    fn refuse(&mut self, peer: &str, reason: RejectReason, out: &mut Vec<Effect>) {
+    fn refuse(&mut self, peer: &PeerKey, reason: RejectReason, out: &mut Vec<Effect>) {
         let Some(session) = self.peers.get_mut(peer) else {
             return;
         };
         session.bad += 1;
         out.push(Effect::Rejected {
-            peer: peer.to_owned(),
+            peer: peer.clone(),
             reason,
         });
         if session.bad >= MAX_BAD_FRAMES && !matches!(session.handshake, Handshake::Banned) {
             session.handshake = Handshake::Banned;
-            out.push(Effect::PeerBanned {
-                peer: peer.to_owned(),
-            });
+            out.push(Effect::PeerBanned { peer: peer.clone() });
         }
     }
 
     fn on_frame(
         &mut self,
-        peer: &str,
+        peer: &PeerKey,
         frame: &[u8],
         out: &mut Vec<Effect>,
     ) -> Result<(), RejectReason> {
@@ -750,7 +828,7 @@ impl Replica {
                 if challenge == session.my_challenge {
                     return Err(RejectReason::OwnHello);
                 }
-                if device == *self.device.as_bytes() && !peer.starts_with(TAB_PEER_PREFIX) {
+                if device == *self.device.as_bytes() && !peer.is_tab() {
                     return Err(RejectReason::OwnIdFromOutside);
                 }
                 session.handshake = Handshake::AwaitProof(Hello {
@@ -758,7 +836,7 @@ impl Replica {
                     name: name.chars().take(100).collect(),
                     challenge,
                 });
-                self.send(peer, &Message::Proof, out)?;
+                self.send_or_report(peer, &Message::Proof, out);
             }
             (Message::Proof, false) => {
                 let hello = match std::mem::replace(&mut session.handshake, Handshake::AwaitHello) {
@@ -775,12 +853,12 @@ impl Replica {
                     session.sync = state;
                 }
                 out.push(Effect::PeerIdentified {
-                    peer: peer.to_owned(),
+                    peer: peer.clone(),
                     device: hello.device,
                     name: hello.name.clone(),
                 });
                 session.handshake = Handshake::Authenticated(hello);
-                self.sync_to(peer, out)?;
+                self.sync_to(peer, out);
             }
             (Message::Sync(bytes), false) if session.authenticated().is_some() => {
                 let before = self.doc.heads();
@@ -796,10 +874,10 @@ impl Replica {
                 let targets: Vec<PeerKey> = if changed {
                     self.peers.keys().cloned().collect()
                 } else {
-                    vec![peer.to_owned()]
+                    vec![peer.clone()]
                 };
                 for p in targets {
-                    self.sync_to(&p, out)?;
+                    self.sync_to(&p, out);
                 }
             }
             (msg, _) => {
@@ -903,7 +981,7 @@ mod tests {
             }
             bounce = next;
         }
-        seen || a.is_authenticated(key)
+        seen || a.is_authenticated(&key.into())
     }
 
     #[test]
@@ -946,7 +1024,7 @@ mod tests {
             }
             (to_1, to_2) = (n1, n2);
         }
-        assert!(!a.is_authenticated("m1") && !a.is_authenticated("m2"));
+        assert!(!a.is_authenticated(&"m1".into()) && !a.is_authenticated(&"m2".into()));
     }
 
     #[test]
@@ -972,7 +1050,7 @@ mod tests {
             to_a = next_a;
             to_b = next_b;
         }
-        assert!(a.is_authenticated("tab:b") && b.is_authenticated("tab:a"));
+        assert!(a.is_authenticated(&"tab:b".into()) && b.is_authenticated(&"tab:a".into()));
         assert_eq!(b.items()[0].text, "from tab one");
     }
 
@@ -983,7 +1061,7 @@ mod tests {
         let mut a = Replica::new(device, "a", &space).unwrap();
         let mut b = Replica::new(device, "clone", &space).unwrap();
         connect(&mut a, &mut b);
-        assert!(!a.is_authenticated("b") && !b.is_authenticated("a"));
+        assert!(!a.is_authenticated(&"b".into()) && !b.is_authenticated(&"a".into()));
     }
 
     #[test]
@@ -1012,15 +1090,15 @@ mod tests {
             });
             assert!(!identified(&eff));
         }
-        assert!(!a.is_authenticated("b"));
+        assert!(!a.is_authenticated(&"b".into()));
     }
 
     #[test]
     fn blob_messages_travel_on_the_bulk_lane_only() {
         let (mut a, mut b) = pair();
         connect(&mut a, &mut b);
-        assert!(a.is_authenticated("b") && b.is_authenticated("a"));
-        let sent = a.send_blob("b", &query()).unwrap();
+        assert!(a.is_authenticated(&"b".into()) && b.is_authenticated(&"a".into()));
+        let sent = a.send_blob(&"b".into(), &query()).unwrap();
         assert!(frames(&sent, false).is_empty(), "nothing on the main lane");
         let bulk = frames(&sent, true);
         assert_eq!(bulk.len(), 1);
@@ -1071,14 +1149,14 @@ mod tests {
     fn unauthenticated_peers_neither_send_nor_receive_blob_messages() {
         let (mut a, mut b) = pair();
         assert!(matches!(
-            a.send_blob("b", &query()),
+            a.send_blob(&"b".into(), &query()),
             Err(ReplicaError::NotConnected)
         ));
         // Only hellos exchanged: no one is authenticated yet.
         let hello_a = frames(&a.handle(Input::PeerUp("b".into())), false);
         let hello_b = frames(&b.handle(Input::PeerUp("a".into())), false);
         assert!(matches!(
-            a.send_blob("b", &query()),
+            a.send_blob(&"b".into(), &query()),
             Err(ReplicaError::NotConnected)
         ));
         // b answers a's hello with its proof; a authenticates b, b has not seen a's proof.
@@ -1099,8 +1177,8 @@ mod tests {
                 frame,
             });
         }
-        assert!(a.is_authenticated("b") && !b.is_authenticated("a"));
-        let bulk = frames(&a.send_blob("b", &query()).unwrap(), true);
+        assert!(a.is_authenticated(&"b".into()) && !b.is_authenticated(&"a".into()));
+        let bulk = frames(&a.send_blob(&"b".into(), &query()).unwrap(), true);
         let eff = b.handle(Input::BulkFrame {
             peer: "a".into(),
             frame: bulk[0].clone(),
@@ -1113,7 +1191,7 @@ mod tests {
             frame: bulk[0].clone(),
         });
         assert_eq!(rejected(&eff), 1);
-        assert!(!b.is_authenticated("zed"));
+        assert!(!b.is_authenticated(&"zed".into()));
     }
 
     #[test]
@@ -1128,9 +1206,9 @@ mod tests {
             });
             banned |= eff.contains(&Effect::PeerBanned { peer: "a".into() });
         }
-        assert!(banned && !b.is_authenticated("a"));
+        assert!(banned && !b.is_authenticated(&"a".into()));
         assert!(matches!(
-            b.send_blob("a", &query()),
+            b.send_blob(&"a".into(), &query()),
             Err(ReplicaError::NotConnected)
         ));
     }

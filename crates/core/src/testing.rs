@@ -8,7 +8,7 @@
 
 use crate::blobs::BlobMessage;
 use crate::persist::DocStore;
-use crate::replica::{Effect, Input, Replica};
+use crate::replica::{Effect, Input, PeerKey, Replica};
 use crate::store::{MemoryStore, Store, StoreError, StoreKey};
 use crate::{DeviceId, Item, SpaceSecret};
 use std::collections::{BTreeMap, VecDeque};
@@ -145,9 +145,9 @@ pub struct SimNet {
     links: BTreeMap<(usize, usize), VecDeque<Vec<u8>>>,
     bulk: BTreeMap<(usize, usize), VecDeque<Vec<u8>>>,
     /// Blob messages received: (receiving device, sender's peer name, message).
-    pub blob_inbox: VecDeque<(usize, String, BlobMessage)>,
+    pub blob_inbox: VecDeque<(usize, PeerKey, BlobMessage)>,
     /// Peers identified: (device, peer name), in order.
-    pub identified: VecDeque<(usize, String)>,
+    pub identified: VecDeque<(usize, PeerKey)>,
     /// Frames refused by replicas so far.
     pub rejected: usize,
     clock_ms: u64,
@@ -159,13 +159,13 @@ pub struct SimNet {
 }
 
 /// The transport name of device `i` as its peers see it.
-pub fn peer_name(i: usize) -> String {
-    format!("dev{i}")
+pub fn peer_name(i: usize) -> PeerKey {
+    PeerKey::rtc(format!("dev{i}"))
 }
 
 /// The device index behind a transport name.
-pub fn peer_index(name: &str) -> Option<usize> {
-    name.strip_prefix("dev")?.parse().ok()
+pub fn peer_index(peer: &PeerKey) -> Option<usize> {
+    peer.id.strip_prefix("dev")?.parse().ok()
 }
 
 impl SimNet {
@@ -225,6 +225,9 @@ impl SimNet {
                 Effect::Blob { peer, msg } => self.blob_inbox.push_back((from, peer, msg)),
                 Effect::PeerIdentified { peer, .. } => self.identified.push_back((from, peer)),
                 Effect::PeerBanned { .. } => {}
+                Effect::SendFailed { peer, error } => {
+                    panic!("device {from} could not send to {peer}: {error}")
+                }
             }
         }
     }

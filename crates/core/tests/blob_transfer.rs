@@ -5,8 +5,8 @@
 use ferry_core::blobs::{self, chunk_key, chunks_prefix, manifest_key};
 use ferry_core::testing::{SimNet, block_on, peer_index, peer_name};
 use ferry_core::{
-    BlobEffect, BlobId, BlobMessage, CHUNK_SIZE, FileMeta, Have, Manifest, ManifestBuilder, Store,
-    TransferConfig, Transfers,
+    BlobEffect, BlobId, BlobMessage, CHUNK_SIZE, FileMeta, Have, Manifest, ManifestBuilder,
+    PeerKey, Store, TransferConfig, Transfers,
 };
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -50,7 +50,7 @@ struct Net {
     /// Devices that flip a byte in every chunk they serve.
     corrupting: BTreeSet<usize>,
     complete: BTreeSet<(usize, BlobId)>,
-    rejected: Vec<(usize, String)>,
+    rejected: Vec<(usize, PeerKey)>,
 }
 
 impl Net {

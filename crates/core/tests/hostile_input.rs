@@ -166,9 +166,9 @@ proptest! {
         for (frame, bulk) in frames {
             let peer = "stranger".to_string();
             let input = if bulk {
-                Input::BulkFrame { peer, frame }
+                Input::BulkFrame { peer: peer.into(), frame }
             } else {
-                Input::Frame { peer, frame }
+                Input::Frame { peer: peer.into(), frame }
             };
             for e in r.handle(input) {
                 let accepted = matches!(
@@ -178,7 +178,7 @@ proptest! {
                 prop_assert!(!accepted, "accepted from garbage: {:?}", e);
             }
         }
-        prop_assert!(!r.is_authenticated("stranger"));
+        prop_assert!(!r.is_authenticated(&"stranger".into()));
     }
 
     // --- mailbox entries ----------------------------------------------------------------
@@ -322,7 +322,7 @@ proptest! {
         let root = BlobId([1; 32]);
         let mut t = Transfers::new(TransferConfig::default());
         let _ = t.want(root, 0);
-        let _ = t.peer_up("peer");
+        let _ = t.peer_up(&"peer".into());
         let mut r = Reassembler::default();
         for body in bodies {
             let mut data = vec![3];
@@ -330,7 +330,7 @@ proptest! {
             if let Ok(Some(Message::Blob(msg))) = r.push(&packet(&data))
                 && msg.validate().is_ok()
             {
-                let _ = t.on_message("peer", msg, now);
+                let _ = t.on_message(&"peer".into(), msg, now);
             }
         }
         let _ = t.tick(now + 60_000);
@@ -346,7 +346,7 @@ proptest! {
         let root = manifest.root();
         let mut t = Transfers::new(TransferConfig::default());
         let _ = t.want(root, 0);
-        let _ = t.peer_up("peer");
+        let _ = t.peer_up(&"peer".into());
         let msgs = [
             BlobMessage::Have { root, complete: false, ranges: ranges.into_iter().filter(|(s, e)| s < e).collect() },
             BlobMessage::Have { root, complete: true, ranges: vec![] },
@@ -358,7 +358,7 @@ proptest! {
         ];
         for msg in msgs {
             prop_assume!(msg.validate().is_ok());
-            let _ = t.on_message("peer", msg, 1);
+            let _ = t.on_message(&"peer".into(), msg, 1);
         }
         prop_assert!(!t.is_complete(&root));
     }

@@ -391,16 +391,16 @@ impl Transfers {
     }
 
     /// An authenticated peer connected: ask it about every file being downloaded.
-    pub fn peer_up(&mut self, peer: &str) -> Vec<BlobEffect> {
-        self.peers.entry(peer.to_owned()).or_default();
+    pub fn peer_up(&mut self, peer: &PeerKey) -> Vec<BlobEffect> {
+        self.peers.entry(peer.clone()).or_default();
         let roots: Vec<BlobId> = self.downloads.keys().copied().collect();
         let mut out = vec![];
-        self.query(&roots, &[peer.to_owned()], &mut out);
+        self.query(&roots, std::slice::from_ref(peer), &mut out);
         out
     }
 
     /// A peer disconnected: what was asked of it is asked of others.
-    pub fn peer_down(&mut self, peer: &str, now_ms: u64) -> Vec<BlobEffect> {
+    pub fn peer_down(&mut self, peer: &PeerKey, now_ms: u64) -> Vec<BlobEffect> {
         self.peers.remove(peer);
         let mut out = vec![];
         let roots: Vec<BlobId> = self.downloads.keys().copied().collect();
@@ -472,22 +472,22 @@ impl Transfers {
     }
 
     /// Handles a message from an authenticated peer.
-    pub fn on_message(&mut self, peer: &str, msg: BlobMessage, now_ms: u64) -> Vec<BlobEffect> {
+    pub fn on_message(&mut self, peer: &PeerKey, msg: BlobMessage, now_ms: u64) -> Vec<BlobEffect> {
         let mut out = vec![];
         if let Err(e) = msg.validate() {
             out.push(BlobEffect::Rejected {
-                peer: peer.to_owned(),
+                peer: peer.clone(),
                 reason: e.to_string(),
             });
             return out;
         }
-        self.peers.entry(peer.to_owned()).or_default();
+        self.peers.entry(peer.clone()).or_default();
         match msg {
             BlobMessage::Query { roots } => {
                 for root in roots {
                     if let Some(have) = self.have_message(root) {
                         out.push(BlobEffect::Send {
-                            peer: peer.to_owned(),
+                            peer: peer.clone(),
                             msg: have,
                         });
                     }
@@ -505,7 +505,7 @@ impl Transfers {
                     } else {
                         Source::Ranges(ranges)
                     };
-                    dl.sources.insert(peer.to_owned(), source);
+                    dl.sources.insert(peer.clone(), source);
                     for set in dl.exclude.values_mut() {
                         set.remove(peer);
                     }
@@ -521,7 +521,7 @@ impl Transfers {
                     None => BlobMessage::Missing { root, index: None },
                 };
                 out.push(BlobEffect::Send {
-                    peer: peer.to_owned(),
+                    peer: peer.clone(),
                     msg,
                 });
             }
@@ -532,7 +532,7 @@ impl Transfers {
                 for index in indices.into_iter().take(MAX_WANT_BATCH) {
                     if !self.holds(&root, index) {
                         out.push(BlobEffect::Send {
-                            peer: peer.to_owned(),
+                            peer: peer.clone(),
                             msg: BlobMessage::Missing {
                                 root,
                                 index: Some(index),
@@ -548,7 +548,7 @@ impl Transfers {
                     }
                     p.reads += 1;
                     out.push(BlobEffect::ReadChunk {
-                        peer: peer.to_owned(),
+                        peer: peer.clone(),
                         root,
                         index,
                     });
@@ -567,7 +567,7 @@ impl Transfers {
                             }
                         }
                         Some(i) => {
-                            dl.exclude.entry(i).or_default().insert(peer.to_owned());
+                            dl.exclude.entry(i).or_default().insert(peer.clone());
                             if dl.inflight.get(&i).is_some_and(|(p, _)| p == peer) {
                                 dl.inflight.remove(&i);
                                 dl.missing.insert(i);
@@ -586,7 +586,7 @@ impl Transfers {
 
     fn on_manifest(
         &mut self,
-        peer: &str,
+        peer: &PeerKey,
         root: BlobId,
         bytes: &[u8],
         now_ms: u64,
@@ -614,7 +614,7 @@ impl Transfers {
                 }
             }
             Err(e) => {
-                dl.manifest_bad.insert(peer.to_owned());
+                dl.manifest_bad.insert(peer.clone());
                 dl.sources.remove(peer);
                 self.bad_peer(peer, format!("file description refused: {e}"), out);
                 self.advance(root, now_ms, out);
@@ -624,7 +624,7 @@ impl Transfers {
 
     fn on_chunk(
         &mut self,
-        peer: &str,
+        peer: &PeerKey,
         root: BlobId,
         index: u32,
         data: Vec<u8>,
@@ -658,19 +658,19 @@ impl Transfers {
             Err(e) => {
                 self.stats.chunks_rejected += 1;
                 dl.missing.insert(index);
-                dl.exclude.entry(index).or_default().insert(peer.to_owned());
+                dl.exclude.entry(index).or_default().insert(peer.clone());
                 self.bad_peer(peer, format!("damaged chunk discarded: {e}"), out);
             }
         }
         self.advance(root, now_ms, out);
     }
 
-    fn bad_peer(&mut self, peer: &str, reason: String, out: &mut Vec<BlobEffect>) {
+    fn bad_peer(&mut self, peer: &PeerKey, reason: String, out: &mut Vec<BlobEffect>) {
         if let Some(p) = self.peers.get_mut(peer) {
             p.bad += 1;
         }
         out.push(BlobEffect::Rejected {
-            peer: peer.to_owned(),
+            peer: peer.clone(),
             reason,
         });
     }
@@ -712,7 +712,7 @@ impl Transfers {
     /// before they go out, so a damaged store never spreads.
     pub fn chunk_read(
         &mut self,
-        peer: &str,
+        peer: &PeerKey,
         root: BlobId,
         index: u32,
         bytes: Option<Vec<u8>>,
@@ -730,7 +730,7 @@ impl Transfers {
             Some(data) if verdict => {
                 self.stats.chunks_served += 1;
                 out.push(BlobEffect::Send {
-                    peer: peer.to_owned(),
+                    peer: peer.clone(),
                     msg: BlobMessage::Chunk { root, index, data },
                 });
             }
@@ -740,7 +740,7 @@ impl Transfers {
                 }
                 self.unhold(root, index);
                 out.push(BlobEffect::Send {
-                    peer: peer.to_owned(),
+                    peer: peer.clone(),
                     msg: BlobMessage::Missing {
                         root,
                         index: Some(index),
@@ -840,7 +840,7 @@ impl Transfers {
         let Some(dl) = self.downloads.get_mut(&root) else {
             return;
         };
-        let usable = |p: &str, peers: &BTreeMap<PeerKey, PeerState>| {
+        let usable = |p: &PeerKey, peers: &BTreeMap<PeerKey, PeerState>| {
             peers
                 .get(p)
                 .is_some_and(|s| s.bad < self.config.max_bad_chunks)
@@ -961,18 +961,18 @@ mod tests {
         let config = TransferConfig::default();
         let mut t = Transfers::new(config.clone());
         t.resume(root, &m.encode(), &[], 0).unwrap();
-        let have = |peer: &str| {
+        let have = |peer: &PeerKey| {
             let msg = BlobMessage::Have {
                 root,
                 complete: true,
                 ranges: vec![],
             };
-            (peer.to_owned(), msg)
+            (peer.clone(), msg)
         };
-        let (p, msg) = have("one");
+        let (p, msg) = have(&"one".into());
         let first = wants(&t.on_message(&p, msg, 0));
         assert_eq!(first, config.per_peer, "one peer: its budget");
-        let (p, msg) = have("two");
+        let (p, msg) = have(&"two".into());
         let second = wants(&t.on_message(&p, msg, 0));
         assert_eq!(first + second, config.window, "two peers: the window");
         // Nothing more goes out until something comes back or times out.
@@ -990,7 +990,7 @@ mod tests {
         let mut reads = 0;
         for round in 0..4u32 {
             let indices = (round * 10..round * 10 + 10).collect();
-            let eff = t.on_message("greedy", BlobMessage::Want { root, indices }, 0);
+            let eff = t.on_message(&"greedy".into(), BlobMessage::Want { root, indices }, 0);
             reads += eff
                 .iter()
                 .filter(|e| matches!(e, BlobEffect::ReadChunk { .. }))
@@ -998,7 +998,7 @@ mod tests {
         }
         assert_eq!(reads, TransferConfig::default().serve_queue);
         // A damaged stored chunk is not sent: the app is told to delete it.
-        let eff = t.chunk_read("greedy", root, 0, Some(vec![0; CHUNK_SIZE]));
+        let eff = t.chunk_read(&"greedy".into(), root, 0, Some(vec![0; CHUNK_SIZE]));
         assert!(eff.contains(&BlobEffect::Corrupt { root, index: 0 }));
         assert!(!eff.iter().any(|e| matches!(
             e,

@@ -814,10 +814,14 @@ impl Runtime {
     }
 
     fn refresh_items(&mut self) {
+        // The rows come from the history index (patched per change), not from re-reading
+        // every item out of the document. The patches themselves are drained here; building
+        // the row views is still one pass (cheap formatting), the next step is patching them.
+        let _ = self.replica.take_changes();
         let names = view::display_names(&self.replica.devices());
-        let source = self.replica.items();
+        let source: Vec<&ferry_core::Item> = self.replica.history().items().collect();
         let mut items = view::item_views(
-            &source,
+            source.iter().copied(),
             &names,
             self.device,
             offset_min(),
@@ -831,7 +835,7 @@ impl Runtime {
             .map(|(id, n)| (n.clone(), self.delivered.get(id).copied().unwrap_or(0)))
             .collect();
         let mut waiting = 0;
-        for (view, item) in items.iter_mut().zip(&source) {
+        for (view, item) in items.iter_mut().zip(source.iter().copied()) {
             if view.mine {
                 let at = item.at.wall_ms.max(item.edited_at.map_or(0, |e| e.wall_ms));
                 view.delivery = view::delivery_text(at, &others);

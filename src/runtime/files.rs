@@ -154,7 +154,7 @@ impl Runtime {
             .iter()
             .filter_map(ferry_core::blobs::parse_blob_key)
             .collect();
-        self.files.live = self.replica.doc_mut().live_blobs();
+        self.files.live = self.replica.history().live_blobs();
         // Only files whose items were deleted are freed: bytes no item mentions are kept (the
         // item may be in a change that did not load, or not be saved yet by a sibling tab),
         // and after a load that skipped damaged chunks nothing is freed at all.
@@ -416,7 +416,7 @@ impl Runtime {
         let stored: BTreeSet<BlobId> = self.files_stored().into_iter().collect();
         let mut latest: BTreeMap<DeviceId, u64> = BTreeMap::new();
         let mut first_missing: BTreeMap<DeviceId, u64> = BTreeMap::new();
-        for i in self.replica.items() {
+        for i in self.replica.history().items() {
             let at = i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms));
             let l = latest.entry(i.author).or_insert(0);
             *l = (*l).max(at);
@@ -809,7 +809,7 @@ impl Runtime {
 
     /// The history changed: fetch new files, free the chunks of deleted ones.
     pub(super) async fn files_changed(&mut self) {
-        let live = self.replica.doc_mut().live_blobs();
+        let live = self.replica.history().live_blobs();
         if live == self.files.live {
             return;
         }

@@ -546,8 +546,8 @@ impl Runtime {
         // written here: as synced as direct sync would make it ("Last synced …").
         let latest = self
             .replica
+            .history()
             .items()
-            .iter()
             .filter(|i| i.author == self.device)
             .map(|i| i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms)))
             .max()
@@ -1111,10 +1111,10 @@ impl Runtime {
         // (the main loop waits for each request), resumed at the next visit.
         let mine: BTreeSet<BlobId> = self
             .replica
+            .history()
             .items()
-            .into_iter()
             .filter(|i| i.author == self.device)
-            .filter_map(|i| i.file.map(|f| f.root))
+            .filter_map(|i| i.file.as_ref().map(|f| f.root))
             .collect();
         let todo: Vec<BlobId> = self
             .files_stored()

@@ -300,8 +300,8 @@ pub fn display_names(devices: &[DeviceInfo]) -> Vec<(ferry_core::DeviceId, Strin
 /// Builds the rendered history from items and device names.
 /// Items written here after `synced_ms` (the last moment another device had everything) are
 /// shown as "not yet on other devices".
-pub fn item_views(
-    items: &[Item],
+pub fn item_views<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
     names: &[(ferry_core::DeviceId, String)],
     me: ferry_core::DeviceId,
     offset_min: i64,
@@ -312,7 +312,7 @@ pub fn item_views(
     let yesterday = format_time(now_ms.saturating_sub(86_400_000), offset_min).1[..10].to_owned();
     let mut last_day = String::new();
     items
-        .iter()
+        .into_iter()
         .map(|i| {
             let author = names
                 .iter()

@@ -1,7 +1,7 @@
 //! What one message costs as the history grows: a replica with an empty history and one
 //! with 100,000 items each receive one new text from a connected peer (sealed frames, sync,
-//! handshake done beforehand), then take the document's changes and read the changed items,
-//! which is all a view needs to patch its rows.
+//! handshake done beforehand), then take the row patches of the history index and read the
+//! changed rows, which is all a view needs to patch its rows.
 //!
 //! Only the receiving side is timed (frame handling, merge, reply, `take_changes`, reading
 //! the changed items). The ratio 100k / empty is printed and written to
@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ferry_core::{DeviceId, Input, Replica, SpaceSecret};
+use ferry_core::{DeviceId, HistoryPatch, Input, Replica, SpaceSecret};
 
 mod common;
 use common::{Pair, reload};
@@ -62,13 +62,16 @@ fn one_message(p: &mut Pair, n: u64) -> Duration {
     }
     let changes = p.a.take_changes();
     let rows: Vec<_> = changes
-        .items
+        .patches
         .iter()
-        .filter_map(|id| p.a.doc_mut().item(*id))
+        .filter_map(|patch| match patch {
+            HistoryPatch::Added(id) | HistoryPatch::Changed(id) => p.a.history().get(*id).cloned(),
+            HistoryPatch::Removed(_) => None,
+        })
         .collect();
     black_box(rows);
     let spent = started.elapsed();
-    assert_eq!(changes.items.len(), 1, "exactly the new item changed");
+    assert_eq!(changes.patches.len(), 1, "exactly the new item changed");
     p.collect(true, replies);
     p.pump();
     p.a.take_changes();

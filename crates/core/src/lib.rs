@@ -35,6 +35,7 @@
 pub mod blobs;
 pub mod budget;
 pub mod doc;
+pub mod history;
 pub mod hlc;
 pub mod ids;
 pub mod mailbox;
@@ -54,6 +55,7 @@ pub use blobs::{
     TransferConfig, TransferStats, Transfers,
 };
 pub use doc::{DeviceInfo, DocError, FileMeta, Item, ItemKind, SpaceDoc};
+pub use history::{History, HistoryPatch};
 pub use hlc::{Clock, Hlc};
 pub use ids::{DeviceId, IdError, ItemId};
 pub use mailbox::{
@@ -62,7 +64,8 @@ pub use mailbox::{
 };
 pub use pairing::{PairingError, PairingLink, RoomId, SpaceSecret};
 pub use replica::{
-    Effect, Input, MAX_BAD_FRAMES, PeerKey, RejectReason, Replica, ReplicaError, Transport,
+    Effect, Input, MAX_BAD_FRAMES, PeerKey, RejectReason, Replica, ReplicaChanges, ReplicaError,
+    Transport,
 };
 pub use store::{MemoryStore, Store, StoreError, StoreKey};
 pub use wire::{Message, Reassembler, WireError};

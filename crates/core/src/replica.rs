@@ -18,7 +18,8 @@
 //! [`crate::seal`]), so frames cannot cross from one lane to the other.
 
 use crate::blobs::{BlobError, BlobMessage};
-use crate::doc::{DeviceInfo, DocChanges, DocError, FileMeta, Item, SpaceDoc};
+use crate::doc::{DeviceInfo, DocError, FileMeta, Item, SpaceDoc};
+use crate::history::{History, HistoryPatch};
 use crate::hlc::Clock;
 use crate::ids::{DeviceId, ItemId};
 use crate::pairing::SpaceSecret;
@@ -346,8 +347,27 @@ pub struct Replica {
     next_msg: u32,
     /// Sync states saved from earlier connections, by device.
     saved_sync: BTreeMap<DeviceId, Vec<u8>>,
+    /// The visible history, patched after every change.
+    history: History,
     /// What changed since the runtime last asked ([`Replica::take_changes`]).
-    changes: DocChanges,
+    changes: ReplicaChanges,
+}
+
+/// What changed since the previous [`Replica::take_changes`]: rows of the history, and
+/// whether the device list changed. A view applies these to its rows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplicaChanges {
+    /// Row changes in the order they happened (an item may appear more than once).
+    pub patches: Vec<HistoryPatch>,
+    /// Whether any device's record changed.
+    pub devices: bool,
+}
+
+impl ReplicaChanges {
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.patches.is_empty() && !self.devices
+    }
 }
 
 impl std::fmt::Debug for Replica {
@@ -383,7 +403,8 @@ impl Replica {
     /// Wraps a loaded document; frames are sealed with the space's key.
     pub fn from_doc(device: DeviceId, name: &str, doc: SpaceDoc, secret: &SpaceSecret) -> Self {
         let mut clock = Clock::default();
-        if let Some(max) = doc.items().iter().map(|i| i.at).max() {
+        let history = History::load(&doc);
+        if let Some(max) = history.latest() {
             clock.observe(max);
         }
         Replica {
@@ -395,7 +416,8 @@ impl Replica {
             peers: BTreeMap::new(),
             next_msg: 0,
             saved_sync: BTreeMap::new(),
-            changes: DocChanges::default(),
+            history,
+            changes: ReplicaChanges::default(),
         }
     }
 
@@ -438,9 +460,14 @@ impl Replica {
         &mut self.doc
     }
 
-    /// Items in display order.
+    /// Items in display order (a copy; [`Self::history`] borrows them).
     pub fn items(&self) -> Vec<Item> {
-        self.doc.items()
+        self.history.items().cloned().collect()
+    }
+
+    /// The visible history, kept up to date without re-reading the document.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Devices of the space.
@@ -589,7 +616,7 @@ impl Replica {
 
     /// Items and devices changed since the previous call, for a view that patches its rows
     /// ([`Effect::DocChanged`] says when to ask). Cost follows the change, not the history.
-    pub fn take_changes(&mut self) -> DocChanges {
+    pub fn take_changes(&mut self) -> ReplicaChanges {
         self.note_changes();
         std::mem::take(&mut self.changes)
     }
@@ -599,17 +626,19 @@ impl Replica {
     /// reading the whole history.
     fn note_changes(&mut self) {
         let changes = self.doc.take_changes();
+        let patches = self.history.apply(&self.doc, &changes);
         let newest = changes
             .items
             .iter()
-            .filter_map(|id| self.doc.item(*id))
+            .filter_map(|id| self.history.get(*id))
             .flat_map(|i| [Some(i.at), i.edited_at])
             .flatten()
             .max();
         if let Some(max) = newest {
             self.clock.observe(max);
         }
-        self.changes.merge(changes);
+        self.changes.patches.extend(patches);
+        self.changes.devices |= changes.devices;
     }
 
     fn after_local_change(&mut self) -> Result<Vec<Effect>, ReplicaError> {
@@ -1238,11 +1267,11 @@ mod tests {
         connect(&mut a, &mut b);
         a.take_changes();
         let seen = b.take_changes();
-        assert!(seen.items.contains(&old.id) && seen.devices);
+        assert!(seen.patches.contains(&HistoryPatch::Added(old.id)) && seen.devices);
 
         // A text written far "in the future" on b reaches a over the live session.
         let (late, effects) = b.add_text("from b", 9_000_000).unwrap();
-        assert_eq!(b.take_changes().items, [late.id].into());
+        assert_eq!(b.take_changes().patches, [HistoryPatch::Added(late.id)]);
         let mut to_a = frames(&effects, false);
         while !to_a.is_empty() {
             let mut back = vec![];
@@ -1266,7 +1295,7 @@ mod tests {
             }
         }
         let changes = a.take_changes();
-        assert_eq!(changes.items, [late.id].into());
+        assert_eq!(changes.patches, [HistoryPatch::Added(late.id)]);
         assert!(!changes.devices);
         assert!(a.take_changes().is_empty(), "reported once");
         // The clock saw the changed item: a's next text sorts after it.

@@ -131,6 +131,8 @@ struct Runtime {
     /// The history loaded at start skipped damaged chunks: no stored file is freed, since the
     /// item that references it may be in what was skipped.
     load_skipped_chunks: bool,
+    /// What the history's rows were built from (they are patched, not rebuilt).
+    rows: view::Rows,
 }
 
 fn parse_seen(text: &str) -> BTreeMap<DeviceId, u64> {
@@ -322,6 +324,7 @@ impl Runtime {
             waiting_items: 0,
             unsaved: false,
             load_skipped_chunks,
+            rows: view::Rows::default(),
         };
         view.device_name.set(rt.replica.name().to_owned());
         rt.refresh_ice_summary();
@@ -814,45 +817,25 @@ impl Runtime {
     }
 
     fn refresh_items(&mut self) {
-        // The rows come from the history index (patched per change), not from re-reading
-        // every item out of the document. The patches themselves are drained here; building
-        // the row views is still one pass (cheap formatting), the next step is patching them.
-        let _ = self.replica.take_changes();
-        let names = view::display_names(&self.replica.devices());
-        let source: Vec<&ferry_core::Item> = self.replica.history().items().collect();
-        let mut items = view::item_views(
-            source.iter().copied(),
-            &names,
-            self.device,
-            offset_min(),
-            self.last_synced,
-            now_ms(),
-        );
-        // Delivery per other device, for the items written here.
-        let others: Vec<(String, u64)> = names
-            .iter()
-            .filter(|(id, _)| *id != self.device)
-            .map(|(id, n)| (n.clone(), self.delivered.get(id).copied().unwrap_or(0)))
-            .collect();
-        let mut waiting = 0;
-        for (view, item) in items.iter_mut().zip(source.iter().copied()) {
-            if view.mine {
-                let at = item.at.wall_ms.max(item.edited_at.map_or(0, |e| e.wall_ms));
-                view.delivery = view::delivery_text(at, &others);
-                // On some device already (e.g. through the mailbox, while "last synced"
-                // speaks of direct sync): no longer "not yet on other devices".
-                view.pending &= view.delivery.is_none();
-                if view.pending && at <= self.mailbox.carried_ms {
-                    // Only the mailbox has it: on its way, not on a device yet.
-                    view.pending = false;
-                    view.delivery = Some(view::WAITING_IN_MAILBOX.to_owned());
-                    waiting += 1;
-                }
-            }
-        }
-        self.waiting_items = waiting;
-        self.pending_items = items.iter().filter(|i| i.pending).count();
-        self.view.items.set(items);
+        // The rows come from the history index, patched per change (a new message at the end
+        // builds one row), never from re-reading every item out of the document.
+        let changes = self.replica.take_changes();
+        let inputs = view::RowInputs {
+            names: view::display_names(&self.replica.devices()),
+            me: self.device,
+            offset_min: offset_min(),
+            synced_ms: self.last_synced,
+            delivered: self.delivered.clone(),
+            carried_ms: self.mailbox.carried_ms,
+        };
+        let history = self.replica.history();
+        let rows = &mut self.rows;
+        let mut counts = view::RowCounts::default();
+        self.view.items.update(|items| {
+            counts = rows.refresh(items, history.items(), &changes.patches, inputs, now_ms());
+        });
+        self.waiting_items = counts.waiting;
+        self.pending_items = counts.pending;
     }
 
     fn refresh_space(&self) {

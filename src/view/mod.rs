@@ -7,8 +7,10 @@
 
 mod format;
 mod intent;
+mod rows;
 mod state;
 
 pub use format::*;
 pub use intent::*;
+pub use rows::*;
 pub use state::*;

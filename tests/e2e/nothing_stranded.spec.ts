@@ -78,11 +78,11 @@ async function dispatchOutboxSync(context: BrowserContext): Promise<void> {
   }
 }
 
-/** Whether the app's service worker (evaluated inside it: no app page is opened) has marked
- *  every outbox record in the profile's IndexedDB as posted. */
-async function outboxPosted(context: BrowserContext): Promise<boolean> {
+/** The keys of the profile's IndexedDB store, read inside the app's service worker (no app
+ *  page is opened); `null` while no worker runs (it stopped meanwhile: dispatch again). */
+async function workerKeys(context: BrowserContext): Promise<string[] | null> {
   const worker = context.serviceWorkers().find((w) => w.url().startsWith(ORIGIN));
-  if (!worker) return false;
+  if (!worker) return null;
   return worker.evaluate(async () => {
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
       const req = indexedDB.open('ferry');
@@ -95,15 +95,21 @@ async function outboxPosted(context: BrowserContext): Promise<boolean> {
         req.onsuccess = () => resolve(req.result);
         req.onerror = () => reject(req.error);
       });
-      const names = keys.map(String);
-      const records = names.filter((k) => k.startsWith('mailbox-outbox/'));
-      const done = new Set(names.filter((k) => k.startsWith('mailbox-outbox-done/')));
-      return records.length > 0
-        && records.every((k) => done.has(`mailbox-outbox-done/${k.slice('mailbox-outbox/'.length)}`));
+      return keys.map(String);
     } finally {
       db.close();
     }
-  }).catch(() => false); // the worker stopped meanwhile: dispatch again
+  }).catch(() => null);
+}
+
+/** Whether the service worker has marked every outbox record in the profile as posted. */
+async function outboxPosted(context: BrowserContext): Promise<boolean> {
+  const names = await workerKeys(context);
+  if (!names) return false;
+  const records = names.filter((k) => k.startsWith('mailbox-outbox/'));
+  const done = new Set(names.filter((k) => k.startsWith('mailbox-outbox-done/')));
+  return records.length > 0
+    && records.every((k) => done.has(`mailbox-outbox-done/${k.slice('mailbox-outbox/'.length)}`));
 }
 
 test('write three texts, close the page within a second: the other device, opening alone, has them', async () => {
@@ -208,9 +214,15 @@ test('fetching ahead: the service worker fetches waiting entries, so the app ope
   // A blank page carries the CDP session: the app stays closed.
   await laptop.reopenAt('about:blank');
   const cdp = await laptop.context.newCDPSession(laptop.page);
-  await cdp.send('ServiceWorker.dispatchPeriodicSyncEvent', {
-    origin: ORIGIN, registrationId: await workerRegistration(cdp), tag: 'ferry-prefetch',
-  });
+  const registrationId = await workerRegistration(cdp);
+  // CDP's dispatch returns before the worker's fetch has finished: wait until the worker has
+  // stored what it fetched (dispatching again, as Chromium's next period would, if it had
+  // stopped first), and only then take the network away.
+  await expect(async () => {
+    await cdp.send('ServiceWorker.dispatchPeriodicSyncEvent', { origin: ORIGIN, registrationId, tag: 'ferry-prefetch' });
+    await expect.poll(async () => (await workerKeys(laptop.context))?.some((k) => k.startsWith('mailbox-prefetch/')) ?? false,
+      { timeout: 5_000 }).toBe(true);
+  }).toPass({ timeout: 45_000 });
   // Offline from here on: what the app shows next can only come from what the worker
   // fetched and stored.
   await laptop.context.setOffline(true);

@@ -91,7 +91,7 @@ impl History {
     }
 
     /// Visible items, oldest first.
-    pub fn items(&self) -> impl DoubleEndedIterator<Item = &Item> + ExactSizeIterator {
+    pub fn items(&self) -> impl DoubleEndedIterator<Item = &Item> + ExactSizeIterator + Clone {
         self.order.values()
     }
 

@@ -1,0 +1,349 @@
+//! The history's rows, patched instead of rebuilt.
+//!
+//! Rebuilding every row after each message costs O(history) (a 100k-item history spent most
+//! of a message's time there). The common change is a new item at the end: [`Rows::refresh`]
+//! then builds one row and re-words only the rows whose delivery can have changed: those
+//! written (or edited) after the *floor*, the moment every other device and the last sync
+//! already covered. Everything else (an edit, a delete, an item merged into the middle, a
+//! renamed device, a new day, a delivery mark that went back) takes the full rebuild, which
+//! the tests compare against.
+
+use super::format::{WAITING_IN_MAILBOX, delivery_text};
+use super::state::{ItemView, item_views};
+use ferry_core::{DeviceId, HistoryPatch, Item};
+use std::collections::BTreeMap;
+
+/// What a row's wording depends on besides its item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowInputs {
+    /// Display names of the space's devices.
+    pub names: Vec<(DeviceId, String)>,
+    /// This device.
+    pub me: DeviceId,
+    /// Local time zone offset (minutes).
+    pub offset_min: i64,
+    /// The last moment another device had everything (direct sync).
+    pub synced_ms: u64,
+    /// Per other device, the last moment it had everything written here.
+    pub delivered: BTreeMap<DeviceId, u64>,
+    /// Written here up to this moment and carried by the mailbox.
+    pub carried_ms: u64,
+}
+
+impl RowInputs {
+    fn others(&self) -> Vec<(String, u64)> {
+        self.names
+            .iter()
+            .filter(|(id, _)| *id != self.me)
+            .map(|(id, n)| (n.clone(), self.delivered.get(id).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Rows written or edited at or before this moment read the same under every later input
+    /// whose marks did not go back: on every other device, and synced.
+    fn floor(&self) -> u64 {
+        self.names
+            .iter()
+            .filter(|(id, _)| *id != self.me)
+            .map(|(id, _)| self.delivered.get(id).copied().unwrap_or(0))
+            .chain([self.synced_ms])
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Whether `self` can follow `before` by re-wording only rows above the old floor: the
+    /// same devices, and no delivery mark went back.
+    fn extends(&self, before: &RowInputs) -> bool {
+        self.names == before.names
+            && self.me == before.me
+            && self.offset_min == before.offset_min
+            && self.synced_ms >= before.synced_ms
+            && self.carried_ms >= before.carried_ms
+            && before
+                .delivered
+                .iter()
+                .all(|(d, at)| self.delivered.get(d).is_some_and(|now| now >= at))
+    }
+}
+
+/// When a row's delivery wording compares: written, or last edited.
+fn effective_ms(i: &Item) -> u64 {
+    i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms))
+}
+
+/// Counts the last refresh found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RowCounts {
+    /// Rows written here and on no other device yet.
+    pub pending: usize,
+    /// Rows written here that only the mailbox carries so far.
+    pub waiting: usize,
+}
+
+/// What the rows were last built from.
+#[derive(Debug, Default)]
+pub struct Rows {
+    inputs: Option<RowInputs>,
+    today: String,
+    /// Per row: [`effective_ms`] (rows are in display order, so `at` ascends; `eff` need not).
+    eff: Vec<u64>,
+    /// Rows edited after they were written (their `eff` may be above the floor while their
+    /// position is below it).
+    edited: Vec<usize>,
+    counts: RowCounts,
+    /// Full rebuilds so far (tests check the patched path really runs).
+    rebuilds: u32,
+}
+
+impl Rows {
+    /// Brings `rows` up to date with `history` after `patches`. `rows` must be what the
+    /// previous call left (the view's list); the first call builds it.
+    pub fn refresh<'a>(
+        &mut self,
+        rows: &mut Vec<ItemView>,
+        history: impl DoubleEndedIterator<Item = &'a Item> + ExactSizeIterator + Clone,
+        patches: &[HistoryPatch],
+        inputs: RowInputs,
+        now_ms: u64,
+    ) -> RowCounts {
+        let today = super::format::format_time(now_ms, inputs.offset_min).1[..10].to_owned();
+        let appended = patches
+            .iter()
+            .all(|p| matches!(p, HistoryPatch::Added(_)))
+            .then_some(patches.len())
+            .filter(|n| rows.len() + n == history.len());
+        let prev_floor = self.inputs.as_ref().map(RowInputs::floor);
+        let patchable = match (&self.inputs, appended) {
+            (Some(before), Some(_)) => {
+                inputs.extends(before) && self.today == today && rows.len() == self.eff.len()
+            }
+            _ => false,
+        };
+        if !patchable {
+            return self.rebuild(rows, history, inputs, today, now_ms);
+        }
+        let added = appended.unwrap_or(0);
+        let old_len = rows.len();
+        // From the end: walking a long history from its start would be O(history) again.
+        let mut new_items: Vec<&Item> = history.clone().rev().take(added).collect();
+        new_items.reverse();
+        // The appended items must be the ones patched, in order after the existing rows.
+        let ids_match = new_items.len() == added
+            && new_items.iter().all(|i| {
+                patches
+                    .iter()
+                    .any(|p| matches!(p, HistoryPatch::Added(id) if *id == i.id))
+            });
+        if !ids_match {
+            return self.rebuild(rows, history, inputs, today, now_ms);
+        }
+        let mut fresh = item_views(
+            new_items.iter().copied(),
+            &inputs.names,
+            inputs.me,
+            inputs.offset_min,
+            inputs.synced_ms,
+            now_ms,
+        );
+        if let (Some(first), Some(last)) = (fresh.first_mut(), rows.last())
+            && first.datetime.get(..10) == last.datetime.get(..10)
+        {
+            first.day = None;
+        }
+        for i in &new_items {
+            if i.edited_at.is_some_and(|e| e > i.at) {
+                self.edited.push(self.eff.len());
+            }
+            self.eff.push(effective_ms(i));
+        }
+        rows.extend(fresh);
+        // Re-word what can have changed: rows above the old floor.
+        let floor = prev_floor.unwrap_or(0);
+        // New rows are always worded, even one that sorts last with an old timestamp.
+        let start = rows.partition_point(|r| r.at_ms <= floor).min(old_len);
+        let others = inputs.others();
+        let edited = std::mem::take(&mut self.edited);
+        for &i in edited.iter().filter(|&&i| i < start && self.eff[i] > floor) {
+            word(&mut rows[i], self.eff[i], &inputs, &others);
+        }
+        for (row, &eff) in rows[start..].iter_mut().zip(&self.eff[start..]) {
+            word(row, eff, &inputs, &others);
+        }
+        self.edited = edited;
+        // Pending and waiting rows are all above the floor (they are later than the last sync).
+        let mut counts = RowCounts::default();
+        let above = self
+            .edited
+            .iter()
+            .copied()
+            .filter(|&i| i < start)
+            .chain(start..rows.len());
+        for i in above {
+            counts.pending += usize::from(rows[i].pending);
+            counts.waiting += usize::from(rows[i].delivery.as_deref() == Some(WAITING_IN_MAILBOX));
+        }
+        self.counts = counts;
+        self.inputs = Some(inputs);
+        counts
+    }
+
+    fn rebuild<'a>(
+        &mut self,
+        rows: &mut Vec<ItemView>,
+        history: impl Iterator<Item = &'a Item> + Clone,
+        inputs: RowInputs,
+        today: String,
+        now_ms: u64,
+    ) -> RowCounts {
+        self.rebuilds += 1;
+        *rows = item_views(
+            history.clone(),
+            &inputs.names,
+            inputs.me,
+            inputs.offset_min,
+            inputs.synced_ms,
+            now_ms,
+        );
+        self.eff.clear();
+        self.edited.clear();
+        for (n, i) in history.enumerate() {
+            if i.edited_at.is_some_and(|e| e > i.at) {
+                self.edited.push(n);
+            }
+            self.eff.push(effective_ms(i));
+        }
+        let others = inputs.others();
+        let mut counts = RowCounts::default();
+        for (row, &eff) in rows.iter_mut().zip(&self.eff) {
+            word(row, eff, &inputs, &others);
+            counts.pending += usize::from(row.pending);
+            counts.waiting += usize::from(row.delivery.as_deref() == Some(WAITING_IN_MAILBOX));
+        }
+        self.counts = counts;
+        self.inputs = Some(inputs);
+        self.today = today;
+        counts
+    }
+}
+
+/// A row's delivery wording: which devices have it, or that only the mailbox does.
+fn word(row: &mut ItemView, eff: u64, inputs: &RowInputs, others: &[(String, u64)]) {
+    if !row.mine {
+        return;
+    }
+    row.pending = eff > inputs.synced_ms;
+    row.delivery = delivery_text(eff, others);
+    // On some device already (e.g. through the mailbox, while "last synced" speaks of
+    // direct sync): no longer "not yet on other devices".
+    row.pending &= row.delivery.is_none();
+    if row.pending && eff <= inputs.carried_ms {
+        // Only the mailbox has it: on its way, not on a device yet.
+        row.pending = false;
+        row.delivery = Some(WAITING_IN_MAILBOX.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::{Hlc, ItemId, ItemKind};
+
+    fn item(author: DeviceId, ms: u64) -> Item {
+        Item {
+            id: ItemId::random(),
+            kind: ItemKind::Text,
+            author,
+            at: Hlc {
+                wall_ms: ms,
+                counter: 0,
+            },
+            text: format!("at {ms}"),
+            edited_at: None,
+            file: None,
+        }
+    }
+
+    /// Patched rows always equal a full rebuild under the same inputs.
+    #[test]
+    fn appending_equals_rebuilding() {
+        let me = DeviceId::from_bytes([1; 16]);
+        let phone = DeviceId::from_bytes([2; 16]);
+        let day = 86_400_000;
+        let t0 = 1_795_531_920_000 - 2 * day;
+        let mut history: Vec<Item> = (0..50).map(|n| item(me, t0 + n * 3_600_000)).collect();
+        history[10].edited_at = Some(Hlc {
+            wall_ms: t0 + 10 * day,
+            counter: 0,
+        });
+        let inputs = |synced, delivered: u64, carried| RowInputs {
+            names: vec![(me, "Laptop".into()), (phone, "Phone".into())],
+            me,
+            offset_min: 0,
+            synced_ms: synced,
+            delivered: [(phone, delivered)].into(),
+            carried_ms: carried,
+        };
+        let now = t0 + 3 * day;
+        let mut rows = Vec::new();
+        let mut patched = Rows::default();
+        patched.refresh(&mut rows, history.iter(), &[], inputs(0, 0, 0), now);
+        let steps = [
+            (t0 + 3_600_000 * 20, t0 + 3_600_000 * 10, 0),
+            (
+                t0 + 3_600_000 * 30,
+                t0 + 3_600_000 * 40,
+                t0 + 3_600_000 * 60,
+            ),
+            (
+                t0 + 3_600_000 * 60,
+                t0 + 3_600_000 * 60,
+                t0 + 3_600_000 * 70,
+            ),
+        ];
+        for (n, (synced, delivered, carried)) in steps.into_iter().enumerate() {
+            let new = [
+                item(me, t0 + 3_600_000 * (50 + 3 * n as u64)),
+                item(phone, t0 + 3_600_000 * (51 + 3 * n as u64)),
+            ];
+            let patches: Vec<HistoryPatch> =
+                new.iter().map(|i| HistoryPatch::Added(i.id)).collect();
+            history.extend(new);
+            let counts = patched.refresh(
+                &mut rows,
+                history.iter(),
+                &patches,
+                inputs(synced, delivered, carried),
+                now,
+            );
+            let mut full = Vec::new();
+            let want = Rows::default().refresh(
+                &mut full,
+                history.iter(),
+                &[],
+                inputs(synced, delivered, carried),
+                now,
+            );
+            assert_eq!(rows, full, "step {n}");
+            assert_eq!(counts, want, "step {n}");
+        }
+        assert_eq!(
+            patched.rebuilds, 1,
+            "every step after the first was patched"
+        );
+        // A mark going back, or an item merged into the middle: rebuilt, still equal.
+        let old = item(phone, t0 + 5);
+        history.insert(0, old.clone());
+        let inputs_back = inputs(0, 0, 0);
+        patched.refresh(
+            &mut rows,
+            history.iter(),
+            &[HistoryPatch::Added(old.id)],
+            inputs_back.clone(),
+            now,
+        );
+        let mut full = Vec::new();
+        Rows::default().refresh(&mut full, history.iter(), &[], inputs_back, now);
+        assert_eq!(rows, full);
+        assert_eq!(patched.rebuilds, 2);
+    }
+}

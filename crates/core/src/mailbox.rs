@@ -140,9 +140,9 @@ impl MailboxKeys {
     }
 
     /// `K` as 64 lowercase hex digits, for `Authorization: Bearer <token>`. A secret: send it
-    /// only to the signaling server, never log it.
-    pub fn auth_token(&self) -> String {
-        self.auth.iter().map(|b| format!("{b:02x}")).collect()
+    /// only to the signaling server, never log it; the copy is wiped when dropped.
+    pub fn auth_token(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(self.auth.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// `BLAKE3(K)`: what the server stores (safe to reveal).
@@ -1135,7 +1135,7 @@ mod tests {
         let k = MailboxKeys::derive(&s);
         let fixture = |t: &str| t.trim().to_owned();
         assert_eq!(
-            k.auth_token(),
+            k.auth_token().as_str(),
             fixture(include_str!("../tests/fixtures/mailbox_auth_42.txt"))
         );
         assert_eq!(

@@ -79,7 +79,7 @@ impl Runtime {
     fn mailbox_destination(&self) -> Option<Destination> {
         Some(Destination {
             url: self.mailbox_url()?,
-            token: self.mailbox.keys.auth_token(),
+            token: self.mailbox.keys.auth_token().to_string(),
             tag: self.mailbox.tag.clone(),
         })
     }

@@ -277,6 +277,19 @@ async fn take_inbox(caches: &JsValue) -> Result<Vec<web_sys::File>, JsValue> {
     Ok(files)
 }
 
+/// Page-local intents, handled at once in the gesture that sent them; anything else is
+/// handed back for the runtime.
+pub fn handle_now(view: ViewState, intent: crate::view::Intent) -> Option<crate::view::Intent> {
+    use crate::view::Intent;
+    match intent {
+        Intent::CopyText(text) => copy_text(view, text),
+        Intent::DismissIosHint => dismiss_ios_hint(view),
+        Intent::ClearShareInbox => clear_share_inbox(),
+        other => return Some(other),
+    }
+    None
+}
+
 /// Empties the share inbox (its files were sent or discarded).
 pub fn clear_share_inbox() {
     let Some(window) = web_sys::window() else {

@@ -1006,7 +1006,13 @@ impl Runtime {
     }
 
     async fn on_intent(&mut self, intent: Intent) {
+        // Page-local intents never queue here (`Intents::send` handles them at once); should
+        // one arrive anyway, it is handled the same way.
+        let Some(intent) = crate::pwa::handle_now(self.view, intent) else {
+            return;
+        };
         match intent {
+            Intent::CopyText(_) | Intent::DismissIosHint | Intent::ClearShareInbox => {}
             Intent::Send(text) => match self.replica.add_text(&text, now_ms()) {
                 Ok((_, effects)) => self.apply(effects).await,
                 Err(e) => self.view.error.set(Some(e.to_string())),
@@ -1043,7 +1049,6 @@ impl Runtime {
                     "Copying is not allowed here: select the link and copy it yourself.".into()
                 }));
             }
-            Intent::CopyText(text) => crate::pwa::copy_text(self.view, text),
             Intent::DismissError => self.view.error.set(None),
             Intent::Rename(name) => match self.replica.rename(&name, now_ms()) {
                 Ok(effects) => {
@@ -1067,11 +1072,9 @@ impl Runtime {
             Intent::ApplyUpdate => crate::pwa::apply_update(),
             Intent::SetIce(servers) => self.set_ice(servers).await,
             Intent::Install => crate::pwa::install(self.view),
-            Intent::DismissIosHint => crate::pwa::dismiss_ios_hint(self.view),
             Intent::CheckLocation => self.check_location(),
             Intent::UseLink(text) => self.offer_link(&text),
             Intent::SendFiles(files) => self.send_files(files).await,
-            Intent::ClearShareInbox => crate::pwa::clear_share_inbox(),
             Intent::CancelFile(root) => self.cancel_file(&root.to_string()).await,
             Intent::RetryFile(root) => self.retry_file(&root.to_string()).await,
             Intent::SaveFile(root) => self.save_file(&root.to_string()).await,

@@ -24,7 +24,7 @@ use leptos::prelude::*;
 #[component]
 pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(view);
-    provide_context(Intents(intents));
+    provide_context(Intents::new(intents, view));
     let devices_open = RwSignal::new(false);
     start_clock(view);
     // A confirmation ("Copied") disappears by itself after a few seconds.

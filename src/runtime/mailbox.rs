@@ -842,7 +842,8 @@ impl Runtime {
         let Some(url) = self.mailbox_url() else {
             return;
         };
-        let endpoint = serde_json::json!({ "url": url, "token": self.mailbox.keys.auth_token().as_str() });
+        let endpoint =
+            serde_json::json!({ "url": url, "token": self.mailbox.keys.auth_token().as_str() });
         let _ = self
             .store
             .put(

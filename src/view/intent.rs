@@ -1,7 +1,9 @@
 //! What the person asked for, as [`Intent`]s, and [`Intents`], the sender components use.
 //!
 //! This is the only way out of the UI: components do no I/O themselves, so every side effect
-//! (storage, network, clipboard, share sheet) starts from an intent the runtime handles. Ids are
+//! (storage, network, clipboard, share sheet) starts from an intent. Page-local ones (the
+//! clipboard, the iOS hint, the share inbox) are handled at once, inside the gesture that sent
+//! them (`pwa::handle_now`); the runtime handles the rest. Ids are
 //! the core's typed ids, carried from the document through the view state as they are, so no
 //! handler parses text back into an id.
 
@@ -59,12 +61,29 @@ pub enum Intent {
 
 /// Sends intents to the runtime. Cheap to clone; shared through context.
 #[derive(Clone)]
-pub struct Intents(pub UnboundedSender<Intent>);
+pub struct Intents {
+    tx: UnboundedSender<Intent>,
+    /// For the page-local intents handled at once (their confirmations show in the view).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    view: super::ViewState,
+}
 
 impl Intents {
-    /// Queues an intent (dropped only if the runtime is gone, i.e. the page is closing).
+    /// A sender to the runtime behind `tx`.
+    pub fn new(tx: UnboundedSender<Intent>, view: super::ViewState) -> Self {
+        Intents { tx, view }
+    }
+
+    /// Handles a page-local intent now, or queues it for the runtime (dropped only if the
+    /// runtime is gone, i.e. the page is closing). Queued behind the runtime's network work, a
+    /// page-local one could come too late: the clipboard wants the user's gesture, and a reload
+    /// right after "Got it" would bring the iOS hint back.
     pub fn send(&self, intent: Intent) {
-        let _ = self.0.unbounded_send(intent);
+        #[cfg(target_arch = "wasm32")]
+        let Some(intent) = crate::pwa::handle_now(self.view, intent) else {
+            return;
+        };
+        let _ = self.tx.unbounded_send(intent);
         #[cfg(target_arch = "wasm32")]
         crate::wake::wake();
     }

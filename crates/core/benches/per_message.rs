@@ -122,10 +122,7 @@ fn per_message(c: &mut Criterion) {
         .expect("write core_per_message.json");
     }
     let mut group = c.benchmark_group("one incoming text, then view patch");
-    for (name, pair) in [
-        ("empty history", &mut empty),
-        ("long history", &mut big),
-    ] {
+    for (name, pair) in [("empty history", &mut empty), ("long history", &mut big)] {
         let mut n = 1_000;
         group.bench_function(name, |bench| {
             bench.iter_custom(|iters| {

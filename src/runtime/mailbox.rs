@@ -13,8 +13,10 @@
 //! uploads a compacted snapshot of the whole history instead of a delta and declares it, so a
 //! device that joins later, alone, reads the snapshot instead of the deleted entries. File
 //! chunks are uploaded "held": they stay until every other registered device has them.
-//! The cursors the server reports tell which device has which of our uploads: that is the
-//! per-item "on Laptop" for devices reached only through the mailbox.
+//! Which device has which of our uploads comes from the sealed *receipts* devices post (what
+//! each stored, per author), never from the server's cursors: anyone holding the access key
+//! can move a cursor. That is the per-item "on Laptop" for devices reached only through the
+//! mailbox.
 
 use super::{Runtime, key, now_ms};
 use ferry_core::blobs::{chunk_key, manifest_key};

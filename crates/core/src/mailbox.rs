@@ -5,8 +5,9 @@
 //! Keys (HKDF-SHA256 over the space secret, salt `ferry/space/v1`, see [`crate::pairing`]):
 //!
 //! - `mailbox-auth` (32 bytes) = `K`, shown to the server as `Authorization: Bearer <hex K>`.
-//!   The server keeps only `BLAKE3(K)` ([`MailboxKeys::verifier`], sent once with
-//!   `PUT /mailbox/<room>`). `K` opens the box but cannot decrypt anything in it.
+//!   The server keeps only `BLAKE3(K)` ([`MailboxKeys::verifier`]): at `PUT /mailbox/<room>`
+//!   it hashes the `K` it is shown and stores the hash. `K` opens the box but cannot decrypt
+//!   anything in it.
 //! - `mailbox-key/epoch-0` (32 bytes): the content key. Never leaves the devices.
 //!
 //! One message ([`MailboxPayload`]) becomes one or more *entries*, each one `POST` body:

@@ -38,7 +38,8 @@ pub const OUTBOX_DONE_PREFIX: &str = "mailbox-outbox-done";
 pub const KEEPALIVE_BUDGET: usize = 64 * 1024;
 /// The format version of a stored record; the service worker refuses other versions.
 const RECORD_VERSION: u64 = 1;
-/// Refuse stored records above this size (a message is at most 64 MiB sealed).
+/// Refuse stored records above this size (a message is at most
+/// [`crate::mailbox::MAX_MESSAGE_BYTES`] = 32 MiB; base64 in JSON adds a third).
 const MAX_RECORD_BYTES: usize = 96 * 1024 * 1024;
 
 /// Where a record goes: the mailbox of one space on one server, as this device.

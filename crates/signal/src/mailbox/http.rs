@@ -2,7 +2,8 @@
 //! `{"error": "<what happened and what to do>", "code": "<short name>"}`.
 //!
 //! ```text
-//! PUT    /mailbox/<room>                  register V = BLAKE3(K) (trust on first use)
+//! PUT    /mailbox/<room>                  register V = BLAKE3(K) of the bearer K (trust on
+//!                                         first use)
 //! POST   /mailbox/<room>[?device=D[&hold=1]] append a sealed blob (body: raw bytes); `hold`
 //!                                         keeps it until every other device acknowledged it;
 //!                                         the same bytes as a stored entry answer 200 with

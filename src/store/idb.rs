@@ -89,9 +89,26 @@ impl IdbStore {
         Ok(v.filter(|v| !v.is_undefined()))
     }
 
+    /// Deletes every value under `prefix` in one transaction (a deleted file's chunks).
+    pub async fn delete_prefix(&self, prefix: &StoreKey) -> Result<(), StoreError> {
+        let tx = self
+            .db
+            .transaction(&[STORE], TransactionMode::ReadWrite)
+            .map_err(err)?;
+        let store = tx.store(STORE).map_err(err)?;
+        finish(join(store.delete(JsValue::from(range(prefix)?)), tx.done()).await)
+    }
+
+    /// Deletes the database `name` (tests).
+    pub async fn delete(name: &str) -> Result<(), StoreError> {
+        Rexie::delete(name).await.map_err(err)
+    }
+}
+
+impl Store for IdbStore {
     /// Writes several values in one transaction (file chunks that arrived together): one
     /// commit instead of one each. All or nothing, like `put`.
-    pub async fn put_many(&self, entries: &[(StoreKey, Vec<u8>)]) -> Result<(), StoreError> {
+    async fn put_many(&self, entries: &[(StoreKey, Vec<u8>)]) -> Result<(), StoreError> {
         let tx = self
             .db
             .transaction(&[STORE], TransactionMode::ReadWrite)
@@ -116,7 +133,7 @@ impl IdbStore {
     }
 
     /// Reads several values in one transaction.
-    pub async fn get_many(&self, keys: &[StoreKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    async fn get_many(&self, keys: &[StoreKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let tx = self
             .db
             .transaction(&[STORE], TransactionMode::ReadOnly)
@@ -133,23 +150,6 @@ impl IdbStore {
             .collect()
     }
 
-    /// Deletes every value under `prefix` in one transaction (a deleted file's chunks).
-    pub async fn delete_prefix(&self, prefix: &StoreKey) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadWrite)
-            .map_err(err)?;
-        let store = tx.store(STORE).map_err(err)?;
-        finish(join(store.delete(JsValue::from(range(prefix)?)), tx.done()).await)
-    }
-
-    /// Deletes the database `name` (tests).
-    pub async fn delete(name: &str) -> Result<(), StoreError> {
-        Rexie::delete(name).await.map_err(err)
-    }
-}
-
-impl Store for IdbStore {
     async fn get(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get_js(key).await?.map(|v| bytes(&v)))
     }

@@ -22,9 +22,10 @@ export class Device {
   ) {}
 
   /** A new browser profile (its own IndexedDB): a separate device. `relayOnly` makes every
-   *  RTCPeerConnection use TURN relays only, as behind a symmetric NAT (no browser flag does). */
-  static async launch(name: string, url = '/', opts: { relayOnly?: boolean } = {}): Promise<Device> {
-    const dir = mkdtempSync(join(tmpdir(), `ferry-${name}-`));
+   *  RTCPeerConnection use TURN relays only, as behind a symmetric NAT (no browser flag does).
+   *  `profileDir` puts the profile somewhere chosen (e.g. on a small filesystem). */
+  static async launch(name: string, url = '/', opts: { relayOnly?: boolean; profileDir?: string } = {}): Promise<Device> {
+    const dir = opts.profileDir ?? mkdtempSync(join(tmpdir(), `ferry-${name}-`));
     const { context, page } = await Device.start(dir, url, opts.relayOnly);
     const d = new Device(name, dir, context, page);
     await d.ready();

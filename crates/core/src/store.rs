@@ -83,6 +83,23 @@ pub trait Store {
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
     /// All entries strictly below `prefix`, in key order.
     async fn list(&self, prefix: &StoreKey) -> Result<Vec<(StoreKey, Vec<u8>)>, StoreError>;
+    /// Writes several values at once, all or nothing (chunks of a file that arrived together;
+    /// one commit instead of one each). Adapters should override this default, which is not
+    /// atomic.
+    async fn put_many(&self, entries: &[(StoreKey, Vec<u8>)]) -> Result<(), StoreError> {
+        for (k, v) in entries {
+            self.put(k, v).await?;
+        }
+        Ok(())
+    }
+    /// Reads several values at once, in the order asked.
+    async fn get_many(&self, keys: &[StoreKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get(k).await?);
+        }
+        Ok(out)
+    }
     /// The keys strictly below `prefix`, in key order, without their values (e.g. the chunks
     /// of a file already stored). Adapters should override this default, which reads values.
     async fn keys(&self, prefix: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
@@ -140,6 +157,31 @@ impl Store for MemoryStore {
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
         self.map.borrow_mut().remove(&key.0);
+        Ok(())
+    }
+
+    async fn put_many(&self, entries: &[(StoreKey, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut map = self.map.borrow_mut();
+        if let Some(quota) = self.quota {
+            let replaced: std::collections::BTreeSet<&str> =
+                entries.iter().map(|(k, _)| k.as_str()).collect();
+            let kept: usize = map
+                .iter()
+                .filter(|(k, _)| !replaced.contains(k.as_str()))
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            let mut new: BTreeMap<&str, usize> = BTreeMap::new();
+            for (k, v) in entries {
+                new.insert(k.as_str(), k.0.len() + v.len());
+            }
+            if kept + new.values().sum::<usize>() > quota {
+                // All or nothing, like one IndexedDB transaction that aborts.
+                return Err(StoreError::QuotaExceeded);
+            }
+        }
+        for (k, v) in entries {
+            map.insert(k.0.clone(), v.clone());
+        }
         Ok(())
     }
 

@@ -106,6 +106,38 @@ pub async fn store_contract<S: Store>(store: &S) {
         StoreKey::new(&["a/b"]),
         Err(StoreError::BadKey(_))
     ));
+    // Batches: written together, read back in the order asked, missing keys as None.
+    let batch: Vec<(StoreKey, Vec<u8>)> = (0..40u8)
+        .map(|i| (key(&["batch", &format!("{i:03}")]), vec![i; usize::from(i) * 100]))
+        .collect();
+    store.put_many(&batch).await.unwrap();
+    store.put_many(&[]).await.unwrap();
+    let mut ask: Vec<StoreKey> = batch.iter().rev().map(|(k, _)| k.clone()).collect();
+    ask.push(key(&["batch", "missing"]));
+    let read = store.get_many(&ask).await.unwrap();
+    assert_eq!(read.len(), 41);
+    for (got, (_, want)) in read.iter().zip(batch.iter().rev()) {
+        assert_eq!(got.as_deref(), Some(want.as_slice()), "get_many keeps order");
+    }
+    assert_eq!(read[40], None);
+    assert_eq!(store.keys(&key(&["batch"])).await.unwrap().len(), 40);
+    assert_eq!(store.get_many(&[]).await.unwrap(), Vec::<Option<Vec<u8>>>::new());
+}
+
+/// `put_many` is all or nothing when storage is full (a quota-limited store).
+pub async fn store_batch_is_atomic<S: Store>(store: &S) {
+    let big: Vec<(StoreKey, Vec<u8>)> = (0..8u8)
+        .map(|i| (key(&["atomic", &i.to_string()]), vec![i; 64 * 1024]))
+        .collect();
+    assert_eq!(
+        store.put_many(&big).await,
+        Err(StoreError::QuotaExceeded),
+        "the batch does not fit"
+    );
+    assert!(
+        store.keys(&key(&["atomic"])).await.unwrap().is_empty(),
+        "nothing of a refused batch was written"
+    );
 }
 
 /// One simulated device: a replica and its own persistent store.

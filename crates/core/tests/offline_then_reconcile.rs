@@ -1,7 +1,7 @@
 //! Scenario: two devices write while apart, one restarts, then they meet.
 
 use ferry_core::MemoryStore;
-use ferry_core::testing::{SimNet, block_on, store_contract};
+use ferry_core::testing::{SimNet, block_on, store_batch_is_atomic, store_contract};
 
 #[test]
 fn offline_writes_survive_a_restart_and_reconcile() {
@@ -35,6 +35,7 @@ fn offline_writes_survive_a_restart_and_reconcile() {
 #[test]
 fn memory_store_passes_the_storage_contract() {
     block_on(store_contract(&MemoryStore::default()));
+    block_on(store_batch_is_atomic(&MemoryStore::with_quota(256 * 1024)));
 }
 
 #[test]

@@ -1,0 +1,68 @@
+// Journey (issue #15, finding 5): "on Tablet" through the mailbox means the tablet *stored* it.
+// A tablet whose disk is full when a file arrives keeps the texts it could store; the server
+// keeps the file's held chunks for it, and the laptop never says the file is on it.
+//
+// The tablet's profile lives on a tmpfs this journey mounts (the harness runs as root), filled
+// up once the app has started: IndexedDB writes then really fail, as on a full phone.
+// (Chromium's `Storage.overrideQuotaForOrigin` did not make IndexedDB writes fail.)
+import { test, expect } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Device } from './device';
+
+/** Fills the filesystem holding `dir` until `leave` bytes are free. */
+function fillUntil(dir: string, leave: number): void {
+  const { bavail, bsize } = statfsSync(dir);
+  const free = Number(bavail) * Number(bsize);
+  if (free > leave) writeFileSync(join(dir, 'filler.bin'), Buffer.alloc(free - leave));
+}
+
+test('a device that could not store a file is never shown as having it', async () => {
+  test.setTimeout(240_000);
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-receipts-'));
+  const path = join(dir, 'tax-return.pdf');
+  writeFileSync(path, randomBytes(3 * 1024 * 1024));
+
+  // 1. The laptop, alone: a text, then a 3 MiB file, all of it into the mailbox.
+  const laptop = await Device.launch('receipt-laptop');
+  await laptop.send('before the file');
+  await laptop.attach([path]);
+  await expect(laptop.message('tax-return.pdf')).toContainText('waiting in the mailbox', { timeout: 30_000 });
+  const link = await laptop.pairingLink();
+  await expect.poll(() => laptop.mailboxEntries(), { timeout: 90_000 }).toBeGreaterThanOrEqual(61);
+  await laptop.close();
+
+  // 2. A tablet whose disk is almost full joins alone: the text fits, the file does not.
+  const disk = mkdtempSync(join(tmpdir(), 'ferry-small-disk-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m', 'tmpfs', disk]);
+  try {
+    const profile = join(disk, 'profile');
+    const tablet = await Device.launch('receipt-tablet', '/', { profileDir: profile });
+    await tablet.page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    fillUntil(disk, 1536 * 1024);
+    await tablet.join(link);
+    await expect(tablet.message('before the file')).toBeVisible({ timeout: 30_000 });
+    await expect(tablet.message('tax-return.pdf')).toBeVisible();
+    // The bytes could not be stored: no way to save them, and the app says storage failed.
+    await expect(tablet.page.getByRole('link', { name: 'Save tax-return.pdf' })).toHaveCount(0);
+    await tablet.openDevices();
+    const held = await tablet.mailboxEntries();
+    await tablet.close();
+
+    // 3. The laptop, alone again: the text is on the tablet, the file is not; the server
+    //    still holds the file's chunks for the tablet.
+    await laptop.restartBrowser();
+    await expect(laptop.message('before the file')).toContainText(/· on /, { timeout: 45_000 });
+    await expect(laptop.message('tax-return.pdf')).not.toContainText(/· on /);
+    await laptop.openDevices();
+    await expect.poll(() => laptop.mailboxEntries(), { timeout: 30_000 }).toBeGreaterThanOrEqual(Math.min(held, 61));
+    await expect(laptop.message('tax-return.pdf')).not.toContainText(/· on /);
+    await laptop.close();
+  } finally {
+    execFileSync('umount', ['-l', disk]);
+    rmSync(disk, { recursive: true, force: true });
+  }
+});

@@ -108,7 +108,12 @@ pub async fn store_contract<S: Store>(store: &S) {
     ));
     // Batches: written together, read back in the order asked, missing keys as None.
     let batch: Vec<(StoreKey, Vec<u8>)> = (0..40u8)
-        .map(|i| (key(&["batch", &format!("{i:03}")]), vec![i; usize::from(i) * 100]))
+        .map(|i| {
+            (
+                key(&["batch", &format!("{i:03}")]),
+                vec![i; usize::from(i) * 100],
+            )
+        })
         .collect();
     store.put_many(&batch).await.unwrap();
     store.put_many(&[]).await.unwrap();
@@ -117,11 +122,18 @@ pub async fn store_contract<S: Store>(store: &S) {
     let read = store.get_many(&ask).await.unwrap();
     assert_eq!(read.len(), 41);
     for (got, (_, want)) in read.iter().zip(batch.iter().rev()) {
-        assert_eq!(got.as_deref(), Some(want.as_slice()), "get_many keeps order");
+        assert_eq!(
+            got.as_deref(),
+            Some(want.as_slice()),
+            "get_many keeps order"
+        );
     }
     assert_eq!(read[40], None);
     assert_eq!(store.keys(&key(&["batch"])).await.unwrap().len(), 40);
-    assert_eq!(store.get_many(&[]).await.unwrap(), Vec::<Option<Vec<u8>>>::new());
+    assert_eq!(
+        store.get_many(&[]).await.unwrap(),
+        Vec::<Option<Vec<u8>>>::new()
+    );
 }
 
 /// `put_many` is all or nothing when storage is full (a quota-limited store).

@@ -174,13 +174,21 @@ async function prefetchMailbox() {
   let db;
   try { db = await openDb(); } catch (e) { return; }
   try {
-    const endpoint = await kvRequest(db, 'readonly', (s) => s.get('settings/mailbox-endpoint'));
-    if (!endpoint) return;
-    const { url, token } = JSON.parse(textOf(endpoint));
-    const cursor = Number(textOf(await kvRequest(db, 'readonly', (s) => s.get('settings/mailbox-cursor'))) || '0');
+    // This device's local state (`local/state`, JSON; ferry_core::device::LocalState).
+    const stored = await kvRequest(db, 'readonly', (s) => s.get('local/state'));
+    if (!stored) return;
+    const { mailbox } = JSON.parse(textOf(stored));
+    if (!mailbox || mailbox.off || !mailbox.endpoint) return;
+    const { url, token } = mailbox.endpoint;
+    const cursor = Number(mailbox.cursor) || 0;
     const res = await fetch(`${url}?after=${cursor}&limit=64`, { headers: { Authorization: `Bearer ${token}` } });
     if (res.status !== 200) return;
+    // No honest answer is larger (ferry_core::device::mailbox::MAX_FETCH_BYTES); the page
+    // would refuse it anyway, so a hostile server cannot make it copy more than this.
+    const declared = Number(res.headers.get('content-length'));
+    if (declared > 8 * 1024 * 1024) return;
     const body = new Uint8Array(await res.arrayBuffer());
+    if (body.byteLength > 8 * 1024 * 1024) return;
     await kvRequest(db, 'readwrite', (s) => s.put(body, `mailbox-prefetch/${String(cursor).padStart(20, '0')}`));
   } finally {
     db.close();

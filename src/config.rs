@@ -4,18 +4,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// One ICE server, in the shape of the browser's `RTCIceServer`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IceServer {
-    /// `stun:`, `turn:` or `turns:` URLs.
-    pub urls: Vec<String>,
-    /// TURN username.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// TURN credential.
-    #[serde(default)]
-    pub credential: Option<String>,
-}
+/// One ICE server (kept in this device's local state too, so it lives in the core).
+pub use ferry_core::device::IceServer;
 
 /// The app's runtime configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ use crate::net::rtc::{LinkEvent, RtcLink};
 use crate::net::tabs::TabLink;
 use crate::store::idb::IdbStore;
 use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
+use ferry_core::device::{LocalState, LocalStateError, Origin};
 use ferry_core::persist::DocStore;
 use ferry_core::{
     DeviceId, Effect, Input, PairingLink, PeerKey, Replica, SpaceSecret, Store, StoreError,
@@ -95,11 +96,11 @@ struct Runtime {
     device: DeviceId,
     secret: SpaceSecret,
     config: Config,
-    /// STUN/TURN servers set on this device (Settings), overriding config.json's.
-    ice_override: Option<Vec<crate::config::IceServer>>,
+    /// This device's own state as last saved (identity, its STUN/TURN servers and signaling
+    /// endpoint, "last seen", delivery, mailbox bookkeeping), written through `save_local`.
+    local: LocalState,
     /// When the device list (and its connection paths) was last refreshed.
     space_refreshed: f64,
-    signal: Option<String>,
     link: Option<RtcLink>,
     /// Sockets whose signaling ended but whose peers are still connected: kept for those
     /// peers until the current socket reaches the same devices.
@@ -113,15 +114,9 @@ struct Runtime {
     pending: Option<PairingLink>,
     backoff: f64,
     reconnect_at: f64,
-    /// When each other device was last connected to this one (ms), persisted.
-    seen: BTreeMap<DeviceId, u64>,
-    /// Last moment (ms, on the HLC's scale) another device had everything this one has.
+    /// Last moment (ms, on the HLC's scale) another device had everything this one has
+    /// (saved as `local.last_synced` at most every 10 s).
     last_synced: u64,
-    /// When `last_synced` was last written to storage.
-    last_synced_saved: u64,
-    /// Per other device: the last moment (ms, HLC scale) it had everything this one has —
-    /// each item's delivery state ("on Phone · not yet on Tablet"). Persisted.
-    delivered: BTreeMap<DeviceId, u64>,
     /// Items shown as "not yet on other devices" by the last render.
     pending_items: usize,
     /// Items written here that only the mailbox holds so far ("waiting in the mailbox").
@@ -133,15 +128,6 @@ struct Runtime {
     load_skipped_chunks: bool,
     /// What the history's rows were built from (they are patched, not rebuilt).
     rows: view::Rows,
-}
-
-fn parse_seen(text: &str) -> BTreeMap<DeviceId, u64> {
-    text.lines()
-        .filter_map(|l| {
-            let (id, ms) = l.split_once(' ')?;
-            Some((id.parse().ok()?, ms.parse().ok()?))
-        })
-        .collect()
 }
 
 fn can_share() -> bool {
@@ -204,23 +190,22 @@ impl Runtime {
     async fn boot(view: ViewState) -> Result<Self, String> {
         let storage_err = |e: StoreError| format!("Ferry cannot use this browser's storage: {e}");
         let store = IdbStore::open(DB_NAME).await.map_err(storage_err)?;
-        let id_bytes = get_or_init(&store, &key(&["device", "id"]), || {
-            DeviceId::random().to_string().into_bytes()
-        })
-        .await
-        .map_err(storage_err)?;
-        let device: DeviceId = String::from_utf8_lossy(&id_bytes)
-            .parse()
-            .map_err(|e| format!("stored device id is damaged: {e}"))?;
         let ua = web_sys::window()
             .and_then(|w| w.navigator().user_agent().ok())
             .unwrap_or_default();
-        let name_bytes = get_or_init(&store, &key(&["device", "name"]), || {
-            view::device_name(&ua).into_bytes()
-        })
-        .await
-        .map_err(storage_err)?;
-        let name = String::from_utf8_lossy(&name_bytes).into_owned();
+        let (local, origin) =
+            LocalState::load(&store, || (DeviceId::random(), view::device_name(&ua)))
+                .await
+                .map_err(|e| match e {
+                    LocalStateError::Store(e) => storage_err(e),
+                    e => e.to_string(),
+                })?;
+        if let Origin::Migrated(keys) = origin {
+            web_sys::console::info_1(
+                &format!("this device's settings moved into one record ({keys} keys)").into(),
+            );
+        }
+        let device = local.device;
         let secret_bytes = get_or_init(&store, &key(&["space", "secret"]), || {
             SpaceSecret::random().expose().to_vec()
         })
@@ -228,12 +213,6 @@ impl Runtime {
         .map_err(storage_err)?;
         let secret = SpaceSecret::from_slice(&secret_bytes)
             .map_err(|_| "the stored space secret is damaged".to_string())?;
-        let signal = store
-            .get(&key(&["settings", "signal"]))
-            .await
-            .map_err(storage_err)?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-
         let loaded = DocStore::load(&store, &Replica::actor_for(device))
             .await
             .map_err(|e| format!("Ferry could not load your history: {e}"))?;
@@ -244,7 +223,7 @@ impl Runtime {
                 loaded.corrupt.len()
             )));
         }
-        let mut replica = Replica::from_doc(device, &name, loaded.doc, &secret);
+        let mut replica = Replica::from_doc(device, &local.name, loaded.doc, &secret);
         if let Ok(states) = store.list(&key(&["sync"])).await {
             replica.restore_sync_states(
                 states
@@ -252,13 +231,6 @@ impl Runtime {
                     .filter_map(|(k, v)| Some((k.last().parse().ok()?, v))),
             );
         }
-        let seen = store
-            .get(&key(&["device", "seen"]))
-            .await
-            .map_err(storage_err)?
-            .map(|b| parse_seen(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default();
-
         let config = match fetch_config().await {
             Ok(c) => c,
             Err(e) => {
@@ -275,26 +247,6 @@ impl Runtime {
             }
         };
 
-        let last_synced = store
-            .get(&key(&["settings", "last-synced"]))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
-            .unwrap_or(0);
-        let ice_override = store
-            .get(&key(&["settings", "ice"]))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice::<Vec<crate::config::IceServer>>(&b).ok());
-        let delivered = store
-            .get(&key(&["device", "delivered"]))
-            .await
-            .ok()
-            .flatten()
-            .map(|b| parse_seen(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default();
         let mut rt = Runtime {
             view,
             files: files::Files::new(),
@@ -305,9 +257,7 @@ impl Runtime {
             device,
             secret,
             config,
-            ice_override,
             space_refreshed: 0.0,
-            signal,
             link: None,
             retired: Vec::new(),
             tabs: None,
@@ -316,10 +266,8 @@ impl Runtime {
             pending: None,
             backoff: BACKOFF_MIN,
             reconnect_at: 0.0,
-            seen,
-            last_synced,
-            last_synced_saved: last_synced,
-            delivered,
+            last_synced: local.last_synced,
+            local,
             pending_items: 0,
             waiting_items: 0,
             unsaved: false,
@@ -341,7 +289,8 @@ impl Runtime {
     }
 
     fn ice(&self) -> &[crate::config::IceServer] {
-        self.ice_override
+        self.local
+            .ice
             .as_deref()
             .unwrap_or(&self.config.ice_servers)
     }
@@ -357,9 +306,7 @@ impl Runtime {
                 })
             })
             .collect();
-        self.view
-            .ice_summary
-            .set((lines, self.ice_override.is_some()));
+        self.view.ice_summary.set((lines, self.local.ice.is_some()));
     }
 
     async fn set_ice(&mut self, servers: Vec<crate::config::IceServer>) {
@@ -373,20 +320,13 @@ impl Runtime {
                 .set(Some(format!("Connection settings not saved: {e}")));
             return;
         }
-        let k = key(&["settings", "ice"]);
-        let saved = if servers.is_empty() {
-            self.store.delete(&k).await
-        } else {
-            let json = serde_json::to_vec(&servers).unwrap_or_default();
-            self.store.put(&k, &json).await
-        };
-        if let Err(e) = saved {
+        let ice = (!servers.is_empty()).then_some(servers);
+        if let Err(e) = self.save_local(move |s| s.ice = ice.clone()).await {
             self.view
                 .error
                 .set(Some(format!("Connection settings not saved: {e}")));
             return;
         }
-        self.ice_override = (!servers.is_empty()).then_some(servers);
         self.refresh_ice_summary();
         // The pairing link carries these settings: show the updated link at once.
         self.refresh_space();
@@ -403,7 +343,10 @@ impl Runtime {
     }
 
     fn signal_url(&self) -> Option<String> {
-        self.signal.clone().or_else(|| self.config.signal.clone())
+        self.local
+            .signal
+            .clone()
+            .or_else(|| self.config.signal.clone())
     }
 
     async fn run(mut self, mut intents: UnboundedReceiver<Intent>, tx: UnboundedSender<Intent>) {
@@ -754,7 +697,7 @@ impl Runtime {
             let mut moved = false;
             let latest = self.replica.latest_ms();
             for d in devices {
-                let at = self.delivered.entry(d).or_insert(0);
+                let at = self.local.delivered.entry(d).or_insert(0);
                 // Only when it changes what an item shows: once per change, not per tick.
                 if *at < latest {
                     *at = synced;
@@ -773,15 +716,8 @@ impl Runtime {
         if self.pending_items > 0 {
             self.refresh_items();
         }
-        if synced > self.last_synced_saved + 10_000 || self.pending_items > 0 {
-            self.last_synced_saved = synced;
-            let _ = self
-                .store
-                .put(
-                    &key(&["settings", "last-synced"]),
-                    synced.to_string().as_bytes(),
-                )
-                .await;
+        if synced > self.local.last_synced + 10_000 || self.pending_items > 0 {
+            let _ = self.save_local(move |s| s.last_synced = synced).await;
         }
         let (_, text) = view::format_time(synced, offset_min());
         if self.view.last_synced.get_untracked().as_deref() != Some(text.as_str()) {
@@ -790,30 +726,32 @@ impl Runtime {
     }
 
     /// Best effort, like "last seen".
-    async fn save_delivered(&self) {
-        let text: String = self
-            .delivered
-            .iter()
-            .map(|(id, ms)| format!("{id} {ms}\n"))
-            .collect();
+    async fn save_delivered(&mut self) {
+        let delivered = self.local.delivered.clone();
         let _ = self
-            .store
-            .put(&key(&["device", "delivered"]), text.as_bytes())
+            .save_local(move |s| {
+                for (d, at) in &delivered {
+                    let to = s.delivered.entry(*d).or_insert(0);
+                    *to = (*to).max(*at);
+                }
+            })
             .await;
     }
 
     async fn mark_seen(&mut self, device: DeviceId) {
-        self.seen.insert(device, now_ms());
-        let text: String = self
-            .seen
-            .iter()
-            .map(|(id, ms)| format!("{id} {ms}\n"))
-            .collect();
+        let now = now_ms();
         // Best effort: "last seen" is a convenience, never worth an error banner.
         let _ = self
-            .store
-            .put(&key(&["device", "seen"]), text.as_bytes())
+            .save_local(move |s| {
+                s.seen.insert(device, now);
+            })
             .await;
+    }
+
+    /// Changes this device's own state, here and in storage. Sibling tabs share the record:
+    /// the change is applied to it as stored now, so what another tab changed survives.
+    async fn save_local(&mut self, change: impl Fn(&mut LocalState)) -> Result<(), StoreError> {
+        self.local.update(&self.store, change).await
     }
 
     fn refresh_items(&mut self) {
@@ -825,7 +763,7 @@ impl Runtime {
             me: self.device,
             offset_min: offset_min(),
             synced_ms: self.last_synced,
-            delivered: self.delivered.clone(),
+            delivered: self.local.delivered.clone(),
             carried_ms: self.mailbox.carried_ms,
         };
         let history = self.replica.history();
@@ -848,6 +786,7 @@ impl Runtime {
                 this: id == self.device,
                 online: id == self.device || online.contains(&id),
                 last_seen: self
+                    .local
                     .seen
                     .get(&id)
                     .map(|ms| view::format_time(*ms, offset_min()).1),
@@ -871,7 +810,8 @@ impl Runtime {
             secret: self.secret.clone(),
             signal: self.signal_url(),
             ice: self
-                .ice_override
+                .local
+                .ice
                 .as_ref()
                 .and_then(|ice| serde_json::to_string(ice).ok()),
         };
@@ -1053,11 +993,8 @@ impl Runtime {
             Intent::Rename(name) => match self.replica.rename(&name, now_ms()) {
                 Ok(effects) => {
                     let name = self.replica.name().to_owned();
-                    if let Err(e) = self
-                        .store
-                        .put(&key(&["device", "name"]), name.as_bytes())
-                        .await
-                    {
+                    let saved = name.clone();
+                    if let Err(e) = self.save_local(move |s| s.name = saved.clone()).await {
                         self.view
                             .error
                             .set(Some(format!("The new name was not saved: {e}")));
@@ -1094,18 +1031,20 @@ impl Runtime {
             return;
         };
         self.view.pending_join.set(None);
-        let saved = async {
-            self.store
-                .put(&key(&["space", "secret"]), link.secret.expose())
-                .await?;
-            if let Some(signal) = &link.signal {
-                self.store
-                    .put(&key(&["settings", "signal"]), signal.as_bytes())
-                    .await?;
-            }
-            Ok::<(), StoreError>(())
-        }
-        .await;
+        let saved = match self
+            .store
+            .put(&key(&["space", "secret"]), link.secret.expose())
+            .await
+        {
+            Ok(()) => match link.signal.clone() {
+                Some(signal) => {
+                    self.save_local(move |s| s.signal = Some(signal.clone()))
+                        .await
+                }
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
         if let Err(e) = saved {
             self.view
                 .error
@@ -1115,18 +1054,13 @@ impl Runtime {
         clear_fragment();
         // The inviting device's STUN/TURN servers come along (validated when offered).
         if let Ok(Some(ice)) = link_ice(&link)
-            && self.ice_override.as_ref() != Some(&ice)
-        {
-            let json = serde_json::to_vec(&ice).unwrap_or_default();
-            if self
-                .store
-                .put(&key(&["settings", "ice"]), &json)
+            && self.local.ice.as_ref() != Some(&ice)
+            && self
+                .save_local(move |s| s.ice = Some(ice.clone()))
                 .await
                 .is_ok()
-            {
-                self.ice_override = Some(ice);
-                self.refresh_ice_summary();
-            }
+        {
+            self.refresh_ice_summary();
         }
         self.disconnect().await;
         if let Some(tabs) = self.tabs.take() {
@@ -1138,9 +1072,6 @@ impl Runtime {
         self.secret = link.secret;
         // Another space, another mailbox: start its cursors from scratch.
         self.boot_mailbox(true).await;
-        if link.signal.is_some() {
-            self.signal = link.signal;
-        }
         self.backoff = BACKOFF_MIN;
         self.open_tabs();
         if self.rtc_owner.get() {

@@ -8,7 +8,7 @@
 //! (`ferry_core::Transfers`): every verified chunk is stored as it arrives; the stored chunk
 //! keys are the have-set, so a reload or browser restart resumes where it stopped.
 
-use super::{Runtime, key, now_ms};
+use super::{Runtime, now_ms};
 use crate::view::{self, FileState, FileView};
 use ferry_core::blobs::{blob_prefix, blobs_prefix, chunk_key, have_from_keys, manifest_key};
 use ferry_core::{
@@ -108,10 +108,6 @@ impl Files {
     }
 }
 
-fn stopped_key() -> ferry_core::StoreKey {
-    key(&["settings", "files-stopped"])
-}
-
 async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
     let blob = file
         .slice_with_f64_and_f64(start as f64, end as f64)
@@ -143,12 +139,7 @@ impl Runtime {
     /// At start: serve what is stored, resume what is partial, fetch what is missing, and
     /// free files whose items were deleted while this device was away.
     pub(super) async fn boot_files(&mut self) {
-        if let Ok(Some(b)) = self.store.get(&stopped_key()).await {
-            self.files.stopped = String::from_utf8_lossy(&b)
-                .lines()
-                .filter_map(|l| l.parse().ok())
-                .collect();
-        }
+        self.files.stopped = self.local.files_stopped.clone();
         let keys = self.store.keys(&blobs_prefix()).await.unwrap_or_default();
         let roots: BTreeSet<BlobId> = keys
             .iter()
@@ -840,8 +831,10 @@ impl Runtime {
     }
 
     async fn save_stopped(&mut self) {
-        let text = roots_text(&self.files.stopped);
-        let _ = self.store.put(&stopped_key(), text.as_bytes()).await;
+        let stopped = self.files.stopped.clone();
+        let _ = self
+            .save_local(move |s| s.files_stopped = stopped.clone())
+            .await;
     }
 
     /// Stops downloading a file on this device (stored chunks stay for a later retry).
@@ -886,9 +879,4 @@ fn chunk_out(msg: &BlobMessage) -> ChunkOut {
         BlobMessage::Chunk { root, data, .. } => ChunkOut::Chunk(*root, data.len() as u64),
         _ => ChunkOut::Other,
     }
-}
-
-/// A set of files as stored in settings: one root (hex) per line.
-pub(super) fn roots_text(roots: &BTreeSet<BlobId>) -> String {
-    roots.iter().map(|r| format!("{r}\n")).collect()
 }

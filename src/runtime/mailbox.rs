@@ -18,8 +18,9 @@
 //! can move a cursor. That is the per-item "on Laptop" for devices reached only through the
 //! mailbox.
 
-use super::{Runtime, key, now_ms};
+use super::{Runtime, now_ms};
 use ferry_core::blobs::{chunk_key, manifest_key};
+use ferry_core::device::{FetchAnswer, Held, MailboxEndpoint};
 use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store, StoreError};
 use ferry_core::{
     MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, UploadLog, base_due, plan_upload,
@@ -43,7 +44,7 @@ const GRACE_MS: f64 = 10_000.0;
 const FETCH_LIMIT: u32 = 64;
 /// The largest answer read from the mailbox: a page of `FETCH_LIMIT` 64 KiB entries in base64
 /// is about 5.5 MiB.
-const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+const MAX_RESPONSE_BYTES: usize = ferry_core::device::mailbox::MAX_FETCH_BYTES;
 /// File chunks uploaded per visit (1 MiB): the main loop waits for each request.
 const CHUNKS_PER_VISIT: u32 = 4;
 
@@ -113,24 +114,6 @@ struct HistoryUpload {
 
 /// History entries posted per visit (up to 1 MiB).
 const HISTORY_ENTRIES_PER_VISIT: usize = 16;
-
-/// Settings that describe what this device believes one mailbox server holds (cursor,
-/// uploads, acknowledged state): forgotten together when joining another space or when the
-/// server turns out to have lost its data.
-const SERVER_STATE: [&str; 8] = [
-    "mailbox-cursor",
-    "mailbox-heads",
-    "mailbox-files",
-    "mailbox-uploads",
-    "mailbox-carried",
-    "mailbox-cursor-hash",
-    "mailbox-unapplied",
-    "mailbox-receipt",
-];
-
-fn settings(name: &str) -> ferry_core::StoreKey {
-    key(&["settings", name])
-}
 
 /// `ws://host:port` → `http://host:port` (the mailbox shares the signaling port).
 fn http_base(signal: &str) -> Option<String> {
@@ -208,38 +191,6 @@ async fn post_json(url: &str, token: &str, body: &serde_json::Value) -> Result<(
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Entry {
-    seq: u64,
-    blob: String,
-}
-
-#[derive(serde::Deserialize, Clone, Copy)]
-struct Base {
-    to: u64,
-}
-
-#[derive(serde::Deserialize, Default, Clone, Copy)]
-struct Stored {
-    entries: u64,
-    bytes: u64,
-}
-
-#[derive(serde::Deserialize)]
-struct Fetched {
-    entries: Vec<Entry>,
-    #[serde(default)]
-    more: bool,
-    #[serde(default)]
-    last_seq: u64,
-    #[serde(default)]
-    base: Option<Base>,
-    #[serde(default)]
-    cursors: BTreeMap<String, u64>,
-    #[serde(default)]
-    stored: Stored,
-}
-
 /// Why a fetch did not complete.
 enum Fetch {
     /// The server no longer knows what this device read (restored or new): start over.
@@ -301,56 +252,22 @@ impl Runtime {
     pub(super) async fn boot_mailbox(&mut self, fresh: bool) {
         self.mailbox = Mailbox::new(&self.secret, self.device);
         if fresh {
-            for name in SERVER_STATE {
-                let _ = self.store.delete(&settings(name)).await;
-            }
+            let _ = self.save_local(|s| s.mailbox.forget_server()).await;
             self.clear_outbox().await;
         }
-        let get = |name: &'static str| {
-            let store = &self.store;
-            async move { store.get(&settings(name)).await.ok().flatten() }
-        };
-        self.mailbox.disabled = get("mailbox-off").await.is_some_and(|b| b == b"1");
-        let number = |b: Vec<u8>| String::from_utf8_lossy(&b).parse::<u64>().ok();
-        self.mailbox.cursor = MailboxCursor::resume(
-            get("mailbox-cursor").await.and_then(number).unwrap_or(0),
-            get("mailbox-unapplied").await.and_then(number),
-        );
-        self.mailbox.uploads = get("mailbox-uploads")
-            .await
-            .map(|b| UploadLog::decode(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default();
-        self.mailbox.uploaded_heads = get("mailbox-heads")
-            .await
-            .map(|b| {
-                b.chunks_exact(32)
-                    .filter_map(|c| c.try_into().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.mailbox.uploaded_files = get("mailbox-files")
-            .await
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .lines()
-                    .filter_map(|l| l.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let saved = &self.local.mailbox;
+        self.mailbox.disabled = saved.off;
+        self.mailbox.cursor = MailboxCursor::resume(saved.cursor, saved.unapplied);
+        self.mailbox.uploads = saved.uploads.clone();
+        self.mailbox.uploaded_heads = saved.heads.clone();
+        self.mailbox.uploaded_files = saved.files.clone();
         let read = self.mailbox.cursor.read();
-        self.mailbox.last_read = get("mailbox-cursor-hash")
-            .await
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .filter(|_| read > 0)
-            .map(|h| (read, h));
-        self.mailbox.receipt_ms = get("mailbox-receipt").await.and_then(number).unwrap_or(0);
-        self.mailbox.carried_ms = get("mailbox-carried")
-            .await
-            .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
-            .unwrap_or(0);
+        self.mailbox.last_read = saved.cursor_hash.filter(|_| read > 0).map(|h| (read, h));
+        self.mailbox.receipt_ms = saved.receipt;
+        self.mailbox.carried_ms = saved.carried;
         self.view.mailbox_on.set(!self.mailbox.disabled);
         if self.mailbox.disabled {
-            let _ = self.store.delete(&settings("mailbox-endpoint")).await;
+            let _ = self.save_local(|s| s.mailbox.endpoint = None).await;
         } else {
             self.save_endpoint().await;
         }
@@ -383,11 +300,14 @@ impl Runtime {
         } else {
             // Off means nothing is uploaded, also not later by the service worker.
             self.clear_outbox().await;
-            let _ = self.store.delete(&settings("mailbox-endpoint")).await;
         }
         let _ = self
-            .store
-            .put(&settings("mailbox-off"), if on { b"0" } else { b"1" })
+            .save_local(move |s| {
+                s.mailbox.off = !on;
+                if !on {
+                    s.mailbox.endpoint = None;
+                }
+            })
             .await;
         self.view.mailbox_on.set(on);
         self.view.mailbox_status.set(None);
@@ -492,9 +412,7 @@ impl Runtime {
     /// uploaded heads and files, upload log): the next visit registers again, reads from the
     /// start, and the outbox stages the whole history.
     async fn forget_mailbox_state(&mut self) {
-        for name in SERVER_STATE {
-            let _ = self.store.delete(&settings(name)).await;
-        }
+        let _ = self.save_local(|s| s.mailbox.forget_server()).await;
         let disabled = self.mailbox.disabled;
         let outbox = std::mem::take(&mut self.mailbox.outbox);
         self.mailbox = Mailbox::new(&self.secret, self.device);
@@ -566,14 +484,13 @@ impl Runtime {
             && self.heads_uploaded()
             && others
                 .iter()
-                .all(|d| self.delivered.get(d).is_some_and(|at| *at >= latest))
+                .all(|d| self.local.delivered.get(d).is_some_and(|at| *at >= latest))
         {
             self.mailbox.synced_ms = now_ms();
         }
     }
 
     async fn fetch_mailbox(&mut self, url: &str, token: &str) -> Result<Room, Fetch> {
-        use base64::Engine;
         let mut effect_batch: Vec<Effect> = Vec::new();
         let saved = self.mailbox.cursor.safe();
         // Nothing of ours waits to be uploaded: what arrives now is in the mailbox already,
@@ -615,8 +532,7 @@ impl Runtime {
                 401 => return Err(Fetch::Refused("HTTP 401".into())),
                 _ => return Err(Fetch::Failed(format!("fetch failed ({status})"))),
             }
-            let fetched: Fetched = serde_json::from_slice(&body)
-                .map_err(|e| Fetch::Failed(format!("bad answer: {e}")))?;
+            let fetched = FetchAnswer::parse(&body).map_err(|e| Fetch::Failed(e.to_string()))?;
             if fetched.last_seq < self.mailbox.cursor.read() {
                 return Err(Fetch::Forgotten(format!(
                     "the server's newest entry ({}) is older than this device's cursor ({})",
@@ -626,7 +542,7 @@ impl Runtime {
             }
             let mut stored_all = true;
             for entry in &fetched.entries {
-                let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(&entry.blob) else {
+                let Some(blob) = &entry.blob else {
                     // Unreadable: moved past (fetching it again would not help), never covered.
                     let incomplete = self.mailbox.incomplete();
                     let _ = self.mailbox.cursor.opened_unapplied(
@@ -636,7 +552,7 @@ impl Runtime {
                     );
                     continue;
                 };
-                let hash = *blake3::hash(&blob).as_bytes();
+                let hash = *blake3::hash(blob).as_bytes();
                 // The entry at the cursor may be gone (compacted): then there is nothing to
                 // compare, and reading carries on after the cursor.
                 if let Some((seq, known)) = overlap.take()
@@ -656,39 +572,52 @@ impl Runtime {
                 let Some(reader) = self.mailbox.reader.as_mut() else {
                     return Err(Fetch::Failed("no mailbox reader for this space".into()));
                 };
-                let mut applied = true;
-                match reader.open(&blob) {
+                /// What became of one entry's contents here.
+                enum Outcome {
+                    Applied,
+                    /// Refused, or not for this document: read, never covered by a base.
+                    Unapplied,
+                    /// Could not be stored (storage full): read again next visit.
+                    Unstored,
+                }
+                let outcome = match reader.open(blob) {
                     Ok(Some((from, payload))) => match self.apply_mail(from, payload).await {
-                        Ok(Some(effects)) => effect_batch.extend(effects),
-                        Ok(None) => applied = false,
+                        Ok(Some(effects)) => {
+                            effect_batch.extend(effects);
+                            Outcome::Applied
+                        }
+                        Ok(None) => Outcome::Unapplied,
                         Err(e) => {
-                            // Not stored here (storage full?): the cursor stays before this
-                            // entry, so it is neither acknowledged nor skipped.
+                            // Reading goes on (the history behind a file chunk must not wait
+                            // for space), but the cursor saved and acknowledged stays before
+                            // this message, which is read again next visit.
                             self.view.error.set(Some(format!(
                                 "Could not store what arrived from the mailbox: {e}"
                             )));
                             stored_all = false;
-                            break;
+                            Outcome::Unstored
                         }
                     },
-                    Ok(None) => {}
+                    Ok(None) => Outcome::Applied,
                     Err(e) => {
                         self.view.refused.update(|n| *n += 1);
                         web_sys::console::warn_1(&format!("mailbox entry refused: {e}").into());
-                        applied = false;
+                        Outcome::Unapplied
                     }
-                }
+                };
                 let incomplete = self.mailbox.incomplete();
-                // In range: checked above. A refused entry is read but never covered by a
-                // base of ours (its contents are not in this document).
-                let _ = if applied {
-                    self.mailbox
-                        .cursor
-                        .opened_checked(entry.seq, fetched.last_seq, incomplete)
-                } else {
-                    self.mailbox
-                        .cursor
-                        .opened_unapplied(entry.seq, fetched.last_seq, incomplete)
+                // In range: checked above.
+                let cursor = &mut self.mailbox.cursor;
+                let _ = match outcome {
+                    Outcome::Applied => {
+                        cursor.opened_checked(entry.seq, fetched.last_seq, incomplete)
+                    }
+                    Outcome::Unapplied => {
+                        cursor.opened_unapplied(entry.seq, fetched.last_seq, incomplete)
+                    }
+                    Outcome::Unstored => {
+                        cursor.opened_unstored(entry.seq, fetched.last_seq, incomplete)
+                    }
                 };
                 self.mailbox.last_read = Some((entry.seq, hash));
                 self.mailbox.read_hashes.insert(entry.seq, hash);
@@ -702,11 +631,11 @@ impl Runtime {
             }
             let room = Room {
                 last_seq: fetched.last_seq,
-                base_to: fetched.base.map(|b| b.to),
+                base_to: fetched.base_to,
                 cursors: fetched.cursors,
             };
-            self.view.mailbox_held.set(Some(held_text(fetched.stored)));
-            if !stored_all || !fetched.more || fetched.entries.is_empty() {
+            self.view.mailbox_held.set(Some(held_text(fetched.held)));
+            if !fetched.more || fetched.entries.is_empty() {
                 break room;
             }
             overlap = None;
@@ -720,9 +649,20 @@ impl Runtime {
                 // The document did not reach storage: acknowledge nothing of this fetch (it
                 // is read again next visit; applying it twice is harmless).
                 self.mailbox.cursor = MailboxCursor::new(saved);
+                if let Some(reader) = self.mailbox.reader.as_mut() {
+                    reader.reset();
+                }
                 return Err(Fetch::Failed(
                     "history from the mailbox not stored yet".into(),
                 ));
+            }
+        }
+        if self.mailbox.cursor.has_unstored() {
+            // What could not be stored is read again, from its first part, next visit (and
+            // reassembled: the reader forgets it had completed it).
+            self.mailbox.cursor.rewind();
+            if let Some(reader) = self.mailbox.reader.as_mut() {
+                reader.reset();
             }
         }
         if clean && !self.heads_uploaded() {
@@ -733,28 +673,14 @@ impl Runtime {
         if safe != saved {
             // After applying (and saving) what was read, and only what survives a reload:
             // parts of an incomplete message live in memory.
-            match self.mailbox.read_hashes.get(&safe) {
-                Some(hash) => {
-                    let _ = self.store.put(&settings("mailbox-cursor-hash"), hash).await;
-                }
-                None => {
-                    let _ = self.store.delete(&settings("mailbox-cursor-hash")).await;
-                }
-            }
-            match self.mailbox.cursor.first_unapplied() {
-                Some(u) => {
-                    let _ = self
-                        .store
-                        .put(&settings("mailbox-unapplied"), u.to_string().as_bytes())
-                        .await;
-                }
-                None => {
-                    let _ = self.store.delete(&settings("mailbox-unapplied")).await;
-                }
-            }
+            let hash = self.mailbox.read_hashes.get(&safe).copied();
+            let unapplied = self.mailbox.cursor.first_unapplied();
             let _ = self
-                .store
-                .put(&settings("mailbox-cursor"), safe.to_string().as_bytes())
+                .save_local(move |s| {
+                    s.mailbox.cursor = safe;
+                    s.mailbox.cursor_hash = hash;
+                    s.mailbox.unapplied = unapplied;
+                })
                 .await;
             self.mailbox.read_hashes.retain(|seq, _| *seq >= safe);
         }
@@ -775,7 +701,7 @@ impl Runtime {
         else {
             return;
         };
-        let at = self.delivered.entry(from).or_insert(0);
+        let at = self.local.delivered.entry(from).or_insert(0);
         if *at < ms {
             *at = ms;
             self.save_delivered().await;
@@ -804,10 +730,7 @@ impl Runtime {
             .is_some()
         {
             self.mailbox.receipt_ms = digest;
-            let _ = self
-                .store
-                .put(&settings("mailbox-receipt"), digest.to_string().as_bytes())
-                .await;
+            let _ = self.save_local(move |s| s.mailbox.receipt = digest).await;
         }
     }
 
@@ -844,15 +767,15 @@ impl Runtime {
         let Some(url) = self.mailbox_url() else {
             return;
         };
-        let endpoint =
-            serde_json::json!({ "url": url, "token": self.mailbox.keys.auth_token().as_str() });
-        let _ = self
-            .store
-            .put(
-                &settings("mailbox-endpoint"),
-                endpoint.to_string().as_bytes(),
-            )
-            .await;
+        let endpoint = MailboxEndpoint {
+            url,
+            token: self.mailbox.keys.auth_token().as_str().to_owned(),
+        };
+        if self.local.mailbox.endpoint.as_ref() != Some(&endpoint) {
+            let _ = self
+                .save_local(move |s| s.mailbox.endpoint = Some(endpoint.clone()))
+                .await;
+        }
     }
 
     /// Applies one payload; the effects of a history change, or a storage error (then the
@@ -872,9 +795,10 @@ impl Runtime {
                 }
             },
             MailboxPayload::Manifest { root, bytes } => {
-                if Manifest::decode(&root, &bytes).is_ok() {
-                    self.store.put(&manifest_key(&root), &bytes).await?;
+                if Manifest::decode(&root, &bytes).is_err() {
+                    return Ok(None);
                 }
+                self.store.put(&manifest_key(&root), &bytes).await?;
                 vec![]
             }
             MailboxPayload::Chunk { root, index, data } => {
@@ -883,9 +807,11 @@ impl Runtime {
                         .is_ok_and(|m| m.verify_chunk(index, &data).is_ok()),
                     _ => false,
                 };
-                if verified {
-                    self.store.put(&chunk_key(&root, index), &data).await?;
+                if !verified {
+                    // No manifest here to check it against: not stored, so never covered.
+                    return Ok(None);
                 }
+                self.store.put(&chunk_key(&root, index), &data).await?;
                 vec![]
             }
             MailboxPayload::Receipt { stored } => {
@@ -1061,31 +987,21 @@ impl Runtime {
     /// to `carried`; until then they are "waiting in the mailbox".
     async fn record_upload(&mut self, seq: u64, carried: u64) {
         self.mailbox.uploads.record(seq, carried);
+        self.mailbox.carried_ms = self.mailbox.carried_ms.max(carried);
+        let (uploads, carried) = (self.mailbox.uploads.clone(), self.mailbox.carried_ms);
         let _ = self
-            .store
-            .put(
-                &settings("mailbox-uploads"),
-                self.mailbox.uploads.encode().as_bytes(),
-            )
+            .save_local(move |s| {
+                s.mailbox.uploads = uploads.clone();
+                s.mailbox.carried = carried;
+            })
             .await;
-        if carried > self.mailbox.carried_ms {
-            self.mailbox.carried_ms = carried;
-            let _ = self
-                .store
-                .put(&settings("mailbox-carried"), carried.to_string().as_bytes())
-                .await;
-        }
     }
 
     /// Records (and saves) the history heads the mailbox has.
     async fn set_uploaded_heads(&mut self, heads: Vec<[u8; 32]>) {
-        self.mailbox.uploaded_heads = heads;
+        self.mailbox.uploaded_heads = heads.clone();
         let _ = self
-            .store
-            .put(
-                &settings("mailbox-heads"),
-                &self.mailbox.uploaded_heads.concat(),
-            )
+            .save_local(move |s| s.mailbox.heads = heads.clone())
             .await;
     }
 
@@ -1165,17 +1081,16 @@ impl Runtime {
             }
             self.mailbox.file_progress = None;
             self.mailbox.uploaded_files.insert(root);
-            let text = super::files::roots_text(&self.mailbox.uploaded_files);
+            let files = self.mailbox.uploaded_files.clone();
             let _ = self
-                .store
-                .put(&settings("mailbox-files"), text.as_bytes())
+                .save_local(move |s| s.mailbox.files = files.clone())
                 .await;
         }
     }
 }
 
 /// "The mailbox holds 3 sealed entries (12.0 KB) for this space."
-fn held_text(stored: Stored) -> String {
+fn held_text(stored: Held) -> String {
     match stored.entries {
         0 => "The mailbox holds nothing for this space.".to_string(),
         1 => format!(

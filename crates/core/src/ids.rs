@@ -19,7 +19,7 @@ fn random16() -> [u8; 16] {
     b
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -78,6 +78,18 @@ macro_rules! hex_id {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
                 from_hex16(s).map(Self)
+            }
+        }
+        /// As its 32 hex digits (so it can key a JSON object, as in the local state).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
             }
         }
     };

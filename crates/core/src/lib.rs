@@ -34,6 +34,7 @@
 
 pub mod blobs;
 pub mod budget;
+pub mod device;
 pub mod doc;
 pub mod history;
 pub mod hlc;

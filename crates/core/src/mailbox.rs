@@ -115,6 +115,9 @@ pub enum MailboxError {
         /// The mailbox's last entry, as the server said.
         last: u64,
     },
+    /// The server's answer is not one an honest server sends.
+    #[error("the mailbox's answer is refused: {0}")]
+    BadAnswer(String),
 }
 
 /// Mailbox keys of one space. Zeroized on drop; never printed.
@@ -488,6 +491,16 @@ impl MailboxReader {
         self
     }
 
+    /// Forgets every incomplete message and which messages were completed, as after a
+    /// reload. Used when what a message carried could not be stored: its parts are fetched
+    /// again and must reassemble (a remembered completion would drop it as a duplicate).
+    pub fn reset(&mut self) {
+        self.partial.clear();
+        self.buffered = 0;
+        self.done.clear();
+        self.done_order.clear();
+    }
+
     /// Incomplete messages currently buffered, and their bytes.
     pub fn buffered(&self) -> (usize, usize) {
         (self.partial.len(), self.buffered)
@@ -712,6 +725,7 @@ pub struct MailboxCursor {
     read: u64,
     pending_since: Option<u64>,
     unapplied_from: Option<u64>,
+    unstored_from: Option<u64>,
 }
 
 impl MailboxCursor {
@@ -722,6 +736,7 @@ impl MailboxCursor {
             read: saved,
             pending_since: None,
             unapplied_from: None,
+            unstored_from: None,
         }
     }
 
@@ -791,6 +806,28 @@ impl MailboxCursor {
         Ok(())
     }
 
+    /// Records that entry `seq` completed a message this device could not store (storage
+    /// full). Reading goes on past it (history behind a file chunk must not wait for space),
+    /// but nothing from the message's first part on is saved, acknowledged or covered until
+    /// [`MailboxCursor::rewind`] has it read again and it is stored.
+    pub fn opened_unstored(
+        &mut self,
+        seq: u64,
+        last_seq: u64,
+        incomplete: bool,
+    ) -> Result<(), MailboxError> {
+        self.check(seq, last_seq)?;
+        let from = self.pending_since.map_or(seq, |p| p.min(seq));
+        self.unstored_from = Some(self.unstored_from.map_or(from, |u| u.min(from)));
+        self.opened(seq, incomplete);
+        Ok(())
+    }
+
+    /// Whether a message could not be stored since the last [`MailboxCursor::rewind`].
+    pub fn has_unstored(&self) -> bool {
+        self.unstored_from.is_some()
+    }
+
     fn check(&self, seq: u64, last_seq: u64) -> Result<(), MailboxError> {
         if seq == 0 || seq <= self.read || seq > last_seq {
             return Err(MailboxError::OutOfRange {
@@ -804,10 +841,22 @@ impl MailboxCursor {
 
     /// What to save and acknowledge: everything before the oldest incomplete message.
     pub fn safe(&self) -> u64 {
-        match self.pending_since {
+        let safe = match self.pending_since {
             Some(p) if self.read - p < MAX_HOLD_BACK => p.saturating_sub(1),
             _ => self.read,
-        }
+        };
+        // Unlike a message whose uploader vanished, one not stored here never expires.
+        self.unstored_from
+            .map_or(safe, |u| safe.min(u.saturating_sub(1)))
+    }
+
+    /// Goes back to [`MailboxCursor::safe`], as a reload would: the next fetch reads again
+    /// from the oldest message still incomplete or not stored. After a message could not be
+    /// stored (storage full): together with [`MailboxReader::reset`], its parts are read and
+    /// reassembled again next visit, never skipped, so it is neither lost nor acknowledged.
+    pub fn rewind(&mut self) {
+        let safe = self.safe();
+        *self = MailboxCursor::resume(safe, self.first_unapplied());
     }
 
     /// The highest entry a base uploaded now may claim to cover: every entry up to it was
@@ -819,7 +868,10 @@ impl MailboxCursor {
         if let Some(p) = self.pending_since {
             covers = covers.min(p.saturating_sub(1));
         }
-        if let Some(u) = self.unapplied_from {
+        for u in [self.unapplied_from, self.unstored_from]
+            .into_iter()
+            .flatten()
+        {
             covers = covers.min(u.saturating_sub(1));
         }
         (covers > 0).then_some(covers)
@@ -834,7 +886,7 @@ impl MailboxCursor {
 
 /// This device's uploads, newest last: the last entry of each and the newest item time it
 /// carried. A server cursor past an upload means that device has those items.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UploadLog(VecDeque<(u64, u64)>);
 
 impl UploadLog {
@@ -951,6 +1003,73 @@ mod tests {
         assert_eq!(c.safe(), 14);
         c.opened(15 + MAX_HOLD_BACK, true);
         assert_eq!(c.safe(), 15 + MAX_HOLD_BACK);
+    }
+
+    /// A full disk when a file chunk's last part completes it: the device reads on (the
+    /// history behind it arrives), but neither skips the chunk nor acknowledges it, and
+    /// reassembles it on the next visit. (Before `opened_unstored`/`rewind`/`reset`, the next
+    /// visit read only the last part, the reader dropped it as a duplicate, and the cursor,
+    /// then acknowledged, passed the chunk: the server let go of held chunks the device never
+    /// stored.)
+    #[test]
+    fn a_message_that_could_not_be_stored_is_read_again_whole() {
+        let (k, room) = space(5);
+        let laptop = DeviceId::from_bytes([1; 16]);
+        let chunk = MailboxPayload::Chunk {
+            root: crate::blobs::BlobId([7; 32]),
+            index: 0,
+            data: (0..2 * MAX_PART_DATA as u32 + 1000)
+                .map(|i| i as u8)
+                .collect(),
+        };
+        let mut entries = seal_payload(&k, &room, laptop, 9, &chunk).unwrap();
+        assert_eq!(entries.len(), 3);
+        let text = MailboxPayload::Changes {
+            bytes: vec![1, 2, 3],
+        };
+        entries.extend(seal_payload(&k, &room, laptop, 10, &text).unwrap());
+        let mut reader = MailboxReader::new(k, &room).unwrap();
+        let mut cursor = MailboxCursor::new(0);
+        // Entries 1..=3 are the chunk's parts, 4 the history behind it. The chunk's bytes do
+        // not fit on this device.
+        let mut got = vec![];
+        for (seq, entry) in (1..).zip(&entries) {
+            let opened = reader.open(entry).unwrap();
+            let busy = reader.buffered().0 > 0;
+            match opened {
+                Some((_, MailboxPayload::Chunk { .. })) => {
+                    cursor.opened_unstored(seq, 4, busy).unwrap()
+                }
+                Some(m) => {
+                    got.push(m);
+                    cursor.opened_checked(seq, 4, busy).unwrap()
+                }
+                None => cursor.opened_checked(seq, 4, busy).unwrap(),
+            }
+        }
+        assert_eq!(got, vec![(laptop, text.clone())], "the history arrived");
+        assert_eq!(cursor.read(), 4);
+        assert_eq!(
+            cursor.safe(),
+            0,
+            "nothing from the chunk on may be acknowledged"
+        );
+        assert_eq!(cursor.base_covers(), None);
+        cursor.rewind();
+        reader.reset();
+        assert_eq!(cursor.read(), 0, "the next fetch starts at its first part");
+        assert!(!cursor.has_unstored());
+        // The next visit (space freed): read whole again, stored, then acknowledged.
+        let mut got = vec![];
+        for (seq, entry) in (1..).zip(&entries) {
+            if let Some(m) = reader.open(entry).unwrap() {
+                got.push(m);
+            }
+            let busy = reader.buffered().0 > 0;
+            cursor.opened_checked(seq, 4, busy).unwrap();
+        }
+        assert_eq!(got, vec![(laptop, chunk), (laptop, text)]);
+        assert_eq!((cursor.safe(), cursor.base_covers()), (4, Some(4)));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use crate::net::rtc::{LinkEvent, RtcLink};
 use crate::net::tabs::TabLink;
 use crate::store::idb::IdbStore;
 use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
-use ferry_core::device::{LocalState, LocalStateError, Origin};
+use ferry_core::device::{
+    Backoff, LocalState, LocalStateError, Origin, Reconnect, Socket, delivery, presence,
+};
 use ferry_core::persist::DocStore;
 use ferry_core::{
     DeviceId, Effect, Input, PairingLink, PeerKey, Replica, SpaceSecret, Store, StoreError,
@@ -33,15 +35,6 @@ const BUSY_MS: f64 = 1_500.0;
 /// How often the loop turns when nothing happens (ms): timers (handshake timeouts, the
 /// mailbox, "last seen") need no more.
 const IDLE_TICK_MS: u32 = 250;
-/// Reconnect backoff bounds (ms).
-const BACKOFF_MIN: f64 = 1_000.0;
-const BACKOFF_MAX: f64 = 10_000.0;
-
-/// Backoff with ±20 % jitter, so devices that lost the same server do not return in lockstep.
-fn jittered(ms: f64) -> f64 {
-    ms * (0.8 + 0.4 * js_sys::Math::random())
-}
-
 fn key(segments: &[&str]) -> StoreKey {
     // Only called with the constant, slash-free segments below.
     StoreKey::new(segments).expect("constant storage key")
@@ -112,8 +105,8 @@ struct Runtime {
     /// Identified peers: transport key -> device.
     peers: BTreeMap<PeerKey, DeviceId>,
     pending: Option<PairingLink>,
-    backoff: f64,
-    reconnect_at: f64,
+    /// When to replace a signaling socket that went away (core `device::presence`).
+    reconnect: Backoff,
     /// Last moment (ms, on the HLC's scale) another device had everything this one has
     /// (saved as `local.last_synced` at most every 10 s).
     last_synced: u64,
@@ -264,8 +257,7 @@ impl Runtime {
             rtc_owner: Rc::new(Cell::new(false)),
             peers: BTreeMap::new(),
             pending: None,
-            backoff: BACKOFF_MIN,
-            reconnect_at: 0.0,
+            reconnect: Backoff::default(),
             last_synced: local.last_synced,
             local,
             pending_items: 0,
@@ -333,8 +325,7 @@ impl Runtime {
         // Reconnect with the new servers (peers come back through the new configuration).
         if self.rtc_owner.get() {
             self.disconnect().await;
-            self.backoff = BACKOFF_MIN;
-            self.reconnect_at = 0.0;
+            self.reconnect.reset();
             self.connect();
         }
         self.view
@@ -361,7 +352,7 @@ impl Runtime {
         matchbox_socket::set_wake_hook(crate::wake::wake);
         let mut last_event = js_sys::Date::now();
         loop {
-            if self.rtc_owner.get() && self.link.is_none() && self.reconnect_at == 0.0 {
+            if self.rtc_owner.get() && self.link.is_none() && !self.reconnect.waiting() {
                 self.connect();
             }
             // Texts queued in one tick become one storage write and one render (a paste of
@@ -393,9 +384,20 @@ impl Runtime {
 
     fn connect(&mut self) {
         if let Some(signal) = self.signal_url() {
+            let l = location();
+            let page = view::plain_page_warning(
+                &l.as_ref()
+                    .and_then(|l| l.protocol().ok())
+                    .unwrap_or_default(),
+                &l.and_then(|l| l.hostname().ok()).unwrap_or_default(),
+            );
+            let warning = [page, view::plain_signaling_warning(&signal)]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
             self.view
                 .signal_warning
-                .set(view::plain_signaling_warning(&signal));
+                .set((!warning.is_empty()).then(|| warning.join(" ")));
             let room = self.secret.room_id();
             self.link = Some(RtcLink::connect(&signal, room.as_str(), self.ice()));
         }
@@ -436,11 +438,12 @@ impl Runtime {
             .unwrap_or_default();
         let mut keep = Vec::new();
         for link in std::mem::take(&mut self.retired) {
-            let keys = link.peer_keys();
-            let covered = keys
+            let behind: Vec<Option<DeviceId>> = link
+                .peer_keys()
                 .iter()
-                .all(|k| self.peers.get(k).is_some_and(|d| current.contains(d)));
-            if keys.is_empty() || covered {
+                .map(|k| self.peers.get(k).copied())
+                .collect();
+            if presence::retired_may_close(&behind, &current) {
                 for peer in link.close() {
                     self.on_peer_down(peer).await;
                 }
@@ -460,15 +463,7 @@ impl Runtime {
 
     /// Other devices this tab is connected to over WebRTC (sibling tabs share the device id).
     fn remote_devices(&self) -> usize {
-        let mut ids: Vec<DeviceId> = self
-            .peers
-            .values()
-            .copied()
-            .filter(|d| *d != self.device)
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids.len()
+        presence::remote_devices(self.device, self.peers.values().copied())
     }
 
     async fn handle_events(&mut self, events: Vec<LinkEvent>) {
@@ -543,23 +538,26 @@ impl Runtime {
         let lost = !closed && link.is_signaling_lost();
         self.handle_events(events).await;
         self.update_synced(now as u64).await;
-        if closed || lost {
-            if self.reconnect_at == 0.0 {
-                self.reconnect_at = now + jittered(self.backoff);
-                self.backoff = (self.backoff * 2.0).min(BACKOFF_MAX);
-            } else if now >= self.reconnect_at {
-                self.reconnect_at = 0.0;
-                // Signaling is gone but peers may live on: keep their socket, meet the
-                // world again through a new one.
-                if let Some(old) = self.link.take()
-                    && !old.is_closed()
-                {
-                    self.retired.push(old);
-                }
-                self.connect();
-            }
+        let socket = if closed || lost {
+            Socket::Lost
         } else if self.link.as_mut().is_some_and(RtcLink::is_signaling) {
-            self.backoff = BACKOFF_MIN;
+            Socket::Signaling
+        } else {
+            Socket::Connecting
+        };
+        if self
+            .reconnect
+            .turn(now as u64, socket, js_sys::Math::random())
+            == Reconnect::Replace
+        {
+            // Signaling is gone but peers may live on: keep their socket, meet the world
+            // again through a new one.
+            if let Some(old) = self.link.take()
+                && !old.is_closed()
+            {
+                self.retired.push(old);
+            }
+            self.connect();
         }
         self.refresh_status();
     }
@@ -694,17 +692,8 @@ impl Runtime {
         let devices = self.replica.synced_devices();
         if !devices.is_empty() {
             synced = synced.max(now.max(self.replica.latest_ms()));
-            let mut moved = false;
             let latest = self.replica.latest_ms();
-            for d in devices {
-                let at = self.local.delivered.entry(d).or_insert(0);
-                // Only when it changes what an item shows: once per change, not per tick.
-                if *at < latest {
-                    *at = synced;
-                    moved = true;
-                }
-            }
-            if moved {
+            if delivery::note_synced(&mut self.local.delivered, &devices, latest, synced) {
                 self.save_delivered().await;
                 self.refresh_items();
             }
@@ -1072,7 +1061,7 @@ impl Runtime {
         self.secret = link.secret;
         // Another space, another mailbox: start its cursors from scratch.
         self.boot_mailbox(true).await;
-        self.backoff = BACKOFF_MIN;
+        self.reconnect.reset();
         self.open_tabs();
         if self.rtc_owner.get() {
             self.connect();

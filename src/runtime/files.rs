@@ -11,13 +11,15 @@
 use super::{Runtime, now_ms};
 use crate::view::{self, FileState, FileView};
 use ferry_core::blobs::{blob_prefix, blobs_prefix, chunk_key, have_from_keys, manifest_key};
+use ferry_core::device::delivery;
 use ferry_core::{
     BlobEffect, BlobId, BlobMessage, CHUNK_SIZE, DeviceId, Effect, FileMeta, Have, Manifest,
     ManifestBuilder, PeerKey, Store, TransferConfig, Transfers,
 };
 use leptos::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 /// Chunks a sending job reads per main-loop turn (2 MiB): keeps sync responsive.
@@ -35,6 +37,78 @@ struct SendJob {
     manifest: Option<Manifest>,
     builder: ManifestBuilder,
     next: u32,
+    /// Releases the Web Lock that tells sibling tabs this file is being sent (pass 2).
+    lock: Option<js_sys::Function>,
+}
+
+/// The Web Lock a tab holds while it stores a file it sends.
+fn send_lock_name(root: &BlobId) -> String {
+    format!("ferry-send/{root}")
+}
+
+/// Holds the lock `name` until the returned function is called (or the tab goes away).
+fn hold_lock(name: &str) -> Option<js_sys::Function> {
+    let locks = web_locks()?;
+    let request = js_sys::Reflect::get(&locks, &"request".into())
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    // `Some(resolve)` once granted; `released` when the holder let go before the grant came.
+    let state = std::rc::Rc::new(std::cell::RefCell::new((None::<js_sys::Function>, false)));
+    let keep = state.clone();
+    let granted = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
+        js_sys::Promise::new(&mut |resolve, _| {
+            let mut s = keep.borrow_mut();
+            if s.1 {
+                let _ = resolve.call0(&JsValue::NULL);
+            } else {
+                s.0 = Some(resolve);
+            }
+        })
+        .into()
+    });
+    request.call2(&locks, &name.into(), &granted).ok()?;
+    let release = Closure::once_into_js(move || {
+        let mut s = state.borrow_mut();
+        s.1 = true;
+        if let Some(resolve) = s.0.take() {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    release.dyn_into::<js_sys::Function>().ok()
+}
+
+/// Whether no tab of this browser holds the lock `name`; `false` without Web Locks (then
+/// nothing is assumed abandoned).
+async fn lock_free(name: &str) -> bool {
+    let Some(locks) = web_locks() else {
+        return false;
+    };
+    let Ok(request) = js_sys::Reflect::get(&locks, &"request".into())
+        .and_then(|f| f.dyn_into::<js_sys::Function>())
+    else {
+        return false;
+    };
+    let options = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+    let probe =
+        Closure::once_into_js(|lock: JsValue| -> JsValue { JsValue::from_bool(!lock.is_null()) });
+    let Ok(promise) = request.call3(&locks, &name.into(), &options, &probe) else {
+        return false;
+    };
+    let Ok(promise) = promise.dyn_into::<js_sys::Promise>() else {
+        return false;
+    };
+    JsFuture::from(promise)
+        .await
+        .is_ok_and(|v| v.as_bool() == Some(true))
+}
+
+fn web_locks() -> Option<JsValue> {
+    let nav = web_sys::window()?.navigator();
+    js_sys::Reflect::get(&nav, &"locks".into())
+        .ok()
+        .filter(|l| !l.is_undefined())
 }
 
 /// Chunk storage finished beside the loop (see `run_blob_effects`).
@@ -158,6 +232,7 @@ impl Runtime {
         for root in self.files.live.clone() {
             self.start_file(root, &keys).await;
         }
+        self.withdraw_interrupted_sends().await;
         self.refresh_storage().await;
     }
 
@@ -364,6 +439,7 @@ impl Runtime {
                 manifest: None,
                 builder: ManifestBuilder::new(),
                 next: 0,
+                lock: None,
             });
         }
     }
@@ -381,7 +457,11 @@ impl Runtime {
                 // stored): without its bytes every device would wait for it for ever, so it
                 // goes, and the person is told.
                 let removed = match job.manifest.as_ref().map(Manifest::root) {
-                    Some(root) => self.withdraw_file(root).await,
+                    Some(root) => {
+                        let removed = self.withdraw_file(root).await;
+                        self.end_send(&mut job, root).await;
+                        removed
+                    }
                     None => false,
                 };
                 self.view.error.set(Some(if removed {
@@ -405,30 +485,12 @@ impl Runtime {
     /// mailbox receipt says.
     pub(super) fn stored_through(&self) -> Vec<(DeviceId, u64)> {
         let stored: BTreeSet<BlobId> = self.files_stored().into_iter().collect();
-        let mut latest: BTreeMap<DeviceId, u64> = BTreeMap::new();
-        let mut first_missing: BTreeMap<DeviceId, u64> = BTreeMap::new();
-        for i in self.replica.history().items() {
-            let at = i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms));
-            let l = latest.entry(i.author).or_insert(0);
-            *l = (*l).max(at);
-            if i.file
-                .as_ref()
-                .is_some_and(|f| !stored.contains(&f.root) && !self.files.stopped.contains(&f.root))
-            {
-                let m = first_missing.entry(i.author).or_insert(u64::MAX);
-                *m = (*m).min(i.at.wall_ms);
-            }
-        }
-        latest
-            .into_iter()
-            .filter(|(author, _)| *author != self.device)
-            .map(|(author, l)| {
-                let cap = first_missing
-                    .get(&author)
-                    .map_or(u64::MAX, |m| m.saturating_sub(1));
-                (author, l.min(cap))
-            })
-            .collect()
+        delivery::stored_through(
+            self.replica.history().items(),
+            &stored,
+            &self.files.stopped,
+            self.device,
+        )
     }
 
     /// Deletes this device's items of a file whose bytes could not be stored here (they exist
@@ -467,6 +529,19 @@ impl Runtime {
             }
             let manifest = std::mem::take(&mut job.builder).finish();
             let root = manifest.root();
+            // The manifest is stored before the item exists (no item may wait for a manifest
+            // that failed to store), and the send is noted with a lock held for it: a send
+            // the tab never finishes (closed, killed) is found at the next start.
+            self.store
+                .put(&manifest_key(&root), &manifest.encode())
+                .await
+                .map_err(|e| e.to_string())?;
+            self.save_local(move |s| {
+                s.sending.insert(root);
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            job.lock = hold_lock(&send_lock_name(&root));
             // The item goes into the history at once; the bytes follow.
             let meta = FileMeta {
                 root,
@@ -474,6 +549,7 @@ impl Runtime {
                 size: job.size,
                 mime: job.file.type_(),
             };
+            job.manifest = Some(manifest);
             let effects = self
                 .replica
                 .add_file(&meta, now_ms())
@@ -482,11 +558,6 @@ impl Runtime {
             self.files.live.insert(root);
             let v = self.files.view_mut(root);
             v.state = FileState::Downloading;
-            self.store
-                .put(&manifest_key(&root), &manifest.encode())
-                .await
-                .map_err(|e| e.to_string())?;
-            job.manifest = Some(manifest);
             job.next = 0;
             self.apply(effects).await;
             return Ok(chunks == 0 && self.finish_send(job).await);
@@ -519,14 +590,59 @@ impl Runtime {
         Ok(job.next >= chunks && self.finish_send(job).await)
     }
 
-    async fn finish_send(&mut self, job: &SendJob) -> bool {
-        let Some(manifest) = &job.manifest else {
+    async fn finish_send(&mut self, job: &mut SendJob) -> bool {
+        let Some(manifest) = job.manifest.clone() else {
             return true;
         };
         let root = manifest.root();
         self.serve(root, &manifest.encode(), Have::All);
         self.file_stored(root, job.size).await;
+        self.end_send(job, root).await;
         true
+    }
+
+    /// A send is over (stored whole, or withdrawn): no longer noted, its lock released.
+    async fn end_send(&mut self, job: &mut SendJob, root: BlobId) {
+        let _ = self
+            .save_local(move |s| {
+                s.sending.remove(&root);
+            })
+            .await;
+        if let Some(release) = job.lock.take() {
+            let _ = release.call0(&JsValue::NULL);
+        }
+    }
+
+    /// Sends this device began and no tab finished (the tab was closed or killed while
+    /// storing the bytes): the item waits on every device for bytes that exist nowhere, so it
+    /// goes, and the person is told to send the file again.
+    async fn withdraw_interrupted_sends(&mut self) {
+        for root in self.local.sending.clone() {
+            if self.files.stored.contains(&root) {
+                let _ = self
+                    .save_local(move |s| {
+                        s.sending.remove(&root);
+                    })
+                    .await;
+                continue;
+            }
+            if !lock_free(&send_lock_name(&root)).await {
+                continue; // A sibling tab is still sending it.
+            }
+            let name = self.file_meta(root).map(|f| f.name);
+            self.withdraw_file(root).await;
+            let _ = self
+                .save_local(move |s| {
+                    s.sending.remove(&root);
+                })
+                .await;
+            if let Some(name) = name {
+                self.view.error.set(Some(format!(
+                    "{name} was not sent completely: Ferry was closed while storing it. It was \
+                     taken out of your history; send it again."
+                )));
+            }
+        }
     }
 
     /// Local file work is queued (hashing or storing a file being sent): keep the loop turning.

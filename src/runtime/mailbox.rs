@@ -20,7 +20,8 @@
 
 use super::{Runtime, now_ms};
 use ferry_core::blobs::{chunk_key, manifest_key};
-use ferry_core::device::{FetchAnswer, Held, MailboxEndpoint};
+use ferry_core::device::mailbox::{Inbox, Opened, Outcome};
+use ferry_core::device::{FetchAnswer, Held, MailboxEndpoint, delivery};
 use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store, StoreError};
 use ferry_core::{
     MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, UploadLog, base_due, plan_upload,
@@ -53,13 +54,12 @@ pub(super) struct Mailbox {
     /// The person turned it off in Settings.
     pub(super) disabled: bool,
     keys: MailboxKeys,
+    /// Reading: the cursor and the reassembling reader (core `device::mailbox::Inbox`).
     /// `None` if the room id could not make a reader (never for ids Ferry derives).
-    reader: Option<MailboxReader>,
+    inbox: Option<Inbox>,
     registered: bool,
     /// This device's name on the server (an opaque tag).
     tag: String,
-    /// Entries read and applied here (server sequence numbers).
-    cursor: MailboxCursor,
     /// The cursor last acknowledged to the server (`None`: not registered there yet).
     acked: Option<u64>,
     /// This device's uploads, for delivery as other devices' cursors pass them.
@@ -82,16 +82,10 @@ pub(super) struct Mailbox {
     receipt_ms: u64,
     /// History sealed for the mailbox and not yet posted (durable, in IndexedDB).
     pub(super) outbox: outbox::OutboxState,
-    /// The last entry read and the BLAKE3 hash of its bytes: the next fetch asks for it again
-    /// and compares, so a server restored from an older copy (whose sequence numbers are
-    /// handed out again, to other entries) is noticed instead of skipped past.
-    last_read: Option<(u64, [u8; 32])>,
     /// A post was answered with a sequence number already read here.
     server_forgot: bool,
     /// The signaling server has no mailbox (upstream `matchbox_server`): nothing is staged.
     pub(super) unavailable: bool,
-    /// Hashes of the entries read in this run, for saving the one at the saved cursor.
-    read_hashes: BTreeMap<u64, [u8; 32]>,
     /// The newest item time the mailbox is known to hold from this device: such items are
     /// "waiting in the mailbox" until a device has them.
     pub(super) carried_ms: u64,
@@ -209,23 +203,22 @@ struct Room {
 }
 
 impl Mailbox {
-    /// The reader holds part of a message still incomplete.
-    fn incomplete(&self) -> bool {
-        self.reader.as_ref().is_some_and(|r| r.buffered().0 > 0)
+    /// Where reading stands (what acknowledgements, bases and duplicates are judged by).
+    fn cursor(&self) -> MailboxCursor {
+        self.inbox.as_ref().map(|i| *i.cursor()).unwrap_or_default()
     }
 
     pub(super) fn new(secret: &ferry_core::SpaceSecret, me: DeviceId) -> Self {
         let keys = MailboxKeys::derive(secret);
-        let reader = MailboxReader::new(MailboxKeys::derive(secret), &secret.room_id())
+        let inbox = MailboxReader::new(MailboxKeys::derive(secret), &secret.room_id())
             .ok()
-            .map(|r| r.skip_from(me));
+            .map(|r| Inbox::resume(r.skip_from(me), 0, None, None));
         Mailbox {
             disabled: false,
             tag: keys.device_tag(me),
             keys,
-            reader,
+            inbox,
             registered: false,
-            cursor: MailboxCursor::new(0),
             acked: None,
             uploads: UploadLog::default(),
             uploaded_heads: Vec::new(),
@@ -235,10 +228,8 @@ impl Mailbox {
             synced_ms: 0,
             receipt_ms: 0,
             outbox: outbox::OutboxState::default(),
-            last_read: None,
             server_forgot: false,
             unavailable: false,
-            read_hashes: BTreeMap::new(),
             carried_ms: 0,
             last_visit: 0.0,
             last_peer: js_sys::Date::now(),
@@ -257,12 +248,14 @@ impl Runtime {
         }
         let saved = &self.local.mailbox;
         self.mailbox.disabled = saved.off;
-        self.mailbox.cursor = MailboxCursor::resume(saved.cursor, saved.unapplied);
+        let (cursor, unapplied, hash) = (saved.cursor, saved.unapplied, saved.cursor_hash);
         self.mailbox.uploads = saved.uploads.clone();
         self.mailbox.uploaded_heads = saved.heads.clone();
         self.mailbox.uploaded_files = saved.files.clone();
-        let read = self.mailbox.cursor.read();
-        self.mailbox.last_read = saved.cursor_hash.filter(|_| read > 0).map(|h| (read, h));
+        self.mailbox.inbox =
+            MailboxReader::new(MailboxKeys::derive(&self.secret), &self.secret.room_id())
+                .ok()
+                .map(|r| Inbox::resume(r.skip_from(self.device), cursor, unapplied, hash));
         self.mailbox.receipt_ms = saved.receipt;
         self.mailbox.carried_ms = saved.carried;
         self.view.mailbox_on.set(!self.mailbox.disabled);
@@ -366,10 +359,16 @@ impl Runtime {
                     "The mailbox refuses this device's key ({why}). Nothing is uploaded; your \
                      devices still sync directly."
                 )));
+                self.view.mailbox_refused.set(Some(refused_text(&why)));
                 return Err(why);
             }
             Err(Fetch::Failed(why)) => return Err(why),
-            Ok(room) => room,
+            Ok(room) => {
+                if self.view.mailbox_refused.with_untracked(Option::is_some) {
+                    self.view.mailbox_refused.set(None);
+                }
+                room
+            }
         };
         self.send_receipt(url, &token).await;
         // A failed acknowledgement never blocks uploads: it is tried again next visit.
@@ -391,6 +390,9 @@ impl Runtime {
         if status == 401 {
             // Someone registered this room first (or this key is not the space's): the person
             // should know the mailbox does nothing for them, not find out from missing messages.
+            self.view
+                .mailbox_refused
+                .set(Some(refused_text("registration refused, HTTP 401")));
             self.view.mailbox_status.set(Some(
                 "The mailbox on this signaling server refuses this space's key, so nothing is \
                  left there for your other devices. Devices still sync when they are online \
@@ -441,7 +443,7 @@ impl Runtime {
     /// Tells the server what this device has (the first time, this registers the device, so
     /// held file chunks wait for it too).
     async fn acknowledge(&mut self, url: &str, token: &str) -> Result<(), String> {
-        let safe = self.mailbox.cursor.safe();
+        let safe = self.mailbox.cursor().safe();
         if self.mailbox.acked == Some(safe) {
             return Ok(());
         }
@@ -491,30 +493,37 @@ impl Runtime {
     }
 
     async fn fetch_mailbox(&mut self, url: &str, token: &str) -> Result<Room, Fetch> {
+        // Every decision about what counts as read, what may be acknowledged and what is read
+        // again is the core's `Inbox`; this fetches pages, applies and stores what it is handed.
+        let Some(mut inbox) = self.mailbox.inbox.take() else {
+            return Err(Fetch::Failed("no mailbox reader for this space".into()));
+        };
+        let result = self.read_mailbox(&mut inbox, url, token).await;
+        self.mailbox.inbox = Some(inbox);
+        result
+    }
+
+    async fn read_mailbox(
+        &mut self,
+        inbox: &mut Inbox,
+        url: &str,
+        token: &str,
+    ) -> Result<Room, Fetch> {
         let mut effect_batch: Vec<Effect> = Vec::new();
-        let saved = self.mailbox.cursor.safe();
         // Nothing of ours waits to be uploaded: what arrives now is in the mailbox already,
         // so it must not count as ours to upload (every device would echo every change).
         let clean = self.heads_uploaded();
-        // Ask for the last entry read once more, to compare it (see `last_read`).
-        let mut overlap = self
-            .mailbox
-            .last_read
-            .filter(|(seq, _)| *seq == self.mailbox.cursor.read());
+        inbox.begin();
         let room = loop {
-            let prefetched = self.take_prefetched().await;
+            let prefetched = self.take_prefetched(inbox.cursor().read()).await;
             if prefetched.is_some() {
-                overlap = None;
+                inbox.prefetched();
             }
-            let after = match overlap {
-                Some((seq, _)) => seq - 1,
-                None => self.mailbox.cursor.read(),
-            };
             let (status, body) = match prefetched {
                 Some(body) => (200, body),
                 None => request(
                     "GET",
-                    &format!("{url}?after={after}&limit={FETCH_LIMIT}"),
+                    &format!("{url}?after={}&limit={FETCH_LIMIT}", inbox.after()),
                     token,
                     None,
                     false,
@@ -532,113 +541,44 @@ impl Runtime {
                 401 => return Err(Fetch::Refused("HTTP 401".into())),
                 _ => return Err(Fetch::Failed(format!("fetch failed ({status})"))),
             }
-            let fetched = FetchAnswer::parse(&body).map_err(|e| Fetch::Failed(e.to_string()))?;
-            if fetched.last_seq < self.mailbox.cursor.read() {
-                return Err(Fetch::Forgotten(format!(
-                    "the server's newest entry ({}) is older than this device's cursor ({})",
-                    fetched.last_seq,
-                    self.mailbox.cursor.read()
-                )));
-            }
-            let mut stored_all = true;
-            for entry in &fetched.entries {
-                let Some(blob) = &entry.blob else {
-                    // Unreadable: moved past (fetching it again would not help), never covered.
-                    let incomplete = self.mailbox.incomplete();
-                    let _ = self.mailbox.cursor.opened_unapplied(
-                        entry.seq,
-                        fetched.last_seq,
-                        incomplete,
-                    );
-                    continue;
-                };
-                let hash = *blake3::hash(blob).as_bytes();
-                // The entry at the cursor may be gone (compacted): then there is nothing to
-                // compare, and reading carries on after the cursor.
-                if let Some((seq, known)) = overlap.take()
-                    && entry.seq == seq
-                {
-                    if hash != known {
-                        return Err(Fetch::Forgotten(format!(
-                            "entry {seq} is not the one this device read there"
-                        )));
+            let page = FetchAnswer::parse(&body).map_err(|e| Fetch::Failed(e.to_string()))?;
+            inbox.start_page(&page).map_err(|e| Fetch::Forgotten(e.0))?;
+            for entry in &page.entries {
+                match inbox.open(entry).map_err(|e| Fetch::Forgotten(e.0))? {
+                    Opened::Message { from, payload } => {
+                        let outcome = match self.apply_mail(from, payload).await {
+                            Ok(Some(effects)) => {
+                                effect_batch.extend(effects);
+                                Outcome::Applied
+                            }
+                            Ok(None) => Outcome::Unapplied,
+                            Err(e) => {
+                                self.view.error.set(Some(format!(
+                                    "Could not store what arrived from the mailbox: {e}"
+                                )));
+                                Outcome::Unstored
+                            }
+                        };
+                        inbox.record(outcome);
                     }
-                    continue;
-                }
-                if entry.seq <= self.mailbox.cursor.read() || entry.seq > fetched.last_seq {
-                    // Read already (or out of order): never applied twice, never moves back.
-                    continue;
-                }
-                let Some(reader) = self.mailbox.reader.as_mut() else {
-                    return Err(Fetch::Failed("no mailbox reader for this space".into()));
-                };
-                /// What became of one entry's contents here.
-                enum Outcome {
-                    Applied,
-                    /// Refused, or not for this document: read, never covered by a base.
-                    Unapplied,
-                    /// Could not be stored (storage full): read again next visit.
-                    Unstored,
-                }
-                let outcome = match reader.open(blob) {
-                    Ok(Some((from, payload))) => match self.apply_mail(from, payload).await {
-                        Ok(Some(effects)) => {
-                            effect_batch.extend(effects);
-                            Outcome::Applied
-                        }
-                        Ok(None) => Outcome::Unapplied,
-                        Err(e) => {
-                            // Reading goes on (the history behind a file chunk must not wait
-                            // for space), but the cursor saved and acknowledged stays before
-                            // this message, which is read again next visit.
-                            self.view.error.set(Some(format!(
-                                "Could not store what arrived from the mailbox: {e}"
-                            )));
-                            stored_all = false;
-                            Outcome::Unstored
-                        }
-                    },
-                    Ok(None) => Outcome::Applied,
-                    Err(e) => {
+                    Opened::Nothing => {}
+                    Opened::Refused(e) => {
                         self.view.refused.update(|n| *n += 1);
                         web_sys::console::warn_1(&format!("mailbox entry refused: {e}").into());
-                        Outcome::Unapplied
                     }
-                };
-                let incomplete = self.mailbox.incomplete();
-                // In range: checked above.
-                let cursor = &mut self.mailbox.cursor;
-                let _ = match outcome {
-                    Outcome::Applied => {
-                        cursor.opened_checked(entry.seq, fetched.last_seq, incomplete)
-                    }
-                    Outcome::Unapplied => {
-                        cursor.opened_unapplied(entry.seq, fetched.last_seq, incomplete)
-                    }
-                    Outcome::Unstored => {
-                        cursor.opened_unstored(entry.seq, fetched.last_seq, incomplete)
-                    }
-                };
-                self.mailbox.last_read = Some((entry.seq, hash));
-                self.mailbox.read_hashes.insert(entry.seq, hash);
+                }
             }
-            if stored_all && !fetched.more && fetched.last_seq > self.mailbox.cursor.read() {
-                // Everything after our last entry is gone (held chunks others all fetched,
-                // history a base covers): nothing there is for us.
-                let incomplete = self.mailbox.incomplete();
-                self.mailbox.cursor.opened(fetched.last_seq, incomplete);
-                self.mailbox.last_read = None;
-            }
+            inbox.end_page(&page);
+            self.view.mailbox_held.set(Some(held_text(page.held)));
+            let done = !page.more || page.entries.is_empty();
             let room = Room {
-                last_seq: fetched.last_seq,
-                base_to: fetched.base_to,
-                cursors: fetched.cursors,
+                last_seq: page.last_seq,
+                base_to: page.base_to,
+                cursors: page.cursors,
             };
-            self.view.mailbox_held.set(Some(held_text(fetched.held)));
-            if !fetched.more || fetched.entries.is_empty() {
+            if done {
                 break room;
             }
-            overlap = None;
         };
         if !effect_batch.is_empty() {
             // What arrives from the mailbox is there already: not for the outbox.
@@ -646,43 +586,26 @@ impl Runtime {
             self.apply_remote(effect_batch).await;
             self.mailbox.outbox.fetching = false;
             if self.unsaved {
-                // The document did not reach storage: acknowledge nothing of this fetch (it
-                // is read again next visit; applying it twice is harmless).
-                self.mailbox.cursor = MailboxCursor::new(saved);
-                if let Some(reader) = self.mailbox.reader.as_mut() {
-                    reader.reset();
-                }
+                // The document did not reach storage: this fetch counts for nothing.
+                inbox.finish(false);
                 return Err(Fetch::Failed(
                     "history from the mailbox not stored yet".into(),
                 ));
-            }
-        }
-        if self.mailbox.cursor.has_unstored() {
-            // What could not be stored is read again, from its first part, next visit (and
-            // reassembled: the reader forgets it had completed it).
-            self.mailbox.cursor.rewind();
-            if let Some(reader) = self.mailbox.reader.as_mut() {
-                reader.reset();
             }
         }
         if clean && !self.heads_uploaded() {
             let heads = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
             self.set_uploaded_heads(heads).await;
         }
-        let safe = self.mailbox.cursor.safe();
-        if safe != saved {
-            // After applying (and saving) what was read, and only what survives a reload:
-            // parts of an incomplete message live in memory.
-            let hash = self.mailbox.read_hashes.get(&safe).copied();
-            let unapplied = self.mailbox.cursor.first_unapplied();
+        if let Some(saved) = inbox.finish(true) {
+            // After applying (and saving) what was read, and only what survives a reload.
             let _ = self
                 .save_local(move |s| {
-                    s.mailbox.cursor = safe;
-                    s.mailbox.cursor_hash = hash;
-                    s.mailbox.unapplied = unapplied;
+                    s.mailbox.cursor = saved.cursor;
+                    s.mailbox.cursor_hash = saved.hash;
+                    s.mailbox.unapplied = saved.unapplied;
                 })
                 .await;
-            self.mailbox.read_hashes.retain(|seq, _| *seq >= safe);
         }
         Ok(room)
     }
@@ -690,20 +613,7 @@ impl Runtime {
     /// Another device's sealed receipt: it stored every item this device wrote up to a
     /// moment ("on Laptop"); what it says of other authors is theirs to read.
     async fn note_receipt(&mut self, from: DeviceId, stored: &[(DeviceId, u64)]) {
-        if from == self.device {
-            return;
-        }
-        let Some(ms) = stored
-            .iter()
-            .filter(|(author, _)| *author == self.device)
-            .map(|(_, ms)| *ms)
-            .max()
-        else {
-            return;
-        };
-        let at = self.local.delivered.entry(from).or_insert(0);
-        if *at < ms {
-            *at = ms;
+        if delivery::note_receipt(&mut self.local.delivered, self.device, from, stored) {
             self.save_delivered().await;
             self.refresh_items();
         }
@@ -717,9 +627,7 @@ impl Runtime {
         }
         let stored = self.stored_through();
         // Only when something moved: a receipt is one more entry in the mailbox.
-        let digest = stored
-            .iter()
-            .fold(0u64, |a, (_, ms)| a.wrapping_mul(31).wrapping_add(*ms));
+        let digest = delivery::receipt_digest(&stored);
         if stored.is_empty() || digest == self.mailbox.receipt_ms {
             return;
         }
@@ -736,13 +644,13 @@ impl Runtime {
 
     /// An answer the service worker fetched ahead (Periodic Background Sync) for the current
     /// cursor; older ones are dropped.
-    async fn take_prefetched(&mut self) -> Option<Vec<u8>> {
+    async fn take_prefetched(&mut self, read: u64) -> Option<Vec<u8>> {
         let prefix = ferry_core::StoreKey::from_stored("mailbox-prefetch".into());
         let found = self.store.list(&prefix).await.ok()?;
         if found.is_empty() {
             return None;
         }
-        let want = format!("mailbox-prefetch/{:020}", self.mailbox.cursor.read());
+        let want = format!("mailbox-prefetch/{read:020}");
         let mut body = None;
         for (key, bytes) in found {
             if key.as_str() == want {
@@ -869,7 +777,7 @@ impl Runtime {
                 // A repeated entry (the service worker or a keepalive posted it first) keeps
                 // its old number; only a *new* entry numbered like one read before is news.
                 let duplicate = answer["duplicate"].as_bool().unwrap_or(false);
-                if !duplicate && seq <= self.mailbox.cursor.read() {
+                if !duplicate && seq <= self.mailbox.cursor().read() {
                     // A new entry numbered like one read before: the server lost entries
                     // (restored from an older copy). Start over at the next visit.
                     self.mailbox.server_forgot = true;
@@ -908,7 +816,7 @@ impl Runtime {
                 .collect();
             // A base may claim only entries whose contents are in this document (never one
             // refused here, nor parts of a message still incomplete).
-            let covers = self.mailbox.cursor.base_covers();
+            let covers = self.mailbox.cursor().base_covers();
             // A device with nothing new uploads the snapshot too: compaction is a service
             // to the late joiner, not a side effect of writing.
             let as_base = covers.is_some_and(|c| base_due(room.last_seq, room.base_to, c, true));
@@ -1087,6 +995,16 @@ impl Runtime {
                 .await;
         }
     }
+}
+
+/// Devices → Mailbox, when the server refuses this space's key.
+fn refused_text(why: &str) -> String {
+    format!(
+        "The mailbox on this signaling server refuses this space's key ({why}): nothing is left \
+         there for your other devices, and nothing is fetched. Someone may have registered this \
+         space's mailbox first. Your devices still sync when they are online together; another \
+         signaling server (Devices → Connection, or a pairing link) gives the space a new mailbox."
+    )
 }
 
 /// "The mailbox holds 3 sealed entries (12.0 KB) for this space."

@@ -215,6 +215,19 @@ pub fn plain_signaling_warning(signal: &str) -> Option<String> {
     })
 }
 
+/// What to tell the person when this page itself came without TLS over a network (`http://`
+/// to anything but this machine): whoever sits on that network can change the app it runs,
+/// and the app holds the space secret.
+pub fn plain_page_warning(protocol: &str, host: &str) -> Option<String> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host == "localhost" || host == "::1" || host.starts_with("127.");
+    (protocol == "http:" && !local).then(|| {
+        format!(
+            "This page comes from {host} without encryption (http://): someone on this network              could change the app and read your history. Open Ferry over https, see the README."
+        )
+    })
+}
+
 /// A readable device name from a user-agent string, e.g. "Chrome on Linux".
 pub fn device_name(user_agent: &str) -> String {
     let ua = user_agent;
@@ -402,6 +415,21 @@ mod tests {
             "ws://[::1]:3536",
         ] {
             assert_eq!(warn(quiet), None, "{quiet}");
+        }
+    }
+
+    #[test]
+    fn a_plain_page_across_a_network_is_named() {
+        use super::plain_page_warning as warn;
+        assert!(warn("http:", "192.168.1.20").is_some_and(|w| w.contains("192.168.1.20")));
+        for (protocol, host) in [
+            ("https:", "ferry.example"),
+            ("http:", "127.0.0.1"),
+            ("http:", "localhost"),
+            ("http:", "[::1]"),
+            ("file:", ""),
+        ] {
+            assert_eq!(warn(protocol, host), None, "{protocol}//{host}");
         }
     }
 

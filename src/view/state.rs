@@ -209,6 +209,9 @@ pub struct ViewState {
     /// What the mailbox holds for other devices ("3 items waiting in the mailbox ..."), or a
     /// problem with it.
     pub mailbox_status: RwSignal<Option<String>>,
+    /// The mailbox refuses this space's key (someone registered the room first, or the key
+    /// is wrong): said in Devices → Mailbox until a visit succeeds.
+    pub mailbox_refused: RwSignal<Option<String>>,
     /// What the server holds for the space, as of the last visit ("The mailbox holds 3 sealed
     /// entries (12.0 KB) for this space").
     pub mailbox_held: RwSignal<Option<String>>,
@@ -222,7 +225,8 @@ pub struct ViewState {
     /// Text another app shared into Ferry: it goes into the composer as a draft (a web page
     /// elsewhere must never post into the history without the person pressing Send).
     pub draft_text: RwSignal<Option<String>>,
-    /// The signaling server is reached over plain `ws://` across a network (see
+    /// This page, or the signaling server, is reached without TLS across a network (see
+    /// [`plain_page_warning`](super::plain_page_warning) and
     /// [`plain_signaling_warning`](super::plain_signaling_warning)).
     pub signal_warning: RwSignal<Option<String>>,
     /// Files another app shared into Ferry, listed under "Files to send" until the person
@@ -262,6 +266,7 @@ impl ViewState {
             mailbox_on: RwSignal::new(true),
             mailbox_status: RwSignal::new(None),
             mailbox_held: RwSignal::new(None),
+            mailbox_refused: RwSignal::new(None),
             now_ms: RwSignal::new(0),
             ios_hint: RwSignal::new(false),
             toast: RwSignal::new(None),

@@ -345,3 +345,27 @@ test('files dropped on the chat are sent, several at once', async () => {
   await expect(laptop.message('dropped-2.bin')).toContainText('300.0 KB');
   await laptop.close();
 });
+
+test('a file whose sending tab closed while storing it is taken out everywhere, and the person is told', async () => {
+  test.setTimeout(240_000);
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-interrupted-'));
+  const name = 'half-sent.bin';
+  const path = join(dir, name);
+  writeRandomFile(path, 200 * MiB);
+  const { laptop, phone } = await pair();
+  await laptop.page.getByLabel('Files to send').setInputFiles(path);
+  // The item exists (hashed) and reached the phone while the laptop still stores the bytes.
+  await expect(laptop.message(name)).toBeVisible({ timeout: 60_000 });
+  await expect(phone.message(name)).toBeVisible({ timeout: 10_000 });
+  await laptop.close();
+  // Before: the phone waited for ever for bytes that exist nowhere.
+  await laptop.restartBrowser();
+  await expect(laptop.page.getByText(`${name} was not sent completely`)).toBeVisible({ timeout: 30_000 });
+  await expect(laptop.message(name)).toHaveCount(0);
+  await expect(phone.message(name)).toHaveCount(0, { timeout: 30_000 });
+  // Sent again, it arrives whole.
+  await laptop.page.getByLabel('Files to send').setInputFiles(path);
+  await expect(phone.page.getByRole('link', { name: `Save ${name}` })).toBeVisible({ timeout: 180_000 });
+  await laptop.close();
+  await phone.close();
+});

@@ -11,6 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Device } from './device';
+import { roomIdOf } from './stranger';
 
 /** Every file under `dir`, concatenated (the mailbox's database and anything beside it). */
 function allBytes(dir: string): Buffer {
@@ -168,4 +169,24 @@ test('a long history reaches a device that joins alone, posted a slice per visit
   const held = await phone.page.getByText(/The mailbox holds \d+ sealed entries/).textContent();
   expect(Number(/holds (\d+)/.exec(held ?? '')?.[1])).toBeGreaterThan(16);
   await phone.close();
+});
+
+test('a mailbox someone registered first is named in Devices → Mailbox, and nothing is left there', async () => {
+  test.setTimeout(120_000);
+  // A space whose mailbox a squatter registered first, with a key of its own (the room id is
+  // all it needs: it may read it in a server log or see it on the network).
+  const secret = randomBytes(32).toString('base64url');
+  const link = `${process.env.FERRY_APP_URL ?? 'http://127.0.0.1:8080'}/#pair=${secret}&signal=${encodeURIComponent('ws://127.0.0.1:3536')}`;
+  const squat = await fetch(`http://127.0.0.1:3536/mailbox/${roomIdOf(link)}`, {
+    method: 'PUT', headers: { Authorization: `Bearer ${randomBytes(32).toString('hex')}` },
+  });
+  expect(squat.status).toBe(200);
+  const laptop = await Device.launch('squatted-laptop');
+  await laptop.join(link);
+  await laptop.send('kept on this device');
+  await laptop.openDevices();
+  const problem = laptop.page.getByRole('note', { name: 'Mailbox problem' });
+  await expect(problem).toContainText('refuses this space', { timeout: 30_000 });
+  await expect(laptop.page.getByText(/waiting in the mailbox/)).toHaveCount(0);
+  await laptop.close();
 });

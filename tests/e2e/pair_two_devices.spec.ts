@@ -82,6 +82,21 @@ test('a pasted link of another app, or a damaged one, gets a clear alert', async
   await device.close();
 });
 
+test('an opened pairing link leaves the address bar and the history at once, joined or not', async () => {
+  const laptop = await Device.launch('fragment-laptop');
+  const link = await laptop.pairingLink();
+  const phone = await Device.launch('fragment-phone');
+  await phone.page.goto(link);
+  // The join dialog is open: the secret is already gone from the URL and the history entry.
+  await expect(phone.page.getByRole('button', { name: 'Join' })).toBeVisible();
+  expect(new URL(phone.page.url()).hash).toBe('');
+  await phone.page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(phone.page.getByRole('dialog')).toHaveCount(0);
+  expect(new URL(phone.page.url()).hash).toBe('');
+  await laptop.close();
+  await phone.close();
+});
+
 test('a malformed pairing link shows an alert and changes nothing', async () => {
   const device = await Device.launch('solo');
   await device.send('still here');
@@ -91,6 +106,8 @@ test('a malformed pairing link shows an alert and changes nothing', async () => 
     await device.ready();
     await expect(device.alert).toContainText('This pairing link cannot be used');
     await expect(device.page.getByRole('button', { name: 'Join' })).toHaveCount(0);
+    // The secret is not left in the address bar (nor in this history entry) after a refusal.
+    expect(new URL(device.page.url()).hash).toBe('');
     expect(await device.pairingLink()).toBe(before);
     await expect(device.message('still here')).toBeVisible();
   }

@@ -21,6 +21,11 @@ pub(super) fn MailboxSetting() -> impl IntoView {
              entries it cannot read. History is compacted into one snapshot once your devices \
              have it; files stay until each of your other devices fetched them (at most 30 days)."
         </p>
+        <Show when=move || view.mailbox_refused.with(Option::is_some)>
+            <p class="problem" role="note" aria-label="Mailbox problem">
+                {move || view.mailbox_refused.get()}
+            </p>
+        </Show>
         <Show when=move || view.mailbox_held.with(Option::is_some)>
             <p class="hint">{move || view.mailbox_held.get()}</p>
         </Show>

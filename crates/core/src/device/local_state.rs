@@ -120,6 +120,11 @@ pub struct LocalState {
     /// Downloads the person stopped on this device.
     #[serde(default, with = "blob_set")]
     pub files_stopped: BTreeSet<BlobId>,
+    /// Files this device is storing to send (their items exist, their bytes only partly):
+    /// one still here at start, with no tab sending it, was interrupted, and no device can
+    /// ever complete it.
+    #[serde(default, with = "blob_set")]
+    pub sending: BTreeSet<BlobId>,
     /// The mailbox.
     #[serde(default)]
     pub mailbox: MailboxState,
@@ -168,6 +173,7 @@ impl LocalState {
             delivered: BTreeMap::new(),
             last_synced: 0,
             files_stopped: BTreeSet::new(),
+            sending: BTreeSet::new(),
             mailbox: MailboxState::default(),
         }
     }

@@ -139,6 +139,243 @@ impl FetchAnswer {
     }
 }
 
+/// What became of one opened message's contents on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied and stored.
+    Applied,
+    /// Refused, or not for this document: read, never covered by a base.
+    Unapplied,
+    /// Could not be stored (storage full): neither skipped nor acknowledged; read again, from
+    /// its first part, next visit.
+    Unstored,
+}
+
+/// What [`Inbox::open`] made of an entry.
+#[derive(Debug)]
+pub enum Opened {
+    /// A whole message to apply; report what became of it with [`Inbox::record`].
+    Message {
+        /// Its author.
+        from: crate::ids::DeviceId,
+        /// What it carries.
+        payload: crate::mailbox::MailboxPayload,
+    },
+    /// Nothing to apply (a part of a message still incomplete, a duplicate, this device's own,
+    /// already read); recorded.
+    Nothing,
+    /// Not from this space's mailbox, or altered: skipped and recorded (count it).
+    Refused(MailboxError),
+}
+
+/// The server no longer holds what this device read (restored from an older copy, replaced,
+/// wiped): start over there, as a new device would.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Forgotten(pub String);
+
+/// The cursor to save (and acknowledge) after a visit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedCursor {
+    /// [`crate::MailboxCursor::safe`].
+    pub cursor: u64,
+    /// BLAKE3 of the entry at `cursor`, when it was read in this run.
+    pub hash: Option<[u8; 32]>,
+    /// [`crate::MailboxCursor::first_unapplied`].
+    pub unapplied: Option<u64>,
+}
+
+/// Reading one space's mailbox: the cursor, the reassembling reader, and what was read where
+/// (to notice a server that lost its data). Sans-IO: the runtime fetches pages and applies the
+/// messages it is handed; every decision about what counts as read, what may be acknowledged
+/// and what is read again lives here.
+///
+/// A visit: [`Inbox::begin`], then per page [`Inbox::after`] (what to ask for), per entry
+/// [`Inbox::open`] (and [`Inbox::record`] for a message), [`Inbox::end_page`], and finally
+/// [`Inbox::finish`] with whether what was applied reached storage.
+#[derive(Debug)]
+pub struct Inbox {
+    cursor: crate::MailboxCursor,
+    reader: crate::MailboxReader,
+    last_read: Option<(u64, [u8; 32])>,
+    read_hashes: BTreeMap<u64, [u8; 32]>,
+    saved: u64,
+    overlap: Option<(u64, [u8; 32])>,
+    page_last: u64,
+    pending: Option<u64>,
+}
+
+impl Inbox {
+    /// Resumes from what was saved: the cursor, the first entry read but not applied, and the
+    /// hash of the entry at the cursor.
+    pub fn resume(
+        reader: crate::MailboxReader,
+        cursor: u64,
+        unapplied: Option<u64>,
+        cursor_hash: Option<[u8; 32]>,
+    ) -> Self {
+        let cursor = crate::MailboxCursor::resume(cursor, unapplied);
+        let read = cursor.read();
+        Inbox {
+            cursor,
+            reader,
+            last_read: cursor_hash.filter(|_| read > 0).map(|h| (read, h)),
+            read_hashes: BTreeMap::new(),
+            saved: read,
+            overlap: None,
+            page_last: 0,
+            pending: None,
+        }
+    }
+
+    /// The position (what acknowledgements, bases and duplicates are judged by).
+    pub fn cursor(&self) -> &crate::MailboxCursor {
+        &self.cursor
+    }
+
+    /// The reader holds part of a message still incomplete.
+    pub fn incomplete(&self) -> bool {
+        self.reader.buffered().0 > 0
+    }
+
+    /// Starts a visit: the entry last read is asked for once more, to compare.
+    pub fn begin(&mut self) {
+        self.saved = self.cursor.safe();
+        self.overlap = self.last_read.filter(|(seq, _)| *seq == self.cursor.read());
+    }
+
+    /// The page comes from what the service worker fetched ahead (it did not ask for the
+    /// overlap): nothing to compare.
+    pub fn prefetched(&mut self) {
+        self.overlap = None;
+    }
+
+    /// What to ask the server for: entries after this one.
+    pub fn after(&self) -> u64 {
+        match self.overlap {
+            Some((seq, _)) => seq - 1,
+            None => self.cursor.read(),
+        }
+    }
+
+    /// Starts a page; refuses one whose newest entry is older than what was read here.
+    pub fn start_page(&mut self, answer: &FetchAnswer) -> Result<(), Forgotten> {
+        if answer.last_seq < self.cursor.read() {
+            return Err(Forgotten(format!(
+                "the server's newest entry ({}) is older than this device's cursor ({})",
+                answer.last_seq,
+                self.cursor.read()
+            )));
+        }
+        self.page_last = answer.last_seq;
+        Ok(())
+    }
+
+    /// Opens one entry of the page.
+    pub fn open(&mut self, entry: &FetchedEntry) -> Result<Opened, Forgotten> {
+        let last = self.page_last;
+        let Some(blob) = &entry.blob else {
+            // Unreadable: moved past (fetching it again would not help), never covered.
+            let busy = self.incomplete();
+            let _ = self.cursor.opened_unapplied(entry.seq, last, busy);
+            return Ok(Opened::Nothing);
+        };
+        let hash = *blake3::hash(blob).as_bytes();
+        // The entry at the cursor may be gone (compacted): then there is nothing to compare,
+        // and reading carries on after the cursor.
+        if let Some((seq, known)) = self.overlap.take()
+            && entry.seq == seq
+        {
+            if hash != known {
+                return Err(Forgotten(format!(
+                    "entry {seq} is not the one this device read there"
+                )));
+            }
+            return Ok(Opened::Nothing);
+        }
+        if entry.seq <= self.cursor.read() || entry.seq > last {
+            // Read already (or out of order): never applied twice, never moves back.
+            return Ok(Opened::Nothing);
+        }
+        self.last_read = Some((entry.seq, hash));
+        self.read_hashes.insert(entry.seq, hash);
+        match self.reader.open(blob) {
+            Ok(Some((from, payload))) => {
+                self.pending = Some(entry.seq);
+                Ok(Opened::Message { from, payload })
+            }
+            Ok(None) => {
+                self.record_at(entry.seq, Outcome::Applied);
+                Ok(Opened::Nothing)
+            }
+            Err(e) => {
+                self.record_at(entry.seq, Outcome::Unapplied);
+                Ok(Opened::Refused(e))
+            }
+        }
+    }
+
+    /// What became of the message [`Inbox::open`] just handed out.
+    pub fn record(&mut self, outcome: Outcome) {
+        if let Some(seq) = self.pending.take() {
+            self.record_at(seq, outcome);
+        }
+    }
+
+    fn record_at(&mut self, seq: u64, outcome: Outcome) {
+        let busy = self.incomplete();
+        let last = self.page_last;
+        // In range: `open` checked it.
+        let _ = match outcome {
+            Outcome::Applied => self.cursor.opened_checked(seq, last, busy),
+            Outcome::Unapplied => self.cursor.opened_unapplied(seq, last, busy),
+            Outcome::Unstored => self.cursor.opened_unstored(seq, last, busy),
+        };
+    }
+
+    /// Ends a page. On the last page, everything after the last entry read is gone from the
+    /// server (held chunks every other device fetched, history a base covers): nothing there
+    /// is for this device, so the cursor moves to the newest, unless something here could not
+    /// be stored.
+    pub fn end_page(&mut self, answer: &FetchAnswer) {
+        self.record(Outcome::Unapplied); // a message handed out but never reported
+        self.overlap = None;
+        if !answer.more && !self.cursor.has_unstored() && answer.last_seq > self.cursor.read() {
+            let busy = self.incomplete();
+            self.cursor.opened(answer.last_seq, busy);
+            self.last_read = None;
+        }
+    }
+
+    /// Ends a visit. `stored`: what was applied reached storage. Returns the cursor to save
+    /// when it moved. A visit whose document did not reach storage counts for nothing (read
+    /// again next visit; applying twice is harmless); a message that could not be stored is
+    /// read again from its first part, and reassembled.
+    pub fn finish(&mut self, stored: bool) -> Option<SavedCursor> {
+        if !stored {
+            self.cursor = crate::MailboxCursor::new(self.saved);
+            self.reader.reset();
+            return None;
+        }
+        if self.cursor.has_unstored() {
+            self.cursor.rewind();
+            self.reader.reset();
+        }
+        let safe = self.cursor.safe();
+        if safe == self.saved {
+            return None;
+        }
+        let saved = SavedCursor {
+            cursor: safe,
+            hash: self.read_hashes.get(&safe).copied(),
+            unapplied: self.cursor.first_unapplied(),
+        };
+        self.read_hashes.retain(|seq, _| *seq >= safe);
+        self.saved = safe;
+        Some(saved)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +444,151 @@ mod tests {
             .map(|s| (s, "AA"))
             .collect();
         assert!(FetchAnswer::parse(&answer(&many, 1000)).is_err());
+    }
+
+    /// A test server page: the entries from `after` on, as ferry-signal would answer.
+    fn page(entries: &[Vec<u8>], after: u64) -> FetchAnswer {
+        FetchAnswer {
+            entries: (1..)
+                .zip(entries)
+                .filter(|(seq, _)| *seq > after)
+                .map(|(seq, blob)| FetchedEntry {
+                    seq,
+                    blob: Some(blob.clone()),
+                })
+                .collect(),
+            more: false,
+            last_seq: entries.len() as u64,
+            base_to: None,
+            cursors: BTreeMap::new(),
+            held: Held::default(),
+        }
+    }
+
+    /// One visit: every message handed out goes through `apply`; returns what was applied.
+    fn visit(
+        inbox: &mut Inbox,
+        entries: &[Vec<u8>],
+        mut apply: impl FnMut(&crate::mailbox::MailboxPayload) -> Outcome,
+        stored: bool,
+    ) -> (Vec<crate::mailbox::MailboxPayload>, Option<SavedCursor>) {
+        inbox.begin();
+        let answer = page(entries, inbox.after());
+        inbox.start_page(&answer).unwrap();
+        let mut got = vec![];
+        for e in &answer.entries {
+            if let Opened::Message { payload, .. } = inbox.open(e).unwrap() {
+                let outcome = apply(&payload);
+                if outcome == Outcome::Applied {
+                    got.push(payload);
+                }
+                inbox.record(outcome);
+            }
+        }
+        inbox.end_page(&answer);
+        (got, inbox.finish(stored))
+    }
+
+    fn mailbox_of_three() -> (Inbox, Vec<Vec<u8>>, Vec<crate::mailbox::MailboxPayload>) {
+        use crate::mailbox::{MailboxPayload, seal_payload};
+        let secret = crate::SpaceSecret::random();
+        let keys = crate::MailboxKeys::derive(&secret);
+        let room = secret.room_id();
+        let laptop = crate::DeviceId::from_bytes([1; 16]);
+        let msgs = vec![
+            MailboxPayload::Changes { bytes: vec![1] },
+            MailboxPayload::Chunk {
+                root: crate::BlobId([7; 32]),
+                index: 0,
+                data: vec![9; 2 * crate::mailbox::MAX_PART_DATA + 10],
+            },
+            MailboxPayload::Changes { bytes: vec![2] },
+        ];
+        let mut entries = vec![];
+        for (id, m) in (1..).zip(&msgs) {
+            entries.extend(seal_payload(&keys, &room, laptop, id, m).unwrap());
+        }
+        let reader = crate::MailboxReader::new(keys, &room).unwrap();
+        (Inbox::resume(reader, 0, None, None), entries, msgs)
+    }
+
+    #[test]
+    fn a_full_disk_holds_the_cursor_before_what_it_could_not_store() {
+        let (mut inbox, entries, msgs) = mailbox_of_three();
+        assert_eq!(entries.len(), 5, "1 + 3 parts + 1");
+        let is_chunk = |p: &crate::mailbox::MailboxPayload| {
+            matches!(p, crate::mailbox::MailboxPayload::Chunk { .. })
+        };
+        // Visit 1: the chunk does not fit. The history behind it arrives all the same; the
+        // cursor saved (and acknowledged) stays before the chunk's first part.
+        let (got, saved) = visit(
+            &mut inbox,
+            &entries,
+            |p| {
+                if is_chunk(p) {
+                    Outcome::Unstored
+                } else {
+                    Outcome::Applied
+                }
+            },
+            true,
+        );
+        assert_eq!(got, vec![msgs[0].clone(), msgs[2].clone()]);
+        assert_eq!(saved.map(|s| s.cursor), Some(1));
+        assert_eq!(inbox.cursor().base_covers(), Some(1));
+        // Visit 2, still full: nothing moves, nothing is lost.
+        let (_, saved) = visit(
+            &mut inbox,
+            &entries,
+            |p| {
+                if is_chunk(p) {
+                    Outcome::Unstored
+                } else {
+                    Outcome::Applied
+                }
+            },
+            true,
+        );
+        assert_eq!(saved, None);
+        assert_eq!(inbox.cursor().safe(), 1);
+        // Visit 3, space freed: the chunk is reassembled whole and stored; then the cursor
+        // passes everything.
+        let (got, saved) = visit(&mut inbox, &entries, |_| Outcome::Applied, true);
+        assert!(got.contains(&msgs[1]), "the chunk, whole");
+        assert_eq!(saved.map(|s| s.cursor), Some(5));
+        assert!(saved.and_then(|s| s.hash).is_some());
+    }
+
+    #[test]
+    fn a_visit_whose_document_was_not_stored_counts_for_nothing() {
+        let (mut inbox, entries, msgs) = mailbox_of_three();
+        let (got, saved) = visit(&mut inbox, &entries, |_| Outcome::Applied, false);
+        assert_eq!(got.len(), 3);
+        assert_eq!((saved, inbox.cursor().read()), (None, 0));
+        // Read again, whole (the reader forgot what it had completed).
+        let (got, saved) = visit(&mut inbox, &entries, |_| Outcome::Applied, true);
+        assert_eq!(got, msgs);
+        assert_eq!(saved.map(|s| s.cursor), Some(5));
+    }
+
+    #[test]
+    fn a_server_that_lost_what_was_read_is_noticed() {
+        let (mut inbox, entries, _) = mailbox_of_three();
+        let (_, saved) = visit(&mut inbox, &entries, |_| Outcome::Applied, true);
+        let saved = saved.unwrap();
+        // Restarted from what was saved, as after a reload.
+        let mut again = Inbox::resume(inbox.reader, saved.cursor, saved.unapplied, saved.hash);
+        again.begin();
+        assert_eq!(again.after(), 4, "the entry at the cursor once more");
+        // A server restored from an older copy: fewer entries than were read.
+        let older = page(&entries[..3], 0);
+        assert!(again.start_page(&older).is_err());
+        // One whose entry at the cursor is another.
+        let mut other = entries.clone();
+        other[4] = entries[0].clone();
+        let answer = page(&other, 4);
+        again.start_page(&answer).unwrap();
+        assert!(again.open(&answer.entries[0]).is_err());
     }
 
     proptest! {

@@ -1,0 +1,196 @@
+//! Delivery: what "on Laptop" may say. A mark moves only on evidence that the other device
+//! *stored* the items: a direct sync that left both with the same heads, or a sealed receipt
+//! it posted through the mailbox after storing what it fetched. Server cursors are never
+//! evidence (anyone with the access key can move one).
+
+use crate::blobs::BlobId;
+use crate::doc::Item;
+use crate::ids::DeviceId;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Per author other than `me`: the latest moment up to which this device holds every item the
+/// author wrote, with its file's bytes (`stored`), except files the person stopped here
+/// (`stopped`), which hold nothing back. What this device's receipt says.
+pub fn stored_through<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
+    stored: &BTreeSet<BlobId>,
+    stopped: &BTreeSet<BlobId>,
+    me: DeviceId,
+) -> Vec<(DeviceId, u64)> {
+    let mut latest: BTreeMap<DeviceId, u64> = BTreeMap::new();
+    let mut first_missing: BTreeMap<DeviceId, u64> = BTreeMap::new();
+    for i in items {
+        let at = i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms));
+        let l = latest.entry(i.author).or_insert(0);
+        *l = (*l).max(at);
+        if i.file
+            .as_ref()
+            .is_some_and(|f| !stored.contains(&f.root) && !stopped.contains(&f.root))
+        {
+            let m = first_missing.entry(i.author).or_insert(u64::MAX);
+            *m = (*m).min(i.at.wall_ms);
+        }
+    }
+    latest
+        .into_iter()
+        .filter(|(author, _)| *author != me)
+        .map(|(author, l)| {
+            let cap = first_missing
+                .get(&author)
+                .map_or(u64::MAX, |m| m.saturating_sub(1));
+            (author, l.min(cap))
+        })
+        .collect()
+}
+
+/// A digest of a receipt's contents: a receipt is posted again only when it changed (each is
+/// one more entry in the mailbox).
+pub fn receipt_digest(stored: &[(DeviceId, u64)]) -> u64 {
+    stored
+        .iter()
+        .fold(0u64, |a, (_, ms)| a.wrapping_mul(31).wrapping_add(*ms))
+}
+
+/// Applies `from`'s receipt to this device's delivery marks: `from` stored `me`'s items up to
+/// the moment it names. `true` when the mark moved. Receipts of this device's own (another
+/// tab's, echoed) and of other authors change nothing.
+pub fn note_receipt(
+    delivered: &mut BTreeMap<DeviceId, u64>,
+    me: DeviceId,
+    from: DeviceId,
+    stored: &[(DeviceId, u64)],
+) -> bool {
+    if from == me {
+        return false;
+    }
+    let Some(ms) = stored
+        .iter()
+        .filter(|(author, _)| *author == me)
+        .map(|(_, ms)| *ms)
+        .max()
+    else {
+        return false;
+    };
+    let at = delivered.entry(from).or_insert(0);
+    if *at < ms {
+        *at = ms;
+        return true;
+    }
+    false
+}
+
+/// After a direct sync: each device in `synced` has everything up to `latest` (the newest item
+/// here), as of `at`. Marks move only when they change what an item shows (once per change,
+/// not per loop turn). `true` when one moved.
+pub fn note_synced(
+    delivered: &mut BTreeMap<DeviceId, u64>,
+    synced: &[DeviceId],
+    latest: u64,
+    at: u64,
+) -> bool {
+    let mut moved = false;
+    for d in synced {
+        let mark = delivered.entry(*d).or_insert(0);
+        if *mark < latest {
+            *mark = at;
+            moved = true;
+        }
+    }
+    moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::{FileMeta, ItemKind};
+    use crate::hlc::Hlc;
+    use crate::ids::ItemId;
+
+    fn item(author: DeviceId, ms: u64, file: Option<BlobId>) -> Item {
+        Item {
+            id: ItemId::random(),
+            kind: if file.is_some() {
+                ItemKind::File
+            } else {
+                ItemKind::Text
+            },
+            author,
+            at: Hlc {
+                wall_ms: ms,
+                counter: 0,
+            },
+            text: String::new(),
+            edited_at: None,
+            file: file.map(|root| FileMeta {
+                root,
+                name: "f".into(),
+                size: 1,
+                mime: String::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_receipt_stops_before_the_first_file_not_stored_here() {
+        let (me, laptop, phone) = (
+            DeviceId::from_bytes([1; 16]),
+            DeviceId::from_bytes([2; 16]),
+            DeviceId::from_bytes([3; 16]),
+        );
+        let (a, b) = (BlobId([1; 32]), BlobId([2; 32]));
+        let items = [
+            item(laptop, 10, None),
+            item(laptop, 20, Some(a)),
+            item(laptop, 30, None),
+            item(phone, 15, Some(b)),
+            item(me, 40, None),
+        ];
+        let none = BTreeSet::new();
+        let got = stored_through(&items, &BTreeSet::from([b]), &none, me);
+        assert_eq!(
+            got,
+            vec![(laptop, 19), (phone, 15)],
+            "not the file at 20, nor after"
+        );
+        // Stopped here on purpose: it holds nothing back.
+        let got = stored_through(&items, &BTreeSet::from([b]), &BTreeSet::from([a]), me);
+        assert_eq!(got, vec![(laptop, 30), (phone, 15)]);
+        assert_ne!(
+            receipt_digest(&got),
+            receipt_digest(&[(laptop, 19), (phone, 15)])
+        );
+    }
+
+    #[test]
+    fn only_a_receipt_about_this_device_moves_its_mark() {
+        let (me, phone, tablet) = (
+            DeviceId::from_bytes([1; 16]),
+            DeviceId::from_bytes([3; 16]),
+            DeviceId::from_bytes([4; 16]),
+        );
+        let mut d = BTreeMap::new();
+        assert!(!note_receipt(&mut d, me, me, &[(tablet, 9)]), "our own");
+        assert!(
+            !note_receipt(&mut d, me, phone, &[(tablet, 9)]),
+            "another author"
+        );
+        assert!(note_receipt(&mut d, me, phone, &[(me, 50), (tablet, 9)]));
+        assert_eq!(d.get(&phone), Some(&50));
+        assert!(!note_receipt(&mut d, me, phone, &[(me, 40)]), "never back");
+        assert_eq!(d.get(&phone), Some(&50));
+    }
+
+    #[test]
+    fn a_sync_moves_marks_once_per_change() {
+        let phone = DeviceId::from_bytes([3; 16]);
+        let mut d = BTreeMap::new();
+        assert!(note_synced(&mut d, &[phone], 100, 120));
+        assert!(
+            !note_synced(&mut d, &[phone], 100, 130),
+            "nothing new to show"
+        );
+        assert_eq!(d.get(&phone), Some(&120));
+        assert!(note_synced(&mut d, &[phone], 125, 140));
+        assert!(!note_synced(&mut d, &[], 200, 200));
+    }
+}

@@ -180,7 +180,7 @@ test('a mailbox someone registered first is named in Devices → Mailbox, and no
   const squat = await fetch(`http://127.0.0.1:3536/mailbox/${roomIdOf(link)}`, {
     method: 'PUT', headers: { Authorization: `Bearer ${randomBytes(32).toString('hex')}` },
   });
-  expect(squat.status).toBe(200);
+  expect(squat.status).toBe(201); // Created: the room is the squatter's now
   const laptop = await Device.launch('squatted-laptop');
   await laptop.join(link);
   await laptop.send('kept on this device');

@@ -345,6 +345,25 @@ impl Runtime {
                 return Err(e);
             }
         }
+        if !self.local.mailbox.legacy_tag_removed {
+            // The first version named this device by a tag keyed with the content key; it
+            // goes by another now. Unregistered once, so the server holds nothing for it.
+            let legacy = self.mailbox.keys.legacy_device_tag(self.device);
+            let gone = request(
+                "DELETE",
+                &format!("{url}/devices/{legacy}"),
+                &token,
+                None,
+                false,
+            )
+            .await
+            .is_ok_and(|(status, _)| status == 200);
+            if gone {
+                let _ = self
+                    .save_local(|s| s.mailbox.legacy_tag_removed = true)
+                    .await;
+            }
+        }
         let room = match self.fetch_mailbox(url, &token).await {
             Err(Fetch::Forgotten(why)) => {
                 // The server lost this mailbox (a restored backup, a new server, a wiped data

@@ -24,7 +24,13 @@ export function hostileScript(): string[] {
   ];
 }
 
-export type Hostile = { connections: () => number; close: () => Promise<void> };
+export type Hostile = {
+  connections: () => number;
+  /** Sends every open socket one text frame of `bytes` ASCII characters (not JSON); resolves,
+   *  with how many sockets it went to, once it has been handed to the kernel. */
+  sendHuge: (bytes: number) => Promise<number>;
+  close: () => Promise<void>;
+};
 
 /** Starts the server. Sockets stay open after the script, so the app keeps the connection
  *  instead of reconnecting (and being sent the script again) in a loop. */
@@ -44,6 +50,14 @@ export async function startHostileSignaling(port = HOSTILE_PORT): Promise<Hostil
   });
   return {
     connections: () => connections,
+    sendHuge: async (bytes) => {
+      const frame = 'x'.repeat(bytes);
+      const open = [...sockets].filter((ws) => ws.readyState === ws.OPEN);
+      await Promise.all(
+        open.map((ws) => new Promise<void>((resolve, reject) => ws.send(frame, (e) => (e ? reject(e) : resolve())))),
+      );
+      return open.length;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const ws of sockets) ws.terminate();

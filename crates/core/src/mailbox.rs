@@ -46,6 +46,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub const AUTH_LABEL: &str = "mailbox-auth";
 /// HKDF label of the content key (epoch 0).
 pub const CONTENT_LABEL: &str = "mailbox-key/epoch-0";
+/// HKDF label of the key that names devices on the server (their tags): a key of its own,
+/// so no use of the content key but sealing remains (issue #15).
+pub const TAG_LABEL: &str = "mailbox-device-tag";
 /// Version byte of mailbox entries.
 pub const MAILBOX_VERSION: u8 = 1;
 /// The content key epoch this build seals with.
@@ -125,6 +128,7 @@ pub enum MailboxError {
 pub struct MailboxKeys {
     auth: [u8; 32],
     content: [u8; 32],
+    tag: [u8; 32],
 }
 
 impl fmt::Debug for MailboxKeys {
@@ -140,7 +144,9 @@ impl MailboxKeys {
         secret.derive(AUTH_LABEL, &mut auth);
         let mut content = [0u8; 32];
         secret.derive(CONTENT_LABEL, &mut content);
-        MailboxKeys { auth, content }
+        let mut tag = [0u8; 32];
+        secret.derive(TAG_LABEL, &mut tag);
+        MailboxKeys { auth, content, tag }
     }
 
     /// `K` as 64 lowercase hex digits, for `Authorization: Bearer <token>`. A secret: send it
@@ -159,12 +165,22 @@ impl MailboxKeys {
     }
 
     /// The name a device goes by on the server (its cursor, the uploader of its entries): 24
-    /// hex digits keyed by the content key, so the server (which knows `K`) cannot link it to
-    /// the device id, while every device of the space can map it back.
+    /// hex digits keyed by the tag key, so the server (which knows `K`) cannot link it to the
+    /// device id, while every device of the space can map it back.
     pub fn device_tag(&self, device: DeviceId) -> String {
-        let mut input = b"ferry/mailbox/device-tag/v1".to_vec();
+        Self::tag_with(&self.tag, b"ferry/mailbox/device-tag/v2", device)
+    }
+
+    /// The tag the first version gave a device, keyed by the content key: a device that
+    /// upgrades unregisters it once (else the server would hold file chunks back for it).
+    pub fn legacy_device_tag(&self, device: DeviceId) -> String {
+        Self::tag_with(&self.content, b"ferry/mailbox/device-tag/v1", device)
+    }
+
+    fn tag_with(key: &[u8; 32], label: &[u8], device: DeviceId) -> String {
+        let mut input = label.to_vec();
         input.extend_from_slice(device.as_bytes());
-        blake3::keyed_hash(&self.content, &input).as_bytes()[..12]
+        blake3::keyed_hash(key, &input).as_bytes()[..12]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
@@ -970,8 +986,13 @@ mod tests {
         assert_eq!(tag, k.device_tag(d));
         assert_ne!(tag, k.device_tag(DeviceId::from_bytes([8; 16])));
         assert_ne!(tag, space(43).0.device_tag(d));
-        let expected = &blake3::keyed_hash(&k.content, b"ferry/mailbox/device-tag/v1\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09").to_hex()[..24];
+        let expected = &blake3::keyed_hash(&k.tag, b"ferry/mailbox/device-tag/v2\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09").to_hex()[..24];
         assert_eq!(tag, expected);
+        // Its own key: not the content key (the first version's tag, kept to unregister it).
+        assert_ne!(k.tag, k.content);
+        let legacy = &blake3::keyed_hash(&k.content, b"ferry/mailbox/device-tag/v1\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09\x09").to_hex()[..24];
+        assert_eq!(k.legacy_device_tag(d), *legacy);
+        assert_ne!(tag, k.legacy_device_tag(d));
     }
 
     #[test]
@@ -1285,6 +1306,7 @@ mod tests {
         let as_content = MailboxKeys {
             auth: k.auth,
             content: k.auth,
+            tag: k.tag,
         };
         let mut r = MailboxReader::new(as_content, &room).unwrap();
         assert_eq!(r.open(&e[0]), Err(MailboxError::Forged));

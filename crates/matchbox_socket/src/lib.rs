@@ -10,6 +10,9 @@ mod webrtc_socket;
 pub use async_trait;
 pub use error::{Error, SignalingError};
 pub use matchbox_protocol::PeerId;
+// FERRY PATCH 10: the payload of `SignalingError::WebSocket` in the browser.
+#[cfg(target_arch = "wasm32")]
+pub use webrtc_socket::error::WebSocketError;
 pub use webrtc_socket::{
     CandidatePair, CandidateType, ChannelConfig, IceFailure, MessageLoopFuture, Packet, PeerEvent,
     PeerRequest, PeerSignal, PeerState, RtcIceServerConfig, Signaller, SignallerBuilder,

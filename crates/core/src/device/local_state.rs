@@ -79,6 +79,9 @@ pub struct MailboxState {
     pub carried: u64,
     /// A digest of the last receipt this device posted (to post a new one only on change).
     pub receipt: u64,
+    /// The first version's device tag (keyed by the content key) was unregistered on the
+    /// server, so it holds no file chunk back (see `MailboxKeys::legacy_device_tag`).
+    pub legacy_tag_removed: bool,
 }
 
 impl MailboxState {

@@ -51,16 +51,44 @@ pub enum SignalingError {
     #[error("socket failure communicating with signaling server: {0}")]
     WebSocket(#[from] async_tungstenite::tungstenite::Error),
 
-    /// WASM
+    /// WASM (FERRY PATCH 10: was `ws_stream_wasm::WsErr`)
     #[cfg(target_arch = "wasm32")]
     #[error("socket failure communicating with signaling server: {0}")]
-    WebSocket(#[from] ws_stream_wasm::WsErr),
+    WebSocket(#[from] WebSocketError),
 
     /// User Implementation Error that may be returned from using custom
     /// [`SignallerBuilder`](crate::SignallerBuilder) and [`Signaller`](crate::Signaller)
     /// implementations
     #[error("User implementation error: {0}")]
     UserImplementationError(String),
+}
+
+/// FERRY PATCH 10: a failure of the browser's signaling `WebSocket`. Replaces
+/// `ws_stream_wasm::WsErr` (its variants that could occur) now that the signaller uses
+/// `web_sys::WebSocket` directly.
+#[cfg(target_arch = "wasm32")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebSocketError {
+    /// The browser refused the URL.
+    #[error("An invalid URL was given to the connect method: {0}")]
+    InvalidUrl(String),
+    /// The connection closed before it opened.
+    #[error("Failed to connect to the server (close code {code}, reason {reason:?})")]
+    ConnectionFailed {
+        /// The close code
+        code: u16,
+        /// The close reason
+        reason: String,
+        /// Whether the closing handshake completed
+        was_clean: bool,
+    },
+    /// A message was sent while the connection was not open.
+    #[error("The connection state is not \"Open\".")]
+    ConnectionNotOpen,
+    /// The browser threw something else.
+    #[error("`{0}`")]
+    Unknown(String),
 }
 
 cfg_if! {

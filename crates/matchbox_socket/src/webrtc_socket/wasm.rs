@@ -17,11 +17,11 @@ use crate::{
     },
 };
 use async_trait::async_trait;
-use futures::{Future, FutureExt, SinkExt, StreamExt};
+use futures::{Future, FutureExt, StreamExt};
 use futures_channel::mpsc::{Receiver, UnboundedReceiver, UnboundedSender};
 use futures_timer::Delay;
 use futures_util::select;
-use js_sys::{Function, Map, Reflect};
+use js_sys::{Function, JsString, Map, Reflect};
 use log::{debug, error, info, trace, warn};
 use matchbox_protocol::PeerId;
 use serde::Serialize;
@@ -29,14 +29,119 @@ use std::{pin::Pin, time::Duration};
 use wasm_bindgen::{JsCast, JsValue, convert::FromWasmAbi, prelude::*};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelType,
-    RtcIceCandidateInit, RtcIceGatheringState, RtcPeerConnection, RtcPeerConnectionIceEvent,
-    RtcSdpType, RtcSessionDescriptionInit,
+    CloseEvent, DomException, Event, MessageEvent, RtcConfiguration, RtcDataChannel,
+    RtcDataChannelInit, RtcDataChannelType, RtcIceCandidateInit, RtcIceGatheringState,
+    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit, WebSocket,
 };
-use ws_stream_wasm::{WsMessage, WsMeta, WsStream};
 
+use super::error::WebSocketError;
+
+/// FERRY PATCH 10: what the signaling WebSocket's handlers report, in order. A text frame
+/// stays a JS string (a handle; its characters are not in wasm memory) until
+/// `next_message` has looked at its length.
+enum WsIncoming {
+    Open,
+    Text(JsString),
+    /// Anything but text (a `Blob`: nothing reads binary frames, so they are never copied)
+    NotText,
+    Closed(WebSocketError),
+}
+
+/// FERRY PATCH 10: the signaling connection, on the browser's `WebSocket` directly. Upstream
+/// used `ws_stream_wasm`, which copies every text frame into a wasm `String` before matchbox
+/// sees it: a hostile server could send a 100 MiB frame and the page would grow its wasm memory
+/// by that much (wasm memory never shrinks; enough of them and the app runs out) before
+/// [`super::check_signal_size`] refused it.
 pub(crate) struct WasmSignaller {
-    websocket_stream: futures::stream::Fuse<WsStream>,
+    ws: WebSocket,
+    incoming: UnboundedReceiver<WsIncoming>,
+}
+
+impl WasmSignaller {
+    /// Opens the WebSocket, resolving once it is open or has failed (as `WsMeta::connect`
+    /// did). Dropping the future while it connects closes the socket (`Drop`).
+    async fn connect(url: &str) -> Result<Self, WebSocketError> {
+        let ws = WebSocket::new(url).map_err(|e| match e.dyn_ref::<DomException>() {
+            Some(de) if de.code() == DomException::SYNTAX_ERR => {
+                WebSocketError::InvalidUrl(url.to_string())
+            }
+            Some(de) => WebSocketError::Unknown(de.message()),
+            None => WebSocketError::Unknown(format!("{e:?}")),
+        })?;
+        let (tx, incoming) = futures_channel::mpsc::unbounded();
+        let on_open = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut()>::wrap(Box::new(move || {
+                let _ = tx.unbounded_send(WsIncoming::Open);
+            }))
+            .into_js_value()
+        };
+        let on_message = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(MessageEvent)>::wrap(Box::new(move |event: MessageEvent| {
+                // Only a handle to the frame crosses into wasm here, never its contents.
+                let incoming = match event.data().dyn_into::<JsString>() {
+                    Ok(text) => WsIncoming::Text(text),
+                    Err(_) => WsIncoming::NotText,
+                };
+                let _ = tx.unbounded_send(incoming);
+            }))
+            .into_js_value()
+        };
+        // The browser fires `close` after every `error`; the close ends the stream.
+        let on_error = Closure::<dyn FnMut()>::wrap(Box::new(move || {
+            warn!("the signaling WebSocket reported an error");
+        }))
+        .into_js_value();
+        let on_close =
+            Closure::<dyn FnMut(CloseEvent)>::wrap(Box::new(move |event: CloseEvent| {
+                let _ = tx.unbounded_send(WsIncoming::Closed(WebSocketError::ConnectionFailed {
+                    code: event.code(),
+                    reason: event.reason(),
+                    was_clean: event.was_clean(),
+                }));
+                // Messages already queued are still read, then `next_message` says exhausted.
+                tx.close_channel();
+            }))
+            .into_js_value();
+        ws.set_onopen(Some(on_open.unchecked_ref()));
+        ws.set_onmessage(Some(on_message.unchecked_ref()));
+        ws.set_onerror(Some(on_error.unchecked_ref()));
+        ws.set_onclose(Some(on_close.unchecked_ref()));
+        // The socket now holds the handlers (`into_js_value` gave them to JS): they are freed
+        // once `Drop` unsets them, not leaked for the life of the page.
+        let mut signaller = WasmSignaller { ws, incoming };
+        loop {
+            match signaller.incoming.next().await {
+                Some(WsIncoming::Open) => return Ok(signaller),
+                Some(WsIncoming::Closed(e)) => return Err(e),
+                // Nothing arrives before `open`; the `close` that follows ends this.
+                Some(WsIncoming::Text(_) | WsIncoming::NotText) => {}
+                None => {
+                    return Err(WebSocketError::Unknown(
+                        "the WebSocket closed while connecting".into(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WasmSignaller {
+    fn drop(&mut self) {
+        // As `ws_stream_wasm` did: close (without a code, which cannot throw) and stop
+        // listening.
+        if matches!(
+            self.ws.ready_state(),
+            WebSocket::CONNECTING | WebSocket::OPEN
+        ) {
+            let _ = self.ws.close();
+        }
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onerror(None);
+        self.ws.set_onclose(None);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -49,12 +154,13 @@ impl SignallerBuilder for WasmSignallerBuilder {
         mut attempts: Option<u16>,
         room_url: String,
     ) -> Result<Box<dyn Signaller>, SignalingError> {
-        let websocket_stream = 'signaling: loop {
-            match WsMeta::connect(&room_url, None)
+        let signaller = 'signaling: loop {
+            // FERRY PATCH 10: was `WsMeta::connect`; the same retries.
+            match WasmSignaller::connect(&room_url)
                 .await
                 .map_err(SignalingError::from)
             {
-                Ok((_, wss)) => break wss.fuse(),
+                Ok(signaller) => break signaller,
                 Err(e) => {
                     if let Some(attempts) = attempts.as_mut() {
                         if *attempts <= 1 {
@@ -75,7 +181,7 @@ impl SignallerBuilder for WasmSignallerBuilder {
                 }
             };
         };
-        Ok(Box::new(WasmSignaller { websocket_stream }))
+        Ok(Box::new(signaller))
     }
 }
 
@@ -83,18 +189,34 @@ impl SignallerBuilder for WasmSignallerBuilder {
 impl Signaller for WasmSignaller {
     async fn send(&mut self, request: PeerRequest) -> Result<(), SignalingError> {
         let request = serde_json::to_string(&request).expect("serializing request");
-        self.websocket_stream
-            .send(WsMessage::Text(request))
-            .await
-            .map_err(SignalingError::from)
+        // FERRY PATCH 10: as `ws_stream_wasm`'s sink: only an open socket sends.
+        if self.ws.ready_state() != WebSocket::OPEN {
+            return Err(WebSocketError::ConnectionNotOpen.into());
+        }
+        self.ws
+            .send_with_str(&request)
+            .map_err(|_| WebSocketError::ConnectionNotOpen.into())
     }
 
     async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
-        let message = match self.websocket_stream.next().await {
-            Some(WsMessage::Text(message)) => Ok(message),
-            Some(_) => Err(SignalingError::UnknownFormat),
-            None => Err(SignalingError::StreamExhausted),
-        }?;
+        let text = loop {
+            match self.incoming.next().await {
+                Some(WsIncoming::Text(text)) => break text,
+                Some(WsIncoming::NotText) => return Err(SignalingError::UnknownFormat),
+                Some(WsIncoming::Open) => {}
+                Some(WsIncoming::Closed(_)) | None => return Err(SignalingError::StreamExhausted),
+            }
+        };
+        // FERRY PATCH 10: the size is checked before the text is copied into wasm memory.
+        // `length()` counts UTF-16 code units; each is at least one byte of UTF-8, so a text
+        // over the limit in units is over it in bytes (for ASCII, such as JSON, the count is
+        // exact). Only a text within the limit is copied: at most 3 bytes per unit.
+        super::check_signal_size(text.length() as usize)?;
+        // Never `None` for a string (the browser already checked the frame's UTF-8).
+        let Some(message) = text.as_string() else {
+            return Err(SignalingError::UnknownFormat);
+        };
+        drop(text);
         // FERRY PATCH 8: an oversized or unreadable message is ignored and reported.
         super::check_signal_size(message.len())?;
         let message = serde_json::from_str(&message).map_err(|e| {

@@ -130,7 +130,10 @@ async fn request(
     init.set_method(method);
     let headers = web_sys::Headers::new().map_err(|e| format!("{e:?}"))?;
     headers
-        .set("Authorization", &format!("Bearer {token}"))
+        .set(
+            "Authorization",
+            &zeroize::Zeroizing::new(format!("Bearer {token}")),
+        )
         .map_err(|e| format!("{e:?}"))?;
     if json {
         headers

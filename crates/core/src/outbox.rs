@@ -43,14 +43,24 @@ const RECORD_VERSION: u64 = 1;
 const MAX_RECORD_BYTES: usize = 96 * 1024 * 1024;
 
 /// Where a record goes: the mailbox of one space on one server, as this device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Destination {
     /// `http(s)://host:port/mailbox/<room>`.
     pub url: String,
-    /// The bearer token (a secret: stored beside the space secret, sent only to that server).
-    pub token: String,
+    /// The bearer token (a secret: stored beside the space secret, sent only to that server;
+    /// wiped when dropped, never printed).
+    pub token: zeroize::Zeroizing<String>,
     /// This device's opaque tag on the server.
     pub tag: String,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("url", &self.url)
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One sealed message waiting to be posted.
@@ -112,7 +122,7 @@ impl OutboxRecord {
         serde_json::json!({
             "v": RECORD_VERSION,
             "url": self.to.url,
-            "token": self.to.token,
+            "token": self.to.token.as_str(),
             "tag": self.to.tag,
             "entries": self.entries.iter().map(|e| b64.encode(e)).collect::<Vec<_>>(),
             "heads": self.heads.iter().map(|h| hex(h)).collect::<Vec<_>>(),
@@ -159,7 +169,7 @@ impl OutboxRecord {
             stamp,
             to: Destination {
                 url: text("url")?,
-                token: text("token")?,
+                token: zeroize::Zeroizing::new(text("token")?),
                 tag: text("tag")?,
             },
             entries,
@@ -398,7 +408,7 @@ mod tests {
     fn dest() -> Destination {
         Destination {
             url: "http://127.0.0.1:3536/mailbox/room".into(),
-            token: "ab".repeat(32),
+            token: zeroize::Zeroizing::new("ab".repeat(32)),
             tag: "cd".repeat(12),
         }
     }
@@ -426,7 +436,8 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&r.encode()).unwrap();
         v["heads"][0] = "zz".into();
         assert!(OutboxRecord::decode(1, v.to_string().as_bytes()).is_err());
-        assert!(!format!("{r:?}").contains(&dest().token));
+        assert!(!format!("{r:?}").contains(dest().token.as_str()));
+        assert!(!format!("{:?}", dest()).contains(dest().token.as_str()));
         assert_eq!(decode_done(&encode_done(&[3, 4])), Some(vec![3, 4]));
         assert_eq!(decode_done(b"{\"seqs\":[0]}"), None);
         assert_eq!(decode_done(b"garbage"), None);

@@ -87,7 +87,7 @@ impl Writer {
             device: self.replica.device(),
             to: Destination {
                 url: "http://127.0.0.1:3536/mailbox/r".into(),
-                token: self.keys.auth_token().to_string(),
+                token: self.keys.auth_token(),
                 tag: self.keys.device_tag(self.replica.device()),
             },
             confirmed: &self.confirmed,

@@ -79,7 +79,7 @@ impl Runtime {
     fn mailbox_destination(&self) -> Option<Destination> {
         Some(Destination {
             url: self.mailbox_url()?,
-            token: self.mailbox.keys.auth_token().to_string(),
+            token: self.mailbox.keys.auth_token(),
             tag: self.mailbox.tag.clone(),
         })
     }
@@ -382,7 +382,8 @@ fn send_on_hide(p: &mut Pending) {
         let Ok(headers) = web_sys::Headers::new() else {
             return;
         };
-        let _ = headers.set("Authorization", &format!("Bearer {}", record.to.token));
+        let bearer = zeroize::Zeroizing::new(format!("Bearer {}", record.to.token.as_str()));
+        let _ = headers.set("Authorization", &bearer);
         init.set_headers(&headers);
         init.set_body(&js_sys::Uint8Array::from(record.entries[i].as_slice()).into());
         let url = format!("{}?device={}", record.to.url, record.to.tag);

@@ -346,11 +346,18 @@ pub mod legacy {
     }
 
     /// Removes the first version's keys (best effort: what is left is removed next time).
+    /// One read of all of them at every start; deletes only when some are there.
     pub async fn remove<S: Store>(store: &S) {
-        for k in KEYS {
-            let key = StoreKey::from_stored(k.into());
-            if matches!(store.get(&key).await, Ok(Some(_))) {
-                let _ = store.delete(&key).await;
+        let keys: Vec<StoreKey> = KEYS
+            .iter()
+            .map(|k| StoreKey::from_stored((*k).into()))
+            .collect();
+        let Ok(found) = store.get_many(&keys).await else {
+            return;
+        };
+        for (key, value) in keys.iter().zip(found) {
+            if value.is_some() {
+                let _ = store.delete(key).await;
             }
         }
     }

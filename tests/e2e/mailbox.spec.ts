@@ -190,3 +190,29 @@ test('a mailbox someone registered first is named in Devices → Mailbox, and no
   await expect(laptop.page.getByText(/waiting in the mailbox/)).toHaveCount(0);
   await laptop.close();
 });
+
+test('a mailbox answer larger than any honest one is refused before it is read, and the next visit works', async () => {
+  test.setTimeout(120_000);
+  const laptop = await Device.launch('huge-answer-laptop');
+  await laptop.send('worth the wait');
+  await expect(laptop.message('worth the wait')).toContainText('waiting in the mailbox', { timeout: 30_000 });
+  const link = await laptop.pairingLink();
+  await laptop.close();
+
+  const phone = await Device.launch('huge-answer-phone');
+  const refused: string[] = [];
+  phone.page.on('console', (m) => { if (/answered with \d+ bytes/.test(m.text())) refused.push(m.text()); });
+  // A hostile (or broken) server answers fetches with 9 MiB: more than a page of the largest
+  // entries can be.
+  const huge = JSON.stringify({ entries: [], last_seq: 1, padding: 'x'.repeat(9 * 1024 * 1024) });
+  const fetches = (url: URL) => url.pathname.startsWith('/mailbox/') && url.searchParams.has('after');
+  await phone.context.route(fetches, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: huge }));
+  await phone.join(link);
+  await expect.poll(() => refused.length, { timeout: 45_000 }).toBeGreaterThan(0);
+  await expect(phone.message('worth the wait')).toHaveCount(0);
+  await expect(phone.composer).toBeEnabled(); // still working
+  // The server behaves again: the next visit brings what waits.
+  await phone.context.unroute(fetches);
+  await expect(phone.message('worth the wait')).toBeVisible({ timeout: 30_000 });
+  await phone.close();
+});

@@ -224,10 +224,8 @@ impl Runtime {
         // item may be in a change that did not load, or not be saved yet by a sibling tab),
         // and after a load that skipped damaged chunks nothing is freed at all.
         let deleted = self.replica.doc_mut().deleted_blobs();
-        if !self.load_skipped_chunks {
-            for root in roots.intersection(&deleted) {
-                let _ = self.store.delete_prefix(&blob_prefix(root)).await;
-            }
+        for root in ferry_core::device::files::to_free(&roots, &deleted, self.load_skipped_chunks) {
+            let _ = self.store.delete_prefix(&blob_prefix(&root)).await;
         }
         for root in self.files.live.clone() {
             self.start_file(root, &keys).await;

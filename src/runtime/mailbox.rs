@@ -118,6 +118,35 @@ fn http_base(signal: &str) -> Option<String> {
     Some(format!("{}{}", rest.0, rest.1.trim_end_matches('/')))
 }
 
+/// Why a request to the mailbox got no answer worth reading.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HttpError {
+    /// The browser would not build the request (never for URLs Ferry makes).
+    #[error("the browser refused the request: {0}")]
+    Request(String),
+    /// Offline, refused, or blocked.
+    #[error("cannot reach the mailbox ({0})")]
+    Unreachable(String),
+    /// More than any honest answer (refused before it is read or copied into wasm).
+    #[error("the mailbox answered with {0} bytes")]
+    TooLarge(u64),
+    /// The body could not be read.
+    #[error("the mailbox's answer could not be read ({0})")]
+    Body(String),
+    /// An answer other than the one asked for.
+    #[error("the mailbox answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The server's words (lossy UTF-8).
+        body: String,
+    },
+}
+
+fn js(e: wasm_bindgen::JsValue) -> String {
+    format!("{e:?}")
+}
+
 /// One HTTP request with the bearer key; `(status, body)`.
 async fn request(
     method: &str,
@@ -125,30 +154,31 @@ async fn request(
     token: &str,
     body: Option<&[u8]>,
     json: bool,
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>), HttpError> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
-    let headers = web_sys::Headers::new().map_err(|e| format!("{e:?}"))?;
+    let headers = web_sys::Headers::new().map_err(|e| HttpError::Request(js(e)))?;
     headers
         .set(
             "Authorization",
             &zeroize::Zeroizing::new(format!("Bearer {token}")),
         )
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| HttpError::Request(js(e)))?;
     if json {
         headers
             .set("Content-Type", "application/json")
-            .map_err(|e| format!("{e:?}"))?;
+            .map_err(|e| HttpError::Request(js(e)))?;
     }
     init.set_headers(&headers);
     if let Some(body) = body {
         init.set_body(&js_sys::Uint8Array::from(body).into());
     }
-    let req = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| format!("{e:?}"))?;
-    let window = web_sys::window().ok_or("no window")?;
+    let req = web_sys::Request::new_with_str_and_init(url, &init)
+        .map_err(|e| HttpError::Request(js(e)))?;
+    let window = web_sys::window().ok_or_else(|| HttpError::Request("no window".into()))?;
     let resp: web_sys::Response = JsFuture::from(window.fetch_with_request(&req))
         .await
-        .map_err(|e| format!("cannot reach the mailbox ({e:?})"))?
+        .map_err(|e| HttpError::Unreachable(js(e)))?
         .unchecked_into();
     // A hostile server could answer with anything: refuse what no honest answer needs
     // before it is read (when the length is declared) and before it is copied into wasm.
@@ -158,44 +188,67 @@ async fn request(
         .ok()
         .flatten()
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
-        return Err(format!(
-            "the mailbox answered with {} bytes",
-            declared.unwrap_or(0)
-        ));
+    if let Some(n) = declared.filter(|n| *n > MAX_RESPONSE_BYTES as u64) {
+        return Err(HttpError::TooLarge(n));
     }
-    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
+    let buf = JsFuture::from(resp.array_buffer().map_err(|e| HttpError::Body(js(e)))?)
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| HttpError::Body(js(e)))?;
     let bytes = js_sys::Uint8Array::new(&buf);
     if bytes.length() as usize > MAX_RESPONSE_BYTES {
-        return Err(format!(
-            "the mailbox answered with {} bytes",
-            bytes.length()
-        ));
+        return Err(HttpError::TooLarge(u64::from(bytes.length())));
     }
     Ok((resp.status(), bytes.to_vec()))
 }
 
 /// A JSON request that must answer 200.
-async fn post_json(url: &str, token: &str, body: &serde_json::Value) -> Result<(), String> {
+async fn post_json(url: &str, token: &str, body: &serde_json::Value) -> Result<(), HttpError> {
     let (status, answer) =
         request("POST", url, token, Some(body.to_string().as_bytes()), true).await?;
     if status == 200 {
         Ok(())
     } else {
-        Err(format!("({status}) {}", String::from_utf8_lossy(&answer)))
+        Err(HttpError::Status {
+            status,
+            body: String::from_utf8_lossy(&answer).into_owned(),
+        })
     }
 }
 
 /// Why a fetch did not complete.
+#[derive(Debug, thiserror::Error)]
 enum Fetch {
     /// The server no longer knows what this device read (restored or new): start over.
+    #[error("{0}")]
     Forgotten(String),
     /// The server refuses this space's key.
+    #[error("the mailbox refuses this space's key ({0})")]
     Refused(String),
-    /// Anything else (offline, a bad answer, storage): try again next visit.
+    /// No answer worth reading: try again next visit.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// Anything else (a bad answer, storage): try again next visit.
+    #[error("{0}")]
     Failed(String),
+}
+
+/// Why a mailbox visit ended early (it is tried again at the next one; never an alert).
+#[derive(Debug, thiserror::Error)]
+enum VisitError {
+    /// A request failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// Fetching what waits failed.
+    #[error(transparent)]
+    Fetch(#[from] Fetch),
+    /// The server refused to register this space's mailbox.
+    #[error("registering failed ({status}): {body}")]
+    Register {
+        /// HTTP status.
+        status: u16,
+        /// The server's words.
+        body: String,
+    },
 }
 
 /// What the last fetch said about the room.
@@ -337,7 +390,7 @@ impl Runtime {
         }
     }
 
-    async fn visit_mailbox(&mut self, url: &str) -> Result<(), String> {
+    async fn visit_mailbox(&mut self, url: &str) -> Result<(), VisitError> {
         let token = self.mailbox.keys.auth_token();
         if self.mailbox.server_forgot {
             self.forget_mailbox_state().await;
@@ -382,9 +435,9 @@ impl Runtime {
                      devices still sync directly."
                 )));
                 self.view.mailbox_refused.set(Some(refused_text(&why)));
-                return Err(why);
+                return Err(Fetch::Refused(why).into());
             }
-            Err(Fetch::Failed(why)) => return Err(why),
+            Err(e) => return Err(e.into()),
             Ok(room) => {
                 if self.view.mailbox_refused.with_untracked(Option::is_some) {
                     self.view.mailbox_refused.set(None);
@@ -402,7 +455,7 @@ impl Runtime {
     }
 
     /// Registers this space's mailbox (the server keeps only the key's hash) once per run.
-    async fn ensure_registered(&mut self, url: &str, token: &str) -> Result<(), String> {
+    async fn ensure_registered(&mut self, url: &str, token: &str) -> Result<(), VisitError> {
         if self.mailbox.registered {
             return Ok(());
         }
@@ -423,10 +476,10 @@ impl Runtime {
             ));
         }
         if status != 200 && status != 201 {
-            return Err(format!(
-                "registering failed ({status}): {}",
-                String::from_utf8_lossy(&body)
-            ));
+            return Err(VisitError::Register {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
         }
         self.mailbox.registered = true;
         Ok(())
@@ -464,7 +517,7 @@ impl Runtime {
 
     /// Tells the server what this device has (the first time, this registers the device, so
     /// held file chunks wait for it too).
-    async fn acknowledge(&mut self, url: &str, token: &str) -> Result<(), String> {
+    async fn acknowledge(&mut self, url: &str, token: &str) -> Result<(), HttpError> {
         let safe = self.mailbox.cursor().safe();
         if self.mailbox.acked == Some(safe) {
             return Ok(());
@@ -474,8 +527,7 @@ impl Runtime {
             token,
             &serde_json::json!({ "device": self.mailbox.tag, "seq": safe }),
         )
-        .await
-        .map_err(|e| format!("acknowledging failed: {e}"))?;
+        .await?;
         self.mailbox.acked = Some(safe);
         Ok(())
     }
@@ -543,15 +595,16 @@ impl Runtime {
             }
             let (status, body) = match prefetched {
                 Some(body) => (200, body),
-                None => request(
-                    "GET",
-                    &format!("{url}?after={}&limit={FETCH_LIMIT}", inbox.after()),
-                    token,
-                    None,
-                    false,
-                )
-                .await
-                .map_err(Fetch::Failed)?,
+                None => {
+                    request(
+                        "GET",
+                        &format!("{url}?after={}&limit={FETCH_LIMIT}", inbox.after()),
+                        token,
+                        None,
+                        false,
+                    )
+                    .await?
+                }
             };
             match status {
                 200 => {}
@@ -935,7 +988,12 @@ impl Runtime {
             .await;
     }
 
-    async fn upload_mailbox(&mut self, url: &str, token: &str, room: &Room) -> Result<(), String> {
+    async fn upload_mailbox(
+        &mut self,
+        url: &str,
+        token: &str,
+        room: &Room,
+    ) -> Result<(), VisitError> {
         let history_done = self.upload_history(url, token, room).await;
         // File chunks only after the quiet period: a reload elsewhere is no reason to upload
         // a big file (history never waits).

@@ -1078,15 +1078,7 @@ impl Runtime {
 /// `owner` turns true when granted (at once, or when the owning tab closes). The lock is held
 /// by a promise that never settles, i.e. for the life of the page. False without Web Locks.
 fn request_rtc_lock(owner: Rc<Cell<bool>>) -> bool {
-    let Some(nav) = web_sys::window().map(|w| w.navigator()) else {
-        return false;
-    };
-    let Ok(locks) = js_sys::Reflect::get(&nav, &"locks".into()) else {
-        return false;
-    };
-    let Ok(request) = js_sys::Reflect::get(&locks, &"request".into())
-        .and_then(|f| f.dyn_into::<js_sys::Function>())
-    else {
+    let Some((locks, request)) = files::lock_request() else {
         return false;
     };
     let granted = Closure::once_into_js(

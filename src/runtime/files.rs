@@ -48,11 +48,7 @@ fn send_lock_name(root: &BlobId) -> String {
 
 /// Holds the lock `name` until the returned function is called (or the tab goes away).
 fn hold_lock(name: &str) -> Option<js_sys::Function> {
-    let locks = web_locks()?;
-    let request = js_sys::Reflect::get(&locks, &"request".into())
-        .ok()?
-        .dyn_into::<js_sys::Function>()
-        .ok()?;
+    let (locks, request) = lock_request()?;
     // `Some(resolve)` once granted; `released` when the holder let go before the grant came.
     let state = std::rc::Rc::new(std::cell::RefCell::new((None::<js_sys::Function>, false)));
     let keep = state.clone();
@@ -81,12 +77,7 @@ fn hold_lock(name: &str) -> Option<js_sys::Function> {
 /// Whether no tab of this browser holds the lock `name`; `false` without Web Locks (then
 /// nothing is assumed abandoned).
 async fn lock_free(name: &str) -> bool {
-    let Some(locks) = web_locks() else {
-        return false;
-    };
-    let Ok(request) = js_sys::Reflect::get(&locks, &"request".into())
-        .and_then(|f| f.dyn_into::<js_sys::Function>())
-    else {
+    let Some((locks, request)) = lock_request() else {
         return false;
     };
     let options = js_sys::Object::new();
@@ -104,11 +95,18 @@ async fn lock_free(name: &str) -> bool {
         .is_ok_and(|v| v.as_bool() == Some(true))
 }
 
-fn web_locks() -> Option<JsValue> {
+/// `navigator.locks` and its `request` method (Web Locks: shared by this browser's tabs);
+/// `None` where the browser has none.
+pub(super) fn lock_request() -> Option<(JsValue, js_sys::Function)> {
     let nav = web_sys::window()?.navigator();
-    js_sys::Reflect::get(&nav, &"locks".into())
+    let locks = js_sys::Reflect::get(&nav, &"locks".into())
         .ok()
-        .filter(|l| !l.is_undefined())
+        .filter(|l| !l.is_undefined())?;
+    let request = js_sys::Reflect::get(&locks, &"request".into())
+        .ok()?
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    Some((locks, request))
 }
 
 /// Chunk storage finished beside the loop (see `run_blob_effects`).

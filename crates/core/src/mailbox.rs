@@ -814,12 +814,17 @@ impl MailboxCursor {
         incomplete: bool,
     ) -> Result<(), MailboxError> {
         self.check(seq, last_seq)?;
-        // The message this entry finished began no earlier than the oldest one still open
-        // before it; without knowing which parts were its own, none of them is covered.
-        let from = self.pending_since.map_or(seq, |p| p.min(seq));
+        let from = self.message_start(seq);
         self.unapplied_from = Some(self.unapplied_from.map_or(from, |u| u.min(from)));
         self.opened(seq, incomplete);
         Ok(())
+    }
+
+    /// The earliest entry the message that `seq` finished may have begun at: no earlier than
+    /// the oldest message still open before it (without knowing which parts were its own,
+    /// all of them count).
+    fn message_start(&self, seq: u64) -> u64 {
+        self.pending_since.map_or(seq, |p| p.min(seq))
     }
 
     /// Records that entry `seq` completed a message this device could not store (storage
@@ -833,7 +838,7 @@ impl MailboxCursor {
         incomplete: bool,
     ) -> Result<(), MailboxError> {
         self.check(seq, last_seq)?;
-        let from = self.pending_since.map_or(seq, |p| p.min(seq));
+        let from = self.message_start(seq);
         self.unstored_from = Some(self.unstored_from.map_or(from, |u| u.min(from)));
         self.opened(seq, incomplete);
         Ok(())

@@ -516,39 +516,22 @@ mod tests {
     fn a_full_disk_holds_the_cursor_before_what_it_could_not_store() {
         let (mut inbox, entries, msgs) = mailbox_of_three();
         assert_eq!(entries.len(), 5, "1 + 3 parts + 1");
-        let is_chunk = |p: &crate::mailbox::MailboxPayload| {
-            matches!(p, crate::mailbox::MailboxPayload::Chunk { .. })
+        // The disk is full for file chunks; history still fits.
+        let full_disk = |p: &crate::mailbox::MailboxPayload| {
+            if matches!(p, crate::mailbox::MailboxPayload::Chunk { .. }) {
+                Outcome::Unstored
+            } else {
+                Outcome::Applied
+            }
         };
         // Visit 1: the chunk does not fit. The history behind it arrives all the same; the
         // cursor saved (and acknowledged) stays before the chunk's first part.
-        let (got, saved) = visit(
-            &mut inbox,
-            &entries,
-            |p| {
-                if is_chunk(p) {
-                    Outcome::Unstored
-                } else {
-                    Outcome::Applied
-                }
-            },
-            true,
-        );
+        let (got, saved) = visit(&mut inbox, &entries, full_disk, true);
         assert_eq!(got, vec![msgs[0].clone(), msgs[2].clone()]);
         assert_eq!(saved.map(|s| s.cursor), Some(1));
         assert_eq!(inbox.cursor().base_covers(), Some(1));
         // Visit 2, still full: nothing moves, nothing is lost.
-        let (_, saved) = visit(
-            &mut inbox,
-            &entries,
-            |p| {
-                if is_chunk(p) {
-                    Outcome::Unstored
-                } else {
-                    Outcome::Applied
-                }
-            },
-            true,
-        );
+        let (_, saved) = visit(&mut inbox, &entries, full_disk, true);
         assert_eq!(saved, None);
         assert_eq!(inbox.cursor().safe(), 1);
         // Visit 3, space freed: the chunk is reassembled whole and stored; then the cursor

@@ -805,7 +805,7 @@ impl Runtime {
                 .and_then(|ice| serde_json::to_string(ice).ok()),
         };
         let url = link.to_url(&app_base());
-        if self.view.pairing_link.get_untracked() != url {
+        if self.view.pairing_link.with_untracked(|l| *l != url) {
             self.view.qr_svg.set(view::qr_svg(&url));
             self.view.pairing_link.set(url);
         }
@@ -999,7 +999,7 @@ impl Runtime {
             Intent::SetIce(servers) => self.set_ice(servers).await,
             Intent::Install => crate::pwa::install(self.view),
             Intent::CheckLocation => self.check_location(),
-            Intent::UseLink(text) => self.offer_link(&text),
+            Intent::UseLink(text) => self.offer_link(&zeroize::Zeroizing::new(text)),
             Intent::SendFiles(files) => self.send_files(files).await,
             Intent::CancelFile(root) => self.cancel_file(&root.to_string()).await,
             Intent::RetryFile(root) => self.retry_file(&root.to_string()).await,

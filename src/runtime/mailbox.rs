@@ -401,22 +401,21 @@ impl Runtime {
                 return Err(e);
             }
         }
-        if !self.local.mailbox.legacy_tag_removed {
-            // The first version named this device by a tag keyed with the content key; it
-            // goes by another now. Unregistered once, so the server holds nothing for it.
-            let legacy = self.mailbox.keys.legacy_device_tag(self.device);
-            let gone = request(
-                "DELETE",
-                &format!("{url}/devices/{legacy}"),
-                &token,
-                None,
-                false,
-            )
-            .await
-            .is_ok_and(|(status, _)| status == 200);
-            if gone {
+        if let Some(path) = ferry_core::device::mailbox::legacy_unregistration(
+            &self.mailbox.keys,
+            self.device,
+            &self.local.mailbox,
+        ) {
+            if let Ok((status, _)) =
+                request("DELETE", &format!("{url}/{path}"), &token, None, false).await
+            {
                 let _ = self
-                    .save_local(|s| s.mailbox.legacy_tag_removed = true)
+                    .save_local(move |s| {
+                        ferry_core::device::mailbox::note_legacy_unregistration(
+                            &mut s.mailbox,
+                            status,
+                        )
+                    })
                     .await;
             }
         }
@@ -752,7 +751,7 @@ impl Runtime {
         };
         let endpoint = MailboxEndpoint {
             url,
-            token: self.mailbox.keys.auth_token().as_str().to_owned(),
+            token: self.mailbox.keys.auth_token(),
         };
         if self.local.mailbox.endpoint.as_ref() != Some(&endpoint) {
             let _ = self

@@ -277,15 +277,18 @@ pub fn ios_install_hint(user_agent: &str, max_touch_points: i32, standalone: boo
 }
 
 /// The pairing link as a QR code in SVG (rendered inline; no network, no canvas).
-pub fn qr_svg(link: &str) -> String {
-    match qrcode::QrCode::with_error_correction_level(link.as_bytes(), qrcode::EcLevel::M) {
-        Ok(code) => code
-            .render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(220, 220)
-            .quiet_zone(true)
-            .build(),
-        Err(_) => String::new(),
-    }
+/// It encodes the secret, so it is wiped when dropped.
+pub fn qr_svg(link: &str) -> zeroize::Zeroizing<String> {
+    zeroize::Zeroizing::new(
+        match qrcode::QrCode::with_error_correction_level(link.as_bytes(), qrcode::EcLevel::M) {
+            Ok(code) => code
+                .render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(220, 220)
+                .quiet_zone(true)
+                .build(),
+            Err(_) => String::new(),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -460,6 +463,6 @@ mod tests {
     fn qr_code_is_an_svg_of_the_link() {
         let svg = qr_svg("http://127.0.0.1:8080/#pair=AAAA");
         assert!(svg.contains("<svg") && svg.contains("</svg>"));
-        assert_ne!(svg, qr_svg("http://127.0.0.1:8080/#pair=BBBB"));
+        assert_ne!(*svg, *qr_svg("http://127.0.0.1:8080/#pair=BBBB"));
     }
 }

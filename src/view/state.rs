@@ -7,6 +7,7 @@
 use super::format_time;
 use ferry_core::{BlobId, DeviceInfo, Item, ItemId};
 use leptos::prelude::*;
+use zeroize::Zeroizing;
 
 /// How the device is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -165,16 +166,17 @@ pub struct ViewState {
     pub error: RwSignal<Option<String>>,
     /// Transient confirmation ("Link copied").
     pub notice: RwSignal<Option<String>>,
-    /// This space's pairing link.
-    pub pairing_link: RwSignal<String>,
+    /// This space's pairing link. It carries the space secret, so the copy kept here is
+    /// wiped when replaced (the DOM's copy is JavaScript's and cannot be).
+    pub pairing_link: RwSignal<Zeroizing<String>>,
     /// This space's fingerprint.
     pub fingerprint: RwSignal<String>,
     /// A pairing link awaiting "Join".
     pub pending_join: RwSignal<Option<JoinOffer>>,
     /// This device's name.
     pub device_name: RwSignal<String>,
-    /// The pairing link as an SVG QR code.
-    pub qr_svg: RwSignal<String>,
+    /// The pairing link as an SVG QR code (the secret again, so wiped when replaced).
+    pub qr_svg: RwSignal<Zeroizing<String>>,
     /// The browser offers the Web Share API.
     pub can_share: RwSignal<bool>,
     /// Diagnostics: frames refused since start (forged, truncated, replayed, oversized).
@@ -244,11 +246,11 @@ impl ViewState {
             status: RwSignal::new(NetStatus::Connecting),
             error: RwSignal::new(None),
             notice: RwSignal::new(None),
-            pairing_link: RwSignal::new(String::new()),
+            pairing_link: RwSignal::new(Zeroizing::default()),
             fingerprint: RwSignal::new(String::new()),
             pending_join: RwSignal::new(None),
             device_name: RwSignal::new(String::new()),
-            qr_svg: RwSignal::new(String::new()),
+            qr_svg: RwSignal::new(Zeroizing::default()),
             can_share: RwSignal::new(false),
             refused: RwSignal::new(0),
             banned: RwSignal::new(0),

@@ -321,7 +321,8 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(),
-        _ => Err("usage: cargo xtask serve [--host ADDR --port N --signal-port N --ice URL] | test | bench".into()),
+        Some("soak") => soak(),
+        _ => Err("usage: cargo xtask serve [--host ADDR --port N --signal-port N --ice URL] | test | bench | soak".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -330,6 +331,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The soak setting of the core's property tests: every decoder of outside bytes fuzzed with
+/// 10,000 cases (`PROPTEST_CASES`) and the simulated networks run 100,000 (`FERRY_SOAK_CASES`),
+/// optimized. Either variable set beforehand wins. Not part of `test`: it takes hours.
+fn soak() -> Result<(), String> {
+    let mut c = cmd(
+        "cargo",
+        &["test", "-p", "ferry-core", "--release", "--tests"],
+    );
+    for (var, default) in [("PROPTEST_CASES", "10000"), ("FERRY_SOAK_CASES", "100000")] {
+        let value = std::env::var(var).unwrap_or_else(|_| default.into());
+        eprintln!("soak: {var}={value}");
+        c.env(var, value);
+    }
+    // The release profile is tuned for the wasm download; native tests want speed.
+    c.env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+    run(c)
 }
 
 /// npm packages only the benchmarks use (the Yjs baseline page and its signaling, esbuild to

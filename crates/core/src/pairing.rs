@@ -167,12 +167,16 @@ fn percent_decode(s: &str) -> Option<String> {
 
 impl PairingLink {
     /// Formats the link for an app served at `base` (origin + path, e.g. `https://x.org/`).
-    pub fn to_url(&self, base: &str) -> String {
-        let mut url = format!(
-            "{}#pair={}",
-            base.split('#').next().unwrap_or(base),
-            URL_SAFE_NO_PAD.encode(self.secret.expose())
-        );
+    pub fn to_url(&self, base: &str) -> zeroize::Zeroizing<String> {
+        let base = base.split('#').next().unwrap_or(base);
+        let extra = self.signal.as_ref().map_or(0, |s| 8 + 3 * s.len())
+            + self.ice.as_ref().map_or(0, |s| 5 + 3 * s.len());
+        // Sized up front and encoded in place, so no reallocation leaves a copy of the
+        // secret behind in freed memory.
+        let mut url = zeroize::Zeroizing::new(String::with_capacity(base.len() + 64 + extra));
+        url.push_str(base);
+        url.push_str("#pair=");
+        URL_SAFE_NO_PAD.encode_string(self.secret.expose(), &mut url);
         if let Some(signal) = &self.signal {
             url.push_str("&signal=");
             url.push_str(&percent_encode(signal));

@@ -734,3 +734,64 @@ fn room_ids_never_reach_the_info_log() {
     assert!(!text.contains(ROOM), "a room id in the log: {text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A device that registered with the first version's tag and then upgraded: the old
+/// registration held every file chunk back (its cursor never moves again) until the upgraded
+/// device's own request, decided by the core, unregistered it; then it is never asked again.
+#[test]
+fn an_upgraded_device_unregisters_its_first_version_tag() {
+    use ferry_core::device::local_state::MailboxState;
+    use ferry_core::device::mailbox::{legacy_unregistration, note_legacy_unregistration};
+    use ferry_core::{DeviceId, MailboxKeys, SpaceSecret};
+
+    let dir = temp_dir("legacy-tag");
+    let s = server(&dir, &[]);
+    let secret = SpaceSecret::from_bytes([7; 32]);
+    let keys = MailboxKeys::derive(&secret);
+    let token = keys.auth_token();
+    let room = mailbox(secret.room_id().as_str());
+    let (laptop, phone) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+    registered(&s, secret.room_id().as_str(), &token);
+    let ack = |tag: &str, seq: u64| {
+        let body = format!(r#"{{"device":"{tag}","seq":{seq}}}"#);
+        let r = http(
+            &s,
+            "POST",
+            &format!("{room}/ack"),
+            Some(&token),
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    };
+    // The laptop's first version registered under the old tag, as that build did.
+    ack(&keys.legacy_device_tag(laptop), 0);
+    // The phone leaves a file chunk, held for every other registered device.
+    let phone_tag = keys.device_tag(phone);
+    let r = http(
+        &s,
+        "POST",
+        &format!("{room}?device={phone_tag}&hold=1"),
+        Some(&token),
+        &seal(b"chunk"),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let seq = r.json()["seq"].as_u64().unwrap();
+    // The upgraded laptop reads it under its new tag: the old registration still holds it.
+    assert_eq!(ack(&keys.device_tag(laptop), seq)["deleted"], 0);
+    let mut state = MailboxState::default();
+    let path = legacy_unregistration(&keys, laptop, &state).expect("asked while registered");
+    let r = http(&s, "DELETE", &format!("{room}/{path}"), Some(&token), b"");
+    assert_eq!(r.json()["removed"], true);
+    assert_eq!(
+        r.json()["deleted"],
+        1,
+        "the held chunk leaves with the old tag"
+    );
+    note_legacy_unregistration(&mut state, r.status);
+    assert_eq!(legacy_unregistration(&keys, laptop, &state), None);
+    // A refused or failed request is asked again at the next visit.
+    let mut state = MailboxState::default();
+    note_legacy_unregistration(&mut state, 429);
+    assert!(legacy_unregistration(&keys, laptop, &state).is_some());
+}

@@ -3,6 +3,7 @@
 
 use crate::view::{Intent, Intents, ViewState};
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsValue;
 
 /// The pairing link with Copy and Share, the panel's confirmation line ("Link copied.",
 /// "Device renamed.") and the link's QR code.
@@ -11,6 +12,16 @@ pub(super) fn PairingLink() -> impl IntoView {
     let view = expect_context::<ViewState>();
     let intents = expect_context::<Intents>();
     let intents_share = intents.clone();
+    // The link and its QR code carry the space secret: both go to the DOM straight from the
+    // wiped copy in the view state, so the renderer keeps no Rust copy of its own.
+    let qr = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move || {
+        view.qr_svg.with(|svg| {
+            if let Some(el) = qr.get() {
+                el.set_inner_html(svg);
+            }
+        })
+    });
     view! {
         <p>
             "Open this link on your other device (another browser, your phone) to add it \
@@ -20,7 +31,7 @@ pub(super) fn PairingLink() -> impl IntoView {
         <label for="pairing-link">"Pairing link"</label>
         <div class="link-row">
             <input id="pairing-link" type="text" readonly
-                prop:value=move || view.pairing_link.get()
+                prop:value=move || view.pairing_link.with(|l| JsValue::from_str(l))
                 on:focus=move |ev| {
                     use leptos::wasm_bindgen::JsCast;
                     if let Some(input) = ev.target()
@@ -42,8 +53,7 @@ pub(super) fn PairingLink() -> impl IntoView {
             }
         </Show>
         <p class="notice" aria-live="polite">{move || view.notice.get()}</p>
-        <div class="qr" role="img" aria-label="QR code of the pairing link"
-            inner_html=move || view.qr_svg.get()></div>
+        <div class="qr" role="img" aria-label="QR code of the pairing link" node_ref=qr></div>
     }
 }
 

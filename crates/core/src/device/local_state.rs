@@ -44,12 +44,22 @@ pub struct IceServer {
 }
 
 /// Where the service worker fetches this space's mailbox ahead of time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MailboxEndpoint {
     /// The room's mailbox URL.
     pub url: String,
-    /// The bearer token (derived from the space secret).
-    pub token: String,
+    /// The bearer token (derived from the space secret). Stored, because the service worker
+    /// has no other way to it; wiped from memory when dropped and never printed.
+    pub token: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for MailboxEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxEndpoint")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What this device believes one mailbox server holds, and its settings for it.
@@ -534,7 +544,11 @@ mod tests {
         assert_eq!(s.files_stopped, BTreeSet::from([root]));
         let m = &s.mailbox;
         assert!(m.off);
-        assert_eq!(m.endpoint.as_ref().unwrap().token, "t");
+        assert_eq!(m.endpoint.as_ref().unwrap().token.as_str(), "t");
+        // The token is stored as it was (the service worker reads it) but never printed.
+        assert!(!format!("{s:?}").contains("\"t\""), "token printed");
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""token":"t""#), "{json}");
         assert_eq!(
             (m.cursor, m.unapplied, m.cursor_hash),
             (17, Some(9), Some([3; 32]))

@@ -17,6 +17,29 @@ pub const MAX_FETCH_CURSORS: usize = 1024;
 /// the browser adapter refuses larger bodies before reading them).
 pub const MAX_FETCH_BYTES: usize = 8 * 1024 * 1024;
 
+/// The request that unregisters this device's first-version tag, while it may still be
+/// registered: a path under the room's mailbox URL (`devices/<tag>`), to `DELETE`.
+///
+/// The first version named a device by a tag keyed with the content key; it goes by another
+/// now ([`crate::MailboxKeys::device_tag`]). The old registration's cursor never moves again,
+/// so until it is gone the server holds every file chunk back for a device that is not there.
+pub fn legacy_unregistration(
+    keys: &crate::MailboxKeys,
+    device: crate::DeviceId,
+    state: &super::local_state::MailboxState,
+) -> Option<String> {
+    (!state.legacy_tag_removed).then(|| format!("devices/{}", keys.legacy_device_tag(device)))
+}
+
+/// Notes the server's answer to [`legacy_unregistration`]'s request: `200` means the tag is
+/// gone (whether or not it was registered), so it is never asked again; anything else (offline,
+/// refused, rate-limited) is asked again at the next visit.
+pub fn note_legacy_unregistration(state: &mut super::local_state::MailboxState, status: u16) {
+    if status == 200 {
+        state.legacy_tag_removed = true;
+    }
+}
+
 /// One sealed entry of an answer: its number, and its bytes unless they were not base64
 /// (the entry is then read and skipped, never applied).
 #[derive(Debug, Clone, PartialEq, Eq)]

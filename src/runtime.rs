@@ -753,7 +753,7 @@ impl Runtime {
             offset_min: offset_min(),
             synced_ms: self.last_synced,
             delivered: self.local.delivered.clone(),
-            carried_ms: self.mailbox.carried_ms,
+            carried_ms: self.mailbox.upload.carried_ms(),
         };
         let history = self.replica.history();
         let rows = &mut self.rows;

@@ -20,12 +20,14 @@
 
 use super::{Runtime, now_ms};
 use ferry_core::blobs::{chunk_key, manifest_key};
-use ferry_core::device::mailbox::{Inbox, Opened, Outcome};
-use ferry_core::device::{FetchAnswer, Held, MailboxEndpoint, delivery};
+use ferry_core::device::mailbox::{Inbox, Opened, Outcome, Stored};
+use ferry_core::device::upload::{BaseDeclaration, FileStep, HISTORY_ENTRIES_PER_VISIT};
+use ferry_core::device::{
+    FetchAnswer, Held, MailboxEndpoint, MailboxState, RoomView, Uploader, delivery,
+};
 use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store, StoreError};
 use ferry_core::{
-    MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, UploadLog, base_due, plan_upload,
-    random_msg_id, seal_payload,
+    MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, random_msg_id, seal_payload,
 };
 use leptos::prelude::*;
 use std::collections::BTreeMap;
@@ -46,8 +48,6 @@ const FETCH_LIMIT: u32 = 64;
 /// The largest answer read from the mailbox: a page of `FETCH_LIMIT` 64 KiB entries in base64
 /// is about 5.5 MiB.
 const MAX_RESPONSE_BYTES: usize = ferry_core::device::mailbox::MAX_FETCH_BYTES;
-/// File chunks uploaded per visit (1 MiB): the main loop waits for each request.
-const CHUNKS_PER_VISIT: u32 = 4;
 
 /// The runtime's mailbox state.
 pub(super) struct Mailbox {
@@ -62,17 +62,9 @@ pub(super) struct Mailbox {
     tag: String,
     /// The cursor last acknowledged to the server (`None`: not registered there yet).
     acked: Option<u64>,
-    /// This device's uploads, for delivery as other devices' cursors pass them.
-    uploads: UploadLog,
-    /// Heads of the history as of the last complete upload (automerge change hashes).
-    uploaded_heads: Vec<[u8; 32]>,
-    /// Files whose bytes were uploaded.
-    uploaded_files: BTreeSet<BlobId>,
-    /// The file being uploaded and its next chunk (a visit uploads a few chunks).
-    file_progress: Option<(BlobId, u32)>,
-    /// History being uploaded, a few entries per visit (a snapshot of a long history is
-    /// megabytes: posting it in one go would stall the loop on a slow uplink).
-    history_progress: Option<HistoryUpload>,
+    /// Writing: what the mailbox has from here and the upload in progress (core
+    /// `device::upload`: deltas, bases, file chunks, echo avoidance).
+    pub(super) upload: Uploader,
     last_visit: f64,
     /// When another device was last connected (or this mailbox state was created).
     last_peer: f64,
@@ -86,28 +78,7 @@ pub(super) struct Mailbox {
     server_forgot: bool,
     /// The signaling server has no mailbox (upstream `matchbox_server`): nothing is staged.
     pub(super) unavailable: bool,
-    /// The newest item time the mailbox is known to hold from this device: such items are
-    /// "waiting in the mailbox" until a device has them.
-    pub(super) carried_ms: u64,
 }
-
-/// A history upload in progress (in memory: after a reload it is planned again, and readers
-/// skip the half-posted message).
-struct HistoryUpload {
-    /// Sealed entries not posted yet.
-    entries: std::collections::VecDeque<Vec<u8>>,
-    /// Sequence numbers of the entries posted.
-    seqs: Vec<u64>,
-    /// A snapshot to declare as the base, covering entries up to this one.
-    base_covers: Option<u64>,
-    /// The document heads it reaches.
-    heads: Vec<[u8; 32]>,
-    /// Items up to this time are in it.
-    carried: u64,
-}
-
-/// History entries posted per visit (up to 1 MiB).
-const HISTORY_ENTRIES_PER_VISIT: usize = 16;
 
 /// `ws://host:port` → `http://host:port` (the mailbox shares the signaling port).
 fn http_base(signal: &str) -> Option<String> {
@@ -268,7 +239,7 @@ impl Mailbox {
         let keys = MailboxKeys::derive(secret);
         let inbox = MailboxReader::new(MailboxKeys::derive(secret), &secret.room_id())
             .ok()
-            .map(|r| Inbox::resume(r.skip_from(me), 0, None, None));
+            .map(|r| Inbox::resume(r.skip_from(me), 0, None, None, keys.device_tag(me), None));
         Mailbox {
             disabled: false,
             tag: keys.device_tag(me),
@@ -276,17 +247,12 @@ impl Mailbox {
             inbox,
             registered: false,
             acked: None,
-            uploads: UploadLog::default(),
-            uploaded_heads: Vec::new(),
-            uploaded_files: BTreeSet::new(),
-            file_progress: None,
-            history_progress: None,
+            upload: Uploader::default(),
             synced_ms: 0,
             receipt_ms: 0,
             outbox: outbox::OutboxState::default(),
             server_forgot: false,
             unavailable: false,
-            carried_ms: 0,
             last_visit: 0.0,
             last_peer: js_sys::Date::now(),
         }
@@ -305,15 +271,16 @@ impl Runtime {
         let saved = &self.local.mailbox;
         self.mailbox.disabled = saved.off;
         let (cursor, unapplied, hash) = (saved.cursor, saved.unapplied, saved.cursor_hash);
-        self.mailbox.uploads = saved.uploads.clone();
-        self.mailbox.uploaded_heads = saved.heads.clone();
-        self.mailbox.uploaded_files = saved.files.clone();
+        let (tag, last_post) = (self.mailbox.tag.clone(), saved.last_post);
+        self.mailbox.upload = Uploader::resume(saved);
         self.mailbox.inbox =
             MailboxReader::new(MailboxKeys::derive(&self.secret), &self.secret.room_id())
                 .ok()
-                .map(|r| Inbox::resume(r.skip_from(self.device), cursor, unapplied, hash));
+                .map(|r| {
+                    let reader = r.skip_from(self.device);
+                    Inbox::resume(reader, cursor, unapplied, hash, tag, last_post)
+                });
         self.mailbox.receipt_ms = saved.receipt;
-        self.mailbox.carried_ms = saved.carried;
         self.view.mailbox_on.set(!self.mailbox.disabled);
         if self.mailbox.disabled {
             let _ = self.save_local(|s| s.mailbox.endpoint = None).await;
@@ -405,19 +372,14 @@ impl Runtime {
             &self.mailbox.keys,
             self.device,
             &self.local.mailbox,
-        ) {
-            if let Ok((status, _)) =
-                request("DELETE", &format!("{url}/{path}"), &token, None, false).await
-            {
-                let _ = self
-                    .save_local(move |s| {
-                        ferry_core::device::mailbox::note_legacy_unregistration(
-                            &mut s.mailbox,
-                            status,
-                        )
-                    })
-                    .await;
-            }
+        ) && let Ok((status, _)) =
+            request("DELETE", &format!("{url}/{path}"), &token, None, false).await
+        {
+            let _ = self
+                .save_local(move |s| {
+                    ferry_core::device::mailbox::note_legacy_unregistration(&mut s.mailbox, status)
+                })
+                .await;
         }
         let room = match self.fetch_mailbox(url, &token).await {
             Err(Fetch::Forgotten(why)) => {
@@ -450,7 +412,18 @@ impl Runtime {
             web_sys::console::warn_1(&format!("mailbox: {e}").into());
         }
         self.note_mailbox_delivery(&room.cursors).await;
-        self.upload_mailbox(url, &token, &room).await
+        let result = self.upload_mailbox(url, &token, &room).await;
+        self.save_last_post().await;
+        result
+    }
+
+    /// Saves this device's newest upload not read back yet (core `PostedEntry`): after a
+    /// restart it still shows a server restored from an earlier copy.
+    pub(super) async fn save_last_post(&mut self) {
+        let post = self.mailbox.inbox.as_ref().and_then(Inbox::last_post);
+        if self.local.mailbox.last_post != post {
+            let _ = self.save_local(move |s| s.mailbox.last_post = post).await;
+        }
     }
 
     /// Registers this space's mailbox (the server keeps only the key's hash) once per run.
@@ -504,14 +477,7 @@ impl Runtime {
     /// The history here is all in the mailbox (as of the last complete upload) and nothing
     /// waits in the outbox.
     fn heads_uploaded(&mut self) -> bool {
-        if !self.mailbox.outbox.is_empty() {
-            return false;
-        }
-        let mut heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
-        heads.sort();
-        let mut uploaded = self.mailbox.uploaded_heads.clone();
-        uploaded.sort();
-        heads == uploaded
+        self.mailbox.outbox.is_empty() && self.mailbox.upload.has_all_of(self.replica.doc_mut())
     }
 
     /// Tells the server what this device has (the first time, this registers the device, so
@@ -555,7 +521,7 @@ impl Runtime {
             .filter(|d| *d != self.device)
             .collect();
         if !others.is_empty()
-            && self.mailbox.history_progress.is_none()
+            && !self.mailbox.upload.uploading_history()
             && self.heads_uploaded()
             && others
                 .iter()
@@ -642,7 +608,7 @@ impl Runtime {
                     }
                 }
             }
-            inbox.end_page(&page);
+            inbox.end_page(&page).map_err(|e| Fetch::Forgotten(e.0))?;
             self.view.mailbox_held.set(Some(held_text(page.held)));
             let done = !page.more || page.entries.is_empty();
             let room = Room {
@@ -667,9 +633,12 @@ impl Runtime {
                 ));
             }
         }
-        if clean && !self.heads_uploaded() {
-            let heads = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
-            self.set_uploaded_heads(heads).await;
+        if self
+            .mailbox
+            .upload
+            .after_read(clean, self.replica.doc_mut())
+        {
+            self.save_uploads().await;
         }
         if let Some(saved) = inbox.finish(true) {
             // After applying (and saving) what was read, and only what survives a reload.
@@ -760,58 +729,38 @@ impl Runtime {
         }
     }
 
-    /// Applies one payload; the effects of a history change, or a storage error (then the
-    /// entry must not count as read).
-    /// `Ok(None)`: refused (its contents are not in the document).
+    /// Applies one payload (core `store_payload`); the effects of a history change, or a
+    /// storage error (then the entry must not count as read).
     async fn apply_mail(
         &mut self,
         from: DeviceId,
         payload: MailboxPayload,
     ) -> Result<Option<Vec<Effect>>, StoreError> {
-        Ok(Some(match payload {
-            MailboxPayload::Changes { bytes } => match self.replica.apply_mailbox_changes(&bytes) {
-                Ok(effects) => effects,
-                Err(e) => {
-                    web_sys::console::warn_1(&format!("mailbox changes refused: {e}").into());
-                    return Ok(None);
+        Ok(
+            match ferry_core::device::mailbox::store_payload(
+                &self.store,
+                &mut self.replica,
+                payload,
+            )
+            .await?
+            {
+                Stored::Applied(effects) => Some(effects),
+                Stored::Unapplied => None,
+                Stored::Receipt(stored) => {
+                    self.note_receipt(from, &stored).await;
+                    Some(Vec::new())
                 }
             },
-            MailboxPayload::Manifest { root, bytes } => {
-                if Manifest::decode(&root, &bytes).is_err() {
-                    return Ok(None);
-                }
-                self.store.put(&manifest_key(&root), &bytes).await?;
-                vec![]
-            }
-            MailboxPayload::Chunk { root, index, data } => {
-                let verified = match self.store.get(&manifest_key(&root)).await {
-                    Ok(Some(m)) => Manifest::decode(&root, &m)
-                        .is_ok_and(|m| m.verify_chunk(index, &data).is_ok()),
-                    _ => false,
-                };
-                if !verified {
-                    // No manifest here to check it against: not stored, so never covered.
-                    return Ok(None);
-                }
-                self.store.put(&chunk_key(&root, index), &data).await?;
-                vec![]
-            }
-            MailboxPayload::Receipt { stored } => {
-                self.note_receipt(from, &stored).await;
-                vec![]
-            }
-        }))
+        )
     }
 
     fn seal(&self, payload: &MailboxPayload) -> Option<Vec<Vec<u8>>> {
-        seal_payload(
+        seal_for(
             &self.mailbox.keys,
             &self.secret.room_id(),
             self.device,
-            random_msg_id(),
             payload,
         )
-        .ok()
     }
 
     /// Seals and posts one message; the server's sequence numbers of its entries, or `None`
@@ -856,6 +805,9 @@ impl Runtime {
                     // (restored from an older copy). Start over at the next visit.
                     self.mailbox.server_forgot = true;
                 }
+                if let Some(inbox) = self.mailbox.inbox.as_mut() {
+                    inbox.posted(seq, entry, hold);
+                }
                 Some(seq)
             }
             Ok((status, body)) => {
@@ -873,117 +825,68 @@ impl Runtime {
         }
     }
 
-    /// Plans the next history upload (a delta, or a snapshot when one is due) unless one is
-    /// in progress, then posts a few of its entries. `true` once nothing is left to post.
+    /// Plans the next history upload (core `Uploader`: a delta, or a snapshot when one is
+    /// due) unless one is in progress, then posts a few of its entries. `true` once nothing is
+    /// left to post.
     async fn upload_history(&mut self, url: &str, token: &str, room: &Room) -> bool {
-        if self.mailbox.history_progress.is_none() {
-            if !self.mailbox.outbox.is_empty() {
-                // The outbox posts new history at once (`pump_outbox`); a snapshot and file
-                // chunks wait until it is empty.
-                return false;
-            }
-            let heads: Vec<automerge::ChangeHash> = self
-                .mailbox
-                .uploaded_heads
-                .iter()
-                .map(|h| automerge::ChangeHash(*h))
-                .collect();
-            // A base may claim only entries whose contents are in this document (never one
-            // refused here, nor parts of a message still incomplete).
-            let covers = self.mailbox.cursor().base_covers();
-            // A device with nothing new uploads the snapshot too: compaction is a service
-            // to the late joiner, not a side effect of writing.
-            let as_base = covers.is_some_and(|c| base_due(room.last_seq, room.base_to, c, true));
-            let plan = match plan_upload(self.replica.doc_mut(), &heads) {
-                Some(plan) => plan,
-                None if as_base => ferry_core::UploadPlan {
-                    changes: Vec::new(),
-                    heads: self.replica.doc_mut().heads(),
-                },
-                None => return true,
-            };
-            let bytes = if as_base {
-                self.replica.doc_mut().save()
-            } else {
-                plan.changes
-            };
-            let Some(entries) = self.seal(&MailboxPayload::Changes { bytes }) else {
-                // Larger than one mailbox message can be: direct sync only.
-                return true;
-            };
-            self.mailbox.history_progress = Some(HistoryUpload {
-                entries: entries.into(),
-                seqs: Vec::new(),
-                base_covers: covers.filter(|_| as_base),
-                heads: plan.heads.iter().map(|h| h.0).collect(),
-                // Items up to this time are in what is uploaded now.
-                carried: self.replica.latest_ms().max(js_sys::Date::now() as u64),
-            });
+        if !self.mailbox.upload.uploading_history() && !self.mailbox.outbox.is_empty() {
+            // The outbox posts new history at once (`pump_outbox`); a snapshot and file
+            // chunks wait until it is empty.
+            return false;
+        }
+        let view = RoomView {
+            last_seq: room.last_seq,
+            base_to: room.base_to,
+        };
+        let covers = self.mailbox.cursor().base_covers();
+        let carried = self.replica.latest_ms().max(now_ms());
+        let (room_id, me, keys) = (self.secret.room_id(), self.device, &self.mailbox.keys);
+        let seal = |p: &MailboxPayload| seal_for(keys, &room_id, me, p);
+        if !self
+            .mailbox
+            .upload
+            .plan_history(self.replica.doc_mut(), view, covers, carried, seal)
+        {
+            return true;
         }
         for _ in 0..HISTORY_ENTRIES_PER_VISIT {
-            let Some(entry) = self
-                .mailbox
-                .history_progress
-                .as_mut()
-                .and_then(|p| p.entries.pop_front())
-            else {
+            let Some(entry) = self.mailbox.upload.next_history_entry() else {
                 break;
             };
-            let Some(seq) = self.post_entry(url, token, &entry, false).await else {
-                if let Some(p) = self.mailbox.history_progress.as_mut() {
-                    p.entries.push_front(entry);
+            match self.post_entry(url, token, &entry, false).await {
+                Some(seq) => self.mailbox.upload.posted(seq),
+                None => {
+                    self.mailbox.upload.not_posted(entry);
+                    return false;
                 }
-                return false;
-            };
-            if let Some(p) = self.mailbox.history_progress.as_mut() {
-                p.seqs.push(seq);
             }
         }
-        let Some(done) = self
-            .mailbox
-            .history_progress
-            .take_if(|p| p.entries.is_empty())
-        else {
+        let Some(done) = self.mailbox.upload.finish_history() else {
             // More to post: come back soon rather than after the usual interval.
             self.mailbox.last_visit -= INTERVAL_MS - 100.0;
             return false;
         };
-        if let (Some(covers), Some(from), Some(to)) =
-            (done.base_covers, done.seqs.first(), done.seqs.last())
-        {
-            // Declared only once all of it is stored: a half-uploaded snapshot is never
-            // what a late joiner is given instead of the entries it replaces.
+        if let Some(BaseDeclaration { from, to, covers }) = done.base {
             let base = serde_json::json!({ "from": from, "to": to, "covers": covers });
             if let Err(e) = post_json(&format!("{url}/base"), token, &base).await {
                 web_sys::console::warn_1(&format!("mailbox base refused: {e}").into());
             }
         }
-        if let Some(last) = done.seqs.last() {
-            self.record_upload(*last, done.carried).await;
-        }
-        self.set_uploaded_heads(done.heads).await;
+        self.save_uploads().await;
         true
     }
 
-    /// Remembers an upload for delivery: a device whose cursor passes `seq` has the items up
-    /// to `carried`; until then they are "waiting in the mailbox".
-    async fn record_upload(&mut self, seq: u64, carried: u64) {
-        self.mailbox.uploads.record(seq, carried);
-        self.mailbox.carried_ms = self.mailbox.carried_ms.max(carried);
-        let (uploads, carried) = (self.mailbox.uploads.clone(), self.mailbox.carried_ms);
+    /// Saves what the mailbox has from here (heads, uploads for delivery, files).
+    pub(super) async fn save_uploads(&mut self) {
+        let mut saved = MailboxState::default();
+        self.mailbox.upload.save_into(&mut saved);
         let _ = self
             .save_local(move |s| {
-                s.mailbox.uploads = uploads.clone();
-                s.mailbox.carried = carried;
+                s.mailbox.heads = saved.heads.clone();
+                s.mailbox.uploads = saved.uploads.clone();
+                s.mailbox.files = saved.files.clone();
+                s.mailbox.carried = saved.carried;
             })
-            .await;
-    }
-
-    /// Records (and saves) the history heads the mailbox has.
-    async fn set_uploaded_heads(&mut self, heads: Vec<[u8; 32]>) {
-        self.mailbox.uploaded_heads = heads.clone();
-        let _ = self
-            .save_local(move |s| s.mailbox.heads = heads.clone())
             .await;
     }
 
@@ -1011,10 +914,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// Uploads a few chunks of the files written here that the mailbox lacks.
+    /// Uploads a few chunks of the files written here that the mailbox lacks (core
+    /// `Uploader` decides which and how far; this reads them from storage and posts them).
     async fn upload_files(&mut self, url: &str, token: &str) {
-        // Files written here and held whole, not yet in the mailbox: a few chunks per visit
-        // (the main loop waits for each request), resumed at the next visit.
         let mine: BTreeSet<BlobId> = self
             .replica
             .history()
@@ -1022,12 +924,10 @@ impl Runtime {
             .filter(|i| i.author == self.device)
             .filter_map(|i| i.file.as_ref().map(|f| f.root))
             .collect();
-        let todo: Vec<BlobId> = self
-            .files_stored()
-            .into_iter()
-            .filter(|r| mine.contains(r) && !self.mailbox.uploaded_files.contains(r))
-            .collect();
-        let mut budget = CHUNKS_PER_VISIT;
+        let todo = self
+            .mailbox
+            .upload
+            .files_to_upload(&mine, self.files_stored());
         for root in todo {
             let Ok(Some(bytes)) = self.store.get(&manifest_key(&root)).await else {
                 continue;
@@ -1035,45 +935,52 @@ impl Runtime {
             let Ok(manifest) = Manifest::decode(&root, &bytes) else {
                 continue;
             };
-            let start = match self.mailbox.file_progress {
-                Some((r, next)) if r == root => next,
-                _ => {
-                    let manifest = MailboxPayload::Manifest { root, bytes };
-                    if self
-                        .post_entries(url, token, &manifest, true)
-                        .await
-                        .is_none()
-                    {
+            let chunks = manifest.chunk_count();
+            loop {
+                let step = self.mailbox.upload.file_step(root, chunks);
+                let payload = match step {
+                    FileStep::Done => break,
+                    FileStep::Later => {
+                        // More to do: come back soon rather than after the usual interval.
+                        self.mailbox.last_visit -= INTERVAL_MS - 100.0;
                         return;
                     }
-                    0
-                }
-            };
-            for index in start..manifest.chunk_count() {
-                if budget == 0 {
-                    self.mailbox.file_progress = Some((root, index));
-                    // More to do: come back soon rather than after the usual interval.
-                    self.mailbox.last_visit -= INTERVAL_MS - 100.0;
-                    return;
-                }
-                budget -= 1;
-                let Ok(Some(data)) = self.store.get(&chunk_key(&root, index)).await else {
-                    return;
+                    FileStep::Manifest(root) => MailboxPayload::Manifest {
+                        root,
+                        bytes: bytes.clone(),
+                    },
+                    FileStep::Chunk(root, index) => {
+                        let Ok(Some(data)) = self.store.get(&chunk_key(&root, index)).await else {
+                            return;
+                        };
+                        MailboxPayload::Chunk { root, index, data }
+                    }
                 };
-                let chunk = MailboxPayload::Chunk { root, index, data };
-                if self.post_entries(url, token, &chunk, true).await.is_none() {
-                    self.mailbox.file_progress = Some((root, index));
+                if self
+                    .post_entries(url, token, &payload, true)
+                    .await
+                    .is_none()
+                {
                     return;
+                }
+                if self.mailbox.upload.file_posted(step, chunks) {
+                    self.save_uploads().await;
+                    break;
                 }
             }
-            self.mailbox.file_progress = None;
-            self.mailbox.uploaded_files.insert(root);
-            let files = self.mailbox.uploaded_files.clone();
-            let _ = self
-                .save_local(move |s| s.mailbox.files = files.clone())
-                .await;
         }
     }
+}
+
+/// One message sealed into mailbox entries under a fresh message id (`None`: larger than
+/// one message may be).
+fn seal_for(
+    keys: &MailboxKeys,
+    room: &ferry_core::RoomId,
+    me: DeviceId,
+    payload: &MailboxPayload,
+) -> Option<Vec<Vec<u8>>> {
+    seal_payload(keys, room, me, random_msg_id(), payload).ok()
 }
 
 /// Devices → Mailbox, when the server refuses this space's key.

@@ -122,7 +122,7 @@ impl Device {
                     self.inbox.record(outcome);
                 }
             }
-            self.inbox.end_page(&page);
+            self.inbox.end_page(&page).expect("the server lost nothing");
             if !page.more || page.entries.is_empty() {
                 break;
             }
@@ -192,7 +192,7 @@ proptest! {
                 let id = DeviceId::from_bytes([i as u8 + 1; 16]);
                 Device {
                     id,
-                    inbox: Inbox::resume(reader(&keys, &room, id), 0, None, None),
+                    inbox: Inbox::resume(reader(&keys, &room, id), 0, None, None, String::new(), None),
                     saved: SavedCursor { cursor: 0, hash: None, unapplied: None },
                     changes: BTreeSet::new(),
                     chunks: BTreeSet::new(),
@@ -243,7 +243,14 @@ proptest! {
                 Op::Restart(d) if d < n => {
                     let dev = &mut devices[d];
                     let s = dev.saved;
-                    dev.inbox = Inbox::resume(reader(&keys, &room, dev.id), s.cursor, s.unapplied, s.hash);
+                    dev.inbox = Inbox::resume(
+                        reader(&keys, &room, dev.id),
+                        s.cursor,
+                        s.unapplied,
+                        s.hash,
+                        String::new(),
+                        None,
+                    );
                 }
                 _ => {}
             }

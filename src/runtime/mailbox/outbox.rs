@@ -162,7 +162,7 @@ impl Runtime {
         let records = self.mailbox.outbox.pending.borrow().records.clone();
         let started: BTreeSet<u64> = self.mailbox.outbox.seqs.keys().copied().collect();
         let room = self.secret.room_id();
-        let confirmed = self.mailbox.uploaded_heads.clone();
+        let confirmed = self.mailbox.upload.heads().to_vec();
         let cx = StageContext {
             keys: &self.mailbox.keys,
             room: &room,
@@ -226,7 +226,7 @@ impl Runtime {
         let alone = self.remote_devices() == 0;
         let mut heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
         heads.sort();
-        let mut target = self.mailbox.outbox.target(&self.mailbox.uploaded_heads);
+        let mut target = self.mailbox.outbox.target(self.mailbox.upload.heads());
         target.sort();
         let blocked = self.mailbox.outbox.blocked.as_ref().is_some_and(|b| {
             let mut b = b.clone();
@@ -312,6 +312,7 @@ impl Runtime {
                 .records
                 .retain(|r| r.stamp != record.stamp);
         }
+        self.save_last_post().await;
         self.refresh_items();
         true
     }
@@ -319,10 +320,12 @@ impl Runtime {
     /// A record is in the mailbox: its heads are, its upload counts for delivery, and it
     /// leaves the outbox.
     async fn finish_record(&mut self, record: &OutboxRecord, seqs: &[u64]) {
-        if let Some(last) = seqs.iter().max() {
-            self.record_upload(*last, record.carried_ms).await;
-        }
-        self.set_uploaded_heads(record.heads.clone()).await;
+        self.mailbox.upload.uploaded(
+            seqs.iter().max().copied(),
+            record.carried_ms,
+            record.heads.clone(),
+        );
+        self.save_uploads().await;
         if let Err(e) = outbox::remove(&self.store, record.stamp).await {
             web_sys::console::warn_1(&format!("outbox: {e}").into());
         }

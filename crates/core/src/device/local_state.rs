@@ -92,6 +92,9 @@ pub struct MailboxState {
     /// The first version's device tag (keyed by the content key) was unregistered on the
     /// server, so it holds no file chunk back (see `MailboxKeys::legacy_device_tag`).
     pub legacy_tag_removed: bool,
+    /// This device's newest upload not read back yet, to notice a server restored from an
+    /// earlier copy (added 2026-12-02; absent in older records, which is the same as none).
+    pub last_post: Option<super::mailbox::PostedEntry>,
 }
 
 impl MailboxState {
@@ -386,6 +389,19 @@ mod hex32_list {
             .iter()
             .map(|h| super::from_hex32(h).map_err(serde::de::Error::custom))
             .collect()
+    }
+}
+
+/// A `[u8; 32]` as a hex string.
+pub(super) mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::ids::to_hex(v))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        super::from_hex32(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

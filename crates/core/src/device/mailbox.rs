@@ -197,6 +197,21 @@ pub enum Opened {
 #[error("{0}")]
 pub struct Forgotten(pub String);
 
+/// This device's newest post the reading has not come back to yet: if the server no longer
+/// has it there, the server lost data (restored from an earlier copy) even when its numbers
+/// still reach past this device's cursor. A restore loses the newest entries, so checking
+/// the newest post is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PostedEntry {
+    /// The server's number for it.
+    pub seq: u64,
+    /// BLAKE3 of the sealed bytes.
+    #[serde(with = "super::local_state::hex32")]
+    pub hash: [u8; 32],
+    /// Held for the other devices (a file chunk): it may leave once they all have it.
+    pub held: bool,
+}
+
 /// The cursor to save (and acknowledge) after a visit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SavedCursor {
@@ -226,16 +241,25 @@ pub struct Inbox {
     overlap: Option<(u64, [u8; 32])>,
     page_last: u64,
     pending: Option<u64>,
+    /// This device's name on the server, to tell the other devices' cursors from its own.
+    tag: String,
+    last_post: Option<PostedEntry>,
+    /// `last_post` was on a page of this visit, unchanged.
+    post_seen: bool,
 }
 
 impl Inbox {
-    /// Resumes from what was saved: the cursor, the first entry read but not applied, and the
-    /// hash of the entry at the cursor.
+    /// Resumes from what was saved: the cursor, the first entry read but not applied, the
+    /// hash of the entry at the cursor, and this device's newest post not read back yet
+    /// (checked to be still where the server put it); `tag` is this device's name on the
+    /// server (to tell the other devices' cursors from its own).
     pub fn resume(
         reader: crate::MailboxReader,
         cursor: u64,
         unapplied: Option<u64>,
         cursor_hash: Option<[u8; 32]>,
+        tag: String,
+        last_post: Option<PostedEntry>,
     ) -> Self {
         let cursor = crate::MailboxCursor::resume(cursor, unapplied);
         let read = cursor.read();
@@ -248,7 +272,27 @@ impl Inbox {
             overlap: None,
             page_last: 0,
             pending: None,
+            tag,
+            last_post: last_post.filter(|p| p.seq > read),
+            post_seen: false,
         }
+    }
+
+    /// This device posted `entry` and the server numbered it `seq`. Remembered (to save with
+    /// the cursor) when it is the newest post and the reading has not passed it.
+    pub fn posted(&mut self, seq: u64, entry: &[u8], held: bool) {
+        if seq > self.cursor.read() && self.last_post.is_none_or(|p| seq > p.seq) {
+            self.last_post = Some(PostedEntry {
+                seq,
+                hash: *blake3::hash(entry).as_bytes(),
+                held,
+            });
+        }
+    }
+
+    /// The newest post not read back yet (save it; see [`PostedEntry`]).
+    pub fn last_post(&self) -> Option<PostedEntry> {
+        self.last_post
     }
 
     /// The position (what acknowledgements, bases and duplicates are judged by).
@@ -264,6 +308,7 @@ impl Inbox {
     /// Starts a visit: the entry last read is asked for once more, to compare.
     pub fn begin(&mut self) {
         self.saved = self.cursor.safe();
+        self.post_seen = false;
         self.overlap = self.last_read.filter(|(seq, _)| *seq == self.cursor.read());
     }
 
@@ -283,6 +328,14 @@ impl Inbox {
 
     /// Starts a page; refuses one whose newest entry is older than what was read here.
     pub fn start_page(&mut self, answer: &FetchAnswer) -> Result<(), Forgotten> {
+        if let Some(p) = self.last_post
+            && answer.last_seq < p.seq
+        {
+            return Err(Forgotten(format!(
+                "the server's newest entry ({}) is older than this device's last upload ({})",
+                answer.last_seq, p.seq
+            )));
+        }
         if answer.last_seq < self.cursor.read() {
             return Err(Forgotten(format!(
                 "the server's newest entry ({}) is older than this device's cursor ({})",
@@ -304,6 +357,19 @@ impl Inbox {
             return Ok(Opened::Nothing);
         };
         let hash = *blake3::hash(blob).as_bytes();
+        if let Some(p) = self.last_post
+            && p.seq == entry.seq
+        {
+            if p.hash != hash {
+                return Err(Forgotten(format!(
+                    "entry {} is not the one this device uploaded there",
+                    p.seq
+                )));
+            }
+            // Checked again at every visit until the saved cursor is past it: a cursor that
+            // moves back before it (a chunk not stored) reads it again.
+            self.post_seen = true;
+        }
         // The entry at the cursor may be gone (compacted): then there is nothing to compare,
         // and reading carries on after the cursor.
         if let Some((seq, known)) = self.overlap.take()
@@ -360,14 +426,45 @@ impl Inbox {
     /// server (held chunks every other device fetched, history a base covers): nothing there
     /// is for this device, so the cursor moves to the newest, unless something here could not
     /// be stored.
-    pub fn end_page(&mut self, answer: &FetchAnswer) {
+    /// After reading moved back (a visit that counts for nothing, a message read again), the
+    /// entry now at the cursor is the one the next visit compares: entries read past it and
+    /// then given back must not leave the check looking at a later one, or a server restored
+    /// from an earlier copy would go unnoticed from there.
+    fn compare_at_cursor(&mut self) {
+        let read = self.cursor.read();
+        if self.last_read.is_none_or(|(seq, _)| seq != read) {
+            self.last_read = self.read_hashes.get(&read).map(|h| (read, *h));
+        }
+    }
+
+    /// Refuses the page when this device's newest post should have been on it and is not.
+    pub fn end_page(&mut self, answer: &FetchAnswer) -> Result<(), Forgotten> {
         self.record(Outcome::Unapplied); // a message handed out but never reported
         self.overlap = None;
+        if let Some(p) = self.last_post {
+            let passed = answer.entries.last().is_some_and(|e| e.seq > p.seq)
+                || (!answer.more && answer.last_seq >= p.seq);
+            // Not on the page. History leaves only once this device acknowledged it (it has
+            // not: its cursor is before it); a held chunk once every other device has it.
+            let mut others = answer
+                .cursors
+                .iter()
+                .filter(|(t, _)| **t != self.tag)
+                .peekable();
+            let let_go = p.held && others.peek().is_some() && others.all(|(_, c)| *c >= p.seq);
+            if passed && !self.post_seen && !let_go {
+                return Err(Forgotten(format!(
+                    "entry {} this device uploaded is gone before every device read it",
+                    p.seq
+                )));
+            }
+        }
         if !answer.more && !self.cursor.has_unstored() && answer.last_seq > self.cursor.read() {
             let busy = self.incomplete();
             self.cursor.opened(answer.last_seq, busy);
             self.last_read = None;
         }
+        Ok(())
     }
 
     /// Ends a visit. `stored`: what was applied reached storage. Returns the cursor to save
@@ -378,13 +475,17 @@ impl Inbox {
         if !stored {
             self.cursor = crate::MailboxCursor::new(self.saved);
             self.reader.reset();
+            self.compare_at_cursor();
             return None;
         }
         if self.cursor.has_unstored() {
             self.cursor.rewind();
             self.reader.reset();
         }
+        self.compare_at_cursor();
         let safe = self.cursor.safe();
+        // Past the saved cursor, the check on the entry at the cursor takes over.
+        self.last_post = self.last_post.filter(|p| p.seq > safe);
         if safe == self.saved {
             return None;
         }
@@ -397,6 +498,59 @@ impl Inbox {
         self.saved = safe;
         Some(saved)
     }
+}
+
+/// What one message read from the mailbox did here.
+#[derive(Debug)]
+pub enum Stored {
+    /// History applied (and its effects to perform), or a manifest or chunk stored.
+    Applied(Vec<crate::Effect>),
+    /// Refused, and so never counted as applied: changes automerge rejects, a manifest that
+    /// is not its file's, a chunk that does not match the manifest stored here (or none is).
+    Unapplied,
+    /// Another device's sealed receipt: what it stored, per author (see
+    /// [`super::delivery::note_receipt`]).
+    Receipt(Vec<(crate::DeviceId, u64)>),
+}
+
+/// Applies one message read from the mailbox: history into the replica, a file's manifest and
+/// verified chunks into `store`. A storage error means the message is *not stored* (the
+/// reader reads it again; it is never acknowledged).
+pub async fn store_payload<S: crate::Store>(
+    store: &S,
+    replica: &mut crate::Replica,
+    payload: crate::MailboxPayload,
+) -> Result<Stored, crate::StoreError> {
+    use crate::blobs::{chunk_key, manifest_key};
+    use crate::{MailboxPayload, Manifest};
+    Ok(match payload {
+        MailboxPayload::Changes { bytes } => match replica.apply_mailbox_changes(&bytes) {
+            Ok(effects) => Stored::Applied(effects),
+            Err(_) => Stored::Unapplied,
+        },
+        MailboxPayload::Manifest { root, bytes } => {
+            if Manifest::decode(&root, &bytes).is_err() {
+                return Ok(Stored::Unapplied);
+            }
+            store.put(&manifest_key(&root), &bytes).await?;
+            Stored::Applied(Vec::new())
+        }
+        MailboxPayload::Chunk { root, index, data } => {
+            let verified = match store.get(&manifest_key(&root)).await? {
+                Some(m) => {
+                    Manifest::decode(&root, &m).is_ok_and(|m| m.verify_chunk(index, &data).is_ok())
+                }
+                None => false,
+            };
+            if !verified {
+                // No manifest here to check it against: not stored, so never covered.
+                return Ok(Stored::Unapplied);
+            }
+            store.put(&chunk_key(&root, index), &data).await?;
+            Stored::Applied(Vec::new())
+        }
+        MailboxPayload::Receipt { stored } => Stored::Receipt(stored),
+    })
 }
 
 #[cfg(test)]
@@ -508,7 +662,7 @@ mod tests {
                 inbox.record(outcome);
             }
         }
-        inbox.end_page(&answer);
+        inbox.end_page(&answer).unwrap();
         (got, inbox.finish(stored))
     }
 
@@ -532,7 +686,11 @@ mod tests {
             entries.extend(seal_payload(&keys, &room, laptop, id, m).unwrap());
         }
         let reader = crate::MailboxReader::new(keys, &room).unwrap();
-        (Inbox::resume(reader, 0, None, None), entries, msgs)
+        (
+            Inbox::resume(reader, 0, None, None, String::new(), None),
+            entries,
+            msgs,
+        )
     }
 
     #[test]
@@ -566,6 +724,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_moved_back_compares_the_entry_it_now_stands_on() {
+        let (mut inbox, entries, _) = mailbox_of_three();
+        let full_disk = |p: &crate::mailbox::MailboxPayload| match p {
+            crate::mailbox::MailboxPayload::Chunk { .. } => Outcome::Unstored,
+            _ => Outcome::Applied,
+        };
+        // Read up to entry 5, then moved back to 1 (the chunk after it did not fit).
+        let (_, saved) = visit(&mut inbox, &entries, full_disk, true);
+        assert_eq!(saved.map(|s| s.cursor), Some(1));
+        inbox.begin();
+        assert_eq!(inbox.after(), 0, "entry 1, not entry 5, is compared");
+        // A server whose entry 1 is another one now is noticed.
+        let mut other = entries.clone();
+        other[0] = entries[4].clone();
+        let answer = page(&other, 0);
+        inbox.start_page(&answer).unwrap();
+        assert!(inbox.open(&answer.entries[0]).is_err());
+    }
+
+    #[test]
     fn a_visit_whose_document_was_not_stored_counts_for_nothing() {
         let (mut inbox, entries, msgs) = mailbox_of_three();
         let (got, saved) = visit(&mut inbox, &entries, |_| Outcome::Applied, false);
@@ -583,7 +761,14 @@ mod tests {
         let (_, saved) = visit(&mut inbox, &entries, |_| Outcome::Applied, true);
         let saved = saved.unwrap();
         // Restarted from what was saved, as after a reload.
-        let mut again = Inbox::resume(inbox.reader, saved.cursor, saved.unapplied, saved.hash);
+        let mut again = Inbox::resume(
+            inbox.reader,
+            saved.cursor,
+            saved.unapplied,
+            saved.hash,
+            String::new(),
+            None,
+        );
         again.begin();
         assert_eq!(again.after(), 4, "the entry at the cursor once more");
         // A server restored from an older copy: fewer entries than were read.

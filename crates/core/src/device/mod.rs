@@ -2,15 +2,19 @@
 //! browser (the app, the host tests and a native peer run the same code).
 //!
 //! So far: this device's own state ([`local_state`]), what delivery marks may say
-//! ([`delivery`]), which stored files may be freed ([`files`]), the parsing of the mailbox server's answers ([`mailbox`]), and reconnect
-//! timing and socket retirement ([`presence`]). The presence, delivery, file and mailbox decisions still live in the
-//! app's runtime and move here piece by piece (issue #16).
+//! ([`delivery`]), which stored files may be freed ([`files`]), reading the mailbox
+//! ([`mailbox`]: the server's answers, what counts as read and may be acknowledged), putting
+//! things in it ([`upload`]: deltas, bases, file chunks, echo avoidance), and reconnect timing
+//! and socket retirement ([`presence`]). The rest (file send jobs, the link router, one
+//! `Device` owning the replica) still lives in the app's runtime and moves here piece by
+//! piece (issue #16).
 
 pub mod delivery;
 pub mod files;
 pub mod local_state;
 pub mod mailbox;
 pub mod presence;
+pub mod upload;
 
 pub use local_state::{
     IceServer, LOCAL_STATE_VERSION, LocalState, LocalStateError, MailboxEndpoint, MailboxState,
@@ -18,3 +22,4 @@ pub use local_state::{
 };
 pub use mailbox::{FetchAnswer, FetchedEntry, Held};
 pub use presence::{Backoff, Reconnect, Socket};
+pub use upload::{BaseDeclaration, FileStep, RoomView, Uploader};

@@ -3,16 +3,17 @@
 //! `await` by two tasks at once.
 
 use crate::config::Config;
-use crate::net::rtc::{LinkEvent, RtcLink};
+use crate::net::rtc::RtcLink;
 use crate::net::tabs::TabLink;
 use crate::store::idb::IdbStore;
 use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
 use ferry_core::device::{
-    Backoff, LocalState, LocalStateError, Origin, Reconnect, Socket, delivery, presence,
+    Backoff, Link, LinkEvent, LocalState, LocalStateError, Origin, Reconnect, RouteError, Router,
+    Socket, delivery, presence,
 };
 use ferry_core::persist::DocStore;
 use ferry_core::{
-    DeviceId, Effect, Input, PairingLink, PeerKey, Replica, SpaceSecret, Store, StoreError,
+    DeviceId, Effect, Input, Lane, PairingLink, PeerKey, Replica, SpaceSecret, Store, StoreError,
     StoreKey,
 };
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -40,20 +41,64 @@ fn key(segments: &[&str]) -> StoreKey {
     StoreKey::new(segments).expect("constant storage key")
 }
 
+/// Why a pairing link cannot be used (shown after "This pairing link cannot be used: ").
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error(transparent)]
+    Link(#[from] ferry_core::PairingError),
+    #[error("its connection settings are not usable: {0}")]
+    Ice(#[from] crate::config::ConfigError),
+}
+
 /// The connection settings a pairing link carries, checked like Settings input.
-fn link_ice(link: &PairingLink) -> Result<Option<Vec<crate::config::IceServer>>, String> {
+fn link_ice(link: &PairingLink) -> Result<Option<Vec<crate::config::IceServer>>, LinkError> {
     let Some(json) = &link.ice else {
         return Ok(None);
     };
     let servers: Vec<crate::config::IceServer> =
-        serde_json::from_str(json).map_err(|_| ferry_core::PairingError::BadIce.to_string())?;
+        serde_json::from_str(json).map_err(|_| ferry_core::PairingError::BadIce)?;
     Config {
         signal: None,
         ice_servers: servers.clone(),
     }
-    .validate()
-    .map_err(|e| format!("its connection settings are not usable: {e}"))?;
+    .validate()?;
     Ok(Some(servers))
+}
+
+/// Why Ferry cannot start in this browser (shown whole to the person).
+#[derive(Debug, thiserror::Error)]
+enum BootError {
+    #[error("Ferry cannot use this browser's storage: {0}")]
+    Storage(#[from] StoreError),
+    #[error(transparent)]
+    LocalState(LocalStateError),
+    #[error("the stored space secret is damaged")]
+    Secret,
+    #[error("Ferry could not load your history: {0}")]
+    History(#[from] ferry_core::persist::PersistError),
+}
+
+impl From<LocalStateError> for BootError {
+    fn from(e: LocalStateError) -> Self {
+        match e {
+            LocalStateError::Store(e) => BootError::Storage(e),
+            e => BootError::LocalState(e),
+        }
+    }
+}
+
+/// Why `config.json` (the server's signaling and ICE defaults) could not be read; the app
+/// then uses its own defaults.
+#[derive(Debug, thiserror::Error)]
+enum ConfigFetchError {
+    #[error("no window")]
+    NoWindow,
+    #[error("the request failed ({0})")]
+    Fetch(String),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error(transparent)]
+    Parse(#[from] crate::config::ConfigError),
 }
 
 fn now_ms() -> u64 {
@@ -69,7 +114,7 @@ pub fn spawn(view: ViewState, intents: UnboundedReceiver<Intent>, tx: UnboundedS
     wasm_bindgen_futures::spawn_local(async move {
         match Runtime::boot(view).await {
             Ok(rt) => rt.run(intents, tx).await,
-            Err(e) => view.error.set(Some(e)),
+            Err(e) => view.error.set(Some(e.to_string())),
         }
     });
 }
@@ -94,10 +139,9 @@ struct Runtime {
     local: LocalState,
     /// When the device list (and its connection paths) was last refreshed.
     space_refreshed: f64,
-    link: Option<RtcLink>,
-    /// Sockets whose signaling ended but whose peers are still connected: kept for those
-    /// peers until the current socket reaches the same devices.
-    retired: Vec<RtcLink>,
+    /// The WebRTC socket and those whose signaling ended but whose peers are still
+    /// connected (kept for those peers until the current socket reaches the same devices).
+    links: Router<RtcLink>,
     /// Sibling tabs of this browser (BroadcastChannel).
     tabs: Option<TabLink>,
     /// This tab holds the browser-wide Web Lock that owns the WebRTC connection.
@@ -142,19 +186,18 @@ async fn get_or_init(
     Ok(v)
 }
 
-async fn fetch_config() -> Result<Config, String> {
-    let window = web_sys::window().ok_or("no window")?;
+async fn fetch_config() -> Result<Config, ConfigFetchError> {
+    let js = |e: wasm_bindgen::JsValue| ConfigFetchError::Fetch(format!("{e:?}"));
+    let window = web_sys::window().ok_or(ConfigFetchError::NoWindow)?;
     let resp = JsFuture::from(window.fetch_with_str("config.json"))
         .await
-        .map_err(|e| format!("{e:?}"))?;
-    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a response")?;
+        .map_err(js)?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(js)?;
     if !resp.ok() {
-        return Err(format!("HTTP {}", resp.status()));
+        return Err(ConfigFetchError::Status(resp.status()));
     }
-    let text = JsFuture::from(resp.text().map_err(|e| format!("{e:?}"))?)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    Config::parse(&text.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+    let text = JsFuture::from(resp.text().map_err(js)?).await.map_err(js)?;
+    Ok(Config::parse(&text.as_string().unwrap_or_default())?)
 }
 
 fn location() -> Option<web_sys::Location> {
@@ -180,19 +223,13 @@ fn clear_fragment() {
 }
 
 impl Runtime {
-    async fn boot(view: ViewState) -> Result<Self, String> {
-        let storage_err = |e: StoreError| format!("Ferry cannot use this browser's storage: {e}");
-        let store = IdbStore::open(DB_NAME).await.map_err(storage_err)?;
+    async fn boot(view: ViewState) -> Result<Self, BootError> {
+        let store = IdbStore::open(DB_NAME).await?;
         let ua = web_sys::window()
             .and_then(|w| w.navigator().user_agent().ok())
             .unwrap_or_default();
         let (local, origin) =
-            LocalState::load(&store, || (DeviceId::random(), view::device_name(&ua)))
-                .await
-                .map_err(|e| match e {
-                    LocalStateError::Store(e) => storage_err(e),
-                    e => e.to_string(),
-                })?;
+            LocalState::load(&store, || (DeviceId::random(), view::device_name(&ua))).await?;
         if let Origin::Migrated(keys) = origin {
             web_sys::console::info_1(
                 &format!("this device's settings moved into one record ({keys} keys)").into(),
@@ -202,13 +239,9 @@ impl Runtime {
         let secret_bytes = get_or_init(&store, &key(&["space", "secret"]), || {
             SpaceSecret::random().expose().to_vec()
         })
-        .await
-        .map_err(storage_err)?;
-        let secret = SpaceSecret::from_slice(&secret_bytes)
-            .map_err(|_| "the stored space secret is damaged".to_string())?;
-        let loaded = DocStore::load(&store, &Replica::actor_for(device))
-            .await
-            .map_err(|e| format!("Ferry could not load your history: {e}"))?;
+        .await?;
+        let secret = SpaceSecret::from_slice(&secret_bytes).map_err(|_| BootError::Secret)?;
+        let loaded = DocStore::load(&store, &Replica::actor_for(device)).await?;
         let load_skipped_chunks = !loaded.corrupt.is_empty();
         if load_skipped_chunks {
             view.error.set(Some(format!(
@@ -251,8 +284,7 @@ impl Runtime {
             secret,
             config,
             space_refreshed: 0.0,
-            link: None,
-            retired: Vec::new(),
+            links: Router::default(),
             tabs: None,
             rtc_owner: Rc::new(Cell::new(false)),
             peers: BTreeMap::new(),
@@ -352,7 +384,7 @@ impl Runtime {
         matchbox_socket::set_wake_hook(crate::wake::wake);
         let mut last_event = js_sys::Date::now();
         loop {
-            if self.rtc_owner.get() && self.link.is_none() && !self.reconnect.waiting() {
+            if self.rtc_owner.get() && !self.links.is_connected() && !self.reconnect.waiting() {
                 self.connect();
             }
             // Texts queued in one tick become one storage write and one render (a paste of
@@ -399,59 +431,16 @@ impl Runtime {
                 .signal_warning
                 .set((!warning.is_empty()).then(|| warning.join(" ")));
             let room = self.secret.room_id();
-            self.link = Some(RtcLink::connect(&signal, room.as_str(), self.ice()));
+            self.links
+                .connect(RtcLink::connect(&signal, room.as_str(), self.ice()));
         }
         self.refresh_status();
     }
 
     async fn disconnect(&mut self) {
-        let links: Vec<RtcLink> = self
-            .link
-            .take()
-            .into_iter()
-            .chain(self.retired.drain(..))
-            .collect();
-        for link in links {
-            for peer in link.close() {
-                self.on_peer_down(peer).await;
-            }
+        for peer in self.links.close_all() {
+            self.on_peer_down(peer).await;
         }
-    }
-
-    /// Polls sockets kept for their peers; closes one once the current socket reaches all of
-    /// its devices again (or drops it when its peers are gone).
-    async fn poll_retired(&mut self) {
-        let mut events = Vec::new();
-        for link in &mut self.retired {
-            events.extend(link.poll());
-        }
-        self.handle_events(events).await;
-        let current: Vec<DeviceId> = self
-            .link
-            .as_ref()
-            .map(|l| {
-                l.peer_keys()
-                    .iter()
-                    .filter_map(|k| self.peers.get(k).copied())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut keep = Vec::new();
-        for link in std::mem::take(&mut self.retired) {
-            let behind: Vec<Option<DeviceId>> = link
-                .peer_keys()
-                .iter()
-                .map(|k| self.peers.get(k).copied())
-                .collect();
-            if presence::retired_may_close(&behind, &current) {
-                for peer in link.close() {
-                    self.on_peer_down(peer).await;
-                }
-            } else {
-                keep.push(link);
-            }
-        }
-        self.retired = keep;
     }
 
     fn open_tabs(&mut self) {
@@ -474,12 +463,20 @@ impl Runtime {
                     self.apply(eff).await;
                 }
                 LinkEvent::Down(peer) => self.on_peer_down(peer).await,
-                LinkEvent::Frame(peer, frame) => {
-                    let eff = self.replica.handle(Input::Frame { peer, frame });
+                LinkEvent::Frame {
+                    peer,
+                    lane: Lane::Main,
+                    bytes,
+                } => {
+                    let eff = self.replica.handle(Input::Frame { peer, frame: bytes });
                     self.apply_remote(eff).await;
                 }
-                LinkEvent::Bulk(peer, frame) => {
-                    let eff = self.replica.handle(Input::BulkFrame { peer, frame });
+                LinkEvent::Frame {
+                    peer,
+                    lane: Lane::Bulk,
+                    bytes,
+                } => {
+                    let eff = self.replica.handle(Input::BulkFrame { peer, frame: bytes });
                     self.apply_remote(eff).await;
                 }
             }
@@ -504,9 +501,6 @@ impl Runtime {
             self.space_refreshed = now;
             self.refresh_space();
         }
-        if !self.retired.is_empty() {
-            self.poll_retired().await;
-        }
         let turn = self.ice().iter().any(|s| {
             s.urls
                 .iter()
@@ -519,8 +513,8 @@ impl Runtime {
                 .set(Some(format!("{time}: {}", view::failure_reason(failure))));
         }
         if let Some(problem) = self
-            .link
-            .as_ref()
+            .links
+            .current()
             .and_then(|l| l.take_signaling_problems().pop())
         {
             let (time, _) = view::format_time(now as u64, offset_min());
@@ -528,19 +522,26 @@ impl Runtime {
                 "{time}: The signaling server misbehaves ({problem}); Ferry ignored what it sent."
             )));
         }
-        let Some(link) = self.link.as_mut() else {
-            self.update_synced(now as u64).await;
+        // The retired sockets and the current one; then a retired socket closes once the
+        // current one reaches all of its devices again (or drops when its peers are gone).
+        let events = self.links.poll();
+        self.handle_events(events).await;
+        if self.links.retired() > 0 {
+            let peers = &self.peers;
+            let down = self.links.close_retired(|k| peers.get(k).copied());
+            for peer in down {
+                self.on_peer_down(peer).await;
+            }
+        }
+        self.update_synced(now as u64).await;
+        let Some(link) = self.links.current_mut() else {
             self.refresh_status();
             return;
         };
-        let events = link.poll();
-        let closed = link.is_closed();
-        let lost = !closed && link.is_signaling_lost();
-        self.handle_events(events).await;
-        self.update_synced(now as u64).await;
-        let socket = if closed || lost {
+        let closed = Link::is_closed(link);
+        let socket = if closed || link.is_signaling_lost() {
             Socket::Lost
-        } else if self.link.as_mut().is_some_and(RtcLink::is_signaling) {
+        } else if link.is_signaling() {
             Socket::Signaling
         } else {
             Socket::Connecting
@@ -552,14 +553,19 @@ impl Runtime {
         {
             // Signaling is gone but peers may live on: keep their socket, meet the world
             // again through a new one.
-            if let Some(old) = self.link.take()
-                && !old.is_closed()
-            {
-                self.retired.push(old);
-            }
+            self.links.retire();
             self.connect();
         }
         self.refresh_status();
+    }
+
+    /// Sends on the WebRTC socket that reaches `peer`. A peer no socket reaches any more is
+    /// not an error: its `Down` is on its way, and the sync state picks up from there.
+    fn send_rtc(&mut self, peer: &PeerKey, lane: Lane, frame: Vec<u8>) {
+        match self.links.send(peer, lane, frame) {
+            Ok(()) | Err(RouteError::NotConnected(_)) => {}
+            Err(e) => web_sys::console::warn_1(&e.to_string().into()),
+        }
     }
 
     async fn on_peer_down(&mut self, peer: PeerKey) {
@@ -591,17 +597,7 @@ impl Runtime {
                         tabs.send(&peer, &frame);
                     }
                 }
-                Effect::Send { peer, frame } => {
-                    let link = match self.link.as_mut() {
-                        Some(l) if l.has_peer(&peer) => Some(l),
-                        _ => self.retired.iter_mut().find(|l| l.has_peer(&peer)),
-                    };
-                    if let Some(link) = link
-                        && let Err(err) = link.send(&peer, frame)
-                    {
-                        web_sys::console::warn_1(&err.to_string().into());
-                    }
-                }
+                Effect::Send { peer, frame } => self.send_rtc(&peer, Lane::Main, frame),
                 Effect::DocChanged => changed = true,
                 Effect::PeerIdentified { peer, device, .. } => {
                     if !peer.is_tab() {
@@ -783,13 +779,7 @@ impl Runtime {
                     .peers
                     .iter()
                     .filter(|(k, d)| **d == id && !k.is_tab())
-                    .find_map(|(k, _)| {
-                        self.link
-                            .iter()
-                            .chain(&self.retired)
-                            .find(|l| l.has_peer(k))?
-                            .path(k)
-                    }),
+                    .find_map(|(k, _)| self.links.link_of(k)?.path(k)),
             })
             .collect::<Vec<_>>();
         if self.view.devices.with_untracked(|d| *d != devices) {
@@ -819,7 +809,7 @@ impl Runtime {
             .tabs
             .as_ref()
             .map_or(0, TabLink::remote_devices_via_tabs);
-        let status = match &self.link {
+        let status = match self.links.current() {
             // Connected devices count whatever state signaling is in.
             _ if remote > 0 => NetStatus::Online { peers: remote },
             // Another tab holds the WebRTC connection: report what it reaches.
@@ -832,7 +822,7 @@ impl Runtime {
             Some(_) => NetStatus::Connecting,
         };
         // "Connecting" once signaling has accepted us means: reachable, nobody else here.
-        let status = match (status, self.link.as_ref()) {
+        let status = match (status, self.links.current()) {
             (NetStatus::Connecting, Some(_)) if self.signaling_up() => {
                 NetStatus::Online { peers: 0 }
             }
@@ -846,9 +836,9 @@ impl Runtime {
     fn signaling_up(&self) -> bool {
         // `id()` needs `&mut`; the status is refreshed right after polls, where the link's
         // closed flag is current, so "not closed and polled" is what we can tell here.
-        self.link
-            .as_ref()
-            .is_some_and(|l| !l.is_closed() && l.has_id())
+        self.links
+            .current()
+            .is_some_and(|l| !Link::is_closed(l) && l.has_id())
     }
 
     /// "Share → Ferry" from another app (manifest `share_target`, GET): the shared title,
@@ -909,7 +899,7 @@ impl Runtime {
             clear_fragment();
         }
         let parsed = PairingLink::parse(text)
-            .map_err(|e| e.to_string())
+            .map_err(LinkError::from)
             .and_then(|link| {
                 link_ice(&link)?;
                 Ok(link)
@@ -947,17 +937,11 @@ impl Runtime {
                 Err(e) => self.view.error.set(Some(e.to_string())),
             },
             Intent::Edit(id, text) => {
-                let result = self
-                    .replica
-                    .edit_text(id, &text, now_ms())
-                    .map_err(|e| e.to_string());
+                let result = self.replica.edit_text(id, &text, now_ms());
                 self.apply_or_alert(result, "Cannot edit").await;
             }
             Intent::Delete(id) => {
-                let result = self
-                    .replica
-                    .delete_item(id, now_ms())
-                    .map_err(|e| e.to_string());
+                let result = self.replica.delete_item(id, now_ms());
                 self.apply_or_alert(result, "Cannot delete").await;
             }
             Intent::Join => self.join().await,
@@ -1008,7 +992,11 @@ impl Runtime {
         }
     }
 
-    async fn apply_or_alert(&mut self, result: Result<Vec<Effect>, String>, what: &str) {
+    async fn apply_or_alert(
+        &mut self,
+        result: Result<Vec<Effect>, ferry_core::ReplicaError>,
+        what: &str,
+    ) {
         match result {
             Ok(effects) => self.apply(effects).await,
             Err(e) => self.view.error.set(Some(format!("{what}: {e}"))),

@@ -7,26 +7,14 @@
 //! turns the socket into plain events for the runtime.
 
 use crate::config::IceServer;
-use ferry_core::{PeerKey, Transport};
+use ferry_core::device::{Link, LinkEvent};
+use ferry_core::{Lane, PeerKey, Transport};
 use matchbox_socket::{CandidateType, PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 use thiserror::Error;
-
-/// What the link reports.
-#[derive(Debug)]
-pub enum LinkEvent {
-    /// A peer's data channel is open.
-    Up(PeerKey),
-    /// A peer went away.
-    Down(PeerKey),
-    /// Bytes from a peer.
-    Frame(PeerKey, Vec<u8>),
-    /// Bytes from a peer on the file (bulk) channel.
-    Bulk(PeerKey, Vec<u8>),
-}
 
 /// The channel of sync and control frames.
 const CONTROL: usize = 0;
@@ -149,18 +137,20 @@ impl RtcLink {
         }
         if let Ok(channel) = self.socket.get_channel_mut(CONTROL) {
             for (peer, packet) in channel.receive() {
-                out.push(LinkEvent::Frame(
-                    PeerKey::rtc(peer.to_string()),
-                    packet.to_vec(),
-                ));
+                out.push(LinkEvent::Frame {
+                    peer: PeerKey::rtc(peer.to_string()),
+                    lane: Lane::Main,
+                    bytes: packet.to_vec(),
+                });
             }
         }
         if let Ok(channel) = self.socket.get_channel_mut(BULK) {
             for (peer, packet) in channel.receive() {
-                out.push(LinkEvent::Bulk(
-                    PeerKey::rtc(peer.to_string()),
-                    packet.to_vec(),
-                ));
+                out.push(LinkEvent::Frame {
+                    peer: PeerKey::rtc(peer.to_string()),
+                    lane: Lane::Bulk,
+                    bytes: packet.to_vec(),
+                });
             }
         }
         out
@@ -236,6 +226,38 @@ impl RtcLink {
     pub fn close(mut self) -> Vec<PeerKey> {
         self.socket.close();
         self.peers.drain().map(|(k, _)| PeerKey::rtc(k)).collect()
+    }
+}
+
+/// The core's link port (the runtime's `Router` owns current and retired sockets).
+impl Link for RtcLink {
+    type Error = LinkError;
+
+    fn poll(&mut self) -> Vec<LinkEvent> {
+        RtcLink::poll(self)
+    }
+
+    fn peer_keys(&self) -> Vec<PeerKey> {
+        RtcLink::peer_keys(self)
+    }
+
+    fn has_peer(&self, peer: &PeerKey) -> bool {
+        RtcLink::has_peer(self, peer)
+    }
+
+    fn send(&mut self, peer: &PeerKey, lane: Lane, frame: Vec<u8>) -> Result<(), LinkError> {
+        match lane {
+            Lane::Main => RtcLink::send(self, peer, frame),
+            Lane::Bulk => RtcLink::send_bulk(self, peer, frame),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        RtcLink::is_closed(self)
+    }
+
+    fn close(self) -> Vec<PeerKey> {
+        RtcLink::close(self)
     }
 }
 

@@ -7,8 +7,8 @@
 //! without the WebRTC connection can show it), say goodbye on `pagehide`, and are considered
 //! gone after 5 s of silence (a killed tab says nothing).
 
-use super::rtc::LinkEvent;
 use ferry_core::PeerKey;
+use ferry_core::device::LinkEvent;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -144,7 +144,11 @@ impl TabLink {
                     ms.copy_from_slice(&payload[2..10]);
                     peer.last_synced = u64::from_le_bytes(ms);
                 }
-                FRAME => out.push(LinkEvent::Frame(key, payload.to_vec())),
+                FRAME => out.push(LinkEvent::Frame {
+                    peer: key,
+                    lane: ferry_core::Lane::Main,
+                    bytes: payload.to_vec(),
+                }),
                 _ => {}
             }
         }

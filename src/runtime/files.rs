@@ -11,10 +11,10 @@
 use super::{Runtime, now_ms};
 use crate::view::{self, FileState, FileView};
 use ferry_core::blobs::{blob_prefix, blobs_prefix, chunk_key, have_from_keys, manifest_key};
-use ferry_core::device::delivery;
+use ferry_core::device::{SendError, SendJob, SendStep, delivery};
 use ferry_core::{
-    BlobEffect, BlobId, BlobMessage, CHUNK_SIZE, DeviceId, Effect, FileMeta, Have, Manifest,
-    ManifestBuilder, PeerKey, Store, TransferConfig, Transfers,
+    BlobEffect, BlobId, BlobMessage, DeviceId, Effect, FileMeta, Have, Manifest, PeerKey, Store,
+    TransferConfig, Transfers,
 };
 use leptos::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -22,21 +22,16 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-/// Chunks a sending job reads per main-loop turn (2 MiB): keeps sync responsive.
-const CHUNKS_PER_TURN: u32 = 8;
 /// Files up to this size get an in-page preview (images, videos).
 const PREVIEW_MAX: u64 = 16 * 1024 * 1024;
 /// How often the engine's timers run and the view is refreshed (ms).
 const FILE_TICK_MS: f64 = 250.0;
 
-/// A file being sent from this device.
-struct SendJob {
+/// A file being sent from this device: the core's job (what to read, hash, store and serve
+/// when), the picked file it reads from, and the lock it holds.
+struct Sending {
     file: web_sys::File,
-    size: u64,
-    /// `None` while hashing (pass 1); the manifest once the item exists (pass 2: storing).
-    manifest: Option<Manifest>,
-    builder: ManifestBuilder,
-    next: u32,
+    job: SendJob,
     /// Releases the Web Lock that tells sibling tabs this file is being sent (pass 2).
     lock: Option<js_sys::Function>,
 }
@@ -109,9 +104,31 @@ pub(super) fn lock_request() -> Option<(JsValue, js_sys::Function)> {
     Some((locks, request))
 }
 
+/// What went wrong sending, storing or saving a file here (shown to the person).
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    /// The browser could not read the picked file (moved, deleted, permission gone).
+    #[error("the file could not be read ({0})")]
+    Read(String),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error(transparent)]
+    Storage(#[from] ferry_core::StoreError),
+    #[error(transparent)]
+    History(#[from] ferry_core::ReplicaError),
+    #[error(transparent)]
+    Manifest(#[from] ferry_core::BlobError),
+    #[error("this file is not on this device")]
+    NotHere,
+    #[error("a part of this file is missing on this device")]
+    PartMissing,
+    #[error("the browser could not build the file")]
+    Assemble,
+}
+
 /// Chunk storage finished beside the loop (see `run_blob_effects`).
 enum IoDone {
-    Stored(Vec<(BlobId, u32)>, Result<(), String>),
+    Stored(Vec<(BlobId, u32)>, Result<(), ferry_core::StoreError>),
     Read(Vec<(PeerKey, BlobId, u32)>, Vec<Option<Vec<u8>>>),
 }
 
@@ -124,7 +141,7 @@ pub(super) struct Files {
     io_rx: futures::channel::mpsc::UnboundedReceiver<IoDone>,
     /// Chunk reads and writes in flight.
     io_pending: usize,
-    jobs: VecDeque<SendJob>,
+    jobs: VecDeque<Sending>,
     /// Blob messages received since the last pump.
     inbox: Vec<(PeerKey, BlobMessage)>,
     /// Peers that proved membership over WebRTC (not sibling tabs: they share storage).
@@ -180,13 +197,13 @@ impl Files {
     }
 }
 
-async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
+async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, FileError> {
     let blob = file
         .slice_with_f64_and_f64(start as f64, end as f64)
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| FileError::Read(format!("{e:?}")))?;
     let buf = JsFuture::from(blob.array_buffer())
         .await
-        .map_err(|e| format!("the file could not be read ({e:?})"))?;
+        .map_err(|e| FileError::Read(format!("{e:?}")))?;
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
 }
 
@@ -330,23 +347,21 @@ impl Runtime {
 
     /// A `blob:` URL of a stored file, composed chunk by chunk from storage (the browser keeps
     /// blob data outside the page's heap and pages it to disk when large).
-    async fn assemble(&mut self, root: BlobId, mime: &str) -> Result<String, String> {
+    async fn assemble(&mut self, root: BlobId, mime: &str) -> Result<String, FileError> {
         let bytes = self
             .store
             .get(&manifest_key(&root))
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("this file is not on this device")?;
-        let manifest = Manifest::decode(&root, &bytes).map_err(|e| e.to_string())?;
+            .await?
+            .ok_or(FileError::NotHere)?;
+        let manifest = Manifest::decode(&root, &bytes)?;
         let mut parts = js_sys::Array::new();
         let mut composed: Option<web_sys::Blob> = None;
         for i in 0..manifest.chunk_count() {
             let chunk = self
                 .store
                 .get_js(&chunk_key(&root, i))
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("a part of this file is missing on this device")?;
+                .await?
+                .ok_or(FileError::PartMissing)?;
             parts.push(&chunk);
             // Fold every 64 chunks (16 MiB) into one Blob so the page never holds the
             // whole file as arrays.
@@ -361,7 +376,7 @@ impl Runtime {
         if let Some(b) = composed {
             parts.unshift(&b);
         }
-        object_url(&parts, mime).ok_or_else(|| "the browser could not build the file".into())
+        object_url(&parts, mime).ok_or(FileError::Assemble)
     }
 
     /// Saves a stored file with its original name (a download the browser asks about).
@@ -415,26 +430,32 @@ impl Runtime {
     pub(super) async fn send_files(&mut self, files: Vec<web_sys::File>) {
         for file in files {
             let size = file.size() as u64;
-            if size > ferry_core::blobs::MAX_FILE_SIZE {
-                self.view.error.set(Some(format!(
-                    "{} is too large: Ferry sends files up to {}.",
-                    file.name(),
-                    view::format_size(ferry_core::blobs::MAX_FILE_SIZE)
-                )));
-                continue;
-            }
+            let job = match SendJob::new(size) {
+                Ok(job) => job,
+                Err(SendError::TooLarge { max }) => {
+                    self.view.error.set(Some(format!(
+                        "{} is too large: Ferry sends files up to {}.",
+                        file.name(),
+                        view::format_size(max)
+                    )));
+                    continue;
+                }
+                Err(e) => {
+                    self.view
+                        .error
+                        .set(Some(format!("{} was not sent: {e}", file.name())));
+                    continue;
+                }
+            };
             if let Some(reason) = self.quota_problem(size).await {
                 self.view
                     .error
                     .set(Some(format!("{} was not sent. {reason}", file.name())));
                 continue;
             }
-            self.files.jobs.push_back(SendJob {
+            self.files.jobs.push_back(Sending {
                 file,
-                size,
-                manifest: None,
-                builder: ManifestBuilder::new(),
-                next: 0,
+                job,
                 lock: None,
             });
         }
@@ -445,14 +466,13 @@ impl Runtime {
         let Some(mut job) = self.files.jobs.pop_front() else {
             return;
         };
-        let chunks = job.size.div_ceil(CHUNK_SIZE as u64) as u32;
-        let done = match self.step_send(&mut job, chunks).await {
-            Ok(done) => done,
+        let done = match self.step_send(&mut job).await {
+            Ok(()) => job.job.is_done(),
             Err(e) => {
                 // The item may be in the history already (it appears before the bytes are
                 // stored): without its bytes every device would wait for it for ever, so it
                 // goes, and the person is told.
-                let removed = match job.manifest.as_ref().map(Manifest::root) {
+                let removed = match job.job.root() {
                     Some(root) => {
                         let removed = self.withdraw_file(root).await;
                         self.end_send(&mut job, root).await;
@@ -509,96 +529,68 @@ impl Runtime {
         removed
     }
 
-    async fn step_send(&mut self, job: &mut SendJob, chunks: u32) -> Result<bool, String> {
-        let end = (job.next + CHUNKS_PER_TURN).min(chunks);
-        let Some(manifest) = job.manifest.clone() else {
-            // Pass 1: hash.
-            for i in job.next..end {
-                let start = u64::from(i) * CHUNK_SIZE as u64;
-                let data =
-                    read_slice(&job.file, start, (start + CHUNK_SIZE as u64).min(job.size)).await?;
-                job.builder.push(&data).map_err(|e| e.to_string())?;
-            }
-            job.next = end;
-            if job.next < chunks {
-                return Ok(false);
-            }
-            let manifest = std::mem::take(&mut job.builder).finish();
-            let root = manifest.root();
-            // The manifest is stored before the item exists (no item may wait for a manifest
-            // that failed to store), and the send is noted with a lock held for it: a send
-            // the tab never finishes (closed, killed) is found at the next start.
-            self.store
-                .put(&manifest_key(&root), &manifest.encode())
-                .await
-                .map_err(|e| e.to_string())?;
-            self.save_local(move |s| {
-                s.sending.insert(root);
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            job.lock = hold_lock(&send_lock_name(&root));
-            // The item goes into the history at once; the bytes follow.
-            let meta = FileMeta {
-                root,
-                name: job.file.name(),
-                size: job.size,
-                mime: job.file.type_(),
-            };
-            job.manifest = Some(manifest);
-            let effects = self
-                .replica
-                .add_file(&meta, now_ms())
-                .map(|(_, e)| e)
-                .map_err(|e| e.to_string())?;
-            self.files.live.insert(root);
-            let v = self.files.view_mut(root);
-            v.state = FileState::Downloading;
-            job.next = 0;
-            self.apply(effects).await;
-            return Ok(chunks == 0 && self.finish_send(job).await);
-        };
-        // Pass 2: store (re-read and re-verified: the file may have changed on disk).
-        let root = manifest.root();
-        let mut entries = Vec::with_capacity((end - job.next) as usize);
-        for i in job.next..end {
-            let start = u64::from(i) * CHUNK_SIZE as u64;
-            let data =
-                read_slice(&job.file, start, (start + CHUNK_SIZE as u64).min(job.size)).await?;
-            manifest
-                .verify_chunk(i, &data)
-                .map_err(|_| "the file changed while it was being sent".to_string())?;
-            entries.push((chunk_key(&root, i), data));
+    /// One turn of a send: read the slices the job asks for and do what it says.
+    async fn step_send(&mut self, s: &mut Sending) -> Result<(), FileError> {
+        let mut slices = Vec::new();
+        for range in s.job.next_reads() {
+            slices.push(read_slice(&s.file, range.start, range.end).await?);
         }
-        // One transaction per turn's chunks.
-        self.store
-            .put_many(&entries)
-            .await
-            .map_err(|e| e.to_string())?;
-        let stored: u64 = entries.iter().map(|(_, d)| d.len() as u64).sum();
-        self.files.view_mut(root).have += stored;
-        job.next = end;
-        // Serve what is stored while the rest is being stored (other devices start early); at
-        // doubling sizes only, so a huge file costs a handful of these.
-        if end < chunks && end >= 16 && end.is_power_of_two() {
-            self.serve(root, &manifest.encode(), Have::Chunks((0..end).collect()));
+        match s.job.read(slices)? {
+            SendStep::Hashing => {}
+            SendStep::Hashed(manifest) => {
+                let root = manifest.root();
+                // The manifest is stored before the item exists (no item may wait for a
+                // manifest that failed to store), and the send is noted with a lock held for
+                // it: a send the tab never finishes (closed, killed) is found at the next
+                // start.
+                self.store
+                    .put(&manifest_key(&root), &manifest.encode())
+                    .await?;
+                self.save_local(move |s| {
+                    s.sending.insert(root);
+                })
+                .await?;
+                s.lock = hold_lock(&send_lock_name(&root));
+                // The item goes into the history at once; the bytes follow.
+                let meta = FileMeta {
+                    root,
+                    name: s.file.name(),
+                    size: s.job.size(),
+                    mime: s.file.type_(),
+                };
+                let (_, effects) = self.replica.add_file(&meta, now_ms())?;
+                self.files.live.insert(root);
+                self.files.view_mut(root).state = FileState::Downloading;
+                self.apply(effects).await;
+            }
+            SendStep::Store(entries) => {
+                let Some(manifest) = s.job.manifest().cloned() else {
+                    return Ok(());
+                };
+                let root = manifest.root();
+                // One transaction per turn's chunks.
+                if !entries.is_empty() {
+                    self.store.put_many(&entries).await?;
+                }
+                let stored: u64 = entries.iter().map(|(_, d)| d.len() as u64).sum();
+                self.files.view_mut(root).have += stored;
+                match s.job.stored() {
+                    Some(Have::All) => {
+                        self.serve(root, &manifest.encode(), Have::All);
+                        self.file_stored(root, s.job.size()).await;
+                        self.end_send(s, root).await;
+                    }
+                    // Other devices start on what is stored while the rest is being stored.
+                    Some(part) => self.serve(root, &manifest.encode(), part),
+                    None => {}
+                }
+            }
         }
-        Ok(job.next >= chunks && self.finish_send(job).await)
-    }
-
-    async fn finish_send(&mut self, job: &mut SendJob) -> bool {
-        let Some(manifest) = job.manifest.clone() else {
-            return true;
-        };
-        let root = manifest.root();
-        self.serve(root, &manifest.encode(), Have::All);
-        self.file_stored(root, job.size).await;
-        self.end_send(job, root).await;
-        true
+        Ok(())
     }
 
     /// A send is over (stored whole, or withdrawn): no longer noted, its lock released.
-    async fn end_send(&mut self, job: &mut SendJob, root: BlobId) {
+    async fn end_send(&mut self, job: &mut Sending, root: BlobId) {
         let _ = self
             .save_local(move |s| {
                 s.sending.remove(&root);
@@ -667,7 +659,7 @@ impl Runtime {
                 IoDone::Stored(ids, Err(e)) => {
                     let roots: BTreeSet<BlobId> = ids.iter().map(|(r, _)| *r).collect();
                     for root in roots {
-                        effects.extend(self.files.engine.store_failed(root, &e));
+                        effects.extend(self.files.engine.store_failed(root, &e.to_string()));
                     }
                 }
                 IoDone::Read(wanted, read) => {
@@ -715,11 +707,7 @@ impl Runtime {
                 continue;
             };
             if have_from_keys(&root, &keys).len() as u32 == m.chunk_count()
-                && !self
-                    .files
-                    .jobs
-                    .iter()
-                    .any(|j| j.manifest.as_ref().map(Manifest::root) == Some(root))
+                && !self.files.jobs.iter().any(|j| j.job.root() == Some(root))
             {
                 self.files.engine.cancel(root);
                 self.serve(root, &bytes, Have::All);
@@ -847,7 +835,7 @@ impl Runtime {
                     let (store, tx) = (self.store.clone(), self.files.io_tx.clone());
                     self.files.io_pending += 1;
                     wasm_bindgen_futures::spawn_local(async move {
-                        let result = store.put_many(&entries).await.map_err(|e| e.to_string());
+                        let result = store.put_many(&entries).await;
                         let _ = tx.unbounded_send(IoDone::Stored(ids, result));
                         crate::wake::wake();
                     });
@@ -883,15 +871,7 @@ impl Runtime {
     }
 
     pub(super) fn send_bulk(&mut self, peer: &PeerKey, frame: Vec<u8>) {
-        let link = match self.link.as_mut() {
-            Some(l) if l.has_peer(peer) => Some(l),
-            _ => self.retired.iter_mut().find(|l| l.has_peer(peer)),
-        };
-        if let Some(link) = link
-            && let Err(err) = link.send_bulk(peer, frame)
-        {
-            web_sys::console::warn_1(&err.to_string().into());
-        }
+        self.send_rtc(peer, ferry_core::Lane::Bulk, frame);
     }
 
     /// A device proved membership over WebRTC: it may hold or want files.
@@ -932,7 +912,7 @@ impl Runtime {
             .files
             .jobs
             .iter()
-            .filter_map(|j| j.manifest.as_ref().map(Manifest::root))
+            .filter_map(|j| j.job.root())
             .collect();
         for root in new {
             if sending.contains(&root) {

@@ -30,7 +30,6 @@ use ferry_core::{
     MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, random_msg_id, seal_payload,
 };
 use leptos::prelude::*;
-use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -226,7 +225,6 @@ enum VisitError {
 struct Room {
     last_seq: u64,
     base_to: Option<u64>,
-    cursors: BTreeMap<String, u64>,
 }
 
 impl Mailbox {
@@ -411,7 +409,7 @@ impl Runtime {
         if let Err(e) = self.acknowledge(url, &token).await {
             web_sys::console::warn_1(&format!("mailbox: {e}").into());
         }
-        self.note_mailbox_delivery(&room.cursors).await;
+        self.note_mailbox_delivery();
         let result = self.upload_mailbox(url, &token, &room).await;
         self.save_last_post().await;
         result
@@ -497,22 +495,11 @@ impl Runtime {
         Ok(())
     }
 
-    /// Another device's cursor past one of our uploads means it has the items that upload
-    /// carried: the same "on Laptop" that direct sync gives.
-    async fn note_mailbox_delivery(&mut self, _cursors: &BTreeMap<String, u64>) {
-        // Which device has what comes from their sealed receipts (`note_receipt`), not from
-        // these cursors: anyone with the access key can move a cursor, and a cursor also
-        // passes entries a device failed to store.
-        // Everything here is uploaded and every other device's receipt covers everything
-        // written here: as synced as direct sync would make it ("Last synced …").
-        let latest = self
-            .replica
-            .history()
-            .items()
-            .filter(|i| i.author == self.device)
-            .map(|i| i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms)))
-            .max()
-            .unwrap_or(0);
+    /// "Last synced" through the mailbox: everything here is uploaded and every other device's
+    /// sealed receipt covers what this device wrote (core `delivery::delivered_everywhere`).
+    /// Server cursors are never evidence: anyone with the access key can move one, and a
+    /// cursor also passes entries a device failed to store.
+    fn note_mailbox_delivery(&mut self) {
         let others: Vec<DeviceId> = self
             .replica
             .devices()
@@ -520,13 +507,14 @@ impl Runtime {
             .map(|d| d.id)
             .filter(|d| *d != self.device)
             .collect();
-        if !others.is_empty()
-            && !self.mailbox.upload.uploading_history()
-            && self.heads_uploaded()
-            && others
-                .iter()
-                .all(|d| self.local.delivered.get(d).is_some_and(|at| *at >= latest))
-        {
+        let uploaded = !self.mailbox.upload.uploading_history() && self.heads_uploaded();
+        if delivery::delivered_everywhere(
+            self.replica.history().items(),
+            self.device,
+            &others,
+            &self.local.delivered,
+            uploaded,
+        ) {
             self.mailbox.synced_ms = now_ms();
         }
     }
@@ -614,7 +602,6 @@ impl Runtime {
             let room = Room {
                 last_seq: page.last_seq,
                 base_to: page.base_to,
-                cursors: page.cursors,
             };
             if done {
                 break room;

@@ -68,5 +68,6 @@ pub use replica::{
     Effect, Input, MAX_BAD_FRAMES, PeerKey, RejectReason, Replica, ReplicaChanges, ReplicaError,
     Transport,
 };
+pub use seal::Lane;
 pub use store::{MemoryStore, Store, StoreError, StoreKey};
 pub use wire::{Message, Reassembler, WireError};

@@ -127,8 +127,8 @@ impl Runtime {
 
     /// Reads the outbox from storage (other tabs and the service worker write there too),
     /// finishing records the service worker posted.
-    async fn reload_outbox(&mut self) -> Result<(), String> {
-        let loaded = outbox::load(&self.store).await.map_err(|e| e.to_string())?;
+    async fn reload_outbox(&mut self) -> Result<(), ferry_core::StoreError> {
+        let loaded = outbox::load(&self.store).await?;
         for stamp in loaded.damaged {
             let _ = outbox::remove(&self.store, stamp).await;
         }

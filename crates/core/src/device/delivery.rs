@@ -99,6 +99,30 @@ pub fn note_synced(
     moved
 }
 
+/// Through the mailbox alone, this device counts as synced ("Last synced …", as direct sync
+/// would make it) once everything it has is uploaded (`all_uploaded`) and every other device
+/// of the space (`others`) posted a receipt covering the newest item `me` wrote. With no
+/// other device there is no one to be synced with.
+pub fn delivered_everywhere<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
+    me: DeviceId,
+    others: &[DeviceId],
+    delivered: &BTreeMap<DeviceId, u64>,
+    all_uploaded: bool,
+) -> bool {
+    let latest = items
+        .into_iter()
+        .filter(|i| i.author == me)
+        .map(|i| i.at.wall_ms.max(i.edited_at.map_or(0, |e| e.wall_ms)))
+        .max()
+        .unwrap_or(0);
+    all_uploaded
+        && !others.is_empty()
+        && others
+            .iter()
+            .all(|d| delivered.get(d).is_some_and(|at| *at >= latest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +216,56 @@ mod tests {
         assert_eq!(d.get(&phone), Some(&120));
         assert!(note_synced(&mut d, &[phone], 125, 140));
         assert!(!note_synced(&mut d, &[], 200, 200));
+    }
+
+    #[test]
+    fn synced_through_the_mailbox_needs_every_device_and_every_upload() {
+        let (me, laptop, tablet) = (
+            DeviceId::from_bytes([1; 16]),
+            DeviceId::from_bytes([2; 16]),
+            DeviceId::from_bytes([3; 16]),
+        );
+        let mut edited = item(me, 100, None);
+        edited.edited_at = Some(Hlc {
+            wall_ms: 300,
+            counter: 0,
+        });
+        let items = [edited, item(me, 200, None), item(laptop, 900, None)];
+        let both = [laptop, tablet];
+        let marks = |l, t| BTreeMap::from([(laptop, l), (tablet, t)]);
+        assert!(delivered_everywhere(
+            &items,
+            me,
+            &both,
+            &marks(300, 300),
+            true
+        ));
+        // The edit (at 300) is what the receipts must cover, not the item's first write.
+        assert!(!delivered_everywhere(
+            &items,
+            me,
+            &both,
+            &marks(300, 299),
+            true
+        ));
+        // A device without any receipt.
+        let only_laptop = BTreeMap::from([(laptop, 300)]);
+        assert!(!delivered_everywhere(&items, me, &both, &only_laptop, true));
+        // Something still to upload.
+        assert!(!delivered_everywhere(
+            &items,
+            me,
+            &both,
+            &marks(300, 300),
+            false
+        ));
+        // Alone in the space: nobody to be synced with.
+        assert!(!delivered_everywhere(
+            &items,
+            me,
+            &[],
+            &marks(300, 300),
+            true
+        ));
     }
 }

@@ -468,7 +468,7 @@ fn cases() -> u32 {
     std::env::var("FERRY_SOAK_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(1000)
 }
 
 fn run(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {

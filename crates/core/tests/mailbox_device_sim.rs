@@ -9,19 +9,27 @@
 //! their saved state (in-memory progress lost), and the server **loses its data**: it is
 //! restored from an earlier copy (finding 4 of issue #15).
 //!
+//! Devices also meet directly, now and then, over the core's link port (`Router` over a
+//! `MemoryNet`): they sync history there, and a connected device leaves the mailbox alone,
+//! as the app does. Connections are cut again (partitions), and a restart drops them.
+//!
 //! Every case must converge: every device ends with every text and every file byte-identical,
-//! and no device ever says an item is on another device that has not stored it.
+//! and no device ever says an item is on another device that has not stored it (through the
+//! mailbox, with its file's bytes: a sealed receipt says so; directly, the item itself: a
+//! direct sync proves the other device's heads, not which file bytes it fetched since).
 //! (Not modelled: the entry TTL and quotas, which ferry-signal's own tests cover.)
 
 use ferry_core::blobs::{CHUNK_SIZE, ManifestBuilder, chunk_key, manifest_key};
 use ferry_core::device::delivery;
 use ferry_core::device::mailbox::{FetchAnswer, Inbox, Opened, Outcome, Stored, store_payload};
 use ferry_core::device::upload::{FileStep, HISTORY_ENTRIES_PER_VISIT};
-use ferry_core::device::{MailboxState, RoomView, Uploader};
+use ferry_core::device::{
+    LinkEvent, MailboxState, MemoryLink, MemoryNet, RoomView, Router, Uploader,
+};
 use ferry_core::testing::block_on;
 use ferry_core::{
-    BlobId, DeviceId, FileMeta, MailboxKeys, MailboxPayload, MailboxReader, MemoryStore, Replica,
-    RoomId, SpaceSecret, Store, StoreError, StoreKey, seal_payload,
+    BlobId, DeviceId, Effect, FileMeta, Input, Lane, MailboxKeys, MailboxPayload, MailboxReader,
+    MemoryStore, PeerKey, Replica, RoomId, SpaceSecret, Store, StoreError, StoreKey, seal_payload,
 };
 use proptest::prelude::*;
 use std::cell::Cell;
@@ -158,6 +166,7 @@ struct World {
     files: BTreeMap<BlobId, Vec<u8>>,
     now: u64,
     msg_id: u64,
+    net: MemoryNet,
 }
 
 struct Device {
@@ -167,6 +176,12 @@ struct Device {
     /// What survives a restart (the app's `local/state` mailbox part).
     saved: MailboxState,
     delivered: BTreeMap<DeviceId, u64>,
+    /// Delivery marks from direct sync (the app keeps them in the same map; kept apart here
+    /// so each is checked against what it proves).
+    synced: BTreeMap<DeviceId, u64>,
+    router: Router<MemoryLink>,
+    /// Peers that proved who they are.
+    peers: BTreeMap<PeerKey, DeviceId>,
     inbox: Inbox,
     upload: Uploader,
     server_forgot: bool,
@@ -190,8 +205,13 @@ impl Device {
     fn new(world: &World, i: usize) -> Self {
         let id = DeviceId::from_bytes([i as u8 + 1; 16]);
         let saved = MailboxState::default();
+        let mut router = Router::default();
+        router.connect(world.net.open(&socket(i)));
         Device {
             id,
+            synced: BTreeMap::new(),
+            router,
+            peers: BTreeMap::new(),
             replica: Replica::new(id, &format!("device {i}"), &world.secret).unwrap(),
             disk: Disk::default(),
             inbox: inbox(world, id, &saved),
@@ -202,8 +222,74 @@ impl Device {
         }
     }
 
-    /// What was in memory only is gone; the saved cursor and uploads come back.
-    fn restart(&mut self, world: &World) {
+    /// What was in memory only is gone; the saved cursor and uploads come back. Connections
+    /// drop (the other side sees them go) and a new socket opens.
+    fn restart(&mut self, world: &World, me: usize) {
+        self.resume_mailbox(world);
+        for peer in self.router.close_all() {
+            self.replica.handle(Input::PeerDown(peer));
+        }
+        self.peers.clear();
+        self.router.connect(world.net.open(&socket(me)));
+    }
+
+    /// Sends what the replica wants sent, on whichever socket reaches the peer.
+    fn route(&mut self, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Send { peer, frame } => drop(self.router.send(&peer, Lane::Main, frame)),
+                Effect::SendBulk { peer, frame } => {
+                    drop(self.router.send(&peer, Lane::Bulk, frame))
+                }
+                Effect::PeerIdentified { peer, device, .. } => {
+                    self.peers.insert(peer, device);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One turn of direct sync: what the sockets brought, and the marks it proves.
+    fn turn(&mut self, now: u64) -> bool {
+        let events = self.router.poll();
+        let busy = !events.is_empty();
+        for event in events {
+            let input = match event {
+                LinkEvent::Up(p) => Input::PeerUp(p),
+                LinkEvent::Down(p) => {
+                    self.peers.remove(&p);
+                    Input::PeerDown(p)
+                }
+                LinkEvent::Frame {
+                    peer,
+                    lane: Lane::Main,
+                    bytes,
+                } => Input::Frame { peer, frame: bytes },
+                LinkEvent::Frame {
+                    peer,
+                    lane: Lane::Bulk,
+                    bytes,
+                } => Input::BulkFrame { peer, frame: bytes },
+            };
+            let effects = self.replica.handle(input);
+            self.route(effects);
+        }
+        // As the app's `update_synced`: a device with the same heads has everything here.
+        let devices = self.replica.synced_devices();
+        if !devices.is_empty() {
+            let latest = self.replica.latest_ms();
+            delivery::note_synced(&mut self.synced, &devices, latest, now.max(latest));
+        }
+        busy
+    }
+
+    /// Another device is connected directly (then the app leaves the mailbox alone).
+    fn connected(&self) -> bool {
+        self.peers.values().any(|d| *d != self.id)
+    }
+
+    /// The mailbox client as saved (its progress in memory lost).
+    fn resume_mailbox(&mut self, world: &World) {
         self.inbox = inbox(world, self.id, &self.saved);
         self.upload = Uploader::resume(&self.saved);
     }
@@ -211,7 +297,7 @@ impl Device {
     /// The server lost this mailbox: start over there as a new device would.
     fn forget(&mut self, world: &World) {
         self.saved.forget_server();
-        self.restart(world);
+        self.resume_mailbox(world);
         self.server_forgot = false;
     }
 
@@ -257,6 +343,9 @@ impl Device {
 
     /// One visit, in the app's order: read, acknowledge, receipt, upload history, files.
     fn visit(&mut self, world: &mut World, me: usize) {
+        if self.connected() {
+            return;
+        }
         if self.server_forgot {
             self.forget(world);
         }
@@ -414,14 +503,25 @@ impl Device {
             size: len as u64,
             mime: String::new(),
         };
-        self.replica.add_file(&meta, world.now).unwrap();
+        let (_, effects) = self.replica.add_file(&meta, world.now).unwrap();
+        self.route(effects);
         world.files.insert(root, bytes);
     }
 }
 
-/// No device says an item is on another device that has not stored it (with its file).
+/// No device says an item is on another device that has not stored it (with its file, when
+/// a receipt said so).
 fn check_delivery(devices: &[Device]) -> Result<(), TestCaseError> {
     for a in devices {
+        for (to, at) in &a.synced {
+            let b = devices.iter().find(|d| d.id == *to).unwrap();
+            let held: BTreeSet<_> = b.replica.items().iter().map(|i| i.id).collect();
+            for item in a.replica.items().iter().filter(|i| i.author == a.id) {
+                if item.at.wall_ms <= *at {
+                    prop_assert!(held.contains(&item.id), "{:?} not on {to:?} yet", item.id);
+                }
+            }
+        }
         for (to, at) in &a.delivered {
             let b = devices.iter().find(|d| d.id == *to).unwrap();
             let stored = b.stored_files();
@@ -446,6 +546,10 @@ enum Op {
     Visit(usize),
     Disk(usize, bool),
     Restart(usize),
+    /// Two devices connect directly (and sync while the connection lasts)…
+    Meet(usize, usize),
+    /// …and lose that connection.
+    Part(usize, usize),
     /// The server's data dir is copied now…
     Backup,
     /// …and later restored from that copy (what came after is lost).
@@ -459,6 +563,8 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
         5 => (0..n).prop_map(Op::Visit),
         1 => (0..n, any::<bool>()).prop_map(|(d, f)| Op::Disk(d, f)),
         1 => (0..n).prop_map(Op::Restart),
+        1 => (0..n, 0..n).prop_map(|(a, b)| Op::Meet(a, b)),
+        1 => (0..n, 0..n).prop_map(|(a, b)| Op::Part(a, b)),
         1 => Just(Op::Backup),
         1 => Just(Op::Restore),
     ]
@@ -471,7 +577,27 @@ fn cases() -> u32 {
         .unwrap_or(1000)
 }
 
-fn run(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+/// A device's socket name on the in-memory network.
+fn socket(i: usize) -> String {
+    format!("device-{i}")
+}
+
+/// Direct sync runs until nothing moves.
+fn settle(devices: &mut [Device], now: u64) {
+    for _ in 0..50 {
+        let mut busy = false;
+        for d in devices.iter_mut() {
+            busy |= d.turn(now);
+        }
+        if !busy {
+            return;
+        }
+    }
+    panic!("direct sync never settles");
+}
+
+/// A space of `n` devices, none connected, each registered with the mailbox.
+fn setup(n: usize) -> (World, Vec<Device>) {
     let secret = SpaceSecret::from_bytes([5; 32]);
     let tags = (0..n)
         .map(|i| MailboxKeys::derive(&secret).device_tag(DeviceId::from_bytes([i as u8 + 1; 16])))
@@ -488,35 +614,62 @@ fn run(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
         files: BTreeMap::new(),
         now: 1_700_000_000_000,
         msg_id: 0,
+        net: MemoryNet::default(),
     };
-    let mut devices: Vec<Device> = (0..n).map(|i| Device::new(&world, i)).collect();
+    let devices: Vec<Device> = (0..n).map(|i| Device::new(&world, i)).collect();
     // Paired before the run: each device visited once (registered), so file chunks are held
     // for all of them. (One that registers later gets files by direct sync: chunks every
     // registered device had are gone, by design.)
     for i in 0..n {
         world.server.register(i);
     }
-    for (step, op) in ops.iter().enumerate() {
-        world.now += 1000;
-        match op {
-            Op::Write(d) => {
-                let text = format!("text {step} from {d}");
-                devices[*d].replica.add_text(&text, world.now).unwrap();
-            }
-            Op::SendFile(d, chunks) => devices[*d].write_file(&mut world, step as u8, *chunks),
-            Op::Visit(d) => devices[*d].visit(&mut world, *d),
-            Op::Disk(d, full) => devices[*d].disk.full.set(*full),
-            Op::Restart(d) => devices[*d].restart(&world),
-            Op::Backup => world.backup = Some(world.server.clone()),
-            Op::Restore => {
-                if let Some(b) = world.backup.clone() {
-                    world.server = b;
-                }
+    (world, devices)
+}
+
+/// One operation, then direct sync settles; delivery marks are checked.
+fn step(
+    world: &mut World,
+    devices: &mut [Device],
+    step: usize,
+    op: &Op,
+) -> Result<(), TestCaseError> {
+    world.now += 1000;
+    match op {
+        Op::Write(d) => {
+            let text = format!("text {step} from {d}");
+            let (_, effects) = devices[*d].replica.add_text(&text, world.now).unwrap();
+            devices[*d].route(effects);
+        }
+        Op::SendFile(d, chunks) => devices[*d].write_file(world, step as u8, *chunks),
+        Op::Visit(d) => devices[*d].visit(world, *d),
+        Op::Disk(d, full) => devices[*d].disk.full.set(*full),
+        Op::Restart(d) => devices[*d].restart(world, *d),
+        Op::Meet(a, b) => world.net.connect(&socket(*a), &socket(*b)),
+        Op::Part(a, b) => world.net.cut(&socket(*a), &socket(*b)),
+        Op::Backup => world.backup = Some(world.server.clone()),
+        Op::Restore => {
+            if let Some(b) = world.backup.clone() {
+                world.server = b;
             }
         }
-        check_delivery(&devices)?;
     }
-    // Disks freed; every device visits in turn until nothing moves.
+    settle(devices, world.now);
+    check_delivery(devices)
+}
+
+fn run(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+    let (mut world, mut devices) = setup(n);
+    for (i, op) in ops.iter().enumerate() {
+        step(&mut world, &mut devices, i, op)?;
+    }
+    // Every connection drops, disks are freed; every device visits in turn until nothing
+    // moves.
+    for a in 0..n {
+        for b in 0..n {
+            world.net.cut(&socket(a), &socket(b));
+        }
+    }
+    settle(&mut devices, world.now);
     for d in &devices {
         d.disk.full.set(false);
     }
@@ -566,7 +719,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn devices_never_online_together_converge_through_a_mailbox_that_loses_data(
+    fn devices_meeting_now_and_then_converge_through_a_mailbox_that_loses_data(
         (n, ops) in (2..=4usize).prop_flat_map(|n| (Just(n), proptest::collection::vec(op(n), 1..40)))
     ) {
         run(n, &ops)?;
@@ -633,4 +786,38 @@ fn the_entry_at_a_cursor_moved_back_is_compared() {
         Write(0),
     ];
     run(2, &ops).unwrap();
+}
+
+/// Two devices that meet sync directly, at once, and leave the mailbox alone while connected;
+/// once parted, what one writes reaches the other through the mailbox.
+#[test]
+fn devices_that_meet_sync_directly_and_use_the_mailbox_once_apart() {
+    use Op::*;
+    let (mut world, mut devices) = setup(2);
+    let texts = |d: &Device| d.replica.items().len();
+    for (i, op) in [Write(0), Meet(0, 1)].iter().enumerate() {
+        step(&mut world, &mut devices, i, op).unwrap();
+    }
+    assert_eq!(texts(&devices[1]), 1, "synced directly");
+    assert!(
+        devices[0].synced.contains_key(&devices[1].id),
+        "marked on B"
+    );
+    step(&mut world, &mut devices, 2, &Visit(0)).unwrap();
+    assert!(
+        world.server.entries.is_empty(),
+        "a connected device uploads nothing"
+    );
+    for (i, op) in [Part(0, 1), Write(0), Visit(0), Visit(1)]
+        .iter()
+        .enumerate()
+    {
+        step(&mut world, &mut devices, 3 + i, op).unwrap();
+    }
+    assert_eq!(texts(&devices[1]), 2, "through the mailbox");
+    // Met again after a restart (its socket is new): direct sync resumes.
+    for (i, op) in [Restart(1), Write(1), Meet(0, 1)].iter().enumerate() {
+        step(&mut world, &mut devices, 7 + i, op).unwrap();
+    }
+    assert_eq!(texts(&devices[0]), 3);
 }

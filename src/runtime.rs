@@ -689,6 +689,11 @@ impl Runtime {
         if !devices.is_empty() {
             synced = synced.max(now.max(self.replica.latest_ms()));
             let latest = self.replica.latest_ms();
+            // A device with our heads has every item; a file's bytes only once it said so.
+            let devices: Vec<(DeviceId, u64)> = devices
+                .into_iter()
+                .map(|d| (d, self.held_through(d)))
+                .collect();
             if delivery::note_synced(&mut self.local.delivered, &devices, latest, synced) {
                 self.save_delivered().await;
                 self.refresh_items();

@@ -152,6 +152,9 @@ pub(super) struct Files {
     stopped: BTreeSet<BlobId>,
     /// Roots referenced by the history, as of the last look.
     live: BTreeSet<BlobId>,
+    /// Files that became whole here since the last pump: connected peers are told (their
+    /// authors may then say "on" this device).
+    announce: Vec<BlobId>,
     /// Per-root view state; pushed to the view when dirty, at most every tick.
     views: BTreeMap<BlobId, FileView>,
     /// Last progress sample per root, for the speed: (time ms, bytes).
@@ -177,6 +180,7 @@ impl Files {
             stored: BTreeSet::new(),
             stopped: BTreeSet::new(),
             live: BTreeSet::new(),
+            announce: Vec::new(),
             views: BTreeMap::new(),
             samples: BTreeMap::new(),
             sent_samples: BTreeMap::new(),
@@ -322,7 +326,9 @@ impl Runtime {
 
     /// Every chunk is here: say so, and make a preview of small images and videos.
     async fn file_stored(&mut self, root: BlobId, size: u64) {
-        self.files.stored.insert(root);
+        if self.files.stored.insert(root) {
+            self.files.announce.push(root);
+        }
         let mime = self.file_meta(root).map(|f| f.mime).unwrap_or_default();
         let previewable = (mime.starts_with("image/") || mime.starts_with("video/"))
             && size <= PREVIEW_MAX
@@ -645,6 +651,9 @@ impl Runtime {
         // All at once, so the chunks that arrived together are stored (or read) together.
         let inbox = std::mem::take(&mut self.files.inbox);
         let mut effects = Vec::new();
+        for root in std::mem::take(&mut self.files.announce) {
+            effects.extend(self.files.engine.announce(root));
+        }
         for (peer, msg) in inbox {
             effects.extend(self.files.engine.on_message(&peer, msg, now_ms()));
         }
@@ -877,9 +886,32 @@ impl Runtime {
     /// A device proved membership over WebRTC: it may hold or want files.
     pub(super) async fn file_peer_up(&mut self, peer: &PeerKey) {
         if self.files.peers.insert(peer.clone()) {
-            let eff = self.files.engine.peer_up(peer);
+            let mut eff = self.files.engine.peer_up(peer);
+            // Which of the files written here it holds: what "on" it may say of them.
+            let mine: Vec<BlobId> = self
+                .replica
+                .history()
+                .file_items()
+                .filter(|i| i.author == self.device)
+                .filter_map(|i| i.file.as_ref().map(|f| f.root))
+                .collect();
+            eff.extend(self.files.engine.ask(peer, &mine));
             self.run_blob_effects(eff).await;
         }
+    }
+
+    /// How far a direct sync may mark `device` as having what this device wrote: before the
+    /// first file of ours it has not said it holds whole (core `delivery::held_through`).
+    pub(super) fn held_through(&self, device: DeviceId) -> u64 {
+        let holds: BTreeSet<BlobId> = self
+            .peers
+            .iter()
+            .filter(|(_, d)| **d == device)
+            .filter_map(|(k, _)| self.files.engine.peer_holds(k))
+            .flatten()
+            .copied()
+            .collect();
+        delivery::held_through(self.replica.history().file_items(), self.device, &holds)
     }
 
     /// A device went away: its requests go to others.

@@ -30,6 +30,9 @@ pub struct History {
     order: BTreeMap<(Hlc, ItemId), Item>,
     at: BTreeMap<ItemId, Hlc>,
     files: BTreeMap<BlobId, usize>,
+    /// The items that carry a file, in display order (what delivery marks look at, without
+    /// walking every text).
+    with_files: BTreeSet<(Hlc, ItemId)>,
 }
 
 impl History {
@@ -45,6 +48,7 @@ impl History {
     fn insert(&mut self, item: Item) {
         if let Some(f) = &item.file {
             *self.files.entry(f.root).or_default() += 1;
+            self.with_files.insert((item.at, item.id));
         }
         self.at.insert(item.id, item.at);
         self.order.insert((item.at, item.id), item);
@@ -53,6 +57,7 @@ impl History {
     fn remove(&mut self, id: ItemId) -> Option<Item> {
         let at = self.at.remove(&id)?;
         let item = self.order.remove(&(at, id))?;
+        self.with_files.remove(&(at, id));
         if let Some(f) = &item.file
             && let Some(n) = self.files.get_mut(&f.root)
         {
@@ -93,6 +98,11 @@ impl History {
     /// Visible items, oldest first.
     pub fn items(&self) -> impl DoubleEndedIterator<Item = &Item> + ExactSizeIterator + Clone {
         self.order.values()
+    }
+
+    /// Visible items that carry a file, oldest first.
+    pub fn file_items(&self) -> impl Iterator<Item = &Item> {
+        self.with_files.iter().filter_map(|k| self.order.get(k))
     }
 
     /// One visible item.
@@ -202,6 +212,8 @@ mod tests {
                 index[i].apply(&docs[i], &changes);
                 let fresh: Vec<Item> = docs[i].items();
                 let patched: Vec<Item> = index[i].items().cloned().collect();
+                let fresh_files: Vec<&Item> = fresh.iter().filter(|i| i.file.is_some()).collect();
+                prop_assert_eq!(index[i].file_items().collect::<Vec<_>>(), fresh_files);
                 prop_assert_eq!(patched, fresh);
                 prop_assert_eq!(index[i].live_blobs(), docs[i].live_blobs());
             }

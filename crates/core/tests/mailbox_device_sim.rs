@@ -14,9 +14,9 @@
 //! as the app does. Connections are cut again (partitions), and a restart drops them.
 //!
 //! Every case must converge: every device ends with every text and every file byte-identical,
-//! and no device ever says an item is on another device that has not stored it (through the
-//! mailbox, with its file's bytes: a sealed receipt says so; directly, the item itself: a
-//! direct sync proves the other device's heads, not which file bytes it fetched since).
+//! and no device ever says an item is on another device that has not stored it with its
+//! file's bytes (through the mailbox a sealed receipt says so; directly, equal heads prove the
+//! items and the device's `Have` answers the files, see `delivery::held_through`).
 //! (Not modelled: the entry TTL and quotas, which ferry-signal's own tests cover.)
 
 use ferry_core::blobs::{CHUNK_SIZE, ManifestBuilder, chunk_key, manifest_key};
@@ -175,10 +175,8 @@ struct Device {
     disk: Disk,
     /// What survives a restart (the app's `local/state` mailbox part).
     saved: MailboxState,
+    /// Delivery marks, from receipts and from direct sync (one map, as in the app).
     delivered: BTreeMap<DeviceId, u64>,
-    /// Delivery marks from direct sync (the app keeps them in the same map; kept apart here
-    /// so each is checked against what it proves).
-    synced: BTreeMap<DeviceId, u64>,
     router: Router<MemoryLink>,
     /// Peers that proved who they are.
     peers: BTreeMap<PeerKey, DeviceId>,
@@ -209,7 +207,6 @@ impl Device {
         router.connect(world.net.open(&socket(i)));
         Device {
             id,
-            synced: BTreeMap::new(),
             router,
             peers: BTreeMap::new(),
             replica: Replica::new(id, &format!("device {i}"), &world.secret).unwrap(),
@@ -274,12 +271,21 @@ impl Device {
             let effects = self.replica.handle(input);
             self.route(effects);
         }
-        // As the app's `update_synced`: a device with the same heads has everything here.
-        let devices = self.replica.synced_devices();
-        if !devices.is_empty() {
-            let latest = self.replica.latest_ms();
-            delivery::note_synced(&mut self.synced, &devices, latest, now.max(latest));
-        }
+        // As the app's `update_synced`: a device with the same heads has every item here, and
+        // the files it said it holds (none: files travel through the mailbox in this model).
+        let latest = self.replica.latest_ms();
+        let cap = delivery::held_through(
+            self.replica.history().file_items(),
+            self.id,
+            &BTreeSet::new(),
+        );
+        let devices: Vec<(DeviceId, u64)> = self
+            .replica
+            .synced_devices()
+            .into_iter()
+            .map(|d| (d, cap))
+            .collect();
+        delivery::note_synced(&mut self.delivered, &devices, latest, now.max(latest));
         busy
     }
 
@@ -509,19 +515,9 @@ impl Device {
     }
 }
 
-/// No device says an item is on another device that has not stored it (with its file, when
-/// a receipt said so).
+/// No device says an item is on another device that has not stored it, with its file.
 fn check_delivery(devices: &[Device]) -> Result<(), TestCaseError> {
     for a in devices {
-        for (to, at) in &a.synced {
-            let b = devices.iter().find(|d| d.id == *to).unwrap();
-            let held: BTreeSet<_> = b.replica.items().iter().map(|i| i.id).collect();
-            for item in a.replica.items().iter().filter(|i| i.author == a.id) {
-                if item.at.wall_ms <= *at {
-                    prop_assert!(held.contains(&item.id), "{:?} not on {to:?} yet", item.id);
-                }
-            }
-        }
         for (to, at) in &a.delivered {
             let b = devices.iter().find(|d| d.id == *to).unwrap();
             let stored = b.stored_files();
@@ -800,7 +796,7 @@ fn devices_that_meet_sync_directly_and_use_the_mailbox_once_apart() {
     }
     assert_eq!(texts(&devices[1]), 1, "synced directly");
     assert!(
-        devices[0].synced.contains_key(&devices[1].id),
+        devices[0].delivered.contains_key(&devices[1].id),
         "marked on B"
     );
     step(&mut world, &mut devices, 2, &Visit(0)).unwrap();

@@ -155,6 +155,9 @@ struct PeerState {
     bad: u32,
     inflight: usize,
     reads: usize,
+    /// Files this device serves that the peer said it holds whole (bounded by what is
+    /// served here).
+    holds: BTreeSet<BlobId>,
 }
 
 /// What a peer told us it holds: everything, or sorted half-open ranges.
@@ -283,6 +286,34 @@ impl Transfers {
     /// Whether this device holds (and serves) every chunk of `root`.
     pub fn is_complete(&self, root: &BlobId) -> bool {
         self.served.get(root).is_some_and(|s| s.have.is_none())
+    }
+
+    /// Files served here that `peer` said it holds whole (what a direct sync may mark as
+    /// delivered, see [`crate::device::delivery::held_through`]).
+    pub fn peer_holds(&self, peer: &PeerKey) -> Option<&BTreeSet<BlobId>> {
+        self.peers.get(peer).map(|p| &p.holds)
+    }
+
+    /// Asks `peer` which of `roots` it holds (its answers fill [`Transfers::peer_holds`]).
+    pub fn ask(&self, peer: &PeerKey, roots: &[BlobId]) -> Vec<BlobEffect> {
+        let mut out = vec![];
+        self.query(roots, std::slice::from_ref(peer), &mut out);
+        out
+    }
+
+    /// Tells every connected peer this device now holds `root` (however it got here), so
+    /// the file's author can say "on" this device.
+    pub fn announce(&self, root: BlobId) -> Vec<BlobEffect> {
+        let Some(msg) = self.have_message(root) else {
+            return vec![];
+        };
+        self.active_peers()
+            .into_iter()
+            .map(|peer| BlobEffect::Send {
+                peer,
+                msg: msg.clone(),
+            })
+            .collect()
     }
 
     fn active_peers(&self) -> Vec<PeerKey> {
@@ -498,6 +529,15 @@ impl Transfers {
                 complete,
                 mut ranges,
             } => {
+                if self.served.contains_key(&root)
+                    && let Some(p) = self.peers.get_mut(peer)
+                {
+                    if complete {
+                        p.holds.insert(root);
+                    } else {
+                        p.holds.remove(&root);
+                    }
+                }
                 if let Some(dl) = self.downloads.get_mut(&root) {
                     ranges.sort_unstable();
                     let source = if complete {
@@ -952,6 +992,91 @@ mod tests {
                 _ => 0,
             })
             .sum()
+    }
+
+    /// The author learns which of its files a peer holds whole: from the peer's answers to
+    /// its questions, and from what the peer announces once a file is complete there.
+    #[test]
+    fn a_peer_that_completes_a_file_says_so_and_its_author_remembers() {
+        let (m, data) = file(2);
+        let root = m.root();
+        let mut author = Transfers::new(TransferConfig::default());
+        author.serve(root, &m.encode(), Have::All).unwrap();
+        let phone: PeerKey = "phone".into();
+        let laptop: PeerKey = "laptop".into();
+        let _ = author.peer_up(&phone);
+        let ask = author.ask(&phone, &[root]);
+        assert!(
+            matches!(&ask[..], [BlobEffect::Send { msg: BlobMessage::Query { roots }, .. }] if roots == &vec![root])
+        );
+        assert_eq!(author.peer_holds(&phone).map(BTreeSet::len), Some(0));
+
+        // The phone downloads it; once complete it tells everyone connected.
+        let mut other = Transfers::new(TransferConfig::default());
+        let _ = other.peer_up(&laptop);
+        let mut queue: Vec<BlobEffect> = other.want(root, 0);
+        let mut told = vec![];
+        for _ in 0..20 {
+            let mut next = vec![];
+            for e in queue.drain(..) {
+                match e {
+                    BlobEffect::Send { msg, .. } => {
+                        let mut back = author.on_message(&phone, msg, 0);
+                        while let Some(b) = back.pop() {
+                            match b {
+                                BlobEffect::Send { msg, .. } => {
+                                    next.extend(other.on_message(&laptop, msg, 0))
+                                }
+                                BlobEffect::ReadChunk { peer, root, index } => {
+                                    let at = index as usize * CHUNK_SIZE;
+                                    let bytes = data[at..at + CHUNK_SIZE].to_vec();
+                                    back.extend(author.chunk_read(&peer, root, index, Some(bytes)));
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    BlobEffect::StoreChunk { root, index, .. } => {
+                        next.extend(other.stored(root, index))
+                    }
+                    BlobEffect::Complete { root } => told.extend(other.announce(root)),
+                    _ => {}
+                }
+            }
+            queue = next;
+        }
+        assert!(
+            other.is_complete(&root),
+            "downloaded ({} bytes)",
+            data.len()
+        );
+        assert_eq!(told.len(), 1, "announced to the one peer it has");
+        for e in told {
+            if let BlobEffect::Send { peer, msg } = e {
+                assert_eq!(peer, laptop);
+                let _ = author.on_message(&phone, msg, 0);
+            }
+        }
+        assert!(author.peer_holds(&phone).is_some_and(|h| h.contains(&root)));
+        // A later answer that it no longer holds it all (freed, damaged) is believed too.
+        let partial = BlobMessage::Have {
+            root,
+            complete: false,
+            ranges: vec![(0, 1)],
+        };
+        let _ = author.on_message(&phone, partial, 0);
+        assert!(author.peer_holds(&phone).is_some_and(|h| h.is_empty()));
+        // Claims about files not served here are not kept (a peer cannot grow this).
+        let stranger = BlobMessage::Have {
+            root: BlobId([9; 32]),
+            complete: true,
+            ranges: vec![],
+        };
+        let _ = author.on_message(&phone, stranger, 0);
+        assert!(author.peer_holds(&phone).is_some_and(|h| h.is_empty()));
+        // Gone when the peer is.
+        let _ = author.peer_down(&phone, 0);
+        assert_eq!(author.peer_holds(&phone), None);
     }
 
     #[test]

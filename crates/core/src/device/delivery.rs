@@ -79,20 +79,40 @@ pub fn note_receipt(
     false
 }
 
-/// After a direct sync: each device in `synced` has everything up to `latest` (the newest item
-/// here), as of `at`. Marks move only when they change what an item shows (once per change,
-/// not per loop turn). `true` when one moved.
+/// How far a direct sync may mark another device, given the files this device wrote that it
+/// told us it holds whole (`holds`, from its `Have` answers): just before the first such file
+/// it does not hold, else everywhere. A direct sync proves the other device's heads (every
+/// item), not that it fetched a file's bytes, and "on Laptop" must mean both.
+pub fn held_through<'a>(
+    items: impl IntoIterator<Item = &'a Item>,
+    me: DeviceId,
+    holds: &BTreeSet<BlobId>,
+) -> u64 {
+    items
+        .into_iter()
+        .filter(|i| i.author == me)
+        .filter(|i| i.file.as_ref().is_some_and(|f| !holds.contains(&f.root)))
+        .map(|i| i.at.wall_ms.saturating_sub(1))
+        .min()
+        .unwrap_or(u64::MAX)
+}
+
+/// After a direct sync: each device in `synced` has every item up to `latest` (the newest item
+/// here), as of `at`, and, with its cap from [`held_through`], the files written here up to
+/// its cap. Marks move only when they change what an item shows (once per change, not per
+/// loop turn). `true` when one moved.
 pub fn note_synced(
     delivered: &mut BTreeMap<DeviceId, u64>,
-    synced: &[DeviceId],
+    synced: &[(DeviceId, u64)],
     latest: u64,
     at: u64,
 ) -> bool {
     let mut moved = false;
-    for d in synced {
+    for (d, cap) in synced {
         let mark = delivered.entry(*d).or_insert(0);
-        if *mark < latest {
-            *mark = at;
+        let to = if *cap >= latest { at } else { *cap };
+        if *mark < latest.min(*cap) && to > *mark {
+            *mark = to;
             moved = true;
         }
     }
@@ -208,14 +228,40 @@ mod tests {
     fn a_sync_moves_marks_once_per_change() {
         let phone = DeviceId::from_bytes([3; 16]);
         let mut d = BTreeMap::new();
-        assert!(note_synced(&mut d, &[phone], 100, 120));
+        let all = (phone, u64::MAX);
+        assert!(note_synced(&mut d, &[all], 100, 120));
         assert!(
-            !note_synced(&mut d, &[phone], 100, 130),
+            !note_synced(&mut d, &[all], 100, 130),
             "nothing new to show"
         );
         assert_eq!(d.get(&phone), Some(&120));
-        assert!(note_synced(&mut d, &[phone], 125, 140));
+        assert!(note_synced(&mut d, &[all], 125, 140));
         assert!(!note_synced(&mut d, &[], 200, 200));
+    }
+
+    #[test]
+    fn a_direct_sync_marks_a_file_only_once_the_other_device_holds_it() {
+        let (me, phone) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+        let f = BlobId([7; 32]);
+        let items = [
+            item(me, 100, None),
+            item(me, 200, Some(f)),
+            item(me, 300, None),
+            item(phone, 50, Some(BlobId([8; 32]))),
+        ];
+        // The phone has every item but not the file's bytes: marked just before the file.
+        let cap = held_through(&items, me, &BTreeSet::new());
+        assert_eq!(cap, 199, "the phone's own file does not hold it back");
+        let mut d = BTreeMap::new();
+        assert!(note_synced(&mut d, &[(phone, cap)], 300, 400));
+        assert_eq!(d[&phone], 199);
+        // Turns while the bytes are on their way change nothing (nothing to save).
+        assert!(!note_synced(&mut d, &[(phone, cap)], 300, 500));
+        // It tells us it holds the file: every item is on it now.
+        let cap = held_through(&items, me, &BTreeSet::from([f]));
+        assert_eq!(cap, u64::MAX);
+        assert!(note_synced(&mut d, &[(phone, cap)], 300, 600));
+        assert_eq!(d[&phone], 600);
     }
 
     #[test]

@@ -77,3 +77,52 @@ test('a device that could not store a file is never shown as having it', async (
     rmSync(disk, { recursive: true, force: true });
   }
 });
+
+// The same promise over a direct connection: equal heads prove the phone has every item, not
+// that it stored a file's bytes. The laptop says "on" of the file only once the phone said it
+// holds the file whole (it announces files that become whole; the laptop asks on connect).
+test('over a direct connection, a file is "on" a device only once that device stored it', async () => {
+  test.setTimeout(180_000);
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-direct-'));
+  const path = join(dir, 'holiday.mov');
+  writeFileSync(path, randomBytes(3 * 1024 * 1024));
+  const disk = mkdtempSync(join(tmpdir(), 'ferry-small-disk-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m', 'tmpfs', disk]);
+  try {
+    const laptop = await Device.launch('direct-laptop');
+    const phone = await Device.launch('direct-phone', '/', { profileDir: join(disk, 'profile') });
+    await phone.page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    await phone.join(await laptop.pairingLink());
+    await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
+    await laptop.send('before the file');
+    await expect(laptop.message('before the file')).toContainText(/· on /, { timeout: 15_000 });
+
+    // The phone's disk fills up; the file's item arrives, its bytes cannot be stored.
+    fillUntil(disk, 1024 * 1024);
+    await laptop.attach([path]);
+    await expect(phone.message('holiday.mov')).toBeVisible({ timeout: 15_000 });
+    await expect(phone.page.getByRole('button', { name: 'Retry download of holiday.mov' })).toBeVisible({ timeout: 60_000 });
+    fillUntil(disk, 0, 'filler-2.bin');
+    // Both devices are connected and in sync all along: still the file is not "on" the phone.
+    await laptop.send('after the file');
+    await expect(phone.message('after the file')).toBeVisible({ timeout: 15_000 });
+    await laptop.page.waitForTimeout(5_000);
+    await expect(laptop.message('holiday.mov')).not.toContainText(/· on /);
+    await expect(laptop.message('before the file')).toContainText(/· on /);
+
+    // Space freed: the phone starts again (Chromium closed its database when the disk was
+    // full) and resumes the download by itself; it says it holds the file, and the laptop,
+    // connected again, shows it.
+    rmSync(join(disk, 'filler.bin'));
+    rmSync(join(disk, 'filler-2.bin'), { force: true });
+    await phone.restartBrowser();
+    await expect(phone.page.getByRole('link', { name: 'Save holiday.mov' })).toBeVisible({ timeout: 60_000 });
+    await expect(laptop.message('holiday.mov')).toContainText(/· on /, { timeout: 20_000 });
+    await expect(laptop.message('after the file')).toContainText(/· on /);
+    await laptop.close();
+    await phone.close();
+  } finally {
+    execFileSync('umount', ['-l', disk]);
+    rmSync(disk, { recursive: true, force: true });
+  }
+});

@@ -7,7 +7,9 @@
 use ferry_core::{Store, StoreError, StoreKey};
 use futures::future::join;
 use js_sys::Uint8Array;
-use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode, TransactionResult};
+use rexie::{KeyRange, ObjectStore, Rexie, Transaction, TransactionMode, TransactionResult};
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
 const STORE: &str = "kv";
@@ -16,7 +18,17 @@ const STORE: &str = "kv";
 /// and writes run beside the runtime's loop).
 #[derive(Clone)]
 pub struct IdbStore {
-    db: std::rc::Rc<Rexie>,
+    name: Rc<str>,
+    db: Rc<RefCell<Rc<Rexie>>>,
+}
+
+async fn connect(name: &str) -> Result<Rexie, StoreError> {
+    Rexie::builder(name)
+        .version(1)
+        .add_object_store(ObjectStore::new(STORE))
+        .build()
+        .await
+        .map_err(err)
 }
 
 fn err(e: impl std::fmt::Debug) -> StoreError {
@@ -55,32 +67,45 @@ fn bytes(v: &JsValue) -> Vec<u8> {
 impl IdbStore {
     /// Opens (creating if needed) the database `name`.
     pub async fn open(name: &str) -> Result<Self, StoreError> {
-        let db = Rexie::builder(name)
-            .version(1)
-            .add_object_store(ObjectStore::new(STORE))
-            .build()
-            .await
-            .map_err(err)?;
+        let db = connect(name).await?;
         Ok(IdbStore {
-            db: std::rc::Rc::new(db),
+            name: name.into(),
+            db: Rc::new(RefCell::new(Rc::new(db))),
         })
     }
 
     /// Closes the connection (deleting a database waits until every connection is closed);
     /// only the last clone can (chunk I/O in flight holds the others briefly).
     pub fn close(self) {
-        if let Ok(db) = std::rc::Rc::try_unwrap(self.db) {
+        if let Ok(cell) = Rc::try_unwrap(self.db)
+            && let Ok(db) = Rc::try_unwrap(cell.into_inner())
+        {
             db.close();
+        }
+    }
+
+    /// A transaction on the one object store. Chromium closes a database whose write hit a
+    /// full disk ("The database connection is closing"), and every transaction after fails:
+    /// then the database is opened again, once per call, so a device that freed space goes
+    /// on without a reload.
+    async fn tx(&self, mode: TransactionMode) -> Result<Transaction, StoreError> {
+        let db = self.db.borrow().clone();
+        match db.transaction(&[STORE], mode) {
+            Ok(tx) => Ok(tx),
+            Err(e) if format!("{e:?}").contains("InvalidStateError") => {
+                web_sys::console::warn_1(&"IndexedDB connection closed; opening it again".into());
+                let fresh = Rc::new(connect(&self.name).await?);
+                *self.db.borrow_mut() = fresh.clone();
+                fresh.transaction(&[STORE], mode).map_err(err)
+            }
+            Err(e) => Err(err(e)),
         }
     }
 
     /// One value as the browser holds it (a `Uint8Array`), without copying it into wasm
     /// memory: saving a large file composes a `Blob` from its chunks this way.
     pub async fn get_js(&self, key: &StoreKey) -> Result<Option<JsValue>, StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadOnly)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadOnly).await?;
         let store = tx.store(STORE).map_err(err)?;
         let v = store
             .get(JsValue::from_str(key.as_str()))
@@ -91,10 +116,7 @@ impl IdbStore {
 
     /// Deletes every value under `prefix` in one transaction (a deleted file's chunks).
     pub async fn delete_prefix(&self, prefix: &StoreKey) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadWrite)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadWrite).await?;
         let store = tx.store(STORE).map_err(err)?;
         finish(join(store.delete(JsValue::from(range(prefix)?)), tx.done()).await)
     }
@@ -109,10 +131,7 @@ impl Store for IdbStore {
     /// Writes several values in one transaction (file chunks that arrived together): one
     /// commit instead of one each. All or nothing, like `put`.
     async fn put_many(&self, entries: &[(StoreKey, Vec<u8>)]) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadWrite)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadWrite).await?;
         let store = tx.store(STORE).map_err(err)?;
         let values: Vec<(JsValue, JsValue)> = entries
             .iter()
@@ -134,10 +153,7 @@ impl Store for IdbStore {
 
     /// Reads several values in one transaction.
     async fn get_many(&self, keys: &[StoreKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadOnly)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadOnly).await?;
         let store = tx.store(STORE).map_err(err)?;
         let keys: Vec<JsValue> = keys.iter().map(|k| JsValue::from_str(k.as_str())).collect();
         let gets = futures::future::join_all(keys.iter().map(|k| store.get(k.clone())));
@@ -155,10 +171,7 @@ impl Store for IdbStore {
     }
 
     async fn put(&self, key: &StoreKey, value: &[u8]) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadWrite)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadWrite).await?;
         let store = tx.store(STORE).map_err(err)?;
         let array: JsValue = Uint8Array::from(value).into();
         let key = JsValue::from_str(key.as_str());
@@ -166,20 +179,14 @@ impl Store for IdbStore {
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadWrite)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadWrite).await?;
         let store = tx.store(STORE).map_err(err)?;
         finish(join(store.delete(JsValue::from_str(key.as_str())), tx.done()).await)
     }
 
     async fn list(&self, prefix: &StoreKey) -> Result<Vec<(StoreKey, Vec<u8>)>, StoreError> {
         let range = range(prefix)?;
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadOnly)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadOnly).await?;
         let store = tx.store(STORE).map_err(err)?;
         let rows = store
             .scan(Some(range), None, None, None)
@@ -193,10 +200,7 @@ impl Store for IdbStore {
 
     /// Keys only (`getAllKeys`): a file's have-set without reading its chunks.
     async fn keys(&self, prefix: &StoreKey) -> Result<Vec<StoreKey>, StoreError> {
-        let tx = self
-            .db
-            .transaction(&[STORE], TransactionMode::ReadOnly)
-            .map_err(err)?;
+        let tx = self.tx(TransactionMode::ReadOnly).await?;
         let store = tx.store(STORE).map_err(err)?;
         let keys = store
             .get_all_keys(Some(range(prefix)?), None)

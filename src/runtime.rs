@@ -690,8 +690,11 @@ impl Runtime {
             synced = synced.max(now.max(self.replica.latest_ms()));
             let latest = self.replica.latest_ms();
             // A device with our heads has every item; a file's bytes only once it said so.
+            // (Looked at only while some mark is behind: not every loop turn.)
+            let behind = |d: &DeviceId| self.local.delivered.get(d).is_none_or(|m| *m < latest);
             let devices: Vec<(DeviceId, u64)> = devices
                 .into_iter()
+                .filter(behind)
                 .map(|d| (d, self.held_through(d)))
                 .collect();
             if delivery::note_synced(&mut self.local.delivered, &devices, latest, synced) {

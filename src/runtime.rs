@@ -463,20 +463,8 @@ impl Runtime {
                     self.apply(eff).await;
                 }
                 LinkEvent::Down(peer) => self.on_peer_down(peer).await,
-                LinkEvent::Frame {
-                    peer,
-                    lane: Lane::Main,
-                    bytes,
-                } => {
-                    let eff = self.replica.handle(Input::Frame { peer, frame: bytes });
-                    self.apply_remote(eff).await;
-                }
-                LinkEvent::Frame {
-                    peer,
-                    lane: Lane::Bulk,
-                    bytes,
-                } => {
-                    let eff = self.replica.handle(Input::BulkFrame { peer, frame: bytes });
+                frame @ LinkEvent::Frame { .. } => {
+                    let eff = self.replica.handle(Input::from(frame));
                     self.apply_remote(eff).await;
                 }
             }

@@ -251,24 +251,10 @@ impl Device {
         let events = self.router.poll();
         let busy = !events.is_empty();
         for event in events {
-            let input = match event {
-                LinkEvent::Up(p) => Input::PeerUp(p),
-                LinkEvent::Down(p) => {
-                    self.peers.remove(&p);
-                    Input::PeerDown(p)
-                }
-                LinkEvent::Frame {
-                    peer,
-                    lane: Lane::Main,
-                    bytes,
-                } => Input::Frame { peer, frame: bytes },
-                LinkEvent::Frame {
-                    peer,
-                    lane: Lane::Bulk,
-                    bytes,
-                } => Input::BulkFrame { peer, frame: bytes },
-            };
-            let effects = self.replica.handle(input);
+            if let LinkEvent::Down(p) = &event {
+                self.peers.remove(p);
+            }
+            let effects = self.replica.handle(Input::from(event));
             self.route(effects);
         }
         // As the app's `update_synced`: a device with the same heads has every item here, and

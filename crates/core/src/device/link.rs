@@ -31,6 +31,27 @@ pub enum LinkEvent {
     },
 }
 
+/// What the replica makes of it.
+impl From<LinkEvent> for crate::replica::Input {
+    fn from(event: LinkEvent) -> Self {
+        use crate::replica::Input;
+        match event {
+            LinkEvent::Up(peer) => Input::PeerUp(peer),
+            LinkEvent::Down(peer) => Input::PeerDown(peer),
+            LinkEvent::Frame {
+                peer,
+                lane: Lane::Main,
+                bytes,
+            } => Input::Frame { peer, frame: bytes },
+            LinkEvent::Frame {
+                peer,
+                lane: Lane::Bulk,
+                bytes,
+            } => Input::BulkFrame { peer, frame: bytes },
+        }
+    }
+}
+
 /// One socket to a room and the peers met through it.
 pub trait Link {
     /// Why a send failed.
@@ -338,24 +359,7 @@ mod tests {
     /// Feeds a router's events to its replica and routes what the replica sends: one turn.
     fn turn(replica: &mut Replica, router: &mut Router<MemoryLink>) -> Vec<Effect> {
         let mut seen = Vec::new();
-        let mut queue: VecDeque<Input> = router
-            .poll()
-            .into_iter()
-            .map(|e| match e {
-                LinkEvent::Up(p) => Input::PeerUp(p),
-                LinkEvent::Down(p) => Input::PeerDown(p),
-                LinkEvent::Frame {
-                    peer,
-                    lane: Lane::Main,
-                    bytes,
-                } => Input::Frame { peer, frame: bytes },
-                LinkEvent::Frame {
-                    peer,
-                    lane: Lane::Bulk,
-                    bytes,
-                } => Input::BulkFrame { peer, frame: bytes },
-            })
-            .collect();
+        let mut queue: VecDeque<Input> = router.poll().into_iter().map(Input::from).collect();
         while let Some(input) = queue.pop_front() {
             for e in replica.handle(input) {
                 match &e {

@@ -25,6 +25,7 @@ use leptos::prelude::*;
 pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(view);
     provide_context(Intents::new(intents, view));
+    provide_context(chat::EditState::new());
     let devices_open = RwSignal::new(false);
     start_clock(view);
     // A confirmation ("Copied") disappears by itself after a few seconds.

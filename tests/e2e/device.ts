@@ -23,10 +23,11 @@ export class Device {
 
   /** A new browser profile (its own IndexedDB): a separate device. `relayOnly` makes every
    *  RTCPeerConnection use TURN relays only, as behind a symmetric NAT (no browser flag does).
-   *  `profileDir` puts the profile somewhere chosen (e.g. on a small filesystem). */
-  static async launch(name: string, url = '/', opts: { relayOnly?: boolean; profileDir?: string } = {}): Promise<Device> {
+   *  `profileDir` puts the profile somewhere chosen (e.g. on a small filesystem); `touch`
+   *  makes it a phone (390×844, a touch screen and no mouse). */
+  static async launch(name: string, url = '/', opts: { relayOnly?: boolean; profileDir?: string; touch?: boolean } = {}): Promise<Device> {
     const dir = opts.profileDir ?? mkdtempSync(join(tmpdir(), `ferry-${name}-`));
-    const { context, page } = await Device.start(dir, url, opts.relayOnly);
+    const { context, page } = await Device.start(dir, url, opts.relayOnly, opts.touch);
     const d = new Device(name, dir, context, page);
     await d.ready();
     return d;
@@ -47,12 +48,13 @@ export class Device {
     return d;
   }
 
-  private static async start(dir: string, url: string, relayOnly = false) {
+  private static async start(dir: string, url: string, relayOnly = false, touch = false) {
     const context = await chromium.launchPersistentContext(dir, {
       executablePath: '/usr/bin/chromium',
       headless: true,
       args: CHROMIUM_ARGS,
       baseURL: BASE,
+      ...(touch ? { hasTouch: true, isMobile: true, viewport: { width: 390, height: 844 } } : {}),
     });
     if (relayOnly) {
       await context.addInitScript(() => {

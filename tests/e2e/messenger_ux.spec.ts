@@ -36,3 +36,85 @@ test('"Share → Ferry" from another app becomes a draft, sent once', async () =
   await expect(d.message('Pancakes for Sunday')).toHaveCount(1);
   await d.close();
 });
+
+test('keyboard: the composer has the focus, grows, ↑ edits the last message, Escape cancels, focus comes back', async () => {
+  const d = await Device.launch('composer-keys');
+  // Ready to write at once.
+  await expect(d.composer).toBeFocused();
+  const oneLine = (await d.composer.boundingBox())!.height;
+  await d.page.keyboard.type('first line');
+  await d.page.keyboard.press('Shift+Enter');
+  await d.page.keyboard.type('second line');
+  await expect(d.composer).toHaveValue('first line\nsecond line');
+  // The box grows with its text…
+  await expect.poll(async () => (await d.composer.boundingBox())!.height).toBeGreaterThan(oneLine + 10);
+  // …to about six lines, then scrolls.
+  await d.composer.fill(Array.from({ length: 20 }, (_, i) => `line ${i}`).join('\n'));
+  const tall = (await d.composer.boundingBox())!.height;
+  expect(tall).toBeLessThan(oneLine * 6);
+  expect(await d.composer.evaluate((el) => el.scrollHeight > el.clientHeight)).toBe(true);
+  await d.composer.fill('first line\nsecond line');
+  await d.page.keyboard.press('Enter');
+  await expect(d.message('first line')).toContainText('second line');
+  await expect(d.composer).toHaveValue('');
+  await expect(d.composer).toBeFocused();
+  await expect.poll(async () => (await d.composer.boundingBox())!.height).toBeLessThan(oneLine + 2);
+
+  // ↑ in the empty box: the last message, in its edit box, with the focus there.
+  const edit = d.page.getByRole('textbox', { name: 'Edit message' });
+  await d.page.keyboard.press('ArrowUp');
+  await expect(edit).toBeFocused();
+  await expect(edit).toHaveValue('first line\nsecond line');
+  await d.page.keyboard.type(' changed');
+  // Escape cancels: nothing saved, the box closes, the focus is back in the composer.
+  await d.page.keyboard.press('Escape');
+  await expect(edit).toHaveCount(0);
+  await expect(d.composer).toBeFocused();
+  await expect(d.message('first line')).not.toContainText('changed');
+  // Again, and Enter saves.
+  await d.page.keyboard.press('ArrowUp');
+  await expect(edit).toHaveValue('first line\nsecond line');
+  await edit.fill('edited with the keyboard');
+  await d.page.keyboard.press('Enter');
+  await expect(d.message('edited with the keyboard')).toContainText('edited');
+  await expect(d.composer).toBeFocused();
+  // The bubble's Edit button puts the focus in the box too; Cancel brings it back.
+  await d.message('edited with the keyboard').getByRole('button', { name: 'Edit message' }).click();
+  await expect(edit).toBeFocused();
+  await d.page.getByRole('button', { name: 'Cancel' }).click();
+  await expect(d.composer).toBeFocused();
+  // An edit in progress survives its row being rebuilt (its delivery wording changes once
+  // the outbox reaches the mailbox): the box stays open with what was typed, and saves.
+  await d.send('typed while the row changes');
+  await d.page.keyboard.press('ArrowUp');
+  await d.page.keyboard.type(' and more');
+  const row = d.history.getByRole('listitem').last();
+  await expect(row).toContainText('waiting in the mailbox', { timeout: 20_000 });
+  await expect(edit).toBeFocused();
+  await expect(edit).toHaveValue('typed while the row changes and more');
+  await d.page.keyboard.press('Enter');
+  await expect(d.message('typed while the row changes and more')).toBeVisible();
+  // After a delete the focus is back in the composer.
+  await d.message('edited with the keyboard').getByRole('button', { name: 'Delete message' }).click();
+  await d.page.getByRole('button', { name: 'Delete everywhere' }).click();
+  await expect(d.message('edited with the keyboard')).toHaveCount(0);
+  await expect(d.composer).toBeFocused();
+  await d.close();
+});
+
+test('touch: Enter starts a new line and the Send button sends', async () => {
+  const d = await Device.launch('composer-touch', '/', { touch: true });
+  // No keyboard pops up by itself on a phone.
+  await expect(d.composer).not.toBeFocused();
+  await expect(d.composer).toHaveAttribute('enterkeyhint', 'enter');
+  await d.composer.tap();
+  await d.page.keyboard.type('milk');
+  await d.page.keyboard.press('Enter');
+  await d.page.keyboard.type('eggs');
+  await expect(d.composer).toHaveValue('milk\neggs');
+  await expect(d.history.getByRole('listitem')).toHaveCount(0);
+  await d.page.getByRole('button', { name: 'Send', exact: true }).tap();
+  await expect(d.message('milk')).toContainText('eggs');
+  await expect(d.composer).toHaveValue('');
+  await d.close();
+});

@@ -1,7 +1,13 @@
-//! The composer: the message box (Enter sends, Shift+Enter is a new line), attaching and pasting
-//! files, and the draft of what another app shared, which waits for Send.
+//! The composer: the message box, attaching and pasting files, and the draft of what another
+//! app shared, which waits for Send.
+//!
+//! With a keyboard Enter sends and Shift+Enter is a new line; on a touch screen (no Shift on a
+//! soft keyboard) Enter is a new line and the Send button sends. The box grows with its text
+//! to about six lines, then scrolls. It has the focus at start on a computer (not on a phone,
+//! where that would open the keyboard), and ↑ in the empty box edits the last message written
+//! here.
 
-use super::files_of;
+use super::{EditState, files_of, touch_only};
 use crate::view::{Intent, Intents, ViewState, format_size};
 use leptos::prelude::*;
 
@@ -12,6 +18,49 @@ pub(in crate::app) fn Composer() -> impl IntoView {
     let view = expect_context::<ViewState>();
     let text = RwSignal::new(String::new());
     let textarea = NodeRef::<leptos::html::Textarea>::new();
+    let touch = touch_only();
+    // As tall as its text, up to the CSS `max-height` (then it scrolls).
+    let fit = move || {
+        if let Some(el) = textarea.get_untracked() {
+            let style = leptos::web_sys::HtmlElement::style(&el);
+            let _ = style.set_property("height", "auto");
+            let _ = style.set_property("height", &format!("{}px", el.scroll_height() + 2));
+        }
+    };
+    Effect::new(move |_| {
+        text.track();
+        request_animation_frame(fit);
+    });
+    // Ready to write at start, unless something else (the join dialog) has the focus.
+    Effect::new(move |_| {
+        if view.ready.get() && !touch {
+            request_animation_frame(move || {
+                let idle = document()
+                    .active_element()
+                    .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
+                if idle && let Some(el) = textarea.get_untracked() {
+                    let _ = el.focus();
+                }
+            });
+        }
+    });
+    let edit = expect_context::<EditState>();
+    // ↑ in the empty box: the last text written here, in its edit box.
+    let edit_last = move || {
+        let last = view.items.with_untracked(|items| {
+            items
+                .iter()
+                .rev()
+                .find(|i| i.mine && i.file.is_none())
+                .map(|i| (i.id, i.text.clone()))
+        });
+        let found = last.is_some();
+        if let Some((id, text)) = last {
+            edit.draft.set(text);
+            edit.id.set(Some(id));
+        }
+        found
+    };
     // What another app shared becomes a draft: the person sees it, may edit it, and sends it.
     Effect::new(move |_| {
         if let Some(shared) = view.draft_text.get() {
@@ -79,13 +128,20 @@ pub(in crate::app) fn Composer() -> impl IntoView {
         </Show>
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
             <textarea aria-label="Message" placeholder="Message" rows="1" node_ref=textarea
+                enterkeyhint=if touch { "enter" } else { "send" }
                 prop:disabled=move || !view.ready.get()
                 prop:value=move || text.get()
                 on:input=move |ev| text.set(event_target_value(&ev))
                 on:keydown=move |ev| {
-                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                    let plain = !ev.shift_key() && !ev.alt_key() && !ev.ctrl_key()
+                        && !ev.meta_key() && !ev.is_composing();
+                    if ev.key() == "Enter" && plain && !touch {
                         ev.prevent_default();
                         send_key();
+                    } else if ev.key() == "ArrowUp" && plain
+                        && text.with_untracked(String::is_empty) && edit_last()
+                    {
+                        ev.prevent_default();
                     }
                 }
                 on:paste={

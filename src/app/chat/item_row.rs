@@ -4,6 +4,8 @@
 
 use super::file_card::FileCard;
 use super::message_menu::{MenuState, MessageMenu};
+use super::{EditState, focus_composer};
+use crate::app::focus_later;
 use crate::view::{
     Intent, Intents, ItemView, Segment, ViewState, highlight, linkify, relative_age,
 };
@@ -16,22 +18,67 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     let intents = expect_context::<Intents>();
     let class = if item.mine { "item mine" } else { "item" };
     let is_text = item.file.is_none();
-    let editing = RwSignal::new(false);
+    let edit = expect_context::<EditState>();
+    // Rebuilt while being edited: the edit box comes back as it was.
+    let resumed = edit.id.get_untracked() == Some(item.id);
+    let editing = RwSignal::new(resumed);
     let confirming = RwSignal::new(false);
-    let draft = RwSignal::new(item.text.clone());
+    let draft = RwSignal::new(if resumed {
+        edit.draft.get_untracked()
+    } else {
+        item.text.clone()
+    });
     let id = item.id;
     let text = item.text.clone();
+    let text_for_cancel = item.text.clone();
     let at_ms = item.at_ms;
     let (save, delete) = (intents.clone(), intents);
     let submit = move || {
         save.send(Intent::Edit(id, draft.get_untracked()));
         editing.set(false);
+        focus_composer();
     };
     let submit_key = submit.clone();
+    let cancel = move || {
+        draft.set(text_for_cancel.clone());
+        editing.set(false);
+        focus_composer();
+    };
 
     // The message menu (right-click, long press, ContextMenu key or Shift+F10).
     let row = NodeRef::<leptos::html::Li>::new();
     let menu = MenuState::new(row, editing, confirming);
+    // The edit box opens with the focus in it (Edit, the menu's Edit, ↑ in the composer).
+    let focus_box = move || focus_later("textarea", row.get_untracked().map(Into::into));
+    let open_edit = move || {
+        editing.set(true);
+        focus_box();
+    };
+    if resumed {
+        focus_box();
+    }
+    // The row follows the shared edit state (opened by the composer; another row opened)…
+    Effect::new(move |_| {
+        let mine = edit.id.get() == Some(id);
+        if mine != editing.get_untracked() {
+            editing.set(mine);
+            if mine {
+                draft.set(edit.draft.get_untracked());
+                focus_box();
+            }
+        }
+    });
+    // …and the shared state follows the row (Edit, the menu, Save, Cancel, Escape).
+    Effect::new(move |_| {
+        let on = editing.get();
+        let here = edit.id.get_untracked() == Some(id);
+        if on && !here {
+            edit.draft.set(draft.get_untracked());
+            edit.id.set(Some(id));
+        } else if !on && here {
+            edit.id.set(None);
+        }
+    });
     let (menu_text, menu_file) = (text.clone(), item.file.as_ref().map(|f| f.root));
 
     view! {
@@ -58,20 +105,31 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                 }>
                     <textarea aria-label="Edit message" rows="2" autofocus
                         prop:value=move || draft.get()
-                        on:input=move |ev| draft.set(event_target_value(&ev))
+                        on:input=move |ev| {
+                            let value = event_target_value(&ev);
+                            edit.draft.set(value.clone());
+                            draft.set(value);
+                        }
                         on:keydown={
                             let submit_key = submit_key.clone();
+                            let cancel = cancel.clone();
                             move |ev| {
                                 if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                                     ev.prevent_default();
                                     submit_key();
                                 } else if ev.key() == "Escape" {
-                                    editing.set(false);
+                                    // Cancels the edit only (not a dialog around it).
+                                    ev.prevent_default();
+                                    ev.stop_propagation();
+                                    cancel();
                                 }
                             }
                         }></textarea>
                     <button type="submit">"Save"</button>
-                    <button type="button" on:click=move |_| editing.set(false)>"Cancel"</button>
+                    <button type="button" on:click={
+                        let cancel = cancel.clone();
+                        move |_| cancel()
+                    }>"Cancel"</button>
                 </form>
             </Show>
             <p class="meta">
@@ -95,16 +153,24 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                             let delete = delete.clone();
                             view! {
                                 <button type="button" class="danger"
-                                    on:click=move |_| delete.send(Intent::Delete(id))>
+                                    on:click=move |_| {
+                                        delete.send(Intent::Delete(id));
+                                        focus_composer();
+                                    }>
                                     "Delete everywhere"
                                 </button>
-                                <button type="button" on:click=move |_| confirming.set(false)>"Keep"</button>
+                                <button type="button" on:click=move |_| {
+                                    confirming.set(false);
+                                    if let Some(li) = row.get_untracked() {
+                                        let _ = li.focus();
+                                    }
+                                }>"Keep"</button>
                             }
                         }
                     }>
                     {is_text.then(|| view! {
                         <button type="button" aria-label="Edit message"
-                            on:click=move |_| editing.set(true)>"Edit"</button>
+                            on:click=move |_| open_edit()>"Edit"</button>
                     })}
                     <button type="button" aria-label="Delete message"
                         on:click=move |_| confirming.set(true)>"Delete"</button>

@@ -13,6 +13,51 @@ mod message_menu;
 pub(super) use composer::Composer;
 pub(super) use history::History;
 
+use ferry_core::ItemId;
+use leptos::prelude::*;
+
+/// The composer's message box.
+const COMPOSER: &str = "textarea[aria-label='Message']";
+
+/// Focus goes back to the composer after an edit is saved or cancelled and after a delete:
+/// the person was writing, and goes on writing.
+fn focus_composer() {
+    crate::app::focus_later(COMPOSER, None);
+}
+
+/// The one message being edited and what its edit box holds. Kept outside the rows: a row is
+/// rebuilt when its delivery wording changes, and an edit in progress must survive that (it
+/// did not: the box closed and what was typed was lost). The composer opens an edit here too
+/// (↑ in the empty box).
+#[derive(Clone, Copy)]
+pub(super) struct EditState {
+    pub id: RwSignal<Option<ItemId>>,
+    pub draft: RwSignal<String>,
+}
+
+impl EditState {
+    pub(super) fn new() -> Self {
+        EditState {
+            id: RwSignal::new(None),
+            draft: RwSignal::new(String::new()),
+        }
+    }
+}
+
+/// A touch screen without a mouse or trackpad: Enter there is a new line (a soft keyboard
+/// has no Shift), and the Send button sends.
+fn touch_only() -> bool {
+    let Some(w) = leptos::web_sys::window() else {
+        return false;
+    };
+    let fine = w
+        .match_media("(any-pointer: fine)")
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.matches());
+    w.navigator().max_touch_points() > 0 && !fine
+}
+
 /// The files of a `FileList` (picker, drop, paste).
 fn files_of(list: Option<leptos::web_sys::FileList>) -> Vec<leptos::web_sys::File> {
     list.map(|l| (0..l.length()).filter_map(|i| l.get(i)).collect())

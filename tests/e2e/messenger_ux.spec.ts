@@ -41,6 +41,9 @@ test('keyboard: the composer has the focus, grows, ↑ edits the last message, E
   const d = await Device.launch('composer-keys');
   // Ready to write at once.
   await expect(d.composer).toBeFocused();
+  // "Attach files" is the one control for files (the picker behind it is not a second one).
+  await expect(d.page.getByRole('button', { name: 'Attach files' })).toBeVisible();
+  await expect(d.page.getByRole('button', { name: 'Files to send' })).toHaveCount(0);
   const oneLine = (await d.composer.boundingBox())!.height;
   await d.page.keyboard.type('first line');
   await d.page.keyboard.press('Shift+Enter');

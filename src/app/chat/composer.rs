@@ -155,8 +155,10 @@ pub(in crate::app) fn Composer() -> impl IntoView {
                         }
                     }
                 }></textarea>
+            // Opened by "Attach files"; hidden from screen readers too (it showed as a second
+            // button next to it). Tests still find it by its label.
             <input type="file" multiple class="visually-hidden" aria-label="Files to send"
-                tabindex="-1" node_ref=picker
+                aria-hidden="true" tabindex="-1" node_ref=picker
                 on:change={
                     let intents = intents_pick.clone();
                     move |ev| {

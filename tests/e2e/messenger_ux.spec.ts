@@ -121,3 +121,20 @@ test('touch: Enter starts a new line and the Send button sends', async () => {
   await expect(d.composer).toHaveValue('');
   await d.close();
 });
+
+test('a rename shows on every message at once, here and on the other device', async () => {
+  const laptop = await Device.launch('rename-laptop');
+  const phone = await Device.launch('rename-phone');
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
+  await phone.send('written before the rename');
+  await expect(laptop.message('written before the rename')).toBeVisible();
+  await phone.openDevices();
+  await phone.page.getByRole('textbox', { name: "This device's name" }).fill('Bus phone');
+  await phone.page.getByRole('button', { name: 'Rename' }).click();
+  // No reload on either side: the message already says the new name.
+  await expect(phone.message('written before the rename')).toContainText('Bus phone');
+  await expect(laptop.message('written before the rename')).toContainText('Bus phone', { timeout: 15_000 });
+  await laptop.close();
+  await phone.close();
+});

@@ -66,7 +66,11 @@ pub(in crate::app) fn History() -> impl IntoView {
                         </button>
                     </li>
                 </Show>
-                <For each=move || shown.get() key=|i| (i.id, i.text.clone(), i.pending, i.delivery.clone()) let:item>
+                // A row is rebuilt when anything it shows changes: its text, delivery, author
+                // (a rename shows at once), edited mark or day label.
+                <For each=move || shown.get()
+                    key=|i| (i.id, i.text.clone(), i.pending, i.delivery.clone(), i.author.clone(), i.edited, i.day.clone())
+                    let:item>
                     <ItemRow item/>
                 </For>
             </ol>

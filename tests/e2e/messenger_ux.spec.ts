@@ -86,11 +86,11 @@ test('keyboard: the composer has the focus, grows, ↑ edits the last message, E
   await expect(edit).toBeFocused();
   await d.page.getByRole('button', { name: 'Cancel' }).click();
   await expect(d.composer).toBeFocused();
-  // An edit in progress survives its row being rebuilt (its delivery wording changes once
-  // the outbox reaches the mailbox): the box stays open with what was typed, and saves.
+  // An edit in progress survives its row's delivery wording changing (once the outbox
+  // reaches the mailbox) while keys are typed: the box keeps the focus and every key.
   await d.send('typed while the row changes');
   await d.page.keyboard.press('ArrowUp');
-  await d.page.keyboard.type(' and more');
+  await d.page.keyboard.type(' and more', { delay: 50 });
   const row = d.history.getByRole('listitem').last();
   await expect(row).toContainText('waiting in the mailbox', { timeout: 20_000 });
   await expect(edit).toBeFocused();

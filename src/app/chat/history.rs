@@ -29,6 +29,13 @@ pub(in crate::app) fn History() -> impl IntoView {
         })
     });
     let hidden = move || view.items.with(Vec::len).saturating_sub(view.window.get());
+    provide_context(super::Wording(Memo::new(move |_| {
+        shown.with(|rows| {
+            rows.iter()
+                .map(|i| (i.id, (i.pending, i.delivery.clone())))
+                .collect()
+        })
+    })));
     let dragging = RwSignal::new(false);
     let drop_intents = expect_context::<Intents>();
     view! {
@@ -66,10 +73,11 @@ pub(in crate::app) fn History() -> impl IntoView {
                         </button>
                     </li>
                 </Show>
-                // A row is rebuilt when anything it shows changes: its text, delivery, author
-                // (a rename shows at once), edited mark or day label.
+                // A row is rebuilt when what it shows changes: its text, author (a rename shows
+                // at once), edited mark or day label. Delivery wording is read live
+                // (`Wording`), not rebuilt.
                 <For each=move || shown.get()
-                    key=|i| (i.id, i.text.clone(), i.pending, i.delivery.clone(), i.author.clone(), i.edited, i.day.clone())
+                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.edited, i.day.clone())
                     let:item>
                     <ItemRow item/>
                 </For>

@@ -4,8 +4,7 @@
 
 use super::file_card::FileCard;
 use super::message_menu::{MenuState, MessageMenu};
-use super::{EditState, focus_composer};
-use crate::app::focus_later;
+use super::{EditState, Wording, focus_composer};
 use crate::view::{
     Intent, Intents, ItemView, Segment, ViewState, highlight, linkify, relative_age,
 };
@@ -19,6 +18,12 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     let class = if item.mine { "item mine" } else { "item" };
     let is_text = item.file.is_none();
     let edit = expect_context::<EditState>();
+    let live = expect_context::<Wording>().0;
+    let built = (item.pending, item.delivery.clone());
+    let wording = move || {
+        live.with(|m| m.get(&item.id).cloned())
+            .unwrap_or_else(|| built.clone())
+    };
     // Rebuilt while being edited: the edit box comes back as it was.
     let resumed = edit.id.get_untracked() == Some(item.id);
     let editing = RwSignal::new(resumed);
@@ -48,24 +53,42 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     // The message menu (right-click, long press, ContextMenu key or Shift+F10).
     let row = NodeRef::<leptos::html::Li>::new();
     let menu = MenuState::new(row, editing, confirming);
-    // The edit box opens with the focus in it (Edit, the menu's Edit, ↑ in the composer).
-    let focus_box = move || focus_later("textarea", row.get_untracked().map(Into::into));
-    let open_edit = move || {
-        editing.set(true);
-        focus_box();
+    // The edit box opens with the focus in it (Edit, the menu's Edit, ↑ in the composer), as
+    // soon as it is mounted: an effect runs before the next key event, where a frame later
+    // the first keys typed after ↑ went to the composer. Caret at the end.
+    let edit_box = NodeRef::<leptos::html::Textarea>::new();
+    // A row rebuilt while its box had the focus (which left the page with the old box) takes
+    // it back; otherwise only a box just opened takes it.
+    let lost_focus = || {
+        document()
+            .active_element()
+            .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"))
     };
-    if resumed {
+    let want_focus = StoredValue::new(resumed && lost_focus());
+    Effect::new(move |_| {
+        if let Some(t) = edit_box.get()
+            && want_focus.get_value()
+        {
+            want_focus.set_value(false);
+            let end = t.value().encode_utf16().count() as u32;
+            let _ = t.focus();
+            let _ = t.set_selection_range(end, end);
+        }
+    });
+    let focus_box = move || want_focus.set_value(true);
+    let open_edit = move || {
         focus_box();
-    }
+        editing.set(true);
+    };
     // The row follows the shared edit state (opened by the composer; another row opened)…
     Effect::new(move |_| {
         let mine = edit.id.get() == Some(id);
         if mine != editing.get_untracked() {
-            editing.set(mine);
             if mine {
                 draft.set(edit.draft.get_untracked());
                 focus_box();
             }
+            editing.set(mine);
         }
     });
     // …and the shared state follows the row (Edit, the menu, Save, Cancel, Escape).
@@ -103,7 +126,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                     let submit = submit.clone();
                     move |ev| { ev.prevent_default(); submit(); }
                 }>
-                    <textarea aria-label="Edit message" rows="2" autofocus
+                    <textarea aria-label="Edit message" rows="2" node_ref=edit_box
                         prop:value=move || draft.get()
                         on:input=move |ev| {
                             let value = event_target_value(&ev);
@@ -142,8 +165,8 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                 {move || relative_age(at_ms, view.now_ms.get())
                     .map(|age| view! { <span class="ago">" · "{age}</span> })}
                 {item.edited.then_some(" · edited")}
-                {item.pending.then(|| view! { <span class="pending">" · not yet on other devices"</span> })}
-                {item.delivery.clone().map(|d| view! { <span class="delivery">" · "{d}</span> })}
+                {let w = wording.clone(); move || w().0.then(|| view! { <span class="pending">" · not yet on other devices"</span> })}
+                {move || wording().1.map(|d| view! { <span class="delivery">" · "{d}</span> })}
             </p>
             <div class="item-actions">
                 <Show when=move || !confirming.get()

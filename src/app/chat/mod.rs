@@ -44,6 +44,12 @@ impl EditState {
     }
 }
 
+/// Per shown message, its delivery wording ("not yet on other devices", "on Laptop"): read by
+/// each row instead of being part of its key, so a mark that moves re-words the row without
+/// rebuilding it (a rebuilt row would take the focus and keys typed into its edit box).
+#[derive(Clone, Copy)]
+pub(super) struct Wording(pub Memo<std::collections::BTreeMap<ItemId, (bool, Option<String>)>>);
+
 /// A touch screen without a mouse or trackpad: Enter there is a new line (a soft keyboard
 /// has no Shift), and the Send button sends.
 fn touch_only() -> bool {

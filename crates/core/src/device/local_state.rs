@@ -494,6 +494,32 @@ mod tests {
         assert_eq!(a.mailbox.cursor, 42);
     }
 
+    /// A record written before `mailbox.last_post` existed (the release before 2026-12-02:
+    /// the same JSON without that key) loads with every field as it was, and no post to check.
+    #[test]
+    fn a_record_of_the_previous_release_keeps_every_field() {
+        let store = MemoryStore::default();
+        let (mut s, _) = block_on(LocalState::load(&store, || {
+            (DeviceId::from_bytes([3; 16]), "Bus phone".into())
+        }))
+        .unwrap();
+        s.signal = Some("wss://signal.example".into());
+        s.seen.insert(DeviceId::from_bytes([4; 16]), 77);
+        s.delivered.insert(DeviceId::from_bytes([4; 16]), 66);
+        s.mailbox.cursor = 12;
+        s.mailbox.cursor_hash = Some([9; 32]);
+        s.mailbox.carried = 55;
+        s.mailbox.receipt = 44;
+        let mut json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        let removed = json["mailbox"].as_object_mut().unwrap().remove("last_post");
+        assert_eq!(removed, Some(serde_json::Value::Null), "the only new key");
+        block_on(store.put(&state_key(), json.to_string().as_bytes())).unwrap();
+        let (loaded, origin) = block_on(LocalState::load(&store, || unreachable!())).unwrap();
+        assert_eq!(origin, Origin::Stored);
+        assert_eq!(loaded, s);
+        assert_eq!(loaded.mailbox.last_post, None);
+    }
+
     #[test]
     fn a_newer_or_damaged_record_is_refused_not_overwritten() {
         let store = MemoryStore::default();

@@ -891,9 +891,8 @@ impl Runtime {
             let mine: Vec<BlobId> = self
                 .replica
                 .history()
-                .file_items()
-                .filter(|i| i.author == self.device)
-                .filter_map(|i| i.file.as_ref().map(|f| f.root))
+                .files_by(self.device)
+                .into_iter()
                 .collect();
             eff.extend(self.files.engine.ask(peer, &mine));
             self.run_blob_effects(eff).await;

@@ -25,12 +25,11 @@ use ferry_core::device::upload::{BaseDeclaration, FileStep, HISTORY_ENTRIES_PER_
 use ferry_core::device::{
     FetchAnswer, Held, MailboxEndpoint, MailboxState, RoomView, Uploader, delivery,
 };
-use ferry_core::{BlobId, DeviceId, Effect, Manifest, Store, StoreError};
+use ferry_core::{DeviceId, Effect, Manifest, Store, StoreError};
 use ferry_core::{
     MailboxCursor, MailboxKeys, MailboxPayload, MailboxReader, random_msg_id, seal_payload,
 };
 use leptos::prelude::*;
-use std::collections::BTreeSet;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
@@ -904,13 +903,7 @@ impl Runtime {
     /// Uploads a few chunks of the files written here that the mailbox lacks (core
     /// `Uploader` decides which and how far; this reads them from storage and posts them).
     async fn upload_files(&mut self, url: &str, token: &str) {
-        let mine: BTreeSet<BlobId> = self
-            .replica
-            .history()
-            .items()
-            .filter(|i| i.author == self.device)
-            .filter_map(|i| i.file.as_ref().map(|f| f.root))
-            .collect();
+        let mine = self.replica.history().files_by(self.device);
         let todo = self
             .mailbox
             .upload

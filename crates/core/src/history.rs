@@ -105,6 +105,14 @@ impl History {
         self.with_files.iter().filter_map(|k| self.order.get(k))
     }
 
+    /// The files of visible items `author` wrote (looks at file items only).
+    pub fn files_by(&self, author: crate::ids::DeviceId) -> BTreeSet<BlobId> {
+        self.file_items()
+            .filter(|i| i.author == author)
+            .filter_map(|i| i.file.as_ref().map(|f| f.root))
+            .collect()
+    }
+
     /// One visible item.
     pub fn get(&self, id: ItemId) -> Option<&Item> {
         let at = self.at.get(&id)?;

@@ -432,13 +432,7 @@ impl Device {
             }
         }
         // Files written here, a few chunks a visit.
-        let mine: BTreeSet<BlobId> = self
-            .replica
-            .items()
-            .iter()
-            .filter(|i| i.author == self.id)
-            .filter_map(|i| i.file.as_ref().map(|f| f.root))
-            .collect();
+        let mine = self.replica.history().files_by(self.id);
         for root in self.upload.files_to_upload(&mine, self.stored_files()) {
             let bytes = block_on(self.disk.mem.get(&manifest_key(&root)))
                 .unwrap()

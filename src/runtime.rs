@@ -672,7 +672,7 @@ impl Runtime {
             .tabs
             .as_ref()
             .map_or(0, TabLink::last_synced_via_tabs)
-            .max(self.mailbox.synced_ms);
+            .max(self.mailbox.client.synced_ms);
         let devices = self.replica.synced_devices();
         if !devices.is_empty() {
             synced = synced.max(now.max(self.replica.latest_ms()));
@@ -706,19 +706,6 @@ impl Runtime {
         }
     }
 
-    /// Best effort, like "last seen".
-    async fn save_delivered(&mut self) {
-        let delivered = self.local.delivered.clone();
-        let _ = self
-            .save_local(move |s| {
-                for (d, at) in &delivered {
-                    let to = s.delivered.entry(*d).or_insert(0);
-                    *to = (*to).max(*at);
-                }
-            })
-            .await;
-    }
-
     async fn mark_seen(&mut self, device: DeviceId) {
         let now = now_ms();
         // Best effort: "last seen" is a convenience, never worth an error banner.
@@ -745,7 +732,7 @@ impl Runtime {
             offset_min: offset_min(),
             synced_ms: self.last_synced,
             delivered: self.local.delivered.clone(),
-            carried_ms: self.mailbox.upload.carried_ms(),
+            carried_ms: self.mailbox.carried_ms,
         };
         let history = self.replica.history();
         let rows = &mut self.rows;

@@ -79,15 +79,15 @@ impl Runtime {
     fn mailbox_destination(&self) -> Option<Destination> {
         Some(Destination {
             url: self.mailbox_url()?,
-            token: self.mailbox.keys.auth_token(),
-            tag: self.mailbox.tag.clone(),
+            token: self.mailbox.client.auth_token(),
+            tag: self.mailbox.client.tag(),
         })
     }
 
     /// Whether this tab is the one that talks to the mailbox.
     fn mailbox_active(&self) -> bool {
-        !self.mailbox.disabled
-            && !self.mailbox.unavailable
+        !self.mailbox.client.disabled
+            && !self.mailbox.client.unavailable
             && self.rtc_owner.get()
             && self.mailbox_url().is_some()
     }
@@ -162,9 +162,9 @@ impl Runtime {
         let records = self.mailbox.outbox.pending.borrow().records.clone();
         let started: BTreeSet<u64> = self.mailbox.outbox.seqs.keys().copied().collect();
         let room = self.secret.room_id();
-        let confirmed = self.mailbox.upload.heads().to_vec();
+        let confirmed = self.mailbox.client.upload.heads().to_vec();
         let cx = StageContext {
-            keys: &self.mailbox.keys,
+            keys: self.mailbox.client.keys(),
             room: &room,
             device: self.device,
             to,
@@ -226,7 +226,10 @@ impl Runtime {
         let alone = self.remote_devices() == 0;
         let mut heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
         heads.sort();
-        let mut target = self.mailbox.outbox.target(self.mailbox.upload.heads());
+        let mut target = self
+            .mailbox
+            .outbox
+            .target(self.mailbox.client.upload.heads());
         target.sort();
         let blocked = self.mailbox.outbox.blocked.as_ref().is_some_and(|b| {
             let mut b = b.clone();
@@ -265,8 +268,10 @@ impl Runtime {
             return true;
         }
         if let Some(url) = self.mailbox_url() {
-            let token = self.mailbox.keys.auth_token();
-            if let Err(e) = self.ensure_registered(&url, &token).await {
+            let registered = self
+                .with_client(async |c, host| c.register(host, &url).await)
+                .await;
+            if let Err(e) = registered {
                 web_sys::console::warn_1(&format!("outbox: {e}").into());
                 return false;
             }
@@ -284,8 +289,9 @@ impl Runtime {
                 if seqs[i].is_some() {
                     continue;
                 }
+                let (url, token) = (&record.to.url, &record.to.token);
                 match self
-                    .post_entry(&record.to.url, &record.to.token, entry, false)
+                    .with_client(async |c, host| c.post_entry(host, url, token, entry, false).await)
                     .await
                 {
                     Some(seq) => {
@@ -312,7 +318,8 @@ impl Runtime {
                 .records
                 .retain(|r| r.stamp != record.stamp);
         }
-        self.save_last_post().await;
+        self.with_client(async |c, host| c.save_last_post(host).await)
+            .await;
         self.refresh_items();
         true
     }
@@ -320,12 +327,16 @@ impl Runtime {
     /// A record is in the mailbox: its heads are, its upload counts for delivery, and it
     /// leaves the outbox.
     async fn finish_record(&mut self, record: &OutboxRecord, seqs: &[u64]) {
-        self.mailbox.upload.uploaded(
+        let (seq, carried, heads) = (
             seqs.iter().max().copied(),
             record.carried_ms,
             record.heads.clone(),
         );
-        self.save_uploads().await;
+        self.with_client(async |c, host| {
+            c.upload.uploaded(seq, carried, heads);
+            c.save_uploads(host).await
+        })
+        .await;
         if let Err(e) = outbox::remove(&self.store, record.stamp).await {
             web_sys::console::warn_1(&format!("outbox: {e}").into());
         }

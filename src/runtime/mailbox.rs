@@ -267,7 +267,7 @@ impl Runtime {
             self.save_endpoint().await;
         }
         // What an earlier run (killed, or closed while offline) left in the outbox goes now.
-        self.mailbox.outbox.flush_at = Some(0.0);
+        self.mailbox.outbox.schedule.flush_soon();
     }
 
     /// This space's mailbox on the configured signaling server.
@@ -330,7 +330,7 @@ impl Runtime {
                 web_sys::console::warn_1(&"mailbox: the server lost it; uploading again".into());
                 // Records already staged are posted as they are (the server deduplicates
                 // nothing it lost); what they lack is staged next turn.
-                self.mailbox.outbox.flush_at = Some(0.0);
+                self.mailbox.outbox.schedule.flush_soon();
                 self.refresh_items();
             }
             Ok(Visited { forgot: false }) => self.show_waiting(),

@@ -400,6 +400,122 @@ pub fn keepalive_plan(
     out
 }
 
+/// How long after a change the outbox is posted (ms): a burst of messages goes together, and
+/// still well within the second a phone gives a page that is being closed.
+pub const FLUSH_DELAY_MS: u64 = 300;
+/// After a failed post (offline, server down), when to try again (ms).
+pub const RETRY_MS: u64 = 5_000;
+/// A change no connected device has confirmed after this long (ms) goes to the outbox too: a
+/// peer that vanished without a goodbye is not someone to rely on.
+pub const UNCONFIRMED_MS: u64 = 1_500;
+
+/// When to stage and when to post: the outbox's timing, apart from its storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// When to post next (`None`: nothing waits).
+    flush_at: Option<u64>,
+    /// When the document last changed without being staged (another device took it).
+    changed_at: Option<u64>,
+    /// Heads whose changes could not be sealed (larger than one mailbox message): not tried
+    /// again until the document changes.
+    blocked: Option<Vec<[u8; 32]>>,
+}
+
+/// What one turn of the outbox should do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Turn {
+    /// Seal what the outbox lacks into a record.
+    pub stage: bool,
+    /// Post the records now (report with [`Schedule::flushed`]).
+    pub flush: bool,
+}
+
+fn sorted(heads: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    let mut h = heads.to_vec();
+    h.sort();
+    h
+}
+
+impl Schedule {
+    /// The document changed and was stored. `true`: stage it now (no other device is
+    /// connected). Otherwise the connected device takes it, and [`Schedule::turn`] stages it
+    /// if that device never confirms it.
+    pub fn changed(&mut self, now: u64, alone: bool) -> bool {
+        if alone {
+            return true;
+        }
+        self.changed_at.get_or_insert(now);
+        false
+    }
+
+    /// One turn: `heads` are the document's, `target` what the mailbox has once the outbox is
+    /// posted ([`target_heads`]), `alone` no other device is connected, `confirmed` a
+    /// connected device has everything here.
+    pub fn turn(
+        &mut self,
+        now: u64,
+        heads: &[[u8; 32]],
+        target: &[[u8; 32]],
+        alone: bool,
+        confirmed: bool,
+    ) -> Turn {
+        let heads = sorted(heads);
+        let blocked = self.blocked.as_deref().is_some_and(|b| sorted(b) == heads);
+        let mut turn = Turn::default();
+        if heads != sorted(target) && !blocked {
+            let unconfirmed = !confirmed
+                && self
+                    .changed_at
+                    .is_some_and(|t| now.saturating_sub(t) > UNCONFIRMED_MS);
+            turn.stage = alone || unconfirmed;
+        } else {
+            self.changed_at = None;
+        }
+        if self.flush_at.is_some_and(|t| now >= t) {
+            self.flush_at = None;
+            turn.flush = true;
+        }
+        turn
+    }
+
+    /// A record was stored: post within [`FLUSH_DELAY_MS`] (a burst goes together).
+    pub fn staged(&mut self, now: u64) {
+        self.changed_at = None;
+        let at = self.flush_at.get_or_insert(now + FLUSH_DELAY_MS);
+        *at = (*at).min(now + FLUSH_DELAY_MS);
+    }
+
+    /// Nothing was new to stage.
+    pub fn nothing_new(&mut self) {
+        self.changed_at = None;
+    }
+
+    /// What the document holds at `heads` cannot be sealed (larger than one mailbox
+    /// message): direct sync and the next base carry it; not tried again until it changes.
+    pub fn too_large(&mut self, heads: Vec<[u8; 32]>) {
+        self.changed_at = None;
+        self.blocked = Some(heads);
+    }
+
+    /// A post of the records ended: when it did not empty the outbox, try again later.
+    pub fn flushed(&mut self, emptied: bool, now: u64) {
+        if !emptied {
+            self.flush_at = Some(now + RETRY_MS);
+        }
+    }
+
+    /// Post at the next turn (at start, for what an earlier run left; after the server
+    /// lost the mailbox).
+    pub fn flush_soon(&mut self) {
+        self.flush_at = Some(0);
+    }
+
+    /// Forget everything (the outbox was cleared).
+    pub fn clear(&mut self) {
+        *self = Schedule::default();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,5 +611,51 @@ mod tests {
         assert_eq!(third.replaces, None);
         let size = |r: &OutboxRecord| r.entries.iter().map(Vec::len).sum::<usize>();
         assert!(size(&third.record) <= size(&second.record));
+    }
+
+    #[test]
+    fn a_change_is_staged_at_once_when_alone_and_posted_after_the_delay() {
+        let mut s = Schedule::default();
+        assert!(s.changed(1_000, true));
+        s.staged(1_000);
+        let (h, t) = ([[1u8; 32]], [[1u8; 32]]);
+        assert_eq!(s.turn(1_100, &h, &t, true, false), Turn::default());
+        s.staged(1_200); // a burst: the first deadline stands
+        assert!(s.turn(1_300, &h, &t, true, false).flush);
+        s.flushed(false, 1_300);
+        assert!(!s.turn(1_300 + RETRY_MS - 1, &h, &t, true, false).flush);
+        assert!(s.turn(1_300 + RETRY_MS, &h, &t, true, false).flush);
+    }
+
+    #[test]
+    fn a_change_a_connected_device_never_confirms_is_staged_later() {
+        let mut s = Schedule::default();
+        assert!(!s.changed(1_000, false));
+        let (heads, target) = ([[2u8; 32]], [[1u8; 32]]);
+        assert!(
+            !s.turn(1_000 + UNCONFIRMED_MS, &heads, &target, false, false)
+                .stage
+        );
+        // Confirmed: nothing to stage.
+        assert!(
+            !s.turn(1_001 + UNCONFIRMED_MS, &heads, &target, false, true)
+                .stage
+        );
+        assert!(
+            s.turn(1_001 + UNCONFIRMED_MS, &heads, &target, false, false)
+                .stage
+        );
+        // Alone, whatever differs is staged; once it is in the outbox nothing is.
+        assert!(s.turn(0, &heads, &target, true, false).stage);
+        assert!(!s.turn(0, &heads, &heads, true, false).stage);
+    }
+
+    #[test]
+    fn what_cannot_be_sealed_is_not_tried_again_until_the_document_changes() {
+        let mut s = Schedule::default();
+        let (heads, target) = ([[2u8; 32]], [[1u8; 32]]);
+        s.too_large(heads.to_vec());
+        assert!(!s.turn(0, &heads, &target, true, false).stage);
+        assert!(s.turn(0, &[[3u8; 32]], &target, true, false).stage);
     }
 }

@@ -773,10 +773,13 @@ fn a_mailbox_that_refuses_the_key_is_news_and_gets_nothing() {
     step(&mut world, &mut devices, 1, &Op::Visit(0)).unwrap();
     assert!(world.server.entries.is_empty());
     assert!(
-        devices[0]
-            .news
-            .iter()
-            .any(|n| matches!(n, News::KeyRefused { registering: true, .. })),
+        devices[0].news.iter().any(|n| matches!(
+            n,
+            News::KeyRefused {
+                registering: true,
+                ..
+            }
+        )),
         "{:?}",
         devices[0].news
     );
@@ -791,7 +794,13 @@ fn file_chunks_wait_out_the_grace_period_after_a_connection() {
     for (i, op) in [Meet(0, 1), Part(0, 1), SendFile(0, 1)].iter().enumerate() {
         step(&mut world, &mut devices, i, op).unwrap();
     }
-    let held = |w: &World| w.server.entries.values().filter(|(_, h)| h.is_some()).count();
+    let held = |w: &World| {
+        w.server
+            .entries
+            .values()
+            .filter(|(_, h)| h.is_some())
+            .count()
+    };
     step(&mut world, &mut devices, 3, &Visit(0)).unwrap();
     assert!(!world.server.entries.is_empty(), "history went at once");
     assert_eq!(held(&world), 0, "no chunk within the grace period");

@@ -4,7 +4,7 @@
 //! the service worker's Background Sync for when the app is closed.
 
 use super::super::{Runtime, now_ms};
-use ferry_core::outbox::{self, Destination, OutboxRecord, StageContext, StageError};
+use ferry_core::outbox::{self, Destination, OutboxRecord, Schedule, StageContext, StageError};
 use ferry_core::random_msg_id;
 use leptos::prelude::Set;
 use std::cell::RefCell;
@@ -12,15 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
-
-/// How long after a change the outbox is posted (ms): a burst of messages goes together, and
-/// still well within the second a phone gives a page that is being closed.
-const FLUSH_DELAY_MS: f64 = 300.0;
-/// After a failed post (offline, server down), when to try again (ms).
-const RETRY_MS: f64 = 5_000.0;
-/// A change no connected device has confirmed after this long (ms) goes to the outbox
-/// too: a peer that vanished without a goodbye is not someone to rely on.
-const UNCONFIRMED_MS: f64 = 1_500.0;
 
 /// What the page-hide handler needs without the runtime (it runs synchronously while the
 /// page goes away; the runtime's task will not get another turn).
@@ -39,16 +30,11 @@ pub(in crate::runtime) struct OutboxState {
     pending: Rc<RefCell<Pending>>,
     /// Sequence numbers of entries posted in this run, by record.
     seqs: BTreeMap<u64, Vec<Option<u64>>>,
-    /// When to post next (`None`: nothing waits).
-    pub(super) flush_at: Option<f64>,
-    /// When the document last changed without being staged.
-    changed_at: Option<f64>,
+    /// When to stage and when to post (core `outbox::Schedule`).
+    pub(super) schedule: Schedule,
     /// A mailbox fetch is applying changes that are in the mailbox already (no echo).
     pub(super) fetching: bool,
     listening: bool,
-    /// Heads whose changes could not be sealed (larger than one mailbox message): not tried
-    /// again until the document changes.
-    blocked: Option<Vec<[u8; 32]>>,
 }
 
 impl OutboxState {
@@ -59,9 +45,7 @@ impl OutboxState {
         p.posted.clear();
         drop(p);
         self.seqs.clear();
-        self.flush_at = None;
-        self.changed_at = None;
-        self.blocked = None;
+        self.schedule.clear();
     }
 
     /// Nothing waits to be posted.
@@ -115,14 +99,10 @@ impl Runtime {
         if self.mailbox.outbox.fetching || !self.mailbox_active() {
             return;
         }
-        if self.remote_devices() > 0 {
-            self.mailbox
-                .outbox
-                .changed_at
-                .get_or_insert(js_sys::Date::now());
-            return;
+        let alone = self.remote_devices() == 0;
+        if self.mailbox.outbox.schedule.changed(now_ms(), alone) {
+            self.stage_outbox().await;
         }
-        self.stage_outbox().await;
     }
 
     /// Reads the outbox from storage (other tabs and the service worker write there too),
@@ -181,15 +161,14 @@ impl Runtime {
         ) {
             Ok(staged) => staged,
             Err(StageError::NothingNew) => {
-                self.mailbox.outbox.changed_at = None;
+                self.mailbox.outbox.schedule.nothing_new();
                 return;
             }
             Err(e) => {
                 // Larger than one mailbox message: direct sync (and the next base) carry it.
                 web_sys::console::warn_1(&format!("outbox: {e}").into());
-                self.mailbox.outbox.changed_at = None;
                 let heads = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
-                self.mailbox.outbox.blocked = Some(heads);
+                self.mailbox.outbox.schedule.too_large(heads);
                 return;
             }
         };
@@ -199,7 +178,6 @@ impl Runtime {
             )));
             return;
         }
-        self.mailbox.outbox.changed_at = None;
         {
             let mut p = self.mailbox.outbox.pending.borrow_mut();
             if let Some(old) = staged.replaces {
@@ -207,13 +185,7 @@ impl Runtime {
             }
             p.records.push(staged.record);
         }
-        let now = js_sys::Date::now();
-        let at = self
-            .mailbox
-            .outbox
-            .flush_at
-            .get_or_insert(now + FLUSH_DELAY_MS);
-        *at = at.min(now + FLUSH_DELAY_MS);
+        self.mailbox.outbox.schedule.staged(now_ms());
         crate::pwa::request_background_sync(crate::pwa::OUTBOX_SYNC_TAG);
     }
 
@@ -222,38 +194,25 @@ impl Runtime {
         if !self.mailbox_active() {
             return;
         }
-        let now = js_sys::Date::now();
+        let now = now_ms();
         let alone = self.remote_devices() == 0;
-        let mut heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
-        heads.sort();
-        let mut target = self
+        let heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+        let target = self
             .mailbox
             .outbox
             .target(self.mailbox.client.upload.heads());
-        target.sort();
-        let blocked = self.mailbox.outbox.blocked.as_ref().is_some_and(|b| {
-            let mut b = b.clone();
-            b.sort();
-            b == heads
-        });
-        if heads != target && !blocked {
-            let unconfirmed = self
-                .mailbox
-                .outbox
-                .changed_at
-                .is_some_and(|t| now - t > UNCONFIRMED_MS)
-                && self.replica.synced_devices().is_empty();
-            if alone || unconfirmed {
-                self.stage_outbox().await;
-            }
-        } else {
-            self.mailbox.outbox.changed_at = None;
+        let confirmed = !self.replica.synced_devices().is_empty();
+        let turn = self
+            .mailbox
+            .outbox
+            .schedule
+            .turn(now, &heads, &target, alone, confirmed);
+        if turn.stage {
+            self.stage_outbox().await;
         }
-        if self.mailbox.outbox.flush_at.is_some_and(|t| now >= t) {
-            self.mailbox.outbox.flush_at = None;
-            if !self.flush_outbox().await {
-                self.mailbox.outbox.flush_at = Some(js_sys::Date::now() + RETRY_MS);
-            }
+        if turn.flush {
+            let emptied = self.flush_outbox().await;
+            self.mailbox.outbox.schedule.flushed(emptied, now_ms());
         }
     }
 

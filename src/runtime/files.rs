@@ -11,10 +11,10 @@
 use super::{Runtime, now_ms};
 use crate::view::{self, FileState, FileView};
 use ferry_core::blobs::{blob_prefix, blobs_prefix, chunk_key, have_from_keys, manifest_key};
-use ferry_core::device::{SendError, SendJob, SendStep, delivery};
+use ferry_core::device::files::FileSet;
+use ferry_core::device::{SendError, SendJob, SendStep};
 use ferry_core::{
     BlobEffect, BlobId, BlobMessage, DeviceId, Effect, FileMeta, Have, Manifest, PeerKey, Store,
-    TransferConfig, Transfers,
 };
 use leptos::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -134,7 +134,9 @@ enum IoDone {
 
 /// The runtime's file state.
 pub(super) struct Files {
-    engine: Transfers,
+    /// What is known of the history's files (core `device::files::FileSet`): whole here,
+    /// stopped, live, peers asked, and the transfer engine.
+    set: FileSet,
     /// Chunk reads and writes run as their own tasks, so the loop keeps receiving, opening
     /// and verifying while IndexedDB works; they report here (and wake the loop).
     io_tx: futures::channel::mpsc::UnboundedSender<IoDone>,
@@ -144,17 +146,6 @@ pub(super) struct Files {
     jobs: VecDeque<Sending>,
     /// Blob messages received since the last pump.
     inbox: Vec<(PeerKey, BlobMessage)>,
-    /// Peers that proved membership over WebRTC (not sibling tabs: they share storage).
-    peers: BTreeSet<PeerKey>,
-    /// Roots whose every chunk is stored here.
-    stored: BTreeSet<BlobId>,
-    /// Roots the person stopped on this device.
-    stopped: BTreeSet<BlobId>,
-    /// Roots referenced by the history, as of the last look.
-    live: BTreeSet<BlobId>,
-    /// Files that became whole here since the last pump: connected peers are told (their
-    /// authors may then say "on" this device).
-    announce: Vec<BlobId>,
     /// Per-root view state; pushed to the view when dirty, at most every tick.
     views: BTreeMap<BlobId, FileView>,
     /// Last progress sample per root, for the speed: (time ms, bytes).
@@ -170,17 +161,12 @@ impl Files {
     pub(super) fn new() -> Self {
         let (io_tx, io_rx) = futures::channel::mpsc::unbounded();
         Files {
-            engine: Transfers::new(TransferConfig::default()),
+            set: FileSet::new(BTreeSet::new()),
             io_tx,
             io_rx,
             io_pending: 0,
             jobs: VecDeque::new(),
             inbox: Vec::new(),
-            peers: BTreeSet::new(),
-            stored: BTreeSet::new(),
-            stopped: BTreeSet::new(),
-            live: BTreeSet::new(),
-            announce: Vec::new(),
             views: BTreeMap::new(),
             samples: BTreeMap::new(),
             sent_samples: BTreeMap::new(),
@@ -232,13 +218,15 @@ impl Runtime {
     /// At start: serve what is stored, resume what is partial, fetch what is missing, and
     /// free files whose items were deleted while this device was away.
     pub(super) async fn boot_files(&mut self) {
-        self.files.stopped = self.local.files_stopped.clone();
+        self.files.set = FileSet::new(self.local.files_stopped.clone());
         let keys = self.store.keys(&blobs_prefix()).await.unwrap_or_default();
         let roots: BTreeSet<BlobId> = keys
             .iter()
             .filter_map(ferry_core::blobs::parse_blob_key)
             .collect();
-        self.files.live = self.replica.history().live_blobs();
+        self.files
+            .set
+            .history_changed(self.replica.history().live_blobs());
         // Only files whose items were deleted are freed: bytes no item mentions are kept (the
         // item may be in a change that did not load, or not be saved yet by a sibling tab),
         // and after a load that skipped damaged chunks nothing is freed at all.
@@ -246,7 +234,7 @@ impl Runtime {
         for root in ferry_core::device::files::to_free(&roots, &deleted, self.load_skipped_chunks) {
             let _ = self.store.delete_prefix(&blob_prefix(&root)).await;
         }
-        for root in self.files.live.clone() {
+        for root in self.files.set.live().clone() {
             self.start_file(root, &keys).await;
         }
         self.withdraw_interrupted_sends().await;
@@ -260,9 +248,9 @@ impl Runtime {
             _ => None,
         };
         let Some((manifest, bytes)) = manifest else {
-            if !self.files.stopped.contains(&root) {
+            if !self.files.set.is_stopped(&root) {
                 self.files.view_mut(root).state = FileState::Waiting;
-                let eff = self.files.engine.want(root, now_ms());
+                let eff = self.files.set.engine.want(root, now_ms());
                 self.run_blob_effects(eff).await;
             } else {
                 self.files.view_mut(root).state = FileState::Stopped;
@@ -281,7 +269,7 @@ impl Runtime {
             return;
         }
         self.serve(root, &bytes, Have::Chunks(have.clone()));
-        let stopped = self.files.stopped.contains(&root);
+        let stopped = self.files.set.is_stopped(&root);
         let v = self.files.view_mut(root);
         v.have = have_bytes;
         if stopped {
@@ -293,7 +281,7 @@ impl Runtime {
             self.files.view_mut(root).state = FileState::Failed(reason);
             return;
         }
-        match self.files.engine.resume(root, &bytes, &have, now_ms()) {
+        match self.files.set.engine.resume(root, &bytes, &have, now_ms()) {
             Ok(eff) => self.run_blob_effects(eff).await,
             Err(e) => self.files.view_mut(root).state = FileState::Failed(e.to_string()),
         }
@@ -301,16 +289,12 @@ impl Runtime {
 
     /// Files stored whole on this device and still in the history.
     pub(super) fn files_stored(&self) -> Vec<BlobId> {
-        self.files
-            .stored
-            .intersection(&self.files.live)
-            .copied()
-            .collect()
+        self.files.set.stored_files()
     }
 
     /// Offers a (partly) stored file to other devices.
     fn serve(&mut self, root: BlobId, manifest: &[u8], have: Have) {
-        if let Err(e) = self.files.engine.serve(root, manifest, have) {
+        if let Err(e) = self.files.set.engine.serve(root, manifest, have) {
             web_sys::console::warn_1(&format!("cannot serve {root}: {e}").into());
         }
     }
@@ -326,9 +310,7 @@ impl Runtime {
 
     /// Every chunk is here: say so, and make a preview of small images and videos.
     async fn file_stored(&mut self, root: BlobId, size: u64) {
-        if self.files.stored.insert(root) {
-            self.files.announce.push(root);
-        }
+        self.files.set.whole(root);
         let mime = self.file_meta(root).map(|f| f.mime).unwrap_or_default();
         let previewable = (mime.starts_with("image/") || mime.starts_with("video/"))
             && size <= PREVIEW_MAX
@@ -506,13 +488,9 @@ impl Runtime {
     /// its file's bytes (files the person stopped here do not hold it back): what this device's
     /// mailbox receipt says.
     pub(super) fn stored_through(&self) -> Vec<(DeviceId, u64)> {
-        let stored: BTreeSet<BlobId> = self.files_stored().into_iter().collect();
-        delivery::stored_through(
-            self.replica.history().items(),
-            &stored,
-            &self.files.stopped,
-            self.device,
-        )
+        self.files
+            .set
+            .stored_through(self.replica.history().items(), self.device)
     }
 
     /// Deletes this device's items of a file whose bytes could not be stored here (they exist
@@ -565,7 +543,7 @@ impl Runtime {
                     mime: s.file.type_(),
                 };
                 let (_, effects) = self.replica.add_file(&meta, now_ms())?;
-                self.files.live.insert(root);
+                self.files.set.writing(root);
                 self.files.view_mut(root).state = FileState::Downloading;
                 self.apply(effects).await;
             }
@@ -612,7 +590,7 @@ impl Runtime {
     /// goes, and the person is told to send the file again.
     async fn withdraw_interrupted_sends(&mut self) {
         for root in self.local.sending.clone() {
-            if self.files.stored.contains(&root) {
+            if self.files.set.is_stored(&root) {
                 let _ = self
                     .save_local(move |s| {
                         s.sending.remove(&root);
@@ -651,29 +629,27 @@ impl Runtime {
         // All at once, so the chunks that arrived together are stored (or read) together.
         let inbox = std::mem::take(&mut self.files.inbox);
         let mut effects = Vec::new();
-        for root in std::mem::take(&mut self.files.announce) {
-            effects.extend(self.files.engine.announce(root));
-        }
+        effects.extend(self.files.set.announcements());
         for (peer, msg) in inbox {
-            effects.extend(self.files.engine.on_message(&peer, msg, now_ms()));
+            effects.extend(self.files.set.engine.on_message(&peer, msg, now_ms()));
         }
         while let Ok(done) = self.files.io_rx.try_recv() {
             self.files.io_pending = self.files.io_pending.saturating_sub(1);
             match done {
                 IoDone::Stored(ids, Ok(())) => {
                     for (root, index) in ids {
-                        effects.extend(self.files.engine.stored(root, index));
+                        effects.extend(self.files.set.engine.stored(root, index));
                     }
                 }
                 IoDone::Stored(ids, Err(e)) => {
                     let roots: BTreeSet<BlobId> = ids.iter().map(|(r, _)| *r).collect();
                     for root in roots {
-                        effects.extend(self.files.engine.store_failed(root, &e.to_string()));
+                        effects.extend(self.files.set.engine.store_failed(root, &e.to_string()));
                     }
                 }
                 IoDone::Read(wanted, read) => {
                     for ((peer, root, index), bytes) in wanted.into_iter().zip(read) {
-                        effects.extend(self.files.engine.chunk_read(&peer, root, index, bytes));
+                        effects.extend(self.files.set.engine.chunk_read(&peer, root, index, bytes));
                     }
                 }
             }
@@ -682,7 +658,7 @@ impl Runtime {
         let now = js_sys::Date::now();
         if now - self.files.last_tick >= FILE_TICK_MS {
             self.files.last_tick = now;
-            let eff = self.files.engine.tick(now as u64);
+            let eff = self.files.set.engine.tick(now as u64);
             self.run_blob_effects(eff).await;
             self.push_file_views(now);
         }
@@ -696,14 +672,7 @@ impl Runtime {
     }
 
     async fn recheck_files(&mut self) {
-        let pending: Vec<BlobId> = self
-            .files
-            .live
-            .iter()
-            .filter(|r| !self.files.stored.contains(r) && !self.files.engine.is_complete(r))
-            .copied()
-            .collect();
-        for root in pending {
+        for root in self.files.set.incomplete() {
             let keys = self
                 .store
                 .keys(&blob_prefix(&root))
@@ -718,7 +687,7 @@ impl Runtime {
             if have_from_keys(&root, &keys).len() as u32 == m.chunk_count()
                 && !self.files.jobs.iter().any(|j| j.job.root() == Some(root))
             {
-                self.files.engine.cancel(root);
+                self.files.set.engine.cancel(root);
                 self.serve(root, &bytes, Have::All);
                 self.file_stored(root, m.size).await;
             }
@@ -762,7 +731,7 @@ impl Runtime {
                 }
             }
         }
-        let stats = self.files.engine.stats().clone();
+        let stats = self.files.set.engine.stats().clone();
         if self.view.chunk_requests.get_untracked() != stats.chunk_requests {
             self.view.chunk_requests.set(stats.chunk_requests);
         }
@@ -821,11 +790,11 @@ impl Runtime {
                 }
                 BlobEffect::StoreManifest { root, bytes } => {
                     if let Err(e) = self.store.put(&manifest_key(&root), &bytes).await {
-                        queue.extend(self.files.engine.store_failed(root, &e.to_string()));
+                        queue.extend(self.files.set.engine.store_failed(root, &e.to_string()));
                     } else if let Ok(m) = Manifest::decode(&root, &bytes)
                         && let Some(reason) = self.quota_problem(m.size).await
                     {
-                        queue.extend(self.files.engine.store_failed(root, &reason));
+                        queue.extend(self.files.set.engine.store_failed(root, &reason));
                     }
                 }
                 BlobEffect::StoreChunk { root, index, data } => {
@@ -885,54 +854,43 @@ impl Runtime {
 
     /// A device proved membership over WebRTC: it may hold or want files.
     pub(super) async fn file_peer_up(&mut self, peer: &PeerKey) {
-        if self.files.peers.insert(peer.clone()) {
-            let mut eff = self.files.engine.peer_up(peer);
-            // Which of the files written here it holds: what "on" it may say of them.
-            let mine: Vec<BlobId> = self
-                .replica
-                .history()
-                .files_by(self.device)
-                .into_iter()
-                .collect();
-            eff.extend(self.files.engine.ask(peer, &mine));
-            self.run_blob_effects(eff).await;
-        }
+        // Which of the files written here it holds: what "on" it may say of them.
+        let mine: Vec<BlobId> = self
+            .replica
+            .history()
+            .files_by(self.device)
+            .into_iter()
+            .collect();
+        let eff = self.files.set.peer_up(peer, &mine);
+        self.run_blob_effects(eff).await;
     }
 
     /// How far a direct sync may mark `device` as having what this device wrote: before the
-    /// first file of ours it has not said it holds whole (core `delivery::held_through`).
+    /// first file of ours it has not said it holds whole (core `FileSet::held_through`).
     pub(super) fn held_through(&self, device: DeviceId) -> u64 {
-        let holds: BTreeSet<BlobId> = self
+        let links = self
             .peers
             .iter()
             .filter(|(_, d)| **d == device)
-            .filter_map(|(k, _)| self.files.engine.peer_holds(k))
-            .flatten()
-            .copied()
-            .collect();
-        delivery::held_through(self.replica.history().file_items(), self.device, &holds)
+            .map(|(k, _)| k);
+        self.files
+            .set
+            .held_through(links, self.replica.history().file_items(), self.device)
     }
 
     /// A device went away: its requests go to others.
     pub(super) async fn file_peer_down(&mut self, peer: &PeerKey) {
-        if self.files.peers.remove(peer) {
-            let eff = self.files.engine.peer_down(peer, now_ms());
-            self.run_blob_effects(eff).await;
-        }
+        let eff = self.files.set.peer_down(peer, now_ms());
+        self.run_blob_effects(eff).await;
     }
 
     /// The history changed: fetch new files, free the chunks of deleted ones.
     pub(super) async fn files_changed(&mut self) {
-        let live = self.replica.history().live_blobs();
-        if live == self.files.live {
-            return;
-        }
-        let gone: Vec<BlobId> = self.files.live.difference(&live).copied().collect();
-        let new: Vec<BlobId> = live.difference(&self.files.live).copied().collect();
-        self.files.live = live;
-        for root in gone {
-            self.files.engine.forget(root);
-            self.files.stored.remove(&root);
+        let change = self
+            .files
+            .set
+            .history_changed(self.replica.history().live_blobs());
+        for root in change.gone {
             if let Some(url) = self.files.views.remove(&root).and_then(|v| v.preview) {
                 let _ = web_sys::Url::revoke_object_url(&url);
             }
@@ -945,7 +903,7 @@ impl Runtime {
             .iter()
             .filter_map(|j| j.job.root())
             .collect();
-        for root in new {
+        for root in change.new {
             if sending.contains(&root) {
                 continue;
             }
@@ -954,7 +912,7 @@ impl Runtime {
     }
 
     async fn save_stopped(&mut self) {
-        let stopped = self.files.stopped.clone();
+        let stopped = self.files.set.stopped().clone();
         let _ = self
             .save_local(move |s| s.files_stopped = stopped.clone())
             .await;
@@ -965,8 +923,7 @@ impl Runtime {
         let Ok(root) = root_hex.parse::<BlobId>() else {
             return;
         };
-        self.files.engine.cancel(root);
-        self.files.stopped.insert(root);
+        self.files.set.stop(root);
         self.files.view_mut(root).state = FileState::Stopped;
         self.save_stopped().await;
     }
@@ -976,7 +933,7 @@ impl Runtime {
         let Ok(root) = root_hex.parse::<BlobId>() else {
             return;
         };
-        self.files.stopped.remove(&root);
+        self.files.set.unstop(root);
         self.save_stopped().await;
         self.start_stored_file(root).await;
     }

@@ -668,27 +668,23 @@ impl Runtime {
     /// Notes when another device (directly, or through a sibling tab) had everything this one
     /// has; re-renders items that stop being "not yet on other devices".
     async fn update_synced(&mut self, now: u64) {
-        let mut synced = self
+        let before = self
             .tabs
             .as_ref()
             .map_or(0, TabLink::last_synced_via_tabs)
             .max(self.mailbox.client.synced_ms);
         let devices = self.replica.synced_devices();
-        if !devices.is_empty() {
-            synced = synced.max(now.max(self.replica.latest_ms()));
-            let latest = self.replica.latest_ms();
-            // A device with our heads has every item; a file's bytes only once it said so.
-            // (Looked at only while some mark is behind: not every loop turn.)
-            let behind = |d: &DeviceId| self.local.delivered.get(d).is_none_or(|m| *m < latest);
-            let devices: Vec<(DeviceId, u64)> = devices
-                .into_iter()
-                .filter(behind)
-                .map(|d| (d, self.held_through(d)))
-                .collect();
-            if delivery::note_synced(&mut self.local.delivered, &devices, latest, synced) {
-                self.save_delivered().await;
-                self.refresh_items();
-            }
+        let latest = self.replica.latest_ms();
+        let mut delivered = std::mem::take(&mut self.local.delivered);
+        // A device with our heads has every item; a file's bytes only once it said so.
+        let (synced, moved) =
+            delivery::note_direct_sync(&mut delivered, devices, latest, now, before, |d| {
+                self.held_through(d)
+            });
+        self.local.delivered = delivered;
+        if moved {
+            self.save_delivered().await;
+            self.refresh_items();
         }
         if synced <= self.last_synced {
             return;

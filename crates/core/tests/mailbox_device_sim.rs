@@ -385,19 +385,14 @@ impl Device {
         }
         // As the app's `update_synced`: a device with the same heads has every item here, and
         // the files it said it holds (none: files travel through the mailbox in this model).
-        let latest = self.replica.latest_ms();
         let cap = delivery::held_through(
             self.replica.history().file_items(),
             self.id,
             &BTreeSet::new(),
         );
-        let devices: Vec<(DeviceId, u64)> = self
-            .replica
-            .synced_devices()
-            .into_iter()
-            .map(|d| (d, cap))
-            .collect();
-        delivery::note_synced(&mut self.local.delivered, &devices, latest, now.max(latest));
+        let synced = self.replica.synced_devices();
+        let latest = self.replica.latest_ms();
+        delivery::note_direct_sync(&mut self.local.delivered, synced, latest, now, 0, |_| cap);
         // As the app's loop: while another device is connected the mailbox is left alone
         // (and the file grace period starts again).
         let connected = self.connected();

@@ -119,6 +119,33 @@ pub fn note_synced(
     moved
 }
 
+/// One look at direct sync: each device in `synced` has this device's heads (so every item,
+/// up to the newest, `latest`), and the files written here up to its `held_through` cap.
+/// Moves the marks ([`note_synced`]; only devices whose mark is behind are asked for a cap,
+/// so an idle loop does no work per file). Returns the moment this device last counted as
+/// synced (`now` when some device is synced, else `before`: through tabs or the mailbox)
+/// and whether a mark moved.
+pub fn note_direct_sync(
+    delivered: &mut BTreeMap<DeviceId, u64>,
+    synced: Vec<DeviceId>,
+    latest: u64,
+    now: u64,
+    before: u64,
+    held_through: impl Fn(DeviceId) -> u64,
+) -> (u64, bool) {
+    if synced.is_empty() {
+        return (before, false);
+    }
+    let at = before.max(now.max(latest));
+    let behind: Vec<(DeviceId, u64)> = synced
+        .into_iter()
+        .filter(|d| delivered.get(d).is_none_or(|m| *m < latest))
+        .map(|d| (d, held_through(d)))
+        .collect();
+    let moved = note_synced(delivered, &behind, latest, at);
+    (at, moved)
+}
+
 /// Through the mailbox alone, this device counts as synced ("Last synced …", as direct sync
 /// would make it) once everything it has is uploaded (`all_uploaded`) and every other device
 /// of the space (`others`) posted a receipt covering the newest item `me` wrote. With no
@@ -313,5 +340,32 @@ mod tests {
             &marks(300, 300),
             true
         ));
+    }
+
+    #[test]
+    fn a_direct_sync_counts_only_with_a_synced_device_and_asks_caps_only_when_behind() {
+        let (a, b) = (DeviceId::from_bytes([1; 16]), DeviceId::from_bytes([2; 16]));
+        let mut delivered = BTreeMap::new();
+        let none = note_direct_sync(&mut delivered, vec![], 50, 100, 7, |_| u64::MAX);
+        assert_eq!(none, (7, false), "nobody synced: the earlier moment stands");
+        let asked = std::cell::Cell::new(0);
+        let cap = |_| {
+            asked.set(asked.get() + 1);
+            u64::MAX
+        };
+        assert_eq!(
+            note_direct_sync(&mut delivered, vec![a], 50, 100, 7, cap),
+            (100, true)
+        );
+        assert_eq!(delivered.get(&a), Some(&100));
+        assert_eq!(
+            note_direct_sync(&mut delivered, vec![a], 50, 200, 7, cap),
+            (200, false)
+        );
+        assert_eq!(asked.get(), 1, "a mark that is not behind asks for no cap");
+        // A device that lacks a file of ours is marked only up to the cap.
+        let (_, moved) = note_direct_sync(&mut delivered, vec![b], 50, 300, 0, |_| 20);
+        assert!(moved);
+        assert_eq!(delivered.get(&b), Some(&20));
     }
 }

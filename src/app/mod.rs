@@ -14,7 +14,7 @@ mod devices;
 mod dialogs;
 
 use crate::view::{Intent, Intents, NetStatus, ViewState};
-use chat::{Composer, History};
+use chat::{AddYourPhone, Composer, DevicesOpen, History};
 use devices::DevicesPanel;
 use dialogs::{ErrorBanner, JoinDialog};
 use futures::channel::mpsc::UnboundedSender;
@@ -27,6 +27,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(Intents::new(intents, view));
     provide_context(chat::EditState::new());
     let devices_open = RwSignal::new(false);
+    provide_context(DevicesOpen(devices_open));
     start_clock(view);
     // A confirmation ("Copied") disappears by itself after a few seconds.
     Effect::new(move |_| {
@@ -108,6 +109,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                 <Show when=move || devices_open.get()>
                     <DevicesPanel/>
                 </Show>
+                <AddYourPhone/>
                 <History/>
                 <Composer/>
             </main>

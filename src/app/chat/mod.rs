@@ -6,11 +6,13 @@
 
 mod composer;
 mod file_card;
+mod first_run;
 mod history;
 mod item_row;
 mod message_menu;
 
 pub(super) use composer::Composer;
+pub(super) use first_run::{AddYourPhone, DevicesOpen};
 pub(super) use history::History;
 
 use ferry_core::ItemId;

@@ -10,6 +10,8 @@ mod list;
 mod mailbox;
 mod pairing;
 
+pub(super) use pairing::QrCode;
+
 use connection::ConnectionSettings;
 use diagnostics::Diagnostics;
 use leptos::prelude::*;

@@ -12,16 +12,6 @@ pub(super) fn PairingLink() -> impl IntoView {
     let view = expect_context::<ViewState>();
     let intents = expect_context::<Intents>();
     let intents_share = intents.clone();
-    // The link and its QR code carry the space secret: both go to the DOM straight from the
-    // wiped copy in the view state, so the renderer keeps no Rust copy of its own.
-    let qr = NodeRef::<leptos::html::Div>::new();
-    Effect::new(move || {
-        view.qr_svg.with(|svg| {
-            if let Some(el) = qr.get() {
-                el.set_inner_html(svg);
-            }
-        })
-    });
     view! {
         <p>
             "Open this link on your other device (another browser, your phone) to add it \
@@ -53,8 +43,25 @@ pub(super) fn PairingLink() -> impl IntoView {
             }
         </Show>
         <p class="notice" aria-live="polite">{move || view.notice.get()}</p>
-        <div class="qr" role="img" aria-label="QR code of the pairing link" node_ref=qr></div>
+        <QrCode label="QR code of the pairing link"/>
     }
+}
+
+/// The pairing link's QR code, an image named `label`. The code carries the space secret: it
+/// goes to the DOM straight from the wiped copy in the view state, so the renderer keeps no
+/// Rust copy of its own.
+#[component]
+pub(in crate::app) fn QrCode(label: &'static str) -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let qr = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move || {
+        view.qr_svg.with(|svg| {
+            if let Some(el) = qr.get() {
+                el.set_inner_html(svg);
+            }
+        })
+    });
+    view! { <div class="qr" role="img" aria-label=label node_ref=qr></div> }
 }
 
 /// Joins another space with a pasted pairing link (the join dialog then asks first).

@@ -1,0 +1,69 @@
+//! The first-run card: while this device is alone in its space, the chat offers to add the
+//! person's phone, with the pairing link's QR code large enough to scan from across a desk.
+//! (The short-code pairing and an in-app camera scanner join it later: issue #20, and #19's
+//! "Scan a code".)
+
+use crate::app::devices::QrCode;
+use crate::view::{Intent, Intents, ViewState};
+use leptos::prelude::*;
+
+/// Whether the Devices panel is open (the card then steps aside: the panel shows the same
+/// link and code, and one of each on screen is enough).
+#[derive(Clone, Copy)]
+pub(in crate::app) struct DevicesOpen(pub RwSignal<bool>);
+
+/// "Add your phone": the QR code, Copy and Share, and "Not now".
+#[component]
+pub(in crate::app) fn AddYourPhone() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let open = expect_context::<DevicesOpen>().0;
+    // Dismissed for this page: the Devices panel keeps the same link.
+    let dismissed = RwSignal::new(false);
+    let alone = move || view.devices.with(|d| d.len() <= 1);
+    let shown = move || {
+        view.ready.get()
+            && alone()
+            && !open.get()
+            && !dismissed.get()
+            && !view.pairing_link.with(|l| l.is_empty())
+    };
+    view! {
+        <Show when=shown>
+            <Card dismissed/>
+        </Show>
+    }
+}
+
+#[component]
+fn Card(dismissed: RwSignal<bool>) -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    let share = intents.clone();
+    view! {
+        <section class="first-run" aria-labelledby="first-run-title">
+            <h2 id="first-run-title">"Add your phone"</h2>
+            <p>
+                "Scan this code with your phone's camera (or open the link on any other \
+                 device). What you write then appears on both, even when they are not online \
+                 at the same time."
+            </p>
+            <QrCode label="QR code to add your phone"/>
+            <div class="first-run-actions">
+                <button type="button" class="primary"
+                    on:click=move |_| intents.send(Intent::CopyLink)>"Copy link"</button>
+                <Show when=move || view.can_share.get()>
+                    {
+                        let share = share.clone();
+                        view! {
+                            <button type="button" on:click=move |_| share.send(Intent::Share)>
+                                "Share link"
+                            </button>
+                        }
+                    }
+                </Show>
+                <button type="button" on:click=move |_| dismissed.set(true)>"Not now"</button>
+            </div>
+            <p class="notice" aria-live="polite">{move || view.notice.get()}</p>
+        </section>
+    }
+}

@@ -8,11 +8,10 @@
 //! `$FERRY_BENCH_OUT/core_per_message.json`; near 1 means the per-message cost does not grow
 //! with the history.
 //!
-//! Measured 2026-12-02: ~0.3 ms on an empty history, ~29 ms at 100k (ratio ~100). A profile
-//! at 20k puts nearly all of it in automerge 0.12 itself (applying one change to a large
-//! document: column memmoves, `ChangeGraph::remove_ancestors`); Ferry's own part (frames,
-//! `DocChanges`, the `History` patch) is well under 1%. Keeping the per-message cost flat
-//! needs smaller documents (e.g. one per month), not a faster view.
+//! Measured 2026-12-02 night: ~0.25 ms on an empty history, ~0.46 ms at 100k (ratio ~1.8).
+//! It was ~29 ms at 100k (ratio ~100) before the vendored automerge's patches
+//! (`crates/automerge/FERRY_PATCH.md`): a walk of the whole change graph on every sync
+//! message, and applying a change by reading every key of the items map before it.
 //!
 //! `cargo bench -p ferry-core --bench per_message` (`FERRY_BENCH_HISTORY=20000` for a
 //! smaller long history).

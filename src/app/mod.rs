@@ -14,7 +14,7 @@ mod devices;
 mod dialogs;
 
 use crate::view::{Intent, Intents, NetStatus, ViewState};
-use chat::{AddYourPhone, Composer, DevicesOpen, History};
+use chat::{AddYourPhone, Composer, DevicesOpen, History, UndoBar};
 use devices::DevicesPanel;
 use dialogs::{ErrorBanner, JoinDialog};
 use futures::channel::mpsc::UnboundedSender;
@@ -26,9 +26,9 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(view);
     provide_context(Intents::new(intents, view));
     provide_context(chat::EditState::new());
+    provide_context(chat::UndoDelete::new());
     let devices_open = RwSignal::new(false);
     provide_context(DevicesOpen(devices_open));
-    start_clock(view);
     // A confirmation ("Copied") disappears by itself after a few seconds.
     Effect::new(move |_| {
         if view.toast.with(Option::is_some) {
@@ -111,23 +111,11 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                 </Show>
                 <AddYourPhone/>
                 <History/>
+                <UndoBar/>
                 <Composer/>
             </main>
         </div>
     }
-}
-
-/// Keeps `now_ms` current to the minute, for relative ages ("5 min ago"): one update a minute
-/// re-renders only the ages, never the list.
-fn start_clock(view: ViewState) {
-    #[cfg(target_arch = "wasm32")]
-    {
-        let tick = move || view.now_ms.set(js_sys::Date::now() as u64);
-        tick();
-        let _ = set_interval_with_handle(tick, std::time::Duration::from_secs(60));
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    let _ = view;
 }
 
 /// Hides the iOS install hint at once; the runtime remembers the choice for this browser.

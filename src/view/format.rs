@@ -119,22 +119,6 @@ pub fn format_time(ms: u64, offset_min: i64) -> (String, String) {
     )
 }
 
-/// How long ago `at_ms` was, for recent items: "just now" (under a minute, or a clock a bit
-/// ahead), "5 min ago", "2 h ago"; `None` from a day on (the date separators say it) or
-/// while the clock is unknown (`now_ms == 0`).
-pub fn relative_age(at_ms: u64, now_ms: u64) -> Option<String> {
-    if now_ms == 0 {
-        return None;
-    }
-    let age = now_ms.saturating_sub(at_ms);
-    match age / 60_000 {
-        0 => Some("just now".into()),
-        m @ 1..60 => Some(format!("{m} min ago")),
-        m @ 60..1440 => Some(format!("{} h ago", m / 60)),
-        _ => None,
-    }
-}
-
 /// The delivery state of an item only the mailbox holds so far.
 pub const WAITING_IN_MAILBOX: &str = "waiting in the mailbox";
 
@@ -155,9 +139,60 @@ pub fn delivery_text(item_ms: u64, others: &[(String, u64)]) -> Option<String> {
     Some(if not.is_empty() {
         format!("on {}", names(&on))
     } else {
-        format!("on {} · not yet on {}", names(&on), names(&not))
+        format!("on {}{NOT_YET_ON}{}", names(&on), names(&not))
     })
 }
+
+/// The small icon a row written here carries: a clock while only this device (or only the
+/// mailbox) has it, one tick once another device has it, two ticks once every other device
+/// has it. The words ([`Tick::words`]) are its text alternative and the hover/focus detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tick {
+    /// Only on this device.
+    Here,
+    /// Only this device and the sealed mailbox have it.
+    Mailbox,
+    /// On some other devices, not all yet ("on Phone · not yet on Tablet").
+    Some(String),
+    /// On every other device ("on Phone, Tablet").
+    All(String),
+}
+
+impl Tick {
+    /// The state of a row written here, from its wording; `None` when there is nothing to
+    /// say (no other device, synced through a sibling tab).
+    pub fn of(pending: bool, delivery: Option<&str>) -> Option<Tick> {
+        match delivery {
+            _ if pending => Some(Tick::Here),
+            Some(WAITING_IN_MAILBOX) => Some(Tick::Mailbox),
+            Some(d) if d.contains(NOT_YET_ON) => Some(Tick::Some(d.to_owned())),
+            Some(d) => Some(Tick::All(d.to_owned())),
+            None => None,
+        }
+    }
+
+    /// What the icon says, in words.
+    pub fn words(&self) -> &str {
+        match self {
+            Tick::Here => "not yet on other devices",
+            Tick::Mailbox => WAITING_IN_MAILBOX,
+            Tick::Some(d) | Tick::All(d) => d,
+        }
+    }
+
+    /// A stable name for styling and tests (`data-tick`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tick::Here => "here",
+            Tick::Mailbox => "mailbox",
+            Tick::Some(_) => "some",
+            Tick::All(_) => "all",
+        }
+    }
+}
+
+/// How [`delivery_text`] names the devices that lack an item.
+const NOT_YET_ON: &str = " · not yet on ";
 
 /// Why two devices could not connect, in words a person can act on.
 pub fn failure_reason(f: FailedPath) -> String {
@@ -349,32 +384,6 @@ mod tests {
     }
 
     #[test]
-    fn relative_ages_for_recent_items_only() {
-        let t = 1_800_000_000_000;
-        assert_eq!(relative_age(t, 0), None);
-        assert_eq!(relative_age(t, t).as_deref(), Some("just now"));
-        assert_eq!(relative_age(t, t + 59_999).as_deref(), Some("just now"));
-        assert_eq!(relative_age(t + 30_000, t).as_deref(), Some("just now"));
-        assert_eq!(
-            relative_age(t, t + 5 * 60_000 + 10).as_deref(),
-            Some("5 min ago")
-        );
-        assert_eq!(
-            relative_age(t, t + 59 * 60_000).as_deref(),
-            Some("59 min ago")
-        );
-        assert_eq!(
-            relative_age(t, t + 2 * 3_600_000 + 1).as_deref(),
-            Some("2 h ago")
-        );
-        assert_eq!(
-            relative_age(t, t + 23 * 3_600_000 + 3_599_999).as_deref(),
-            Some("23 h ago")
-        );
-        assert_eq!(relative_age(t, t + 86_400_000), None);
-    }
-
-    #[test]
     fn delivery_names_who_has_an_item() {
         let others = [("Phone".to_string(), 100), ("Tablet".to_string(), 50)];
         assert_eq!(
@@ -387,6 +396,16 @@ mod tests {
         );
         assert_eq!(delivery_text(200, &others), None);
         assert_eq!(delivery_text(1, &[]), None);
+        let some = delivery_text(80, &others);
+        assert_eq!(
+            Tick::of(false, some.as_deref()).map(|t| t.name()),
+            Some("some")
+        );
+        let all = delivery_text(40, &others);
+        assert_eq!(Tick::of(false, all.as_deref()).map(|t| t.name()), Some("all"));
+        assert_eq!(Tick::of(true, None), Some(Tick::Here));
+        assert_eq!(Tick::of(false, Some(WAITING_IN_MAILBOX)), Some(Tick::Mailbox));
+        assert_eq!(Tick::of(false, None), None);
     }
 
     #[test]

@@ -149,6 +149,8 @@ impl Rows {
             && first.datetime.get(..10) == last.datetime.get(..10)
         {
             first.day = None;
+            // The same author as the row above, on the same day: not named again.
+            first.show_author &= first.author != last.author;
         }
         for i in &new_items {
             if i.edited_at.is_some_and(|e| e > i.at) {

@@ -46,6 +46,9 @@ pub struct ItemView {
     pub text: String,
     /// Which device wrote it.
     pub author: String,
+    /// Whether the row names its author: only in a space of several devices, and only when
+    /// the author differs from the row above (or a new day starts).
+    pub show_author: bool,
     /// Written on this device.
     pub mine: bool,
     /// Local time, "HH:MM".
@@ -217,9 +220,6 @@ pub struct ViewState {
     /// What the server holds for the space, as of the last visit ("The mailbox holds 3 sealed
     /// entries (12.0 KB) for this space").
     pub mailbox_held: RwSignal<Option<String>>,
-    /// The current time (ms since the epoch), refreshed once a minute for relative ages;
-    /// 0 until the UI starts its clock.
-    pub now_ms: RwSignal<u64>,
     /// Show "Install: tap Share, then Add to Home Screen" (iOS Safari has no install prompt).
     pub ios_hint: RwSignal<bool>,
     /// A short confirmation shown over the chat ("Copied"), cleared after a few seconds.
@@ -269,7 +269,6 @@ impl ViewState {
             mailbox_status: RwSignal::new(None),
             mailbox_held: RwSignal::new(None),
             mailbox_refused: RwSignal::new(None),
-            now_ms: RwSignal::new(0),
             ios_hint: RwSignal::new(false),
             toast: RwSignal::new(None),
             draft_text: RwSignal::new(None),
@@ -285,22 +284,35 @@ impl Default for ViewState {
     }
 }
 
-/// Display names for devices: a name shared by several devices gets its short id appended,
-/// so "Chrome on Linux" on two laptops stays distinguishable.
+/// Display names for devices, distinct and human: the first device (by join order, which
+/// every device agrees on) keeps a shared name such as "Chrome on Linux", later ones get the
+/// next free number ("Chrome on Linux 2"), never one another device is already called. A
+/// device without a name is "Device" plus its short id.
 pub fn display_names(devices: &[DeviceInfo]) -> Vec<(ferry_core::DeviceId, String)> {
+    let mut ordered: Vec<&DeviceInfo> = devices.iter().collect();
+    ordered.sort_by_key(|d| (d.added_at, d.id));
+    let mut taken: std::collections::BTreeSet<String> =
+        devices.iter().map(|d| d.name.clone()).collect();
+    let mut first_seen = std::collections::BTreeSet::new();
+    let mut named = std::collections::BTreeMap::new();
+    for d in ordered {
+        let name = if d.name.is_empty() {
+            format!("Device {}", d.id.short())
+        } else if first_seen.insert(d.name.clone()) {
+            d.name.clone()
+        } else {
+            let n = (2..)
+                .map(|n| format!("{} {n}", d.name))
+                .find(|candidate| !taken.contains(candidate))
+                .unwrap_or_else(|| format!("{} ({})", d.name, d.id.short()));
+            taken.insert(n.clone());
+            n
+        };
+        named.insert(d.id, name);
+    }
     devices
         .iter()
-        .map(|d| {
-            let shared = devices.iter().filter(|o| o.name == d.name).count() > 1;
-            let name = if d.name.is_empty() {
-                format!("Device {}", d.id.short())
-            } else if shared {
-                format!("{} ({})", d.name, d.id.short())
-            } else {
-                d.name.clone()
-            };
-            (d.id, name)
-        })
+        .map(|d| (d.id, named.remove(&d.id).unwrap_or_default()))
         .collect()
 }
 
@@ -318,6 +330,7 @@ pub fn item_views<'a>(
     let today = format_time(now_ms, offset_min).1[..10].to_owned();
     let yesterday = format_time(now_ms.saturating_sub(86_400_000), offset_min).1[..10].to_owned();
     let mut last_day = String::new();
+    let mut last_author = None;
     items
         .into_iter()
         .map(|i| {
@@ -338,10 +351,14 @@ pub fn item_views<'a>(
                 }
             });
             last_day = date;
+            let show_author =
+                names.len() > 1 && (day.is_some() || last_author.replace(i.author) != Some(i.author));
+            last_author = Some(i.author);
             ItemView {
                 id: i.id,
                 text: i.text.clone(),
                 author,
+                show_author,
                 mine: i.author == me,
                 time,
                 datetime,
@@ -428,7 +445,28 @@ mod tests {
             },
         ];
         let names = display_names(&devs);
-        assert_eq!(names[0].1, "Chrome on Linux (abab)");
-        assert_eq!(names[1].1, "Chrome on Linux (cdcd)");
+        assert_eq!(names[0].1, "Chrome on Linux");
+        assert_eq!(names[1].1, "Chrome on Linux 2");
+    }
+
+    #[test]
+    fn numbered_names_follow_join_order_and_skip_names_in_use() {
+        let dev = |b: u8, name: &str, added_at: u64| DeviceInfo {
+            id: ferry_core::DeviceId::from_bytes([b; 16]),
+            name: name.into(),
+            added_at,
+        };
+        // Listed out of join order; one device is really called "Chrome on Linux 2".
+        let devs = [
+            dev(3, "Chrome on Linux", 30),
+            dev(1, "Chrome on Linux 2", 10),
+            dev(2, "Chrome on Linux", 20),
+            dev(4, "", 40),
+        ];
+        let names: Vec<String> = display_names(&devs).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(
+            names,
+            ["Chrome on Linux 3", "Chrome on Linux 2", "Chrome on Linux", "Device 0404"]
+        );
     }
 }

@@ -57,8 +57,8 @@ test('a device that could not store a file is never shown as having it', async (
     // 3. The laptop, alone again: the text is on the tablet, the file is not.
     await laptop.restartBrowser();
     // The tablet's receipt arrived (the text is "on" it); the same receipt leaves the file out.
-    await expect(laptop.message('before the file')).toContainText(/· on /, { timeout: 45_000 });
-    await expect(laptop.message('tax-return.pdf')).not.toContainText(/· on /);
+    await expect(laptop.message('before the file').locator('.tick')).toHaveText(/^on /, { timeout: 45_000 });
+    await expect(laptop.message('tax-return.pdf').locator('.tick')).not.toHaveText(/^on /);
     // The server keeps the held chunks the tablet could not store (it releases those the
     // tablet did store): more than the 3 history entries, at least one whole 5-entry chunk.
     // (It kept only those 3 when the tablet skipped, and acknowledged, what it could not store.)
@@ -95,7 +95,7 @@ test('over a direct connection, a file is "on" a device only once that device st
     await phone.join(await laptop.pairingLink());
     await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
     await laptop.send('before the file');
-    await expect(laptop.message('before the file')).toContainText(/· on /, { timeout: 15_000 });
+    await expect(laptop.message('before the file').locator('.tick')).toHaveText(/^on /, { timeout: 15_000 });
 
     // The phone's disk fills up; the file's item arrives, its bytes cannot be stored.
     fillUntil(disk, 1024 * 1024);
@@ -107,8 +107,8 @@ test('over a direct connection, a file is "on" a device only once that device st
     await laptop.send('after the file');
     await expect(phone.message('after the file')).toBeVisible({ timeout: 15_000 });
     await laptop.page.waitForTimeout(5_000);
-    await expect(laptop.message('holiday.mov')).not.toContainText(/· on /);
-    await expect(laptop.message('before the file')).toContainText(/· on /);
+    await expect(laptop.message('holiday.mov').locator('.tick')).not.toHaveText(/^on /);
+    await expect(laptop.message('before the file').locator('.tick')).toHaveText(/^on /);
 
     // Space freed, the download retried, without a reload (Chromium closed the database when
     // the disk was full; the app opens it again): the phone stores the file, says it holds
@@ -117,8 +117,8 @@ test('over a direct connection, a file is "on" a device only once that device st
     rmSync(join(disk, 'filler-2.bin'), { force: true });
     await phone.page.getByRole('button', { name: 'Retry download of holiday.mov' }).click();
     await expect(phone.page.getByRole('link', { name: 'Save holiday.mov' })).toBeVisible({ timeout: 60_000 });
-    await expect(laptop.message('holiday.mov')).toContainText(/· on /, { timeout: 20_000 });
-    await expect(laptop.message('after the file')).toContainText(/· on /);
+    await expect(laptop.message('holiday.mov').locator('.tick')).toHaveText(/^on /, { timeout: 20_000 });
+    await expect(laptop.message('after the file').locator('.tick')).toHaveText(/^on /);
     await laptop.close();
     await phone.close();
   } finally {

@@ -37,7 +37,7 @@ test('"Share → Ferry" from another app becomes a draft, sent once', async () =
   await d.close();
 });
 
-test('keyboard: the composer has the focus, grows, ↑ edits the last message, Escape cancels, focus comes back', async () => {
+test('keyboard: the composer has the focus, grows, ↑ edits the last message, Escape cancels, delete then Undo, focus comes back', async () => {
   const d = await Device.launch('composer-keys');
   // Ready to write at once.
   await expect(d.composer).toBeFocused();
@@ -97,11 +97,39 @@ test('keyboard: the composer has the focus, grows, ↑ edits the last message, E
   await expect(edit).toHaveValue('typed while the row changes and more');
   await d.page.keyboard.press('Enter');
   await expect(d.message('typed while the row changes and more')).toBeVisible();
-  // After a delete the focus is back in the composer.
-  await d.message('edited with the keyboard').getByRole('button', { name: 'Delete message' }).click();
-  await d.page.getByRole('button', { name: 'Delete everywhere' }).click();
-  await expect(d.message('edited with the keyboard')).toHaveCount(0);
+  // Delete from the keyboard (the row's menu), then Undo: the row goes at once and the
+  // focus is back in the composer; Undo (one Shift+Tab away) brings the message back.
+  const kept = d.message('edited with the keyboard');
+  await kept.focus();
+  await d.page.keyboard.press('Shift+F10');
+  const menu = d.page.getByRole('menu', { name: 'Message actions' });
+  await expect(menu).toBeVisible();
+  await d.page.keyboard.press('End');
+  await expect(menu.getByRole('menuitem', { name: 'Delete' })).toBeFocused();
+  await d.page.keyboard.press('Enter');
+  await expect(kept).toHaveCount(0);
   await expect(d.composer).toBeFocused();
+  const undo = d.page.getByRole('button', { name: 'Undo' });
+  await expect(undo).toBeVisible();
+  await expect(d.page.getByText('Message deleted')).toBeVisible();
+  await d.page.keyboard.press('Shift+Tab');
+  await expect(undo).toBeFocused();
+  await d.page.keyboard.press('Enter');
+  await expect(kept).toBeVisible();
+  await expect(undo).toHaveCount(0);
+  await expect(d.composer).toBeFocused();
+  // Undone for good: past the undo time and after a reload it is still there.
+  await d.page.waitForTimeout(6_000);
+  await d.page.reload();
+  await expect(d.message('edited with the keyboard')).toBeVisible();
+  // Without Undo the delete is written after 5 s and survives a reload.
+  const count = Number(await d.history.getAttribute('data-count'));
+  await d.message('edited with the keyboard').getByRole('button', { name: 'Delete message' }).click();
+  await expect(d.message('edited with the keyboard')).toHaveCount(0);
+  await expect(d.history).toHaveAttribute('data-count', String(count - 1), { timeout: 15_000 });
+  await d.page.reload();
+  await expect(d.message('typed while the row changes and more')).toBeVisible();
+  await expect(d.message('edited with the keyboard')).toHaveCount(0);
   await d.close();
 });
 
@@ -129,6 +157,14 @@ test('a rename shows on every message at once, here and on the other device', as
   await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
   await phone.send('written before the rename');
   await expect(laptop.message('written before the rename')).toBeVisible();
+  // Calm bubbles: equal default names are numbered by join order, the author is named only
+  // where it changes, and the phone's own row ticks twice once the laptop has it.
+  await expect(laptop.message('written before the rename').locator('.author')).toHaveText('Chrome on Linux 2');
+  await phone.send('and a second one');
+  await expect(laptop.message('and a second one')).toBeVisible();
+  await expect(laptop.message('and a second one').locator('.author')).toHaveCount(0);
+  await expect(phone.message('and a second one').locator('.tick')).toHaveAttribute('data-tick', 'all', { timeout: 15_000 });
+  await expect(phone.message('and a second one').locator('.tick')).toHaveAttribute('title', 'on Chrome on Linux');
   await phone.openDevices();
   await phone.page.getByRole('textbox', { name: "This device's name" }).fill('Bus phone');
   await phone.page.getByRole('button', { name: 'Rename' }).click();

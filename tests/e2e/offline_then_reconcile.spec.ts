@@ -28,9 +28,13 @@ test('write, edit and delete while apart; both reconcile when they meet', async 
   await editor.press('Enter');
   await expect(laptop.message('shopping list: milk, eggs')).toContainText('edited');
   const doomed = laptop.message('to be deleted');
+  const before = Number(await laptop.history.getAttribute('data-count'));
   await doomed.getByRole('button', { name: 'Delete message' }).click();
-  await doomed.getByRole('button', { name: 'Delete everywhere' }).click();
   await expect(laptop.message('to be deleted')).toHaveCount(0);
+  // Undo is offered for 5 s; then the delete is stored (the history's count drops).
+  await expect(laptop.page.getByRole('button', { name: 'Undo' })).toBeVisible();
+  await expect(laptop.history).toHaveAttribute('data-count', String(before - 1), { timeout: 15_000 });
+  await expect(laptop.page.getByRole('button', { name: 'Undo' })).toHaveCount(0);
 
   // 3. The laptop is closed; the phone comes back alone and writes.
   await laptop.context.close();

@@ -13,16 +13,23 @@ pub(in crate::app) fn History() -> impl IntoView {
     let searching = move || !view.search.with(|q| q.trim().is_empty());
     // Only the newest `window` items are in the DOM (or the matches of a search): a long
     // history stays fast; "Show earlier messages" widens the window.
+    // A message deleted a moment ago (Undo still possible) is not shown.
+    let undo = expect_context::<super::UndoDelete>();
     let shown = Memo::new(move |_| {
         let query = view.search.get().trim().to_lowercase();
-        view.items.with(|items| {
+        let gone: Option<ferry_core::ItemId> = undo.pending.get().map(|(id, _)| id);
+        view.items.with(|items| -> Vec<crate::view::ItemView> {
             if query.is_empty() {
                 let w = view.window.get();
-                items[items.len().saturating_sub(w)..].to_vec()
+                items[items.len().saturating_sub(w)..]
+                    .iter()
+                    .filter(|i| Some(i.id) != gone)
+                    .cloned()
+                    .collect()
             } else {
                 items
                     .iter()
-                    .filter(|i| i.text.to_lowercase().contains(&query))
+                    .filter(|i| Some(i.id) != gone && i.text.to_lowercase().contains(&query))
                     .cloned()
                     .collect()
             }
@@ -77,11 +84,42 @@ pub(in crate::app) fn History() -> impl IntoView {
                 // at once), edited mark or day label. Delivery wording is read live
                 // (`Wording`), not rebuilt.
                 <For each=move || shown.get()
-                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.edited, i.day.clone())
+                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.show_author, i.edited, i.day.clone())
                     let:item>
                     <ItemRow item/>
                 </For>
             </ol>
+        </div>
+    }
+}
+
+/// "Message deleted · Undo", while a delete can still be taken back. Hiding the page (a phone
+/// put away, a tab closed) writes the delete at once.
+#[component]
+pub(in crate::app) fn UndoBar() -> impl IntoView {
+    let undo = expect_context::<super::UndoDelete>();
+    let intents = expect_context::<Intents>();
+    let on_hide = intents.clone();
+    let hidden = move |_: leptos::web_sys::Event| {
+        if document().hidden() {
+            undo.commit(&on_hide);
+        }
+    };
+    let on_pagehide = intents.clone();
+    // Listeners for the page's life (the bar is always mounted; dropping a handle keeps
+    // its listener).
+    let _ = window_event_listener_untyped("visibilitychange", hidden);
+    let _ = window_event_listener_untyped("pagehide", move |_| undo.commit(&on_pagehide));
+    view! {
+        <div class="undo-bar" aria-live="polite"
+            class:open=move || undo.pending.with(Option::is_some)>
+            <Show when=move || undo.pending.with(Option::is_some)>
+                <span>"Message deleted"</span>
+                <button type="button" on:click=move |_| {
+                    undo.undo();
+                    super::focus_composer();
+                }>"Undo"</button>
+            </Show>
         </div>
     }
 }

@@ -1,19 +1,18 @@
-//! One entry of the history: a message or a file, its day separator, author and delivery, the
-//! edit box and the delete confirmation. The menu lives in `message_menu`; the row forwards
+//! One entry of the history: a message or a file, its day separator, its author (only where
+//! it changes), one quiet line with the time and a delivery tick, and the edit box. Edit and
+//! Delete are hover actions on a computer and sit in the menu everywhere; Delete takes the row
+//! away at once and offers Undo (`UndoDelete`). The menu lives in `message_menu`; the row forwards
 //! its pointer and key events there.
 
 use super::file_card::FileCard;
 use super::message_menu::{MenuState, MessageMenu};
-use super::{EditState, Wording, focus_composer};
-use crate::view::{
-    Intent, Intents, ItemView, Segment, ViewState, highlight, linkify, relative_age,
-};
+use super::{EditState, UndoDelete, Wording, focus_composer};
+use crate::view::{Intent, Intents, ItemView, Segment, Tick, ViewState, highlight, linkify};
 use leptos::prelude::*;
 
 /// A history entry (`li`): focusable, with its own menu.
 #[component]
 pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
-    let view = expect_context::<ViewState>();
     let intents = expect_context::<Intents>();
     let class = if item.mine { "item mine" } else { "item" };
     let is_text = item.file.is_none();
@@ -27,7 +26,8 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     // Rebuilt while being edited: the edit box comes back as it was.
     let resumed = edit.id.get_untracked() == Some(item.id);
     let editing = RwSignal::new(resumed);
-    let confirming = RwSignal::new(false);
+    // Set by Delete (the button or the menu): the row goes at once, with Undo for a while.
+    let deleting = RwSignal::new(false);
     let draft = RwSignal::new(if resumed {
         edit.draft.get_untracked()
     } else {
@@ -36,8 +36,15 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     let id = item.id;
     let text = item.text.clone();
     let text_for_cancel = item.text.clone();
-    let at_ms = item.at_ms;
     let (save, delete) = (intents.clone(), intents);
+    let undo = expect_context::<UndoDelete>();
+    Effect::new(move |_| {
+        if deleting.get() {
+            deleting.set(false);
+            undo.delete(&delete, id);
+            focus_composer();
+        }
+    });
     let submit = move || {
         save.send(Intent::Edit(id, draft.get_untracked()));
         editing.set(false);
@@ -52,7 +59,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
 
     // The message menu (right-click, long press, ContextMenu key or Shift+F10).
     let row = NodeRef::<leptos::html::Li>::new();
-    let menu = MenuState::new(row, editing, confirming);
+    let menu = MenuState::new(row, editing, deleting);
     // The edit box opens with the focus in it (Edit, the menu's Edit, ↑ in the composer), as
     // soon as it is mounted: an effect runs before the next key event, where a frame later
     // the first keys typed after ↑ went to the composer. Caret at the end.
@@ -103,6 +110,11 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
         }
     });
     let (menu_text, menu_file) = (text.clone(), item.file.as_ref().map(|f| f.root));
+    let detail_wording = wording.clone();
+    let detail = Signal::derive(move || {
+        let (pending, delivery) = detail_wording();
+        Tick::of(pending, delivery.as_deref()).map(|t| t.words().to_owned())
+    });
 
     view! {
         <li class=class node_ref=row tabindex="0"
@@ -116,6 +128,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                 let label = d.clone();
                 view! { <p class="day" role="separator" aria-label=label>{d}</p> }
             })}
+            {item.show_author.then(|| view! { <p class="author">{item.author.clone()}</p> })}
             {item.file.clone().map(|f| view! { <FileCard file=f/> })}
             <Show when=move || editing.get()
                 fallback={
@@ -156,50 +169,33 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                 </form>
             </Show>
             <p class="meta">
-                <span class="author" class:me=item.mine
-                    title={if item.mine { "Written on this device" } else { "Written on another device" }}>
-                    {item.author}
-                </span>
-                " · "
+                {item.edited.then(|| view! { <span class="edited">"edited"</span> })}
                 <time datetime=item.datetime.clone() title=item.datetime>{item.time}</time>
-                {move || relative_age(at_ms, view.now_ms.get())
-                    .map(|age| view! { <span class="ago">" · "{age}</span> })}
-                {item.edited.then_some(" · edited")}
-                {let w = wording.clone(); move || w().0.then(|| view! { <span class="pending">" · not yet on other devices"</span> })}
-                {move || wording().1.map(|d| view! { <span class="delivery">" · "{d}</span> })}
+                {move || {
+                    let (pending, delivery) = wording();
+                    Tick::of(pending, delivery.as_deref())
+                }.map(|tick| {
+                    let words = tick.words().to_owned();
+                    let (name, title) = (tick.name(), words.clone());
+                    view! {
+                        <span class="tick" data-tick=name title=title>
+                            <TickIcon tick/>
+                            // The icon's text alternative, shown beside it on hover and focus.
+                            <span class="tick-words">{words}</span>
+                        </span>
+                    }
+                })}
             </p>
+            // Hover actions on a computer (the menu has them too, and is the way on touch).
             <div class="item-actions">
-                <Show when=move || !confirming.get()
-                    fallback={
-                        let delete = delete.clone();
-                        move || {
-                            let delete = delete.clone();
-                            view! {
-                                <button type="button" class="danger"
-                                    on:click=move |_| {
-                                        delete.send(Intent::Delete(id));
-                                        focus_composer();
-                                    }>
-                                    "Delete everywhere"
-                                </button>
-                                <button type="button" on:click=move |_| {
-                                    confirming.set(false);
-                                    if let Some(li) = row.get_untracked() {
-                                        let _ = li.focus();
-                                    }
-                                }>"Keep"</button>
-                            }
-                        }
-                    }>
-                    {is_text.then(|| view! {
-                        <button type="button" aria-label="Edit message"
-                            on:click=move |_| open_edit()>"Edit"</button>
-                    })}
-                    <button type="button" aria-label="Delete message"
-                        on:click=move |_| confirming.set(true)>"Delete"</button>
-                </Show>
+                {is_text.then(|| view! {
+                    <button type="button" aria-label="Edit message" title="Edit"
+                        on:click=move |_| open_edit()>"Edit"</button>
+                })}
+                <button type="button" aria-label="Delete message" title="Delete"
+                    on:click=move |_| deleting.set(true)>"Delete"</button>
             </div>
-            <MessageMenu menu text=menu_text file=menu_file/>
+            <MessageMenu menu text=menu_text file=menu_file detail/>
         </li>
     }
 }
@@ -232,5 +228,21 @@ fn MessageText(text: String) -> impl IntoView {
                 .into_any(),
             })
             .collect_view()
+    }
+}
+
+/// The delivery tick: a clock, one tick or two (drawn, so it looks the same everywhere).
+#[component]
+fn TickIcon(tick: Tick) -> impl IntoView {
+    let paths: &[&str] = match tick {
+        Tick::Here | Tick::Mailbox => &["M12 7v5l3 2", "M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18"],
+        Tick::Some(_) => &["M5 12.5l4.5 4.5L19 7.5"],
+        Tick::All(_) => &["M2 12.5l4.5 4.5L16 7.5", "M11.5 16.5l0.5 0.5L22 7.5"],
+    };
+    view! {
+        <svg aria-hidden="true" viewBox="0 0 24 24" width="16" height="16" fill="none"
+            stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+            {paths.iter().map(|d| view! { <path d=*d/> }).collect_view()}
+        </svg>
     }
 }

@@ -45,8 +45,8 @@ pub(super) struct MenuState {
     el: NodeRef<leptos::html::Div>,
     /// The row's edit box is open (the browser's own menu then, and no long press).
     editing: RwSignal<bool>,
-    /// The row asks "Delete everywhere" or "Keep".
-    confirming: RwSignal<bool>,
+    /// Set to delete the row (it goes at once and offers Undo).
+    deleting: RwSignal<bool>,
     /// A touch or pen resting on the row: its timer and where it started.
     press: StoredValue<Option<(TimeoutHandle, i32, i32)>>,
     /// A long press opened the menu: the click that ends it must not close it again.
@@ -54,19 +54,18 @@ pub(super) struct MenuState {
 }
 
 impl MenuState {
-    /// The menu of the row `row`, whose edit box and delete confirmation are `editing` and
-    /// `confirming`.
+    /// The menu of the row `row`, whose edit box is `editing`; Delete sets `deleting`.
     pub(super) fn new(
         row: NodeRef<leptos::html::Li>,
         editing: RwSignal<bool>,
-        confirming: RwSignal<bool>,
+        deleting: RwSignal<bool>,
     ) -> Self {
         MenuState {
             at: RwSignal::new(None),
             row,
             el: NodeRef::new(),
             editing,
-            confirming,
+            deleting,
             press: StoredValue::new(None),
             long_pressed: StoredValue::new(false),
         }
@@ -80,18 +79,21 @@ impl MenuState {
         let Some(m) = self.el.try_get_untracked().flatten() else {
             return;
         };
-        let entries = m.children();
-        let n = entries.length() as i32;
+        // The menu items (the delivery detail above them is not one).
+        let children = m.children();
+        let entries: Vec<leptos::web_sys::Element> = (0..children.length())
+            .filter_map(|i| children.item(i))
+            .filter(|e| e.get_attribute("role").as_deref() == Some("menuitem"))
+            .collect();
+        let n = entries.len() as i32;
         if n == 0 {
             return;
         }
         let active = document().active_element();
-        let current = (0..n).find(|&i| {
-            entries
-                .item(i as u32)
-                .as_ref()
-                .is_some_and(|e| active.as_ref() == Some(e))
-        });
+        let current = entries
+            .iter()
+            .position(|e| active.as_ref() == Some(e))
+            .map(|i| i as i32);
         let next = match (step, current) {
             (None, _) => 0,
             (Some(0), _) => n - 1,
@@ -105,8 +107,8 @@ impl MenuState {
             }
         };
         if let Some(el) = entries
-            .item(next as u32)
-            .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok())
+            .get(next as usize)
+            .and_then(|e| e.clone().dyn_into::<leptos::web_sys::HtmlElement>().ok())
         {
             let _ = el.focus();
         }
@@ -229,9 +231,15 @@ impl MenuState {
 }
 
 /// The open menu and the backdrop that closes it. `text` is the message's text ("" for a file
-/// without one: no Copy); `file` the root of the file it carries (Save file, and no Edit).
+/// without one: no Copy); `file` the root of the file it carries (Save file, and no Edit);
+/// `detail` which devices have it, shown at the menu's top (the row itself shows only a tick).
 #[component]
-pub(super) fn MessageMenu(menu: MenuState, text: String, file: Option<BlobId>) -> impl IntoView {
+pub(super) fn MessageMenu(
+    menu: MenuState,
+    text: String,
+    file: Option<BlobId>,
+    detail: Signal<Option<String>>,
+) -> impl IntoView {
     let intents = expect_context::<Intents>();
     let entries: Vec<(MenuAction, &'static str)> = [
         (!text.is_empty()).then_some((MenuAction::Copy, "Copy")),
@@ -261,8 +269,7 @@ pub(super) fn MessageMenu(menu: MenuState, text: String, file: Option<BlobId>) -
         }
         MenuAction::Delete => {
             menu.close(false);
-            menu.confirming.set(true);
-            focus_later("button.danger", menu.row.get_untracked().map(Into::into));
+            menu.deleting.set(true);
         }
     };
     let menu_el = menu.el;
@@ -292,6 +299,7 @@ pub(super) fn MessageMenu(menu: MenuState, text: String, file: Option<BlobId>) -
                         _ => {}
                     }
                 }>
+                {move || detail.get().map(|d| view! { <p class="menu-detail" role="none">{d}</p> })}
                 {entries.iter().map(|&(action, label)| {
                     let run = run.clone();
                     view! {

@@ -13,7 +13,7 @@ mod message_menu;
 
 pub(super) use composer::Composer;
 pub(super) use first_run::{AddYourPhone, DevicesOpen};
-pub(super) use history::History;
+pub(super) use history::{History, UndoBar};
 
 use ferry_core::ItemId;
 use leptos::prelude::*;
@@ -43,6 +43,60 @@ impl EditState {
             id: RwSignal::new(None),
             draft: RwSignal::new(String::new()),
         }
+    }
+}
+
+/// How long a deleted message can be brought back before the delete goes to every device.
+const UNDO_MS: u64 = 5_000;
+
+/// The one delete that can still be undone. The row leaves the history at once; the
+/// tombstone is written (and synced) only after [`UNDO_MS`], when another delete starts, or
+/// when the page is hidden (a phone put away). Decision: a tab killed inside those seconds
+/// keeps the message, the safe way round for a person's only copy.
+#[derive(Clone, Copy)]
+pub(super) struct UndoDelete {
+    /// The deleted item and the number of its delete (a late timer must not commit a newer
+    /// one).
+    pub pending: RwSignal<Option<(ItemId, u32)>>,
+    next: StoredValue<u32>,
+}
+
+impl UndoDelete {
+    pub(super) fn new() -> Self {
+        UndoDelete {
+            pending: RwSignal::new(None),
+            next: StoredValue::new(0),
+        }
+    }
+
+    /// Takes `id` out of the history, with Undo; commits the delete that waited before it.
+    pub(super) fn delete(self, intents: &crate::view::Intents, id: ItemId) {
+        self.commit(intents);
+        let n = self.next.get_value().wrapping_add(1);
+        self.next.set_value(n);
+        self.pending.set(Some((id, n)));
+        let intents = intents.clone();
+        set_timeout(
+            move || {
+                if self.pending.get_untracked() == Some((id, n)) {
+                    self.commit(&intents);
+                }
+            },
+            std::time::Duration::from_millis(UNDO_MS),
+        );
+    }
+
+    /// Writes the waiting delete now.
+    pub(super) fn commit(self, intents: &crate::view::Intents) {
+        if let Some((id, _)) = self.pending.get_untracked() {
+            self.pending.set(None);
+            intents.send(crate::view::Intent::Delete(id));
+        }
+    }
+
+    /// Brings the deleted message back.
+    pub(super) fn undo(self) {
+        self.pending.set(None);
     }
 }
 

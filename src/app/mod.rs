@@ -14,7 +14,7 @@ mod devices;
 mod dialogs;
 
 use crate::view::{Intent, Intents, NetStatus, ViewState};
-use chat::{AddYourPhone, Composer, DevicesOpen, History, UndoBar};
+use chat::{AddYourPhone, Composer, DevicesOpen, History, SearchBox, SearchJump, SearchNav, UndoBar};
 use devices::DevicesPanel;
 use dialogs::{ErrorBanner, JoinDialog};
 use futures::channel::mpsc::UnboundedSender;
@@ -27,6 +27,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(Intents::new(intents, view));
     provide_context(chat::EditState::new());
     provide_context(chat::UndoDelete::new());
+    provide_context(SearchJump::new(view));
     let devices_open = RwSignal::new(false);
     provide_context(DevicesOpen(devices_open));
     // A confirmation ("Copied") disappears by itself after a few seconds.
@@ -39,7 +40,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
         }
     });
     view! {
-        <div class="app">
+        <div class="app" class:with-devices=move || devices_open.get()>
             <header class="topbar">
                 <div class="title">
                     <h1>"Ferry"</h1>
@@ -47,7 +48,12 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                         data-state=move || format!("{:?}", view.status.get())>
                         {move || view.status.get().text()}
                     </p>
-                    <Show when=move || !matches!(view.status.get(), NetStatus::Online { peers } if peers > 0)>
+                    // "Last synced" only means something once there is another device: alone,
+                    // the first-run card says what to do instead of a negative line.
+                    <Show when=move || {
+                        view.devices.with(|d| d.len() > 1)
+                            && !matches!(view.status.get(), NetStatus::Online { peers } if peers > 0)
+                    }>
                         <p class="last-sync">
                             {move || match view.last_synced.get() {
                                 Some(t) => format!("Last synced {t}"),
@@ -69,9 +75,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                         }
                     }
                 </Show>
-                <input type="search" class="search" aria-label="Search messages" placeholder="Search"
-                    prop:value=move || view.search.get()
-                    on:input=move |ev| view.search.set(event_target_value(&ev))/>
+                <SearchBox/>
                 <button type="button" class="devices-toggle"
                     aria-expanded=move || devices_open.get().to_string()
                     aria-controls="devices-panel"
@@ -80,6 +84,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                 </button>
             </header>
             <main class="main">
+                <div class="chat-column">
                 <Show when=move || view.update_ready.get()>
                     {
                         let intents = expect_context::<Intents>();
@@ -106,13 +111,15 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                 </Show>
                 <p class="toast" aria-live="polite">{move || view.toast.get()}</p>
                 <JoinDialog/>
+                    <AddYourPhone/>
+                    <SearchNav/>
+                    <History/>
+                    <UndoBar/>
+                    <Composer/>
+                </div>
                 <Show when=move || devices_open.get()>
                     <DevicesPanel/>
                 </Show>
-                <AddYourPhone/>
-                <History/>
-                <UndoBar/>
-                <Composer/>
             </main>
         </div>
     }

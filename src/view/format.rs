@@ -159,15 +159,16 @@ pub enum Tick {
 }
 
 impl Tick {
-    /// The state of a row written here, from its wording; `None` when there is nothing to
-    /// say (no other device, synced through a sibling tab).
-    pub fn of(pending: bool, delivery: Option<&str>) -> Option<Tick> {
+    /// The state of a row written here, from its wording. No wording means no other device
+    /// has it (alone, synced only with a sibling tab, or a file whose bytes no device
+    /// stored yet): the clock.
+    pub fn of(pending: bool, delivery: Option<&str>) -> Tick {
         match delivery {
-            _ if pending => Some(Tick::Here),
-            Some(WAITING_IN_MAILBOX) => Some(Tick::Mailbox),
-            Some(d) if d.contains(NOT_YET_ON) => Some(Tick::Some(d.to_owned())),
-            Some(d) => Some(Tick::All(d.to_owned())),
-            None => None,
+            _ if pending => Tick::Here,
+            Some(WAITING_IN_MAILBOX) => Tick::Mailbox,
+            Some(d) if d.contains(NOT_YET_ON) => Tick::Some(d.to_owned()),
+            Some(d) => Tick::All(d.to_owned()),
+            None => Tick::Here,
         }
     }
 
@@ -397,15 +398,12 @@ mod tests {
         assert_eq!(delivery_text(200, &others), None);
         assert_eq!(delivery_text(1, &[]), None);
         let some = delivery_text(80, &others);
-        assert_eq!(
-            Tick::of(false, some.as_deref()).map(|t| t.name()),
-            Some("some")
-        );
+        assert_eq!(Tick::of(false, some.as_deref()).name(), "some");
         let all = delivery_text(40, &others);
-        assert_eq!(Tick::of(false, all.as_deref()).map(|t| t.name()), Some("all"));
-        assert_eq!(Tick::of(true, None), Some(Tick::Here));
-        assert_eq!(Tick::of(false, Some(WAITING_IN_MAILBOX)), Some(Tick::Mailbox));
-        assert_eq!(Tick::of(false, None), None);
+        assert_eq!(Tick::of(false, all.as_deref()).name(), "all");
+        assert_eq!(Tick::of(true, None), Tick::Here);
+        assert_eq!(Tick::of(false, Some(WAITING_IN_MAILBOX)), Tick::Mailbox);
+        assert_eq!(Tick::of(false, None), Tick::Here);
     }
 
     #[test]

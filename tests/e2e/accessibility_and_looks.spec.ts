@@ -22,6 +22,9 @@ test('chat, devices and join views have no axe violations', async () => {
   await noViolations(d, 'chat');
   await d.openDevices();
   await noViolations(d, 'devices');
+  await d.page.getByText('Advanced', { exact: true }).click();
+  await expect(d.page.getByRole('textbox', { name: 'STUN or TURN server' })).toBeVisible();
+  await noViolations(d, 'devices, advanced');
   const other = await Device.launch('axe-other');
   await d.page.goto(await other.pairingLink());
   await expect(d.page.getByRole('button', { name: 'Join' })).toBeVisible();
@@ -43,9 +46,27 @@ for (const scheme of ['light', 'dark'] as const) {
     for (const [w, h] of [[390, 844], [1280, 800]]) {
       await d.page.setViewportSize({ width: w, height: h });
       await d.page.screenshot({ path: `${SHOTS}chat-${w}x${h}-${scheme}.png` });
+      // Devices: a side panel beside the chat on a computer, the whole screen on a phone;
+      // its heading has the focus, and Escape or "Back to chat" closes it, focus back on
+      // the toggle.
+      const toggle = d.page.getByRole('button', { name: 'Devices' });
       await d.openDevices();
+      const screen = d.page.getByRole('region', { name: 'Devices' });
+      await expect(screen.getByRole('heading', { name: 'Devices' })).toBeFocused();
+      const box = (await screen.boundingBox())!;
+      if (w < 900) expect(box.width).toBe(w);
+      else {
+        expect(box.width).toBeLessThan(w / 2);
+        // The chat stays usable beside it.
+        await expect(d.composer).toBeInViewport();
+        await expect(d.message('Buy milk')).toBeInViewport();
+      }
       await d.page.screenshot({ path: `${SHOTS}devices-${w}x${h}-${scheme}.png` });
-      await d.page.getByRole('button', { name: 'Devices' }).click();
+      if (w < 900) await screen.getByRole('button', { name: 'Back to chat' }).click();
+      else await d.page.keyboard.press('Escape');
+      await expect(screen).toHaveCount(0);
+      await expect(toggle).toBeFocused();
+      await expect(toggle).toHaveAttribute('aria-expanded', 'false');
     }
     await d.close();
   });

@@ -7,7 +7,7 @@ import { Device } from './device';
 const TURN = process.env.FERRY_TURN;
 
 async function useTurn(d: Device): Promise<void> {
-  await d.openDevices();
+  await d.openAdvanced();
   await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill(TURN!);
   await d.page.getByRole('textbox', { name: 'Username (TURN)' }).fill('ferry');
   await d.page.getByLabel('Credential (TURN)').fill('secret');
@@ -24,7 +24,7 @@ test('relay-only devices sync through TURN and say so', async () => {
   await useTurn(laptop);
   await expect(laptop.page.getByRole('textbox', { name: 'Pairing link' })).toHaveValue(/&ice=/);
   await phone.join(await laptop.pairingLink());
-  await phone.openDevices();
+  await phone.openAdvanced();
   await expect(phone.page.getByText(`This device uses: ${TURN} (user ferry)`)).toBeVisible();
   await expect(laptop.status).toHaveText('1 device connected');
   await expect(phone.status).toHaveText('1 device connected');
@@ -60,7 +60,7 @@ test('devices that cannot reach each other and have no relay are told to add a T
 
 test('a TURN server without credentials is refused with a clear error', async () => {
   const d = await Device.launch('turn-bad');
-  await d.openDevices();
+  await d.openAdvanced();
   await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill('turn:turn.example.org:3478');
   await d.page.getByRole('button', { name: 'Save connection settings' }).click();
   await expect(d.alert).toContainText('needs a username and a credential');
@@ -74,7 +74,7 @@ test('an unreachable STUN server does not stall devices on the same network', as
   const laptop = await Device.launch('stun-laptop');
   const phone = await Device.launch('stun-phone');
   for (const d of [laptop, phone]) {
-    await d.openDevices();
+    await d.openAdvanced();
     await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill('stun:192.0.2.1:3478');
     await d.page.getByRole('button', { name: 'Save connection settings' }).click();
     await expect(d.page.getByText('Connection settings saved.')).toBeVisible();

@@ -148,6 +148,15 @@ export class Device {
     if ((await toggle.getAttribute('aria-expanded')) !== 'true') await toggle.click();
   }
 
+  /** Devices → Advanced (connection, mailbox, diagnostics), opened. */
+  async openAdvanced(): Promise<void> {
+    await this.openDevices();
+    const details = this.page.locator('#devices-panel details.advanced');
+    if (!(await details.evaluate((el) => (el as HTMLDetailsElement).open))) {
+      await details.locator('summary').click();
+    }
+  }
+
   async pairingLink(): Promise<string> {
     await this.openDevices();
     const box = this.page.getByRole('textbox', { name: 'Pairing link' });

@@ -114,7 +114,7 @@ test('devices that are never online together sync through the sealed mailbox', a
 test('with the mailbox turned off, nothing is uploaded', async () => {
   test.setTimeout(120_000);
   const laptop = await Device.launch('mbox-off-laptop');
-  await laptop.openDevices();
+  await laptop.openAdvanced();
   const toggle = laptop.page.getByRole('checkbox', { name: /Use the encrypted mailbox/ });
   await expect(toggle).toBeChecked();
   await toggle.uncheck();
@@ -138,7 +138,7 @@ test('with the mailbox turned off, nothing is uploaded', async () => {
   // Control: the same laptop with the mailbox back on leaves the text, and the phone, again
   // alone, picks it up: only the setting kept it back.
   await laptop.restartBrowser();
-  await laptop.openDevices();
+  await laptop.openAdvanced();
   await laptop.page.getByRole('checkbox', { name: /Use the encrypted mailbox/ }).check();
   await expect(laptop.page.getByText(/1 item waiting in the mailbox/)).toBeVisible({ timeout: 30_000 });
   await laptop.close();

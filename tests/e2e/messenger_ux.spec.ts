@@ -2,8 +2,14 @@
 // item among a thousand, "Share → Ferry" from another app lands in the history.
 import { test, expect } from '@playwright/test';
 import { Device } from './device';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 
-test('search finds an item among 1,000 and highlights it; links are clickable', async () => {
+// Screenshots of each state, to look at (the specs run from tests/e2e).
+const SHOTS = resolve(process.cwd(), '../../target/e2e-results/screenshots') + '/';
+mkdirSync(SHOTS, { recursive: true });
+
+test('search finds an item among 1,000, lists matches with dates and jumps to one in context; links are clickable', async () => {
   const d = await Device.launch('search');
   await d.typeMany(1000, (i) => (i === 617 ? 'the wifi password is Zebra-Crossing-42' : `filler note ${i}`));
   await expect(d.history.getByRole('listitem')).toHaveCount(1000);
@@ -12,7 +18,39 @@ test('search finds an item among 1,000 and highlights it; links are clickable', 
   await expect(d.history.getByRole('listitem')).toHaveCount(1);
   await expect(d.page.getByText('1 message matches')).toBeVisible();
   await expect(d.history.locator('mark')).toHaveText('Zebra');
-  await d.page.getByRole('searchbox', { name: 'Search messages' }).fill('');
+  // Each match carries its date.
+  await expect(d.message('Zebra').locator('time')).toHaveText(/^\d{4}-\d\d-\d\d \d\d:\d\d$/);
+  // Choosing it shows it in context: its neighbours around it, scrolled to, focused, marked.
+  await d.message('Zebra').click();
+  const hit = d.message('Zebra');
+  await expect(d.history.getByRole('listitem')).toHaveCount(1000);
+  await expect(hit).toBeFocused();
+  await expect(hit).toHaveClass(/jumped/);
+  await expect(hit).toBeInViewport();
+  await expect(d.message('filler note 616')).toBeInViewport();
+  await expect(d.message('filler note 618')).toBeInViewport();
+  await expect(d.page.getByRole('group', { name: 'Search matches' })).toContainText('Match 1 of 1');
+  await d.page.screenshot({ path: `${SHOTS}search-in-context-1280x720.png` });
+  // ↑/↓ in the box (or Previous/Next) move between matches, here among the ten "note 61…" ones.
+  const box = d.page.getByRole('searchbox', { name: 'Search messages' });
+  await box.fill('note 61');
+  await expect(d.page.getByText('10 messages match')).toBeVisible();
+  await box.press('Enter');
+  await expect(d.message('filler note 619')).toBeFocused();
+  await expect(d.page.getByRole('group', { name: 'Search matches' })).toContainText('Match 10 of 10');
+  await expect(d.page.getByRole('button', { name: 'Next match' })).toBeDisabled();
+  await d.page.getByRole('button', { name: 'Previous match' }).click();
+  await expect(d.message('filler note 618')).toBeFocused();
+  await box.focus();
+  await box.press('ArrowUp');
+  await expect(d.message('filler note 616')).toHaveClass(/jumped/);
+  await box.press('ArrowDown');
+  await expect(d.message('filler note 618')).toHaveClass(/jumped/);
+  await d.page.getByRole('button', { name: 'Show all matches' }).click();
+  await expect(d.history.getByRole('listitem')).toHaveCount(10);
+  // Escape clears the search.
+  await box.press('Escape');
+  await expect(box).toHaveValue('');
   await expect(d.history.getByRole('listitem')).toHaveCount(1000);
 
   await d.send('docs at https://example.org/ferry/guide.');
@@ -109,6 +147,7 @@ test('keyboard: the composer has the focus, grows, ↑ edits the last message, E
   await d.page.keyboard.press('Enter');
   await expect(kept).toHaveCount(0);
   await expect(d.composer).toBeFocused();
+  await d.page.screenshot({ path: `${SHOTS}undo-delete-1280x720.png` });
   const undo = d.page.getByRole('button', { name: 'Undo' });
   await expect(undo).toBeVisible();
   await expect(d.page.getByText('Message deleted')).toBeVisible();
@@ -147,6 +186,9 @@ test('touch: Enter starts a new line and the Send button sends', async () => {
   await d.page.getByRole('button', { name: 'Send', exact: true }).tap();
   await expect(d.message('milk')).toContainText('eggs');
   await expect(d.composer).toHaveValue('');
+  // No hover on touch: Edit and Delete are in the menu (long press), not on the bubble.
+  await expect(d.message('milk').getByRole('button', { name: 'Edit message' })).toBeHidden();
+  await d.page.screenshot({ path: `${SHOTS}chat-touch-390x844.png` });
   await d.close();
 });
 

@@ -18,7 +18,7 @@ const ARGS = [`--unsafely-treat-insecure-origin-as-secure=${APP}`];
 test.skip(!LAB, 'the NAT lab runs only from natlab.sh (cargo xtask test)');
 
 async function configure(d: Device, server: string, user?: string): Promise<void> {
-  await d.openDevices();
+  await d.openAdvanced();
   await d.page.getByRole('textbox', { name: 'STUN or TURN server' }).fill(server);
   if (user) {
     await d.page.getByRole('textbox', { name: 'Username (TURN)' }).fill(user);

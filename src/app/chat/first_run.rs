@@ -25,6 +25,8 @@ pub(in crate::app) fn AddYourPhone() -> impl IntoView {
             && alone()
             && !open.get()
             && !dismissed.get()
+            // A search wants the room for its matches.
+            && view.search.with(|q| q.trim().is_empty())
             && !view.pairing_link.with(|l| l.is_empty())
     };
     view! {

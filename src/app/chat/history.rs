@@ -10,13 +10,20 @@ use leptos::prelude::*;
 #[component]
 pub(in crate::app) fn History() -> impl IntoView {
     let view = expect_context::<ViewState>();
-    let searching = move || !view.search.with(|q| q.trim().is_empty());
+    // A search lists its matches, until one is chosen: then the history is shown around it.
+    let jump = expect_context::<super::SearchJump>();
+    let searching =
+        move || !view.search.with(|q| q.trim().is_empty()) && jump.at.with(Option::is_none);
     // Only the newest `window` items are in the DOM (or the matches of a search): a long
     // history stays fast; "Show earlier messages" widens the window.
     // A message deleted a moment ago (Undo still possible) is not shown.
     let undo = expect_context::<super::UndoDelete>();
     let shown = Memo::new(move |_| {
-        let query = view.search.get().trim().to_lowercase();
+        let query = if searching() {
+            view.search.get().trim().to_lowercase()
+        } else {
+            String::new()
+        };
         let gone: Option<ferry_core::ItemId> = undo.pending.get().map(|(id, _)| id);
         view.items.with(|items| -> Vec<crate::view::ItemView> {
             if query.is_empty() {

@@ -8,6 +8,7 @@ use super::file_card::FileCard;
 use super::message_menu::{MenuState, MessageMenu};
 use super::{EditState, UndoDelete, Wording, focus_composer};
 use crate::view::{Intent, Intents, ItemView, Segment, Tick, ViewState, highlight, linkify};
+use leptos::wasm_bindgen::JsCast;
 use leptos::prelude::*;
 
 /// A history entry (`li`): focusable, with its own menu.
@@ -111,15 +112,47 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     });
     let (menu_text, menu_file) = (text.clone(), item.file.as_ref().map(|f| f.root));
     let detail_wording = wording.clone();
+    let mine = item.mine;
     let detail = Signal::derive(move || {
         let (pending, delivery) = detail_wording();
-        Tick::of(pending, delivery.as_deref()).map(|t| t.words().to_owned())
+        mine.then(|| Tick::of(pending, delivery.as_deref()).words().to_owned())
     });
 
+    // In a search's list of matches, choosing the row (click, Enter) shows it in context;
+    // shown there, it is scrolled to, focused and highlighted.
+    let jump = expect_context::<super::SearchJump>();
+    let view = expect_context::<ViewState>();
+    let listed = move || jump.at.with(Option::is_none) && !view.search.with(|q| q.trim().is_empty());
+    let jumped = move || jump.at.get() == Some(id);
+    Effect::new(move |_| {
+        if jumped() {
+            request_animation_frame(move || {
+                if let Some(li) = row.get_untracked() {
+                    let opts = leptos::web_sys::ScrollIntoViewOptions::new();
+                    opts.set_block(leptos::web_sys::ScrollLogicalPosition::Center);
+                    li.scroll_into_view_with_scroll_into_view_options(&opts);
+                    let _ = li.focus();
+                }
+            });
+        }
+    });
+    let (when, full) = (item.time.clone(), item.datetime.clone());
     view! {
-        <li class=class node_ref=row tabindex="0"
+        <li class=class node_ref=row tabindex="0" class:jumped=jumped class:result=listed
+            on:click=move |ev| {
+                if listed() && !clicked_control(&ev) {
+                    jump.go(view, id);
+                }
+            }
             on:contextmenu=move |ev| menu.on_contextmenu(&ev)
-            on:keydown=move |ev| menu.on_keydown(&ev)
+            on:keydown=move |ev| {
+                if listed() && ev.key() == "Enter" && row_itself(&ev) {
+                    ev.prevent_default();
+                    jump.go(view, id);
+                } else {
+                    menu.on_keydown(&ev);
+                }
+            }
             on:pointerdown=move |ev| menu.on_pointerdown(&ev)
             on:pointermove=move |ev| menu.on_pointermove(&ev)
             on:pointerup=move |_| menu.on_pointerup()
@@ -170,17 +203,19 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             </Show>
             <p class="meta">
                 {item.edited.then(|| view! { <span class="edited">"edited"</span> })}
-                <time datetime=item.datetime.clone() title=item.datetime>{item.time}</time>
-                {move || {
+                // A search's list of matches gives each its date.
+                <time datetime=item.datetime.clone() title=item.datetime>
+                    {move || if listed() { full.clone() } else { when.clone() }}
+                </time>
+                {item.mine.then_some(move || {
                     let (pending, delivery) = wording();
-                    Tick::of(pending, delivery.as_deref())
-                }.map(|tick| {
+                    let tick = Tick::of(pending, delivery.as_deref());
                     let words = tick.words().to_owned();
                     let (name, title) = (tick.name(), words.clone());
                     view! {
                         <span class="tick" data-tick=name title=title>
                             <TickIcon tick/>
-                            // The icon's text alternative, shown beside it on hover and focus.
+                            // The icon's text alternative, shown beside it on keyboard focus.
                             <span class="tick-words">{words}</span>
                         </span>
                     }
@@ -245,4 +280,17 @@ fn TickIcon(tick: Tick) -> impl IntoView {
             {paths.iter().map(|d| view! { <path d=*d/> }).collect_view()}
         </svg>
     }
+}
+
+/// Whether a click landed on a control inside the row (a link, a button, the edit box).
+fn clicked_control(ev: &leptos::web_sys::MouseEvent) -> bool {
+    ev.target()
+        .and_then(|t| t.dyn_into::<leptos::web_sys::Element>().ok())
+        .and_then(|e| e.closest("a, button, textarea, input").ok().flatten())
+        .is_some()
+}
+
+/// Whether a key event is the row's own (not from a control inside it).
+fn row_itself(ev: &leptos::web_sys::KeyboardEvent) -> bool {
+    ev.target() == ev.current_target()
 }

@@ -10,10 +10,12 @@ mod first_run;
 mod history;
 mod item_row;
 mod message_menu;
+mod search;
 
 pub(super) use composer::Composer;
 pub(super) use first_run::{AddYourPhone, DevicesOpen};
 pub(super) use history::{History, UndoBar};
+pub(super) use search::{SearchBox, SearchJump, SearchNav};
 
 use ferry_core::ItemId;
 use leptos::prelude::*;

@@ -14,7 +14,9 @@ mod devices;
 mod dialogs;
 
 use crate::view::{Intent, Intents, NetStatus, ViewState};
-use chat::{AddYourPhone, Composer, DevicesOpen, History, SearchBox, SearchJump, SearchNav, UndoBar};
+use chat::{
+    AddYourPhone, Composer, DevicesOpen, History, SearchBox, SearchJump, SearchNav, UndoBar,
+};
 use devices::DevicesPanel;
 use dialogs::{ErrorBanner, JoinDialog};
 use futures::channel::mpsc::UnboundedSender;

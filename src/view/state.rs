@@ -351,8 +351,8 @@ pub fn item_views<'a>(
                 }
             });
             last_day = date;
-            let show_author =
-                names.len() > 1 && (day.is_some() || last_author.replace(i.author) != Some(i.author));
+            let show_author = names.len() > 1
+                && (day.is_some() || last_author.replace(i.author) != Some(i.author));
             last_author = Some(i.author);
             ItemView {
                 id: i.id,
@@ -466,7 +466,12 @@ mod tests {
         let names: Vec<String> = display_names(&devs).into_iter().map(|(_, n)| n).collect();
         assert_eq!(
             names,
-            ["Chrome on Linux 3", "Chrome on Linux 2", "Chrome on Linux", "Device 0404"]
+            [
+                "Chrome on Linux 3",
+                "Chrome on Linux 2",
+                "Chrome on Linux",
+                "Device 0404"
+            ]
         );
     }
 }

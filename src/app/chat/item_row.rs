@@ -8,8 +8,8 @@ use super::file_card::FileCard;
 use super::message_menu::{MenuState, MessageMenu};
 use super::{EditState, UndoDelete, Wording, focus_composer};
 use crate::view::{Intent, Intents, ItemView, Segment, Tick, ViewState, highlight, linkify};
-use leptos::wasm_bindgen::JsCast;
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
 
 /// A history entry (`li`): focusable, with its own menu.
 #[component]
@@ -122,7 +122,8 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     // shown there, it is scrolled to, focused and highlighted.
     let jump = expect_context::<super::SearchJump>();
     let view = expect_context::<ViewState>();
-    let listed = move || jump.at.with(Option::is_none) && !view.search.with(|q| q.trim().is_empty());
+    let listed =
+        move || jump.at.with(Option::is_none) && !view.search.with(|q| q.trim().is_empty());
     let jumped = move || jump.at.get() == Some(id);
     Effect::new(move |_| {
         if jumped() {

@@ -45,7 +45,8 @@ impl SearchJump {
             // A few rows of context above it.
             let need = n + 1 + 20;
             if view.window.get_untracked() < need {
-                view.window.set(need.div_ceil(RENDER_WINDOW) * RENDER_WINDOW);
+                view.window
+                    .set(need.div_ceil(RENDER_WINDOW) * RENDER_WINDOW);
             }
             self.at.set(Some(id));
         }
@@ -59,7 +60,11 @@ impl SearchJump {
             return;
         }
         let last = ids.len() - 1;
-        let next = match self.at.get_untracked().and_then(|c| ids.iter().position(|&i| i == c)) {
+        let next = match self
+            .at
+            .get_untracked()
+            .and_then(|c| ids.iter().position(|&i| i == c))
+        {
             Some(k) if dir < 0 => k.saturating_sub(1),
             Some(k) => (k + 1).min(last),
             None if dir < 0 => last,

@@ -135,6 +135,24 @@ test('keyboard: the composer has the focus, grows, ↑ edits the last message, E
   await expect(edit).toHaveValue('typed while the row changes and more');
   await d.page.keyboard.press('Enter');
   await expect(d.message('typed while the row changes and more')).toBeVisible();
+  // The history is one Tab stop (roving tabindex): Shift+Tab from the composer reaches the
+  // newest row, ↑/↓ move between rows, and Tab comes back to the row last focused.
+  const newest = d.message('typed while the row changes and more');
+  const older = d.message('edited with the keyboard');
+  await d.composer.focus();
+  await d.page.keyboard.press('Shift+Tab');
+  await expect(newest).toBeFocused();
+  await d.page.keyboard.press('ArrowUp');
+  await expect(older).toBeFocused();
+  await d.page.keyboard.press('ArrowDown');
+  await expect(newest).toBeFocused();
+  await d.page.keyboard.press('Home');
+  await expect(older).toBeFocused();
+  await d.page.keyboard.press('Shift+Tab');
+  await expect(older).not.toBeFocused();
+  expect(await d.history.evaluate((h) => h.contains(document.activeElement))).toBe(false);
+  await d.page.keyboard.press('Tab');
+  await expect(older).toBeFocused();
   // Delete from the keyboard (the row's menu), then Undo: the row goes at once and the
   // focus is back in the composer; Undo (one Shift+Tab away) brings the message back.
   const kept = d.message('edited with the keyboard');

@@ -43,6 +43,17 @@ pub(in crate::app) fn History() -> impl IntoView {
         })
     });
     let hidden = move || view.items.with(Vec::len).saturating_sub(view.window.get());
+    let focused = RwSignal::new(None);
+    provide_context(super::TabStop {
+        focused,
+        row: Memo::new(move |_| {
+            let want = focused.get();
+            shown.with(|rows| {
+                want.filter(|id| rows.iter().any(|r| r.id == *id))
+                    .or_else(|| rows.last().map(|r| r.id))
+            })
+        }),
+    });
     provide_context(super::Wording(Memo::new(move |_| {
         shown.with(|rows| {
             rows.iter()
@@ -53,7 +64,7 @@ pub(in crate::app) fn History() -> impl IntoView {
     let dragging = RwSignal::new(false);
     let drop_intents = expect_context::<Intents>();
     view! {
-        <div class="history" role="log" aria-label="Messages" aria-live="polite" tabindex="0"
+        <div class="history" role="log" aria-label="Messages" aria-live="polite"
             data-count=move || view.items.with(Vec::len)
             class:dragging=move || dragging.get()
             on:dragover=move |ev| { ev.prevent_default(); dragging.set(true); }

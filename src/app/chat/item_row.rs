@@ -138,8 +138,11 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
         }
     });
     let (when, full) = (item.time.clone(), item.datetime.clone());
+    let stop = expect_context::<super::TabStop>();
     view! {
-        <li class=class node_ref=row tabindex="0" class:jumped=jumped class:result=listed
+        <li class=class node_ref=row class:jumped=jumped class:result=listed
+            tabindex=move || if stop.row.get() == Some(id) { "0" } else { "-1" }
+            on:focusin=move |_| stop.focused.set(Some(id))
             on:click=move |ev| {
                 if listed() && !clicked_control(&ev) {
                     jump.go(view, id);
@@ -147,9 +150,12 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             }
             on:contextmenu=move |ev| menu.on_contextmenu(&ev)
             on:keydown=move |ev| {
+                let plain = !ev.shift_key() && !ev.alt_key() && !ev.ctrl_key() && !ev.meta_key();
                 if listed() && ev.key() == "Enter" && row_itself(&ev) {
                     ev.prevent_default();
                     jump.go(view, id);
+                } else if plain && row_itself(&ev) && move_focus(&ev.key(), row) {
+                    ev.prevent_default();
                 } else {
                     menu.on_keydown(&ev);
                 }
@@ -225,10 +231,10 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             // Hover actions on a computer (the menu has them too, and is the way on touch).
             <div class="item-actions">
                 {is_text.then(|| view! {
-                    <button type="button" aria-label="Edit message" title="Edit"
+                    <button type="button" aria-label="Edit message" title="Edit" tabindex="-1"
                         on:click=move |_| open_edit()>"Edit"</button>
                 })}
-                <button type="button" aria-label="Delete message" title="Delete"
+                <button type="button" aria-label="Delete message" title="Delete" tabindex="-1"
                     on:click=move |_| deleting.set(true)>"Delete"</button>
             </div>
             <MessageMenu menu text=menu_text file=menu_file detail/>
@@ -294,4 +300,42 @@ fn clicked_control(ev: &leptos::web_sys::MouseEvent) -> bool {
 /// Whether a key event is the row's own (not from a control inside it).
 fn row_itself(ev: &leptos::web_sys::KeyboardEvent) -> bool {
     ev.target() == ev.current_target()
+}
+
+/// ↑/↓ move to the row above/below, Home/End to the first/last shown; `false` for other keys
+/// (or when there is no such row).
+fn move_focus(key: &str, row: NodeRef<leptos::html::Li>) -> bool {
+    use leptos::web_sys::{Element, HtmlElement};
+    let Some(li) = row.get_untracked() else {
+        return false;
+    };
+    let is_row = |e: &Element| e.class_list().contains("item");
+    let step = |from: Option<Element>, up: bool| {
+        let mut at = from;
+        while let Some(e) = at {
+            if is_row(&e) {
+                return Some(e);
+            }
+            at = if up {
+                e.previous_element_sibling()
+            } else {
+                e.next_element_sibling()
+            };
+        }
+        None
+    };
+    let target = match key {
+        "ArrowUp" => step(li.previous_element_sibling(), true),
+        "ArrowDown" => step(li.next_element_sibling(), false),
+        "Home" => li.parent_element().and_then(|p| step(p.first_element_child(), false)),
+        "End" => li.parent_element().and_then(|p| step(p.last_element_child(), true)),
+        _ => return false,
+    };
+    match target.and_then(|t| t.dyn_into::<HtmlElement>().ok()) {
+        Some(t) => {
+            let _ = t.focus();
+            true
+        }
+        None => false,
+    }
 }

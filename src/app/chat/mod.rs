@@ -48,6 +48,16 @@ impl EditState {
     }
 }
 
+/// The history is one Tab stop (roving tabindex): the row last focused, else the newest
+/// shown, has `tabindex=0`; the arrow keys, Home and End move between rows.
+#[derive(Clone, Copy)]
+pub(super) struct TabStop {
+    /// The row last focused.
+    pub focused: RwSignal<Option<ItemId>>,
+    /// The row that takes Tab now.
+    pub row: Memo<Option<ItemId>>,
+}
+
 /// How long a deleted message can be brought back before the delete goes to every device.
 const UNDO_MS: u64 = 5_000;
 

@@ -15,7 +15,8 @@ mod dialogs;
 
 use crate::view::{Intent, Intents, NetStatus, ViewState};
 use chat::{
-    AddYourPhone, Composer, DevicesOpen, History, SearchBox, SearchJump, SearchNav, UndoBar,
+    AddYourPhone, Composer, DevicesOpen, History, ImageViewer, SearchBox, SearchJump, SearchNav,
+    UndoBar, Viewer,
 };
 use devices::DevicesPanel;
 use dialogs::{ErrorBanner, JoinDialog};
@@ -30,6 +31,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(chat::EditState::new());
     provide_context(chat::UndoDelete::new());
     provide_context(SearchJump::new(view));
+    provide_context(Viewer::new());
     let devices_open = RwSignal::new(false);
     provide_context(DevicesOpen(devices_open));
     // A confirmation ("Copied") disappears by itself after a few seconds.
@@ -113,6 +115,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                 </Show>
                 <p class="toast" aria-live="polite">{move || view.toast.get()}</p>
                 <JoinDialog/>
+                <ImageViewer/>
                     <AddYourPhone/>
                     <SearchNav/>
                     <History/>

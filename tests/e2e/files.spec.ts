@@ -183,7 +183,7 @@ test('a 50 MiB file arrives intact, and a reload mid-transfer resumes without re
   await phone.close();
 });
 
-test('a pasted image shows a preview on both devices', async () => {
+test('a pasted image shows a preview on both devices and opens in the image viewer', async () => {
   test.setTimeout(180_000);
   const { laptop, phone } = await pair();
 
@@ -223,6 +223,39 @@ test('a pasted image shows a preview on both devices', async () => {
   }
   // Pasting a file does not leave it as text in the composer.
   await expect(laptop.composer).toHaveValue('');
+
+  // The image viewer: a second image, then the first one opened full size on the phone;
+  // → moves to the newer one, ← back, Escape closes it and the focus is back on the image.
+  await laptop.composer.evaluate((el, b64) => {
+    const bin = atob(b64);
+    const data = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) data[i] = bin.charCodeAt(i);
+    const dt = new DataTransfer();
+    dt.items.add(new File([data], 'second.png', { type: 'image/png' }));
+    el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true, cancelable: true }));
+  }, (() => {
+    // Other pixels: files are stored by content, and this must be a second image.
+    png.data.fill(90);
+    return PNG.sync.write(png).toString('base64');
+  })());
+  await expect(phone.page.getByRole('img', { name: 'Preview of second.png', exact: true })).toBeVisible({ timeout: 60_000 });
+  const opener = phone.page.getByRole('button', { name: 'Preview of pasted.png' });
+  await opener.click();
+  const viewer = phone.page.getByRole('dialog', { name: 'Image viewer' });
+  await expect(viewer).toBeVisible();
+  await expect(viewer.getByRole('button', { name: 'Close' })).toBeFocused();
+  await expect(viewer.getByRole('img', { name: 'pasted.png' })).toBeVisible();
+  await expect(viewer).toContainText('1 of 2');
+  await expect(viewer.getByRole('button', { name: 'Previous image' })).toBeDisabled();
+  await phone.page.keyboard.press('ArrowRight');
+  await expect(viewer.getByRole('img', { name: 'second.png' })).toBeVisible();
+  await expect(viewer).toContainText('2 of 2');
+  await phone.page.keyboard.press('ArrowLeft');
+  await expect(viewer.getByRole('img', { name: 'pasted.png' })).toBeVisible();
+  await phone.page.screenshot({ path: join(process.cwd(), '../../target/e2e-results/screenshots/image-viewer.png') });
+  await phone.page.keyboard.press('Escape');
+  await expect(viewer).toHaveCount(0);
+  await expect(opener).toBeFocused();
 
   await laptop.close();
   await phone.close();

@@ -41,7 +41,15 @@ pub(super) fn FileCard(file: FileInfo) -> impl IntoView {
                 if is_video {
                     view! { <video class="preview" controls preload="metadata" src=url aria-label=preview_alt.clone()></video> }.into_any()
                 } else if is_image {
-                    view! { <img class="preview" src=url alt=preview_alt.clone()/> }.into_any()
+                    // The image opens the viewer, full size.
+                    let viewer = expect_context::<super::Viewer>();
+                    view! {
+                        <button type="button" class="preview-open" title="View full size"
+                            data-view-root=root.to_string()
+                            on:click=move |_| viewer.at.set(Some(root))>
+                            <img class="preview" src=url alt=preview_alt.clone()/>
+                        </button>
+                    }.into_any()
                 } else {
                     ().into_any()
                 }

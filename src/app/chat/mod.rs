@@ -11,11 +11,13 @@ mod history;
 mod item_row;
 mod message_menu;
 mod search;
+mod viewer;
 
 pub(super) use composer::Composer;
 pub(super) use first_run::{AddYourPhone, DevicesOpen};
 pub(super) use history::{History, UndoBar};
 pub(super) use search::{SearchBox, SearchJump, SearchNav};
+pub(super) use viewer::{ImageViewer, Viewer};
 
 use ferry_core::ItemId;
 use leptos::prelude::*;

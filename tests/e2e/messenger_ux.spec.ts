@@ -190,7 +190,7 @@ test('keyboard: the composer has the focus, grows, ↑ edits the last message, E
   await d.close();
 });
 
-test('touch: Enter starts a new line and the Send button sends', async () => {
+test('touch: Enter starts a new line, the Send button sends, a long press opens the menu beside the message and the lift keeps it', async () => {
   const d = await Device.launch('composer-touch', '/', { touch: true });
   // No keyboard pops up by itself on a phone.
   await expect(d.composer).not.toBeFocused();
@@ -207,6 +207,30 @@ test('touch: Enter starts a new line and the Send button sends', async () => {
   // No hover on touch: Edit and Delete are in the menu (long press), not on the bubble.
   await expect(d.message('milk').getByRole('button', { name: 'Edit message' })).toBeHidden();
   await d.page.screenshot({ path: `${SHOTS}chat-touch-390x844.png` });
+
+  // A real long press (CDP touch events, held 800 ms): the menu opens beside the message,
+  // the lift never closes it, and a tap elsewhere does. Five times over.
+  const cdp = await d.context.newCDPSession(d.page);
+  const menu = d.page.getByRole('menu', { name: 'Message actions' });
+  const row = d.message('milk');
+  for (let round = 0; round < 5; round++) {
+    const t = (await row.locator('.text').boundingBox())!;
+    const at = { x: Math.round(t.x + 12), y: Math.round(t.y + t.height / 2) };
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [at] });
+    await d.page.waitForTimeout(800);
+    await expect(menu).toBeVisible();
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+    await d.page.waitForTimeout(400);
+    await expect(menu, `round ${round}: the lift left the menu open`).toBeVisible();
+    const m = (await menu.boundingBox())!;
+    const r = (await row.boundingBox())!;
+    expect(m.y >= r.y + r.height - 1 || m.y + m.height <= r.y + 1, 'the menu leaves the message visible').toBe(true);
+    if (round === 0) await d.page.screenshot({ path: `${SHOTS}long-press-menu-390x844.png` });
+    const away = { x: 195, y: Math.round(m.y > 300 ? 150 : 700) };
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [away] });
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+    await expect(menu).toBeHidden();
+  }
   await d.close();
 });
 

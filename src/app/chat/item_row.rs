@@ -327,8 +327,12 @@ fn move_focus(key: &str, row: NodeRef<leptos::html::Li>) -> bool {
     let target = match key {
         "ArrowUp" => step(li.previous_element_sibling(), true),
         "ArrowDown" => step(li.next_element_sibling(), false),
-        "Home" => li.parent_element().and_then(|p| step(p.first_element_child(), false)),
-        "End" => li.parent_element().and_then(|p| step(p.last_element_child(), true)),
+        "Home" => li
+            .parent_element()
+            .and_then(|p| step(p.first_element_child(), false)),
+        "End" => li
+            .parent_element()
+            .and_then(|p| step(p.last_element_child(), true)),
         _ => return false,
     };
     match target.and_then(|t| t.dyn_into::<HtmlElement>().ok()) {

@@ -33,6 +33,10 @@ const LONG_PRESS_MS: u64 = 500;
 /// Moving further than this (px) is a scroll, not a long press.
 const LONG_PRESS_SLOP: i32 = 10;
 
+/// The menu's size on screen, about 12rem by 11rem (with the delivery line), to keep it there.
+const MENU_W: i32 = 200;
+const MENU_H: i32 = 210;
+
 /// One message's menu, shared by its row (which opens it) and [`MessageMenu`] (which shows
 /// it). `Copy`: signals and node refs are handles.
 #[derive(Clone, Copy)]
@@ -150,6 +154,11 @@ impl MenuState {
             return;
         }
         ev.prevent_default();
+        // A touch long press (Chrome also fires `contextmenu` for it) opens the menu beside
+        // the message itself.
+        if self.press.get_value().is_some() || self.long_pressed.get_value() {
+            return;
+        }
         let (w, h) = (
             window()
                 .inner_width()
@@ -162,9 +171,9 @@ impl MenuState {
                 .and_then(|v| v.as_f64())
                 .unwrap_or(1e4) as i32,
         );
-        // Keep the menu (about 12rem by 11rem) on screen.
-        let x = ev.client_x().min(w - 200).max(4);
-        let y = ev.client_y().min(h - 190).max(4);
+        // Keep the menu on screen.
+        let x = ev.client_x().min(w - MENU_W).max(4);
+        let y = ev.client_y().min(h - MENU_H).max(4);
         self.open(MenuAt::Pointer(x, y));
     }
 
@@ -195,6 +204,7 @@ impl MenuState {
                     return;
                 }
                 long_pressed.try_set_value(true);
+                let (x, y) = self.beside_row(x, y);
                 self.open(MenuAt::Pointer(x, y));
             },
             std::time::Duration::from_millis(LONG_PRESS_MS),
@@ -202,6 +212,29 @@ impl MenuState {
         if let Ok(handle) = handle {
             self.press.set_value(Some((handle, x, y)));
         }
+    }
+
+    /// Where a menu opened by touch goes: under the message (or above it when there is no
+    /// room below), at the finger's x, so the message stays visible while the menu is open.
+    fn beside_row(self, x: i32, y: i32) -> (i32, i32) {
+        let Some(li) = self.row.get_untracked() else {
+            return (x, y);
+        };
+        let r = li.get_bounding_client_rect();
+        let size = |v: Result<leptos::wasm_bindgen::JsValue, _>| {
+            v.ok().and_then(|v| v.as_f64()).unwrap_or(1e4) as i32
+        };
+        let (w, h) = (size(window().inner_width()), size(window().inner_height()));
+        let (top, bottom) = (r.top() as i32, r.bottom() as i32);
+        let y = if bottom + 4 + MENU_H <= h {
+            bottom + 4
+        } else if top - 4 - MENU_H >= 0 {
+            top - 4 - MENU_H
+        } else {
+            // A message taller than the screen: the menu over its lower part.
+            (h - MENU_H - 4).max(4)
+        };
+        (x.min(w - MENU_W).max(4), y)
     }
 
     /// The row's `pointermove`: moving away is a scroll, not a long press.
@@ -273,11 +306,15 @@ pub(super) fn MessageMenu(
         }
     };
     let menu_el = menu.el;
+    let backdrop_pressed = StoredValue::new(false);
     view! {
         <Show when=move || menu.at.get().is_some()>
+            // Only a press that began on the backdrop closes the menu: the lift of the long
+            // press that opened it (and the click a browser makes of it) never does.
             <div class="menu-backdrop" aria-hidden="true"
+                on:pointerdown=move |_| backdrop_pressed.set_value(true)
                 on:click=move |_| {
-                    if !menu.long_pressed.get_value() {
+                    if std::mem::take(&mut *backdrop_pressed.write_value()) {
                         menu.close(false);
                     }
                 }

@@ -49,7 +49,11 @@ pub(in crate::app) fn ImageViewer() -> impl IntoView {
     });
     let position = move || {
         let at = viewer.at.get()?;
-        images.with(|list| list.iter().position(|(r, _, _)| *r == at).map(|k| (k, list.len())))
+        images.with(|list| {
+            list.iter()
+                .position(|(r, _, _)| *r == at)
+                .map(|k| (k, list.len()))
+        })
     };
     let close = move || {
         if let Some(root) = viewer.at.get_untracked() {

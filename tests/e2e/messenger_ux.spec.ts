@@ -204,6 +204,19 @@ test('touch: Enter starts a new line, the Send button sends, a long press opens 
   await d.page.getByRole('button', { name: 'Send', exact: true }).tap();
   await expect(d.message('milk')).toContainText('eggs');
   await expect(d.composer).toHaveValue('');
+  // Every visible control on a phone is at least 44×44 px (the chat and Devices).
+  const small = async () => d.page.evaluate(() => [...document.querySelectorAll('button, input, summary, a')]
+    .filter((e) => (e as HTMLElement).offsetParent !== null && !e.closest('.item .text, .visually-hidden') && !e.classList.contains('visually-hidden'))
+    // A checkbox's target is its whole label.
+    .map((e) => ({ e, r: (e.matches('[type=checkbox]') ? e.closest('label') ?? e : e).getBoundingClientRect() }))
+    .filter(({ r }) => r.width > 0 && (r.width < 44 || r.height < 44))
+    .map(({ e, r }) => `${e.tagName} "${(e.getAttribute('aria-label') ?? e.textContent ?? '').trim()}" ${Math.round(r.width)}×${Math.round(r.height)}`));
+  expect(await small(), 'controls under 44 px in the chat').toEqual([]);
+  await d.openDevices();
+  expect(await small(), 'controls under 44 px in Devices').toEqual([]);
+  await d.openAdvanced();
+  expect(await small(), 'controls under 44 px in Devices → Advanced').toEqual([]);
+  await d.page.getByRole('button', { name: 'Back to chat' }).tap();
   // No hover on touch: Edit and Delete are in the menu (long press), not on the bubble.
   await expect(d.message('milk').getByRole('button', { name: 'Edit message' })).toBeHidden();
   await d.page.screenshot({ path: `${SHOTS}chat-touch-390x844.png` });

@@ -404,7 +404,7 @@ fn refused_text(why: &str) -> String {
         "The mailbox on this signaling server refuses this space's key ({why}): nothing is left \
          there for your other devices, and nothing is fetched. Someone may have registered this \
          space's mailbox first. Your devices still sync when they are online together; another \
-         signaling server (Devices → Connection, or a pairing link) gives the space a new mailbox."
+         signaling server (Devices → Advanced → Connection, or a pairing link) gives the space a new mailbox."
     )
 }
 

@@ -202,7 +202,7 @@ pub fn failure_reason(f: FailedPath) -> String {
             turn_configured: false,
             ..
         } => "A device could not connect: your networks can't reach each other directly and no \
-              relay is configured — add a TURN server under Connection."
+              relay is configured — add a TURN server under Advanced → Connection."
             .into(),
         FailedPath {
             local_relay: false, ..

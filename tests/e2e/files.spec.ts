@@ -80,7 +80,7 @@ test('a 50 MiB file arrives intact, and a reload mid-transfer resumes without re
 
   // The phone's diagnostics are open before anything is sent, so the in-page watcher below can
   // read "File chunks received" without a round trip.
-  await phone.openDevices();
+  await phone.openAdvanced();
   await expect(phone.page.getByTestId('chunks-verified')).toBeAttached();
   await expect(phone.page.getByTestId('chunk-requests')).toBeAttached();
 
@@ -163,7 +163,7 @@ test('a 50 MiB file arrives intact, and a reload mid-transfer resumes without re
 
   // Verified chunks were not asked for again after the reload (a little slack for re-requests
   // after timeouts).
-  await phone.openDevices();
+  await phone.openAdvanced();
   const requested = phone.page.getByTestId('chunk-requests');
   await expect(requested).toHaveText(/\d/);
   const req = Number(((await requested.textContent()) ?? '').replace(/[^\d]/g, ''));

@@ -62,7 +62,7 @@ test('devices that are never online together sync through the sealed mailbox', a
   const saved = join(dir, 'saved.bin');
   await download.saveAs(saved);
   expect(createHash('sha256').update(readFileSync(saved)).digest('hex')).toBe(sha);
-  await phone.openDevices();
+  await phone.openAdvanced();
   await phone.page.getByRole('textbox', { name: "This device's name" }).fill('Bus phone');
   await phone.page.getByRole('button', { name: 'Rename' }).click();
 

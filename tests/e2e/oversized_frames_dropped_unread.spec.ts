@@ -20,7 +20,7 @@ test('oversized data channel messages are dropped before they reach the app', as
   const phone = await Device.launch('phone');
   await phone.join(await laptop.pairingLink());
   await expect(laptop.status).toHaveText('1 device connected');
-  await laptop.openDevices();
+  await laptop.openAdvanced();
   const refused = laptop.page.getByTestId('refused-frames');
   await expect(refused).toHaveText('0');
 

@@ -41,7 +41,7 @@ test('a stranger in the room learns nothing and injects nothing', async () => {
 
   // 5. Both devices refused and counted it, blocked the stranger, and never counted it as a device.
   for (const device of [laptop, phone]) {
-    await device.openDevices();
+    await device.openAdvanced();
     await expect
       .poll(async () => Number(await device.page.getByTestId('refused-frames').innerText()))
       .toBeGreaterThanOrEqual(16); // MAX_BAD_FRAMES: then the peer is blocked, its frames dropped unread

@@ -199,6 +199,21 @@ fn int_at(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<i64> {
     }
 }
 
+/// The fields of one item's map as stored (each `None` when absent or of another type).
+#[derive(Default)]
+struct ItemFields {
+    deleted: bool,
+    kind: Option<String>,
+    author: Option<String>,
+    at: Option<i64>,
+    text: Option<String>,
+    edited_at: Option<i64>,
+    file_root: Option<String>,
+    file_name: Option<String>,
+    file_size: Option<i64>,
+    file_mime: Option<String>,
+}
+
 impl SpaceDoc {
     /// A new, empty space document that will write changes as `actor`.
     pub fn new(actor: &[u8]) -> Result<Self, DocError> {
@@ -407,10 +422,13 @@ impl SpaceDoc {
     /// All readable items in display order `(at, id)`. Malformed entries (from a buggy or
     /// newer peer) are skipped rather than failing the whole list.
     pub fn items(&self) -> Vec<Item> {
+        // One pass over the items map, and one over each item's map: a key-by-key `get`
+        // seeks the op set again for every field (measured 4.8 s for 100k items natively).
         let mut out: Vec<Item> = self
             .doc
-            .keys(&self.items)
-            .filter_map(|key| self.read_item(&key))
+            .map_range(&self.items, ..)
+            .filter(|e| matches!(e.value, automerge::ValueRef::Object(ObjType::Map)))
+            .filter_map(|e| self.read_item_obj(e.key.parse().ok()?, &e.id()))
             .collect();
         out.sort_by_key(|i| (i.at, i.id));
         out
@@ -471,22 +489,45 @@ impl SpaceDoc {
     fn read_item(&self, key: &str) -> Option<Item> {
         let id: ItemId = key.parse().ok()?;
         let obj = map_at(&self.doc, &self.items, key)?;
-        if self.is_deleted(&obj) {
+        self.read_item_obj(id, &obj)
+    }
+
+    /// The item in map `obj`, read in one pass over its fields; `None` when it is deleted or
+    /// malformed (a buggy or hostile peer's item is skipped, not shown half-read).
+    fn read_item_obj(&self, id: ItemId, obj: &ObjId) -> Option<Item> {
+        let mut f = ItemFields::default();
+        for e in self.doc.map_range(obj, ..) {
+            let v = e.value.into_value();
+            let text = || v.as_str().map(str::to_owned);
+            match e.key.as_ref() {
+                "deleted" => f.deleted = v.as_bool() == Some(true),
+                "kind" => f.kind = text(),
+                "author" => f.author = text(),
+                "at" => f.at = v.as_i64(),
+                "text" => f.text = text(),
+                "edited_at" => f.edited_at = v.as_i64(),
+                "file_root" => f.file_root = text(),
+                "file_name" => f.file_name = text(),
+                "file_size" => f.file_size = v.as_i64(),
+                "file_mime" => f.file_mime = text(),
+                _ => {}
+            }
+        }
+        if f.deleted {
             return None;
         }
-        let kind = match str_at(&self.doc, &obj, "kind")?.as_str() {
+        let kind = match f.kind?.as_str() {
             "text" => ItemKind::Text,
             "file" => ItemKind::File,
             other => ItemKind::Other(other.to_owned()),
         };
         let file = if kind == ItemKind::File {
             let meta = FileMeta {
-                root: str_at(&self.doc, &obj, "file_root")?.parse().ok()?,
-                name: str_at(&self.doc, &obj, "file_name")?,
-                size: u64::try_from(int_at(&self.doc, &obj, "file_size")?).ok()?,
-                mime: str_at(&self.doc, &obj, "file_mime").unwrap_or_default(),
+                root: f.file_root?.parse().ok()?,
+                name: f.file_name?,
+                size: u64::try_from(f.file_size?).ok()?,
+                mime: f.file_mime.unwrap_or_default(),
             };
-            // A malformed file item (buggy or hostile peer) is skipped, not shown half-read.
             meta.check().ok()?;
             Some(meta)
         } else {
@@ -495,10 +536,10 @@ impl SpaceDoc {
         Some(Item {
             id,
             kind,
-            author: str_at(&self.doc, &obj, "author")?.parse().ok()?,
-            at: Hlc::unpack(int_at(&self.doc, &obj, "at")?),
-            text: str_at(&self.doc, &obj, "text").unwrap_or_default(),
-            edited_at: int_at(&self.doc, &obj, "edited_at").map(Hlc::unpack),
+            author: f.author?.parse().ok()?,
+            at: Hlc::unpack(f.at?),
+            text: f.text.unwrap_or_default(),
+            edited_at: f.edited_at.map(Hlc::unpack),
             file,
         })
     }
@@ -589,6 +630,105 @@ impl SpaceDoc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reference reader: every field by its own `get` (what `items()` did before).
+    fn by_get(doc: &SpaceDoc, key: &str) -> Option<Item> {
+        let id: ItemId = key.parse().ok()?;
+        let obj = map_at(&doc.doc, &doc.items, key)?;
+        if doc.is_deleted(&obj) {
+            return None;
+        }
+        let d = &doc.doc;
+        let kind = match str_at(d, &obj, "kind")?.as_str() {
+            "text" => ItemKind::Text,
+            "file" => ItemKind::File,
+            other => ItemKind::Other(other.to_owned()),
+        };
+        let file = if kind == ItemKind::File {
+            let meta = FileMeta {
+                root: str_at(d, &obj, "file_root")?.parse().ok()?,
+                name: str_at(d, &obj, "file_name")?,
+                size: u64::try_from(int_at(d, &obj, "file_size")?).ok()?,
+                mime: str_at(d, &obj, "file_mime").unwrap_or_default(),
+            };
+            meta.check().ok()?;
+            Some(meta)
+        } else {
+            None
+        };
+        Some(Item {
+            id,
+            kind,
+            author: str_at(d, &obj, "author")?.parse().ok()?,
+            at: Hlc::unpack(int_at(d, &obj, "at")?),
+            text: str_at(d, &obj, "text").unwrap_or_default(),
+            edited_at: int_at(d, &obj, "edited_at").map(Hlc::unpack),
+            file,
+        })
+    }
+
+    /// `items()` reads each item in one pass; it must agree with reading field by field,
+    /// also on what it skips (deleted, malformed, not a map) and on merged conflicts.
+    #[test]
+    fn one_pass_listing_reads_what_field_by_field_reads() {
+        let d = DeviceId::random();
+        let mut a = SpaceDoc::new(d.as_bytes()).unwrap();
+        let at = |ms| Hlc {
+            wall_ms: ms,
+            counter: 0,
+        };
+        let texts: Vec<Item> = (0..40)
+            .map(|n| {
+                a.add_text(ItemId::random(), &format!("note {n}"), d, at(n))
+                    .unwrap()
+            })
+            .collect();
+        a.edit_text(texts[3].id, "edited", at(100)).unwrap();
+        a.delete(texts[5].id, at(101)).unwrap();
+        let meta = FileMeta {
+            root: BlobId([7; 32]),
+            name: "a.bin".into(),
+            size: 10,
+            mime: "application/octet-stream".into(),
+        };
+        a.add_file(ItemId::random(), &meta, d, at(102)).unwrap();
+        // Hostile shapes: a file without its size, an item without an author, a scalar where
+        // an item map belongs, and a kind this version does not know.
+        let bad_file = a.add_file(ItemId::random(), &meta, d, at(103)).unwrap();
+        let obj = map_at(&a.doc, &a.items, &bad_file.id.to_string()).unwrap();
+        a.doc.delete(&obj, "file_size").unwrap();
+        let no_author = a.add_text(ItemId::random(), "x", d, at(104)).unwrap();
+        let obj = map_at(&a.doc, &a.items, &no_author.id.to_string()).unwrap();
+        a.doc.put(&obj, "author", 5).unwrap();
+        let items = a.items.clone();
+        a.doc
+            .put(&items, ItemId::random().to_string(), "not a map")
+            .unwrap();
+        let other = a.add_text(ItemId::random(), "future", d, at(105)).unwrap();
+        let obj = map_at(&a.doc, &a.items, &other.id.to_string()).unwrap();
+        a.doc.put(&obj, "kind", "note").unwrap();
+        // Concurrent edits of one item on a fork, merged back: a conflict in its map.
+        let mut b = SpaceDoc::load(DeviceId::random().as_bytes(), [a.doc.save().as_slice()])
+            .unwrap()
+            .0;
+        b.edit_text(texts[7].id, "from b", at(200)).unwrap();
+        a.edit_text(texts[7].id, "from a", at(200)).unwrap();
+        a.doc.merge(&mut b.doc).unwrap();
+
+        let mut slow: Vec<Item> = a
+            .doc
+            .keys(&a.items)
+            .filter_map(|k| by_get(&a, &k))
+            .collect();
+        slow.sort_by_key(|i| (i.at, i.id));
+        let fast = a.items();
+        assert_eq!(fast, slow);
+        assert_eq!(fast.len(), 40 - 1 + 1 + 1);
+        assert!(
+            fast.iter()
+                .any(|i| i.kind == ItemKind::Other("note".into()))
+        );
+    }
 
     #[test]
     fn only_files_of_deleted_items_may_be_freed() {

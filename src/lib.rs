@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod config;
+pub mod scan;
 pub mod view;
 
 #[cfg(target_arch = "wasm32")]

@@ -308,7 +308,7 @@ impl Runtime {
         rt.boot_files().await;
         rt.boot_mailbox(false).await;
         view.ready.set(true);
-        request_persistence();
+        request_persistence(view);
         Ok(rt)
     }
 
@@ -968,6 +968,7 @@ impl Runtime {
             Intent::RetryFile(root) => self.retry_file(&root.to_string()).await,
             Intent::SaveFile(root) => self.save_file(&root.to_string()).await,
             Intent::SetMailbox(on) => self.set_mailbox(on).await,
+            Intent::KeepStorage => request_persistence(self.view),
         }
     }
 
@@ -1087,13 +1088,25 @@ fn listen_hashchange(tx: UnboundedSender<Intent>) {
     }
 }
 
-/// Asks the browser not to evict Ferry's storage under pressure.
-fn request_persistence() {
-    if let Some(w) = web_sys::window()
-        && let Ok(p) = w.navigator().storage().persist()
-    {
-        wasm_bindgen_futures::spawn_local(async move {
-            let _ = JsFuture::from(p).await;
-        });
-    }
+/// Asks the browser not to evict Ferry's storage under pressure, and shows what it answered
+/// (Advanced → Storage).
+fn request_persistence(view: ViewState) {
+    let Some(storage) = web_sys::window().map(|w| w.navigator().storage()) else {
+        return;
+    };
+    wasm_bindgen_futures::spawn_local(async move {
+        let already = match storage.persisted() {
+            Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_bool()),
+            Err(_) => None,
+        };
+        let kept = if already == Some(true) {
+            already
+        } else {
+            match storage.persist() {
+                Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_bool()),
+                Err(_) => already,
+            }
+        };
+        view.persisted.set(kept);
+    });
 }

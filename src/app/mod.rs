@@ -6,7 +6,7 @@
 //! "Pairing link", "Copy link" and a "Join" confirmation.
 //!
 //! Split by screen: `chat` is the history and the composer, `devices` the Devices panel, and
-//! `dialogs` what interrupts both (the join confirmation, the error banner). This module is
+//! `dialogs` what interrupts both (the join confirmation, the camera scanner, the error banner). This module is
 //! the top-level layout and the focus helpers the screens share.
 
 mod chat;
@@ -19,7 +19,7 @@ use chat::{
     UndoBar, Viewer,
 };
 use devices::DevicesPanel;
-use dialogs::{ErrorBanner, JoinDialog};
+use dialogs::{ErrorBanner, JoinDialog, ScanDialog, ScanState};
 use futures::channel::mpsc::UnboundedSender;
 use leptos::prelude::*;
 
@@ -32,6 +32,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(chat::UndoDelete::new());
     provide_context(SearchJump::new(view));
     provide_context(Viewer::new());
+    provide_context(ScanState::new());
     let devices_open = RwSignal::new(false);
     provide_context(DevicesOpen(devices_open));
     // A confirmation ("Copied") disappears by itself after a few seconds.
@@ -115,6 +116,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                 </Show>
                 <p class="toast" aria-live="polite">{move || view.toast.get()}</p>
                 <JoinDialog/>
+                <ScanDialog/>
                 <ImageViewer/>
                     <AddYourPhone/>
                     <SearchNav/>

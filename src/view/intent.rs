@@ -57,6 +57,8 @@ pub enum Intent {
     SaveFile(BlobId),
     /// Use (or stop using) the encrypted mailbox on the signaling server.
     SetMailbox(bool),
+    /// Ask the browser again to keep Ferry's storage (persistent storage).
+    KeepStorage,
 }
 
 /// Sends intents to the runtime. Cheap to clone; shared through context.

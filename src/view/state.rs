@@ -42,7 +42,7 @@ impl NetStatus {
 pub struct ItemView {
     /// Stable key for the keyed list; the item that Edit and Delete name.
     pub id: ItemId,
-    /// Text body.
+    /// Text body; a file's caption.
     pub text: String,
     /// Which device wrote it.
     pub author: String,
@@ -67,6 +67,18 @@ pub struct ItemView {
     pub at_ms: u64,
     /// For items written here, which devices have them ("on Phone · not yet on Tablet").
     pub delivery: Option<String>,
+}
+
+impl ItemView {
+    /// Whether a search for `query` (already lower-case) finds this entry: in its text (a
+    /// file's caption) or a file's name.
+    pub fn matches(&self, query: &str) -> bool {
+        self.text.to_lowercase().contains(query)
+            || self
+                .file
+                .as_ref()
+                .is_some_and(|f| f.name.to_lowercase().contains(query))
+    }
 }
 
 /// A file item's metadata, from the document.
@@ -209,6 +221,9 @@ pub struct ViewState {
     pub chunks_verified: RwSignal<u64>,
     /// "Storage used: 12.0 MB of 2.1 GB", when the browser tells.
     pub storage: RwSignal<Option<String>>,
+    /// Whether the browser promised to keep this site's storage (`navigator.storage.persisted()`),
+    /// when it tells.
+    pub persisted: RwSignal<Option<bool>>,
     /// The encrypted mailbox is on for this device.
     pub mailbox_on: RwSignal<bool>,
     /// What the mailbox holds for other devices ("3 items waiting in the mailbox ..."), or a
@@ -265,6 +280,7 @@ impl ViewState {
             chunk_requests: RwSignal::new(0),
             chunks_verified: RwSignal::new(0),
             storage: RwSignal::new(None),
+            persisted: RwSignal::new(None),
             mailbox_on: RwSignal::new(true),
             mailbox_status: RwSignal::new(None),
             mailbox_held: RwSignal::new(None),
@@ -426,6 +442,34 @@ mod tests {
                 Some("Today".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_search_finds_a_file_by_its_caption_or_its_name() {
+        let me = ferry_core::DeviceId::from_bytes([1; 16]);
+        let file = |caption: &str| ferry_core::Item {
+            id: ferry_core::ItemId::random(),
+            kind: ferry_core::ItemKind::File,
+            author: me,
+            at: ferry_core::Hlc {
+                wall_ms: 1_795_531_920_000,
+                counter: 0,
+            },
+            text: caption.into(),
+            edited_at: None,
+            file: Some(ferry_core::FileMeta {
+                root: ferry_core::BlobId([3; 32]),
+                name: "Holiday-Beach.JPG".into(),
+                size: 10,
+                mime: "image/jpeg".into(),
+            }),
+        };
+        let views = item_views(&[file("Sunset at the pier"), file("")], &[], me, 0, 0, 0);
+        assert_eq!(views[0].text, "Sunset at the pier");
+        assert!(views[0].matches("pier"));
+        assert!(views[0].matches("beach.jpg"));
+        assert!(views[1].matches("holiday"));
+        assert!(!views[1].matches("pier"));
     }
 
     #[test]

@@ -148,6 +148,52 @@ if (run('reconcile')) {
   results.scenarios.reconcile = { ms, yjs_ms: yjs };
 }
 
+// 2b. Enter → bubble: the time from Enter in the composer until the message is in the history
+//     and the next frame starts (what the person sees), with an empty history and with 10,000
+//     messages. The baseline is the same measure on the empty history, so the ratio says how
+//     the cost grows with the history (the goal: 10,000 messages within 50 ms).
+async function enterToBubble(page, n) {
+  return page.evaluate(async (n) => {
+    const box = document.querySelector('textarea[aria-label="Message"]');
+    const log = document.querySelector('[role=log]');
+    const rows = log.getElementsByTagName('li');
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const text = `bubble ${i}`;
+      const shown = new Promise((resolve) => {
+        const obs = new MutationObserver(() => {
+          const last = rows[rows.length - 1];
+          if (last && last.querySelector('.text')?.textContent === text) {
+            obs.disconnect();
+            requestAnimationFrame(() => resolve(performance.now()));
+          }
+        });
+        obs.observe(log, { subtree: true, childList: true, characterData: true });
+      });
+      box.value = text;
+      box.dispatchEvent(new Event('input', { bubbles: true }));
+      const t = performance.now();
+      box.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', bubbles: true }));
+      out.push((await shown) - t);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return out;
+  }, n);
+}
+if (run('enter')) {
+  const d = await device('enter');
+  const empty = await enterToBubble(d.page, 60);
+  await bulk(d.page, 'history item', 10_000);
+  await waitCount(d.page, 10_060);
+  // Let the writes of the bulk settle before measuring.
+  await d.page.waitForTimeout(3000);
+  const full = await enterToBubble(d.page, 60);
+  row('Enter → bubble p50, 10,000 messages in history', pct(full, 50), pct(empty, 50), 'ms', 'baseline: the same with an empty history; goal ≤ 50 ms');
+  row('Enter → bubble p95, 10,000 messages in history', pct(full, 95), pct(empty, 95), 'ms');
+  results.scenarios.enter_to_bubble = { empty_ms: empty, history_10000_ms: full };
+  await d.context.close();
+}
+
 // 3. Cold start: time to first render of the stored history, and the longest main-thread task.
 for (const n of run('cold') ? COLD_SIZES : []) {
   const d = await device(`cold-${n}`);

@@ -24,10 +24,12 @@ export class Device {
   /** A new browser profile (its own IndexedDB): a separate device. `relayOnly` makes every
    *  RTCPeerConnection use TURN relays only, as behind a symmetric NAT (no browser flag does).
    *  `profileDir` puts the profile somewhere chosen (e.g. on a small filesystem); `touch`
-   *  makes it a phone (390×844, a touch screen and no mouse). */
-  static async launch(name: string, url = '/', opts: { relayOnly?: boolean; profileDir?: string; touch?: boolean } = {}): Promise<Device> {
+   *  makes it a phone (390×844, a touch screen and no mouse). `camera` gives it a camera that
+   *  films this Y4M file (Chromium's fake capture device), which the page may use unless
+   *  `cameraDenied`. */
+  static async launch(name: string, url = '/', opts: { relayOnly?: boolean; profileDir?: string; touch?: boolean; camera?: string; cameraDenied?: boolean } = {}): Promise<Device> {
     const dir = opts.profileDir ?? mkdtempSync(join(tmpdir(), `ferry-${name}-`));
-    const { context, page } = await Device.start(dir, url, opts.relayOnly, opts.touch);
+    const { context, page } = await Device.start(dir, url, opts.relayOnly, opts.touch, opts.camera, opts.cameraDenied);
     const d = new Device(name, dir, context, page);
     await d.ready();
     return d;
@@ -48,12 +50,16 @@ export class Device {
     return d;
   }
 
-  private static async start(dir: string, url: string, relayOnly = false, touch = false) {
+  private static async start(dir: string, url: string, relayOnly = false, touch = false, camera?: string, cameraDenied = false) {
+    const cameraArgs = camera
+      ? ['--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${camera}`]
+      : [];
     const context = await chromium.launchPersistentContext(dir, {
       executablePath: '/usr/bin/chromium',
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...cameraArgs],
       baseURL: BASE,
+      ...(camera && !cameraDenied ? { permissions: ['camera'] } : {}),
       ...(touch ? { hasTouch: true, isMobile: true, viewport: { width: 390, height: 844 } } : {}),
     });
     if (relayOnly) {

@@ -191,7 +191,7 @@ test('a file item offers "Save file"; the chat with an open menu has no axe viol
   await d.send('boarding at 21:05');
   await item.locator('.file-meta').click({ button: 'right' });
   const menu = d.page.getByRole('menu', { name: 'Message actions' });
-  await expect(menu.getByRole('menuitem')).toHaveText(['Save file', 'Delete']);
+  await expect(menu.getByRole('menuitem')).toHaveText(['Add caption', 'Save file', 'Delete']);
   await noViolations(d, 'chat with a file and an open menu');
   mkdirSync(SHOTS, { recursive: true });
   await d.page.screenshot({ path: `${SHOTS}menu-1280x720-light.png` });
@@ -204,6 +204,33 @@ test('a file item offers "Save file"; the chat with an open menu has no axe viol
   await expect(menu).toBeVisible();
   await d.page.mouse.click(5, 5);
   await expect(menu).toHaveCount(0);
+
+  // A file gets a caption from its menu: shown under it, kept after a reload, found by search
+  // (as is the file by its name), and edited the same way.
+  await item.locator('.file-meta').click({ button: 'right' });
+  await menu.getByRole('menuitem', { name: 'Add caption' }).click();
+  const caption = item.getByRole('textbox', { name: 'Caption' });
+  await expect(caption).toBeFocused();
+  await caption.fill('return flight, seat 14C');
+  await caption.press('Enter');
+  await expect(item.locator('.text')).toHaveText('return flight, seat 14C');
+  await d.page.reload();
+  await d.ready();
+  await expect(item.locator('.text')).toHaveText('return flight, seat 14C');
+  const search = d.page.getByRole('searchbox', { name: 'Search messages' });
+  await search.fill('seat 14c');
+  await expect(d.history.getByRole('listitem')).toHaveCount(1);
+  await expect(d.history.getByRole('listitem').first()).toContainText('ticket.pdf');
+  await search.fill('TICKET');
+  await expect(d.history.getByRole('listitem')).toHaveCount(1);
+  await search.fill('');
+  await item.locator('.file-meta').click({ button: 'right' });
+  await expect(menu.getByRole('menuitem')).toHaveText(['Copy', 'Edit caption', 'Save file', 'Delete']);
+  await menu.getByRole('menuitem', { name: 'Edit caption' }).click();
+  await item.getByRole('textbox', { name: 'Caption' }).fill('return flight, seat 15A');
+  await item.getByRole('textbox', { name: 'Caption' }).press('Enter');
+  await expect(item.locator('.text')).toHaveText('return flight, seat 15A');
+  await noViolations(d, 'a file with a caption');
   await d.close();
 });
 

@@ -1,9 +1,10 @@
 //! The first-run card: while this device is alone in its space, the chat offers to add the
 //! person's phone, with the pairing link's QR code large enough to scan from across a desk.
-//! (The short-code pairing and an in-app camera scanner join it later: issue #20, and #19's
-//! "Scan a code".)
+//! It also offers "Scan a code" where this device has a camera: the card is what a new phone
+//! shows too, and from it the phone reads the laptop's code. (Short codes: issue #20.)
 
 use crate::app::devices::QrCode;
+use crate::app::dialogs::ScanButton;
 use crate::view::{Intent, Intents, ViewState};
 use leptos::prelude::*;
 
@@ -47,7 +48,8 @@ fn Card(dismissed: RwSignal<bool>) -> impl IntoView {
             <p>
                 "Scan this code with your phone's camera (or open the link on any other \
                  device). What you write then appears on both, even when they are not online \
-                 at the same time."
+                 at the same time. On the phone, open Ferry and choose \"Scan a code\" if its \
+                 camera app does not open links."
             </p>
             <QrCode label="QR code to add your phone"/>
             <div class="first-run-actions">
@@ -63,6 +65,7 @@ fn Card(dismissed: RwSignal<bool>) -> impl IntoView {
                         }
                     }
                 </Show>
+                <ScanButton/>
                 <button type="button" on:click=move |_| dismissed.set(true)>"Not now"</button>
             </div>
             <p class="notice" aria-live="polite">{move || view.notice.get()}</p>

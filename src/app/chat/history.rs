@@ -36,7 +36,7 @@ pub(in crate::app) fn History() -> impl IntoView {
             } else {
                 items
                     .iter()
-                    .filter(|i| Some(i.id) != gone && i.text.to_lowercase().contains(&query))
+                    .filter(|i| Some(i.id) != gone && i.matches(&query))
                     .cloned()
                     .collect()
             }

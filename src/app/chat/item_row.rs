@@ -1,5 +1,6 @@
 //! One entry of the history: a message or a file, its day separator, its author (only where
-//! it changes), one quiet line with the time and a delivery tick, and the edit box. Edit and
+//! it changes), one quiet line with the time and a delivery tick, and the edit box (a file's
+//! caption is its text, edited the same way: "Add caption", "Edit caption"). Edit and
 //! Delete are hover actions on a computer and sit in the menu everywhere; Delete takes the row
 //! away at once and offers Undo (`UndoDelete`). The menu lives in `message_menu`; the row forwards
 //! its pointer and key events there.
@@ -17,6 +18,9 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     let intents = expect_context::<Intents>();
     let class = if item.mine { "item mine" } else { "item" };
     let is_text = item.file.is_none();
+    // A file's text is its caption: added and edited like a message's text (older versions
+    // keep it and show the file alone).
+    let has_caption = !item.text.is_empty();
     let edit = expect_context::<EditState>();
     let live = expect_context::<Wording>().0;
     let built = (item.pending, item.delivery.clone());
@@ -179,7 +183,8 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                     let submit = submit.clone();
                     move |ev| { ev.prevent_default(); submit(); }
                 }>
-                    <textarea aria-label="Edit message" rows="2" node_ref=edit_box
+                    <textarea aria-label=if is_text { "Edit message" } else { "Caption" }
+                        rows="2" node_ref=edit_box
                         prop:value=move || draft.get()
                         on:input=move |ev| {
                             let value = event_target_value(&ev);
@@ -230,10 +235,18 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             </p>
             // Hover actions on a computer (the menu has them too, and is the way on touch).
             <div class="item-actions">
-                {is_text.then(|| view! {
-                    <button type="button" aria-label="Edit message" title="Edit" tabindex="-1"
-                        on:click=move |_| open_edit()>"Edit"</button>
-                })}
+                {if is_text {
+                    view! {
+                        <button type="button" aria-label="Edit message" title="Edit" tabindex="-1"
+                            on:click=move |_| open_edit()>"Edit"</button>
+                    }.into_any()
+                } else {
+                    let label = if has_caption { "Edit caption" } else { "Add caption" };
+                    view! {
+                        <button type="button" aria-label=label title=label tabindex="-1"
+                            on:click=move |_| open_edit()>"Caption"</button>
+                    }.into_any()
+                }}
                 <button type="button" aria-label="Delete message" title="Delete" tabindex="-1"
                     on:click=move |_| deleting.set(true)>"Delete"</button>
             </div>

@@ -263,8 +263,9 @@ impl MenuState {
     }
 }
 
-/// The open menu and the backdrop that closes it. `text` is the message's text ("" for a file
-/// without one: no Copy); `file` the root of the file it carries (Save file, and no Edit);
+/// The open menu and the backdrop that closes it. `text` is the message's text, or a file's
+/// caption ("" for none: no Copy); `file` the root of the file it carries (Save file; its
+/// Edit is "Add caption" or "Edit caption");
 /// `detail` which devices have it, shown at the menu's top (the row itself shows only a tick).
 #[component]
 pub(super) fn MessageMenu(
@@ -276,7 +277,14 @@ pub(super) fn MessageMenu(
     let intents = expect_context::<Intents>();
     let entries: Vec<(MenuAction, &'static str)> = [
         (!text.is_empty()).then_some((MenuAction::Copy, "Copy")),
-        file.is_none().then_some((MenuAction::Edit, "Edit")),
+        Some((
+            MenuAction::Edit,
+            match (file, text.is_empty()) {
+                (None, _) => "Edit",
+                (Some(_), true) => "Add caption",
+                (Some(_), false) => "Edit caption",
+            },
+        )),
         file.is_some()
             .then_some((MenuAction::SaveFile, "Save file")),
         Some((MenuAction::Delete, "Delete")),

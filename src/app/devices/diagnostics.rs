@@ -1,10 +1,10 @@
 //! Diagnostics: why a connection failed, frames refused and connections blocked, file chunk
-//! counts and storage use. What to look at when sync seems stuck.
+//! counts. What to look at when sync seems stuck.
 
 use crate::view::ViewState;
 use leptos::prelude::*;
 
-/// The last connection problem in plain words, the counters, and storage used.
+/// The last connection problem in plain words, and the counters.
 #[component]
 pub(super) fn Diagnostics() -> impl IntoView {
     let view = expect_context::<ViewState>();
@@ -25,6 +25,5 @@ pub(super) fn Diagnostics() -> impl IntoView {
             <dt>"File chunks received"</dt>
             <dd data-testid="chunks-verified">{move || view.chunks_verified.get()}</dd>
         </dl>
-        <p class="storage">{move || view.storage.get().unwrap_or_else(|| "Storage used: unknown".into())}</p>
     }
 }

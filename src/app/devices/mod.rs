@@ -2,13 +2,14 @@
 //!
 //! One module per section: `list` (the devices of the space, this device's name), `pairing`
 //! (the link, its QR code, joining another space), and under "Advanced" `connection`
-//! (STUN/TURN, the plain-signaling warning), `mailbox`, `diagnostics`.
+//! (STUN/TURN, the plain-signaling warning), `mailbox`, `storage`, `diagnostics`.
 
 mod connection;
 mod diagnostics;
 mod list;
 mod mailbox;
 mod pairing;
+mod storage;
 
 pub(super) use pairing::QrCode;
 
@@ -18,6 +19,7 @@ use leptos::prelude::*;
 use list::{DeviceList, RenameDevice};
 use mailbox::MailboxSetting;
 use pairing::{PairingLink, PasteLink};
+use storage::StorageSection;
 
 /// The Devices screen: full screen on a phone, a side panel beside the chat on a wide
 /// screen. "Back to chat" and Escape close it, and the focus goes back to the "Devices"
@@ -75,6 +77,7 @@ pub(super) fn DevicesPanel() -> impl IntoView {
                 <summary>"Advanced"</summary>
                 <ConnectionSettings/>
                 <MailboxSetting/>
+                <StorageSection/>
                 <Diagnostics/>
             </details>
         </section>

@@ -1,6 +1,7 @@
 //! Pairing: this space's link (copy, share, QR code) to add another device, and the form that
 //! joins another space with its link (the "Join this space?" dialog then confirms).
 
+use crate::app::dialogs::ScanButton;
 use crate::view::{Intent, Intents, ViewState};
 use leptos::prelude::*;
 use leptos::wasm_bindgen::JsValue;
@@ -82,6 +83,7 @@ pub(super) fn PasteLink() -> impl IntoView {
                     on:input=move |ev| draft.set(event_target_value(&ev))/>
                 <button type="submit">"Use link"</button>
             </div>
+            <ScanButton/>
         </form>
     }
 }

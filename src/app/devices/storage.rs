@@ -1,0 +1,41 @@
+//! Storage, in plain words: how much this device holds, and whether the browser has promised
+//! to keep it. Browsers clear the storage of a site that is not "persistent" when space runs
+//! low (Safari after a week unused), and on this device Ferry's storage may be the person's
+//! only copy of their history.
+
+use crate::view::{Intent, Intents, ViewState};
+use leptos::prelude::*;
+
+/// Usage, persistence, and a way to ask for it again.
+#[component]
+pub(super) fn StorageSection() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    view! {
+        <section class="storage-section" aria-labelledby="storage-title">
+            <h3 id="storage-title">"Storage"</h3>
+            <p class="storage">
+                {move || view.storage.get().unwrap_or_else(|| "Storage used: unknown".into())}
+            </p>
+            <p class="persistence" data-testid="persistence">
+                {move || match view.persisted.get() {
+                    Some(true) => "Kept: this browser will not clear Ferry's data to free space.",
+                    Some(false) => "Not kept yet: this browser may clear Ferry's data when space \
+                         runs low. Installing Ferry, or using it often, usually makes it keep \
+                         the data. Your other devices keep their own copy.",
+                    None => "This browser does not say whether it keeps Ferry's data.",
+                }}
+            </p>
+            <Show when=move || view.persisted.get() == Some(false)>
+                {
+                    let intents = intents.clone();
+                    view! {
+                        <button type="button" on:click=move |_| intents.send(Intent::KeepStorage)>
+                            "Ask to keep data"
+                        </button>
+                    }
+                }
+            </Show>
+        </section>
+    }
+}

@@ -50,7 +50,10 @@ test('a phone pairs by scanning the laptop\'s first-screen code with its camera'
   const phone = await Device.launch('scan-phone', '/', { touch: true, camera });
   const phoneCard = phone.page.getByRole('region', { name: 'Add your phone' });
   await expect(phoneCard).toBeVisible();
-  await phone.send('written on the phone alone');
+  // On a touch screen Enter is a new line: Send sends.
+  await phone.composer.fill('written on the phone alone');
+  await phone.page.getByRole('button', { name: 'Send' }).click();
+  await expect(phone.message('written on the phone alone')).toBeVisible();
   await phoneCard.getByRole('button', { name: 'Scan a code' }).click();
   const scanner = phone.page.getByRole('dialog', { name: 'Scan a code' });
   await expect(scanner).toBeVisible();

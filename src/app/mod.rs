@@ -49,6 +49,10 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
             <header class="topbar">
                 <div class="title">
                     <h1>"Ferry"</h1>
+                    // One line: the connection, then (when no device is connected) when this
+                    // one last synced and what waits in the mailbox, each after a dot, cut
+                    // short with an ellipsis on a narrow screen (screen readers get it whole).
+                    <div class="status-line">
                     <p class="status" role="status" aria-live="polite"
                         data-state=move || format!("{:?}", view.status.get())>
                         {move || view.status.get().text()}
@@ -71,6 +75,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                             {move || view.mailbox_status.get()}
                         </p>
                     </Show>
+                    </div>
                 </div>
                 <Show when=move || view.can_install.get()>
                     {

@@ -481,7 +481,12 @@ impl SpaceDoc {
         }
     }
 
-    /// One item as [`Self::items`] shows it; `None` when it is deleted, unknown or unreadable.
+    /// Whether this document has ever had the item (visible or deleted).
+    pub fn knows(&self, id: ItemId) -> bool {
+        map_at(&self.doc, &self.items, &id.to_string()).is_some()
+    }
+
+    /// One visible item (None when unknown or deleted).
     pub fn item(&self, id: ItemId) -> Option<Item> {
         self.read_item(&id.to_string())
     }

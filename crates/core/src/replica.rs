@@ -455,6 +455,12 @@ impl Replica {
         self.device
     }
 
+    /// Whether the document has ever had this item (visible or deleted): it stored the
+    /// item's change.
+    pub fn knows_item(&self, id: ItemId) -> bool {
+        self.doc.knows(id)
+    }
+
     /// The document (for persistence).
     pub fn doc_mut(&mut self) -> &mut SpaceDoc {
         &mut self.doc

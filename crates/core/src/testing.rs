@@ -1,17 +1,21 @@
 //! Test support (feature `testing`): the storage contract suite and a simulated network.
 //!
 //! The contract runs unchanged against [`MemoryStore`] on the host and against IndexedDB in
-//! Chromium. The simulated network runs several [`Replica`]s with their own stores and lets a
-//! test connect, partition, drop, duplicate, reorder and restart at will.
+//! Chromium. The simulated network runs several real [`Device`]s (the engine the app runs)
+//! with their own stores and lets a test connect, partition, drop, duplicate, reorder, tick
+//! and restart at will; each device's view is kept from its view patches alone.
 
 #![allow(clippy::unwrap_used)] // test support: a failed step should fail the test loudly
 
 use crate::blobs::BlobMessage;
+use crate::device::{Device, DeviceError, Effect, Input, Intent, LinkEvent, LocalState, ViewPatch};
+use crate::history::HistoryPatch;
 use crate::persist::DocStore;
-use crate::replica::{Effect, Input, PeerKey, Replica};
+use crate::replica::{PeerKey, Replica};
+use crate::seal::Lane;
 use crate::store::{MemoryStore, Store, StoreError, StoreKey};
-use crate::{DeviceId, Item, SpaceSecret};
-use std::collections::{BTreeMap, VecDeque};
+use crate::{DeviceId, Item, ItemId, SpaceSecret};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -152,33 +156,55 @@ pub async fn store_batch_is_atomic<S: Store>(store: &S) {
     );
 }
 
-/// One simulated device: a replica and its own persistent store.
+/// One simulated device: the real [`Device`] engine and its own persistent store, plus the
+/// view it patches (the rows a screen would show).
 pub struct SimDevice {
     /// Device id (kept across restarts).
     pub id: DeviceId,
-    /// The live replica.
-    pub replica: Replica,
+    /// The live device.
+    pub device: Device,
     /// Its storage (survives restarts).
     pub store: MemoryStore,
     docstore: DocStore,
+    /// The history's rows as the view patches left them (rebuilt from the history at boot).
+    pub rows: BTreeSet<ItemId>,
+    /// View patches of the device list received so far.
+    pub device_patches: usize,
 }
 
 impl SimDevice {
     fn boot(id: DeviceId, store: MemoryStore, secret: &SpaceSecret) -> Self {
         let loaded = block_on(DocStore::load(&store, &Replica::actor_for(id))).expect("load");
-        let mut replica = Replica::from_doc(id, &format!("sim {}", id.short()), loaded.doc, secret);
+        let (local, _) = block_on(LocalState::load(&store, || {
+            (id, format!("sim {}", id.short()))
+        }))
+        .expect("local state");
+        let mut replica = Replica::from_doc(id, &local.name, loaded.doc, secret);
         let saved = block_on(store.list(&key(&["sync"]))).expect("list sync states");
         replica.restore_sync_states(
             saved
                 .into_iter()
                 .filter_map(|(k, v)| Some((k.last().parse().ok()?, v))),
         );
+        let rows = replica.history().items().map(|i| i.id).collect();
         SimDevice {
             id,
-            replica,
+            device: Device::new(replica, local),
             store,
             docstore: loaded.store,
+            rows,
+            device_patches: 0,
         }
+    }
+
+    /// The device's replica.
+    pub fn replica(&self) -> &Replica {
+        self.device.replica()
+    }
+
+    /// The device's replica, mutably (heads, sync internals).
+    pub fn replica_mut(&mut self) -> &mut Replica {
+        self.device.replica_mut()
     }
 }
 
@@ -235,40 +261,65 @@ impl SimNet {
     fn apply(&mut self, from: usize, effects: Vec<Effect>) {
         for e in effects {
             match e {
-                Effect::Send { peer, frame } => {
+                Effect::Send { peer, lane, frame } => {
                     self.bytes_sent += frame.len();
+                    let queues = match lane {
+                        Lane::Main => &mut self.links,
+                        Lane::Bulk => &mut self.bulk,
+                    };
                     if let Some(to) = peer_index(&peer)
-                        && let Some(q) = self.links.get_mut(&(from, to))
+                        && let Some(q) = queues.get_mut(&(from, to))
                     {
                         q.push_back(frame);
                     }
                 }
-                Effect::DocChanged => {
+                Effect::SaveDoc => {
                     let d = &mut self.devices[from];
-                    block_on(d.docstore.save(&d.store, d.replica.doc_mut())).expect("save");
+                    let doc = d.device.replica_mut().doc_mut();
+                    block_on(d.docstore.save(&d.store, doc)).expect("save");
                     if d.docstore.should_compact() {
-                        block_on(d.docstore.compact(&d.store, d.replica.doc_mut()))
-                            .expect("compact");
+                        let doc = d.device.replica_mut().doc_mut();
+                        block_on(d.docstore.compact(&d.store, doc)).expect("compact");
                     }
                 }
-                Effect::Rejected { .. } => self.rejected += 1,
+                Effect::SaveLocal(change) => {
+                    let d = &self.devices[from];
+                    block_on(LocalState::store_change(&d.store, d.device.local(), |s| {
+                        change.apply(s)
+                    }))
+                    .expect("save local state");
+                }
+                Effect::Refused { .. } => self.rejected += 1,
                 Effect::SaveSyncState { device, state } => {
                     let d = &self.devices[from];
                     let k = key(&["sync", &device.to_string()]);
                     block_on(d.store.put(&k, &state)).expect("save sync state");
                     self.sync_states_saved += 1;
                 }
-                Effect::SendBulk { peer, frame } => {
-                    self.bytes_sent += frame.len();
-                    if let Some(to) = peer_index(&peer)
-                        && let Some(q) = self.bulk.get_mut(&(from, to))
-                    {
-                        q.push_back(frame);
+                Effect::View(ViewPatch::Items(patches)) => {
+                    let rows = &mut self.devices[from].rows;
+                    for p in patches {
+                        match p {
+                            HistoryPatch::Added(id) => {
+                                assert!(rows.insert(id), "a row added twice: {id}");
+                            }
+                            HistoryPatch::Changed(id) => {
+                                assert!(
+                                    rows.contains(&id),
+                                    "a row changed before it was added: {id}"
+                                );
+                            }
+                            HistoryPatch::Removed(id) => {
+                                assert!(rows.remove(&id), "a row removed that was not there: {id}");
+                            }
+                        }
                     }
                 }
+                Effect::View(ViewPatch::Devices) => self.devices[from].device_patches += 1,
+                Effect::View(ViewPatch::Delivery { .. }) => {}
                 Effect::Blob { peer, msg } => self.blob_inbox.push_back((from, peer, msg)),
-                Effect::PeerIdentified { peer, .. } => self.identified.push_back((from, peer)),
-                Effect::PeerBanned { .. } => {}
+                Effect::PeerReady { peer, .. } => self.identified.push_back((from, peer)),
+                Effect::PeerGone { .. } | Effect::Banned { .. } | Effect::ReplaceSocket => {}
                 Effect::SendFailed { peer, error } => {
                     panic!("device {from} could not send to {peer}: {error}")
                 }
@@ -276,24 +327,65 @@ impl SimNet {
         }
     }
 
+    fn input(&mut self, i: usize, input: Input) -> Result<(), DeviceError> {
+        let effects = self.devices[i].device.handle(input)?;
+        self.apply(i, effects);
+        Ok(())
+    }
+
+    fn link(&mut self, i: usize, event: LinkEvent) {
+        let now = self.clock_ms;
+        self.input(i, Input::Link { event, now })
+            .expect("link events never fail");
+    }
+
+    /// Device `i` does its delivery bookkeeping (a tick of its loop).
+    pub fn tick(&mut self, i: usize) {
+        self.clock_ms += 3;
+        let now = self.clock_ms;
+        self.input(
+            i,
+            Input::Tick {
+                now,
+                synced_elsewhere: 0,
+            },
+        )
+        .expect("ticks never fail");
+    }
+
     /// Device `i` writes a text; returns the item.
     pub fn write(&mut self, i: usize, text: &str) -> Item {
         self.clock_ms += 7;
-        let (item, effects) = self.devices[i]
-            .replica
-            .add_text(text, self.clock_ms)
-            .expect("add_text");
-        self.apply(i, effects);
-        item
+        let before: BTreeSet<ItemId> = self.devices[i].rows.clone();
+        let now = self.clock_ms;
+        self.input(
+            i,
+            Input::Intent {
+                intent: Intent::Write(text.to_owned()),
+                now,
+            },
+        )
+        .expect("write");
+        let new = self.devices[i].rows.difference(&before).next().copied();
+        let id = new.expect("a written text adds a row");
+        self.devices[i]
+            .replica()
+            .history()
+            .get(id)
+            .cloned()
+            .expect("the new row's item")
     }
 
     /// Device `i` shares a file whose chunks it already stored; returns the item.
     pub fn add_file(&mut self, i: usize, meta: &crate::FileMeta) -> Item {
         self.clock_ms += 7;
+        let now = self.clock_ms;
         let (item, effects) = self.devices[i]
-            .replica
-            .add_file(meta, self.clock_ms)
+            .device
+            .replica_mut()
+            .add_file(meta, now)
             .expect("add_file");
+        let effects = self.devices[i].device.absorb(effects, now, false);
         self.apply(i, effects);
         item
     }
@@ -301,25 +393,17 @@ impl SimNet {
     /// Device `i` edits an item it can see; false if it cannot (not synced yet, or deleted).
     pub fn edit(&mut self, i: usize, id: crate::ItemId, text: &str) -> bool {
         self.clock_ms += 7;
-        match self.devices[i].replica.edit_text(id, text, self.clock_ms) {
-            Ok(effects) => {
-                self.apply(i, effects);
-                true
-            }
-            Err(_) => false,
-        }
+        let now = self.clock_ms;
+        let intent = Intent::Edit(id, text.to_owned());
+        self.input(i, Input::Intent { intent, now }).is_ok()
     }
 
     /// Device `i` deletes an item it can see; false if it cannot.
     pub fn delete(&mut self, i: usize, id: crate::ItemId) -> bool {
         self.clock_ms += 7;
-        match self.devices[i].replica.delete_item(id, self.clock_ms) {
-            Ok(effects) => {
-                self.apply(i, effects);
-                true
-            }
-            Err(_) => false,
-        }
+        let now = self.clock_ms;
+        let intent = Intent::Delete(id);
+        self.input(i, Input::Intent { intent, now }).is_ok()
     }
 
     /// Whether `a` and `b` are connected.
@@ -337,8 +421,7 @@ impl SimNet {
         self.bulk.insert((a, b), VecDeque::new());
         self.bulk.insert((b, a), VecDeque::new());
         for (x, y) in [(a, b), (b, a)] {
-            let eff = self.devices[x].replica.handle(Input::PeerUp(peer_name(y)));
-            self.apply(x, eff);
+            self.link(x, LinkEvent::Up(peer_name(y)));
         }
     }
 
@@ -352,10 +435,7 @@ impl SimNet {
         self.bulk.remove(&(a, b));
         self.bulk.remove(&(b, a));
         for (x, y) in [(a, b), (b, a)] {
-            let eff = self.devices[x]
-                .replica
-                .handle(Input::PeerDown(peer_name(y)));
-            self.apply(x, eff);
+            self.link(x, LinkEvent::Down(peer_name(y)));
         }
     }
 
@@ -366,11 +446,15 @@ impl SimNet {
             let Some(frame) = self.links.get_mut(&(a, b)).and_then(VecDeque::pop_front) else {
                 break;
             };
-            let eff = self.devices[b].replica.handle(Input::Frame {
-                peer: peer_name(a),
-                frame,
-            });
-            self.apply(b, eff);
+            let peer = peer_name(a);
+            self.link(
+                b,
+                LinkEvent::Frame {
+                    peer,
+                    lane: Lane::Main,
+                    bytes: frame,
+                },
+            );
             done += 1;
         }
         done
@@ -379,8 +463,14 @@ impl SimNet {
     /// Device `i` sends a blob message to device `to` on the bulk lane; false if `to` is not
     /// an authenticated peer of `i`.
     pub fn send_blob(&mut self, i: usize, to: usize, msg: &BlobMessage) -> bool {
-        match self.devices[i].replica.send_blob(&peer_name(to), msg) {
+        let now = self.clock_ms;
+        match self.devices[i]
+            .device
+            .replica_mut()
+            .send_blob(&peer_name(to), msg)
+        {
             Ok(effects) => {
+                let effects = self.devices[i].device.absorb(effects, now, false);
                 self.apply(i, effects);
                 true
             }
@@ -395,11 +485,15 @@ impl SimNet {
             let Some(frame) = self.bulk.get_mut(&(a, b)).and_then(VecDeque::pop_front) else {
                 break;
             };
-            let eff = self.devices[b].replica.handle(Input::BulkFrame {
-                peer: peer_name(a),
-                frame,
-            });
-            self.apply(b, eff);
+            let peer = peer_name(a);
+            self.link(
+                b,
+                LinkEvent::Frame {
+                    peer,
+                    lane: Lane::Bulk,
+                    bytes: frame,
+                },
+            );
             done += 1;
         }
         done

@@ -117,7 +117,7 @@ impl Net {
 
     /// What the app does when it sees a file item: fetch what it does not hold.
     fn want_all_files(&mut self, i: usize) {
-        let roots = self.sim.devices[i].replica.doc_mut().live_blobs();
+        let roots = self.sim.devices[i].replica_mut().doc_mut().live_blobs();
         for root in roots {
             let eff = self.engines[i].want(root, self.now);
             self.apply(i, eff);
@@ -292,7 +292,7 @@ fn three_devices_fetch_a_file_through_lost_and_reordered_frames() {
 
     // 2. The others see the item and fetch the file, while bulk frames get lost/reordered.
     for i in [1, 2] {
-        let items = net.sim.devices[i].replica.items();
+        let items = net.sim.devices[i].replica_mut().items();
         assert_eq!(items[0].file.as_ref(), Some(&meta));
         net.want_all_files(i);
     }

@@ -20,6 +20,7 @@ enum Op {
     Duplicate(usize, usize),
     Reorder(usize, usize),
     Restart(usize),
+    Tick(usize),
 }
 
 fn op(n: usize) -> impl Strategy<Value = Op> {
@@ -34,7 +35,8 @@ fn op(n: usize) -> impl Strategy<Value = Op> {
         1 => (d.clone(), d.clone()).prop_map(|(a, b)| Op::Drop(a, b)),
         1 => (d.clone(), d.clone()).prop_map(|(a, b)| Op::Duplicate(a, b)),
         1 => (d.clone(), d.clone()).prop_map(|(a, b)| Op::Reorder(a, b)),
-        1 => d.prop_map(Op::Restart),
+        1 => d.clone().prop_map(Op::Restart),
+        2 => d.prop_map(Op::Tick),
     ]
 }
 
@@ -87,17 +89,29 @@ proptest! {
                 Op::Drop(a, b) => net.drop_next(a, b),
                 Op::Duplicate(a, b) => net.duplicate_next(a, b),
                 Op::Reorder(a, b) => net.reorder_next(a, b),
-                Op::Restart(i) => net.restart(i),
+                Op::Restart(i) => {
+                    let marks = net.devices[i].device.local().delivered.clone();
+                    net.restart(i);
+                    prop_assert_eq!(&net.devices[i].device.local().delivered, &marks, "delivery marks lost in a restart");
+                }
+                Op::Tick(i) => {
+                    net.tick(i);
+                    marks_are_honest(&net, i)?;
+                }
             }
         }
         net.heal();
+        for i in 0..n {
+            net.tick(i);
+            marks_are_honest(&net, i)?;
+        }
         let expected: BTreeSet<ItemId> =
             texts.keys().filter(|id| !deleted.contains(*id)).copied().collect();
-        let heads0 = net.devices[0].replica.heads();
-        let items0 = net.devices[0].replica.items();
+        let heads0 = net.devices[0].replica_mut().heads();
+        let items0 = net.devices[0].replica_mut().items();
         for d in net.devices.iter_mut() {
-            prop_assert_eq!(&d.replica.heads(), &heads0);
-            let items = d.replica.items();
+            prop_assert_eq!(&d.replica_mut().heads(), &heads0);
+            let items = d.replica().items();
             prop_assert_eq!(&items, &items0, "devices disagree");
             let ids: Vec<ItemId> = items.iter().map(|i| i.id).collect();
             let unique: BTreeSet<ItemId> = ids.iter().copied().collect();
@@ -106,6 +120,45 @@ proptest! {
             for item in &items {
                 prop_assert!(texts[&item.id].contains(&item.text), "text never written: {}", item.text);
             }
+            // The view kept from patches alone shows exactly the history.
+            prop_assert_eq!(&d.rows, &unique, "the view's rows drifted from the history");
+        }
+        // Healed and ticked: every device marks every other as having all it wrote.
+        for d in &net.devices {
+            let latest = d.replica().latest_ms();
+            for other in net.devices.iter().filter(|o| o.id != d.id) {
+                prop_assert!(
+                    d.device.local().delivered.get(&other.id).copied().unwrap_or(0) >= latest
+                        || !d.replica().items().iter().any(|i| i.author == d.id),
+                    "a healed network left a delivery mark behind"
+                );
+            }
         }
     }
+}
+
+/// Device `i`'s delivery marks never claim more than the other device stored: every item `i`
+/// wrote up to a device's mark is in that device's document (visible or deleted).
+fn marks_are_honest(net: &SimNet, i: usize) -> Result<(), TestCaseError> {
+    let me = &net.devices[i];
+    for (device, mark) in &me.device.local().delivered {
+        let Some(other) = net.devices.iter().find(|d| d.id == *device) else {
+            continue;
+        };
+        for item in me
+            .replica()
+            .items()
+            .iter()
+            .filter(|it| it.author == me.id && it.at.wall_ms <= *mark)
+        {
+            prop_assert!(
+                other.replica().knows_item(item.id),
+                "device {i} marked {} delivered through {mark} without item {} (at {})",
+                device.short(),
+                item.id,
+                item.at.wall_ms
+            );
+        }
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ fn offline_writes_survive_a_restart_and_reconcile() {
     net.connect(0, 1);
     net.write(0, "before the trip");
     net.run_until_quiescent();
-    assert_eq!(net.devices[1].replica.items().len(), 1);
+    assert_eq!(net.devices[1].replica_mut().items().len(), 1);
     // 2. They drift apart; each writes.
     net.disconnect(0, 1);
     net.write(0, "alice offline");
@@ -18,15 +18,15 @@ fn offline_writes_survive_a_restart_and_reconcile() {
     // 3. Bob's tab is killed and reopened from storage.
     net.restart(1);
     assert_eq!(
-        net.devices[1].replica.items().len(),
+        net.devices[1].replica_mut().items().len(),
         2,
         "Bob's own write survived the restart"
     );
     // 4. They reconnect and see the same three items in the same order.
     net.connect(0, 1);
     net.run_until_quiescent();
-    let a: Vec<_> = net.devices[0].replica.items();
-    let b: Vec<_> = net.devices[1].replica.items();
+    let a: Vec<_> = net.devices[0].replica_mut().items();
+    let b: Vec<_> = net.devices[1].replica_mut().items();
     assert_eq!(a.len(), 3);
     assert_eq!(a, b);
     assert_eq!(net.rejected, 0);
@@ -162,7 +162,7 @@ fn a_reconnect_resumes_from_the_saved_sync_state_instead_of_starting_over() {
         let before = net.bytes_sent;
         net.connect(0, 1);
         net.run_until_quiescent();
-        assert_eq!(net.devices[0].replica.items().len(), 200);
+        assert_eq!(net.devices[0].replica_mut().items().len(), 200);
         net.bytes_sent - before
     }
     let with_state = resync_bytes(true);
@@ -181,11 +181,14 @@ fn delivery_state_names_the_devices_that_have_everything() {
     net.run_until_quiescent();
     let (b, c) = (net.devices[1].id, net.devices[2].id);
     // Only the connected device that holds everything counts; the offline one does not.
-    assert_eq!(net.devices[0].replica.synced_devices(), vec![b]);
-    assert!(!net.devices[0].replica.synced_devices().contains(&c));
+    assert_eq!(net.devices[0].replica_mut().synced_devices(), vec![b]);
+    assert!(!net.devices[0].replica_mut().synced_devices().contains(&c));
     // A new local change is not on the other device until it syncs again.
-    net.devices[0].replica.add_text("only here", 1).unwrap();
-    assert!(net.devices[0].replica.synced_devices().is_empty());
+    net.devices[0]
+        .replica_mut()
+        .add_text("only here", 1)
+        .unwrap();
+    assert!(net.devices[0].replica_mut().synced_devices().is_empty());
     net.disconnect(0, 1);
-    assert!(net.devices[0].replica.synced_devices().is_empty());
+    assert!(net.devices[0].replica_mut().synced_devices().is_empty());
 }

@@ -249,9 +249,20 @@ impl LocalState {
         change: impl Fn(&mut LocalState),
     ) -> Result<(), StoreError> {
         change(self);
+        Self::store_change(store, self, change).await
+    }
+
+    /// Applies `change` to the stored record as it is now (another tab may have changed other
+    /// fields), or to `current` where none is stored or it does not decode, and writes it.
+    /// For a [`crate::device::Device`], which changed its own copy already.
+    pub async fn store_change<S: Store>(
+        store: &S,
+        current: &LocalState,
+        change: impl Fn(&mut LocalState),
+    ) -> Result<(), StoreError> {
         let mut stored = match store.get(&state_key()).await? {
-            Some(bytes) => Self::decode(&bytes).unwrap_or_else(|_| self.clone()),
-            None => self.clone(),
+            Some(bytes) => Self::decode(&bytes).unwrap_or_else(|_| current.clone()),
+            None => current.clone(),
         };
         change(&mut stored);
         store.put(&state_key(), &stored.encode()).await

@@ -9,11 +9,14 @@
 //! that sequences both against the server ([`mailbox_client`]: when to visit, and each
 //! visit's requests, through the `MailboxHost` port), and reconnect timing
 //! and socket retirement ([`presence`]), the link port and its router (current and retired
-//! sockets, an in-memory network for tests: [`link`]). The rest (one
-//! `Device` owning the replica) still lives in the app's runtime and moves here piece by
-//! piece (issue #16).
+//! sockets, an in-memory network for tests: [`link`]). [`Device`] ([`engine`]) is the
+//! device itself: it owns the replica, the local state, the peer→device map, delivery
+//! marks and "last synced", reconnect timing and the file set, takes [`Input`]s and returns
+//! [`Effect`]s (sends on a lane, storage writes, view patches). The mailbox visits and the
+//! file chunk I/O still run in the executor around it (issue #16 goes on).
 
 pub mod delivery;
+pub mod engine;
 pub mod files;
 pub mod link;
 pub mod local_state;
@@ -23,6 +26,7 @@ pub mod presence;
 pub mod send;
 pub mod upload;
 
+pub use engine::{Device, DeviceError, Effect, Input, Intent, LocalChange, ViewPatch};
 pub use link::{Link, LinkEvent, MemoryLink, MemoryNet, RouteError, Router};
 pub use local_state::{
     IceServer, LOCAL_STATE_VERSION, LocalState, LocalStateError, MailboxEndpoint, MailboxState,

@@ -8,18 +8,16 @@ use crate::net::tabs::TabLink;
 use crate::store::idb::IdbStore;
 use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
 use ferry_core::device::{
-    Backoff, Link, LinkEvent, LocalState, LocalStateError, Origin, Reconnect, RouteError, Router,
-    Socket, delivery, presence,
+    self, Device, Link, LinkEvent, LocalChange, LocalState, LocalStateError, Origin, RouteError,
+    Router, Socket, coalesce,
 };
 use ferry_core::persist::DocStore;
 use ferry_core::{
-    DeviceId, Effect, Input, Lane, PairingLink, PeerKey, Replica, SpaceSecret, Store, StoreError,
-    StoreKey,
+    DeviceId, Effect, Lane, PairingLink, PeerKey, Replica, SpaceSecret, Store, StoreError, StoreKey,
 };
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use leptos::prelude::*;
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -130,13 +128,12 @@ struct Runtime {
     mailbox: mailbox::Mailbox,
     store: IdbStore,
     docstore: DocStore,
-    replica: Replica,
+    /// The device engine (core `device::Device`): the replica, local state, peers, delivery,
+    /// reconnect timing and the file set. This runtime performs what it decides.
+    engine: Device,
     device: DeviceId,
     secret: SpaceSecret,
     config: Config,
-    /// This device's own state as last saved (identity, its STUN/TURN servers and signaling
-    /// endpoint, "last seen", delivery, mailbox bookkeeping), written through `save_local`.
-    local: LocalState,
     /// When the device list (and its connection paths) was last refreshed.
     space_refreshed: f64,
     /// The WebRTC socket and those whose signaling ended but whose peers are still
@@ -146,14 +143,7 @@ struct Runtime {
     tabs: Option<TabLink>,
     /// This tab holds the browser-wide Web Lock that owns the WebRTC connection.
     rtc_owner: Rc<Cell<bool>>,
-    /// Identified peers: transport key -> device.
-    peers: BTreeMap<PeerKey, DeviceId>,
     pending: Option<PairingLink>,
-    /// When to replace a signaling socket that went away (core `device::presence`).
-    reconnect: Backoff,
-    /// Last moment (ms, on the HLC's scale) another device had everything this one has
-    /// (saved as `local.last_synced` at most every 10 s).
-    last_synced: u64,
     /// Items shown as "not yet on other devices" by the last render.
     pending_items: usize,
     /// Items written here that only the mailbox holds so far ("waiting in the mailbox").
@@ -279,7 +269,7 @@ impl Runtime {
             mailbox: mailbox::Mailbox::new(&secret, device),
             store,
             docstore: loaded.store,
-            replica,
+            engine: Device::new(replica, local),
             device,
             secret,
             config,
@@ -287,21 +277,21 @@ impl Runtime {
             links: Router::default(),
             tabs: None,
             rtc_owner: Rc::new(Cell::new(false)),
-            peers: BTreeMap::new(),
             pending: None,
-            reconnect: Backoff::default(),
-            last_synced: local.last_synced,
-            local,
             pending_items: 0,
             waiting_items: 0,
             unsaved: false,
             load_skipped_chunks,
             rows: view::Rows::default(),
         };
-        view.device_name.set(rt.replica.name().to_owned());
+        view.device_name.set(rt.engine.replica().name().to_owned());
         rt.refresh_ice_summary();
         view.can_share.set(can_share());
-        let effects = rt.replica.register_self(now_ms()).unwrap_or_default();
+        let effects = rt
+            .engine
+            .replica_mut()
+            .register_self(now_ms())
+            .unwrap_or_default();
         rt.apply(effects).await;
         rt.refresh_space();
         rt.refresh_items();
@@ -313,7 +303,8 @@ impl Runtime {
     }
 
     fn ice(&self) -> &[crate::config::IceServer] {
-        self.local
+        self.engine
+            .local()
             .ice
             .as_deref()
             .unwrap_or(&self.config.ice_servers)
@@ -330,7 +321,9 @@ impl Runtime {
                 })
             })
             .collect();
-        self.view.ice_summary.set((lines, self.local.ice.is_some()));
+        self.view
+            .ice_summary
+            .set((lines, self.engine.local().ice.is_some()));
     }
 
     async fn set_ice(&mut self, servers: Vec<crate::config::IceServer>) {
@@ -357,7 +350,7 @@ impl Runtime {
         // Reconnect with the new servers (peers come back through the new configuration).
         if self.rtc_owner.get() {
             self.disconnect().await;
-            self.reconnect.reset();
+            self.engine.reset_reconnect();
             self.connect();
         }
         self.view
@@ -366,7 +359,8 @@ impl Runtime {
     }
 
     fn signal_url(&self) -> Option<String> {
-        self.local
+        self.engine
+            .local()
             .signal
             .clone()
             .or_else(|| self.config.signal.clone())
@@ -384,7 +378,7 @@ impl Runtime {
         matchbox_socket::set_wake_hook(crate::wake::wake);
         let mut last_event = js_sys::Date::now();
         loop {
-            if self.rtc_owner.get() && !self.links.is_connected() && !self.reconnect.waiting() {
+            if self.rtc_owner.get() && self.engine.wants_socket(self.links.is_connected()) {
                 self.connect();
             }
             // Texts queued in one tick become one storage write and one render (a paste of
@@ -392,17 +386,23 @@ impl Runtime {
             let mut batch = Vec::new();
             while let Ok(intent) = intents.try_recv() {
                 match intent {
-                    Intent::Send(text) => match self.replica.add_text(&text, now_ms()) {
-                        Ok((_, effects)) => batch.extend(effects),
-                        Err(e) => self.view.error.set(Some(e.to_string())),
-                    },
+                    Intent::Send(text) => {
+                        let write = device::Input::Intent {
+                            intent: device::Intent::Write(text),
+                            now: now_ms(),
+                        };
+                        match self.engine.handle(write) {
+                            Ok(effects) => batch.extend(effects),
+                            Err(e) => self.view.error.set(Some(e.to_string())),
+                        }
+                    }
                     other => {
-                        self.apply(std::mem::take(&mut batch)).await;
+                        self.perform(coalesce(std::mem::take(&mut batch))).await;
                         self.on_intent(other).await;
                     }
                 }
             }
-            self.apply(batch).await;
+            self.perform(coalesce(batch)).await;
             self.poll_link().await;
             self.pump_files().await;
             self.pump_mailbox().await;
@@ -438,9 +438,9 @@ impl Runtime {
     }
 
     async fn disconnect(&mut self) {
-        for peer in self.links.close_all() {
-            self.on_peer_down(peer).await;
-        }
+        let down = self.links.close_all();
+        self.handle_events(down.into_iter().map(LinkEvent::Down).collect())
+            .await;
     }
 
     fn open_tabs(&mut self) {
@@ -452,21 +452,18 @@ impl Runtime {
 
     /// Other devices this tab is connected to over WebRTC (sibling tabs share the device id).
     fn remote_devices(&self) -> usize {
-        presence::remote_devices(self.device, self.peers.values().copied())
+        self.engine.remote_devices()
     }
 
     async fn handle_events(&mut self, events: Vec<LinkEvent>) {
         for event in events {
-            match event {
-                LinkEvent::Up(peer) => {
-                    let eff = self.replica.handle(Input::PeerUp(peer));
-                    self.apply(eff).await;
-                }
-                LinkEvent::Down(peer) => self.on_peer_down(peer).await,
-                frame @ LinkEvent::Frame { .. } => {
-                    let eff = self.replica.handle(Input::from(frame));
-                    self.apply_remote(eff).await;
-                }
+            let input = device::Input::Link {
+                event,
+                now: now_ms(),
+            };
+            match self.engine.handle(input) {
+                Ok(effects) => self.perform(effects).await,
+                Err(e) => web_sys::console::warn_1(&e.to_string().into()),
             }
         }
     }
@@ -474,7 +471,7 @@ impl Runtime {
     async fn poll_link(&mut self) {
         let now = js_sys::Date::now();
         let remote = u16::try_from(self.remote_devices()).unwrap_or(u16::MAX);
-        let synced = self.last_synced;
+        let synced = self.engine.last_synced();
         if let Some((events, news)) = self.tabs.as_mut().map(|t| t.poll(now, remote, synced)) {
             if news.space_changed {
                 // Another tab joined another space: start over from storage like it did.
@@ -515,11 +512,10 @@ impl Runtime {
         let events = self.links.poll();
         self.handle_events(events).await;
         if self.links.retired() > 0 {
-            let peers = &self.peers;
+            let peers = self.engine.peers();
             let down = self.links.close_retired(|k| peers.get(k).copied());
-            for peer in down {
-                self.on_peer_down(peer).await;
-            }
+            self.handle_events(down.into_iter().map(LinkEvent::Down).collect())
+                .await;
         }
         self.update_synced(now as u64).await;
         let Some(link) = self.links.current_mut() else {
@@ -534,15 +530,13 @@ impl Runtime {
         } else {
             Socket::Connecting
         };
-        if self
-            .reconnect
-            .turn(now as u64, socket, js_sys::Math::random())
-            == Reconnect::Replace
-        {
-            // Signaling is gone but peers may live on: keep their socket, meet the world
-            // again through a new one.
-            self.links.retire();
-            self.connect();
+        let input = device::Input::Socket {
+            state: socket,
+            now: now as u64,
+            random: js_sys::Math::random(),
+        };
+        if let Ok(effects) = self.engine.handle(input) {
+            self.perform(effects).await;
         }
         self.refresh_status();
     }
@@ -556,91 +550,106 @@ impl Runtime {
         }
     }
 
-    async fn on_peer_down(&mut self, peer: PeerKey) {
-        if let Some(device) = self.peers.remove(&peer) {
-            self.mark_seen(device).await;
-        }
-        self.file_peer_down(&peer).await;
-        let eff = self.replica.handle(Input::PeerDown(peer));
-        self.apply(eff).await;
-        self.refresh_space();
-    }
-
-    /// Effects of a frame from another device: what changed is already stored elsewhere, so
-    /// it is shown first and persisted right after (local changes are persisted first).
+    /// Replica effects from outside the engine's own inputs (boot, files, the mailbox):
+    /// translated by the engine like its own (peers, saves, view patches), then performed.
+    /// `remote`: the change is stored elsewhere already, so it is shown before it is saved.
     async fn apply_remote(&mut self, effects: Vec<Effect>) {
-        self.apply_ordered(effects, true).await;
+        let effects = self.engine.absorb(effects, now_ms(), true);
+        self.perform(effects).await;
     }
 
     async fn apply(&mut self, effects: Vec<Effect>) {
-        self.apply_ordered(effects, false).await;
+        let effects = self.engine.absorb(effects, now_ms(), false);
+        self.perform(effects).await;
     }
 
-    async fn apply_ordered(&mut self, effects: Vec<Effect>, show_first: bool) {
+    /// Performs the engine's effects, in the order it gave them (a local change is saved
+    /// and sealed into the outbox before it is shown: a tab closed then strands nothing).
+    async fn perform(&mut self, effects: Vec<device::Effect>) {
+        use device::{Effect as E, ViewPatch};
         let mut changed = false;
         for e in effects {
             match e {
-                Effect::Send { peer, frame } if peer.is_tab() => {
+                // Sibling tabs share this device's storage: only the main lane goes to them.
+                E::Send {
+                    peer,
+                    lane: Lane::Main,
+                    frame,
+                } if peer.is_tab() => {
                     if let Some(tabs) = &self.tabs {
                         tabs.send(&peer, &frame);
                     }
                 }
-                Effect::Send { peer, frame } => self.send_rtc(&peer, Lane::Main, frame),
-                Effect::DocChanged => changed = true,
-                Effect::PeerIdentified { peer, device, .. } => {
-                    if !peer.is_tab() {
-                        // A device got through: an older failure is no longer the story.
-                        self.view.connection_problem.set(None);
-                    }
-                    if !peer.is_tab() {
-                        self.file_peer_up(&peer).await;
-                    }
-                    self.peers.insert(peer, device);
-                    self.mark_seen(device).await;
-                    self.refresh_space();
+                E::Send { peer, .. } if peer.is_tab() => {}
+                E::Send { peer, lane, frame } => self.send_rtc(&peer, lane, frame),
+                E::SaveDoc => {
+                    changed = true;
+                    self.persist().await;
+                    self.after_change().await;
                 }
-                Effect::Rejected { peer, reason } => {
-                    self.view.refused.update(|n| *n += 1);
-                    web_sys::console::warn_1(
-                        &format!("frame from {peer} refused: {reason}").into(),
-                    );
+                E::SaveLocal(change) => {
+                    let stored = LocalState::store_change(&self.store, self.engine.local(), |s| {
+                        change.apply(s)
+                    })
+                    .await;
+                    match (stored, &change) {
+                        (Err(e), LocalChange::Name(_)) => self
+                            .view
+                            .error
+                            .set(Some(format!("The new name was not saved: {e}"))),
+                        (Err(e), _) => {
+                            web_sys::console::warn_1(&format!("local state not saved: {e}").into())
+                        }
+                        (Ok(()), _) => {}
+                    }
                 }
-                Effect::SaveSyncState { device, state } => {
+                E::SaveSyncState { device, state } => {
                     // Best effort: without it the next connection just exchanges more.
                     let _ = self
                         .store
                         .put(&key(&["sync", &device.to_string()]), &state)
                         .await;
                 }
-                Effect::SendBulk { peer, frame } => self.send_bulk(&peer, frame),
-                Effect::SendFailed { peer, error } => {
-                    web_sys::console::warn_1(&format!("nothing sent to {peer}: {error}").into());
-                    self.view.error.set(Some(format!(
-                        "A change could not be sent to another device: {error}"
-                    )));
+                E::View(ViewPatch::Items(patches)) => self.refresh_items_with(&patches),
+                E::View(ViewPatch::Devices) => self.refresh_space(),
+                E::View(ViewPatch::Delivery) => self.refresh_items(),
+                E::View(ViewPatch::Synced { at }) => self.show_synced(at),
+                E::Blob { peer, msg } => self.files.receive(peer, msg),
+                E::PeerReady { peer, .. } => {
+                    if !peer.is_tab() {
+                        // A device got through: an older failure is no longer the story.
+                        self.view.connection_problem.set(None);
+                        self.file_peer_up(&peer).await;
+                    }
                 }
-                Effect::Blob { peer, msg } => self.files.receive(peer, msg),
-                Effect::PeerBanned { peer } => {
-                    self.file_peer_down(&peer).await;
+                E::PeerGone { peer } => self.file_peer_down(&peer).await,
+                E::Refused { peer, reason } => {
+                    self.view.refused.update(|n| *n += 1);
+                    web_sys::console::warn_1(
+                        &format!("frame from {peer} refused: {reason}").into(),
+                    );
+                }
+                E::Banned { peer } => {
                     self.view.banned.update(|n| *n += 1);
                     web_sys::console::warn_1(
                         &format!("peer {peer} blocked: too many bad frames").into(),
                     );
                 }
+                E::SendFailed { peer, error } => {
+                    web_sys::console::warn_1(&format!("nothing sent to {peer}: {error}").into());
+                    self.view.error.set(Some(format!(
+                        "A change could not be sent to another device: {error}"
+                    )));
+                }
+                E::ReplaceSocket => {
+                    // Signaling is gone but peers may live on: keep their socket, meet the
+                    // world again through a new one.
+                    self.links.retire();
+                    self.connect();
+                }
             }
         }
         if changed {
-            if show_first {
-                self.refresh_items();
-                self.persist().await;
-                self.after_change().await;
-            } else {
-                // Stored, and sealed into the mailbox outbox when no device takes it
-                // directly, before it is shown: a tab closed now strands nothing.
-                self.persist().await;
-                self.after_change().await;
-                self.refresh_items();
-            }
             self.refresh_space();
             self.files_changed().await;
         }
@@ -648,13 +657,13 @@ impl Runtime {
 
     /// Writes pending changes; only after this does the UI show them.
     async fn persist(&mut self) {
-        let doc = self.replica.doc_mut();
+        let doc = self.engine.replica_mut().doc_mut();
         let saved = self.docstore.save(&self.store, doc).await;
         self.unsaved = saved.is_err();
         match saved {
             Ok(_) => {
                 if self.docstore.should_compact()
-                    && let Err(e) = self.docstore.compact(&self.store, self.replica.doc_mut()).await
+                    && let Err(e) = self.docstore.compact(&self.store, self.engine.replica_mut().doc_mut()).await
                 {
                     web_sys::console::warn_1(&format!("compaction postponed: {e}").into());
                 }
@@ -665,84 +674,77 @@ impl Runtime {
         }
     }
 
-    /// Notes when another device (directly, or through a sibling tab) had everything this one
-    /// has; re-renders items that stop being "not yet on other devices".
+    /// The engine's delivery bookkeeping: when another device (directly, or through a
+    /// sibling tab or the mailbox) had everything this one has.
     async fn update_synced(&mut self, now: u64) {
-        let before = self
+        let elsewhere = self
             .tabs
             .as_ref()
             .map_or(0, TabLink::last_synced_via_tabs)
             .max(self.mailbox.client.synced_ms);
-        let devices = self.replica.synced_devices();
-        let latest = self.replica.latest_ms();
-        let mut delivered = std::mem::take(&mut self.local.delivered);
-        // A device with our heads has every item; a file's bytes only once it said so.
-        let (synced, moved) =
-            delivery::note_direct_sync(&mut delivered, devices, latest, now, before, |d| {
-                self.held_through(d)
-            });
-        self.local.delivered = delivered;
-        if moved {
-            self.save_delivered().await;
-            self.refresh_items();
+        let tick = device::Input::Tick {
+            now,
+            synced_elsewhere: elsewhere,
+        };
+        if let Ok(effects) = self.engine.handle(tick) {
+            self.perform(effects).await;
         }
-        if synced <= self.last_synced {
-            return;
+        // Rows still say "not yet on other devices": what lifts that must survive a reload.
+        if self.pending_items > 0
+            && let Some(save) = self.engine.flush_last_synced()
+        {
+            self.perform(vec![save]).await;
         }
-        self.last_synced = synced;
+    }
+
+    /// "Last synced" moved to `at`: rows that said "not yet" are re-worded, and the header.
+    fn show_synced(&mut self, at: u64) {
         if self.pending_items > 0 {
             self.refresh_items();
         }
-        if synced > self.local.last_synced + 10_000 || self.pending_items > 0 {
-            let _ = self.save_local(move |s| s.last_synced = synced).await;
-        }
-        let (_, text) = view::format_time(synced, offset_min());
+        let (_, text) = view::format_time(at, offset_min());
         if self.view.last_synced.get_untracked().as_deref() != Some(text.as_str()) {
             self.view.last_synced.set(Some(text));
         }
     }
 
-    async fn mark_seen(&mut self, device: DeviceId) {
-        let now = now_ms();
-        // Best effort: "last seen" is a convenience, never worth an error banner.
-        let _ = self
-            .save_local(move |s| {
-                s.seen.insert(device, now);
-            })
-            .await;
-    }
-
-    /// Changes this device's own state, here and in storage. Sibling tabs share the record:
-    /// the change is applied to it as stored now, so what another tab changed survives.
     async fn save_local(&mut self, change: impl Fn(&mut LocalState)) -> Result<(), StoreError> {
-        self.local.update(&self.store, change).await
+        self.engine.local_mut().update(&self.store, change).await
     }
 
+    /// Re-words the rows (delivery marks moved) with no new patches.
     fn refresh_items(&mut self) {
-        // The rows come from the history index, patched per change (a new message at the end
-        // builds one row), never from re-reading every item out of the document.
-        let changes = self.replica.take_changes();
+        self.refresh_items_with(&[]);
+    }
+
+    /// Applies the engine's row patches to the history's rows (never a re-read of every
+    /// item; a new message at the end builds one row).
+    fn refresh_items_with(&mut self, patches: &[ferry_core::HistoryPatch]) {
+        // Changes made straight on the replica (none should be left) are not lost.
+        let stray = self.engine.replica_mut().take_changes().patches;
+        let patches: Vec<_> = patches.iter().copied().chain(stray).collect();
+        let local = self.engine.local();
         let inputs = view::RowInputs {
-            names: view::display_names(&self.replica.devices()),
+            names: view::display_names(&self.engine.replica().devices()),
             me: self.device,
             offset_min: offset_min(),
-            synced_ms: self.last_synced,
-            delivered: self.local.delivered.clone(),
+            synced_ms: self.engine.last_synced(),
+            delivered: local.delivered.clone(),
             carried_ms: self.mailbox.carried_ms,
         };
-        let history = self.replica.history();
+        let history = self.engine.replica().history();
         let rows = &mut self.rows;
         let mut counts = view::RowCounts::default();
         self.view.items.update(|items| {
-            counts = rows.refresh(items, history.items(), &changes.patches, inputs, now_ms());
+            counts = rows.refresh(items, history.items(), &patches, inputs, now_ms());
         });
         self.waiting_items = counts.waiting;
         self.pending_items = counts.pending;
     }
 
     fn refresh_space(&self) {
-        let online: Vec<DeviceId> = self.peers.values().copied().collect();
-        let devices = view::display_names(&self.replica.devices())
+        let online: Vec<DeviceId> = self.engine.peers().values().copied().collect();
+        let devices = view::display_names(&self.engine.replica().devices())
             .into_iter()
             .map(|(id, name)| DeviceView {
                 id: id.to_string(),
@@ -750,12 +752,14 @@ impl Runtime {
                 this: id == self.device,
                 online: id == self.device || online.contains(&id),
                 last_seen: self
-                    .local
+                    .engine
+                    .local()
                     .seen
                     .get(&id)
                     .map(|ms| view::format_time(*ms, offset_min()).1),
                 path: self
-                    .peers
+                    .engine
+                    .peers()
                     .iter()
                     .filter(|(k, d)| **d == id && !k.is_tab())
                     .find_map(|(k, _)| self.links.link_of(k)?.path(k)),
@@ -768,7 +772,8 @@ impl Runtime {
             secret: self.secret.clone(),
             signal: self.signal_url(),
             ice: self
-                .local
+                .engine
+                .local()
                 .ice
                 .as_ref()
                 .and_then(|ice| serde_json::to_string(ice).ok()),
@@ -911,17 +916,17 @@ impl Runtime {
         };
         match intent {
             Intent::CopyText(_) | Intent::DismissIosHint | Intent::ClearShareInbox => {}
-            Intent::Send(text) => match self.replica.add_text(&text, now_ms()) {
-                Ok((_, effects)) => self.apply(effects).await,
-                Err(e) => self.view.error.set(Some(e.to_string())),
-            },
+            Intent::Send(text) => {
+                self.intend(device::Intent::Write(text), "Cannot send")
+                    .await;
+            }
             Intent::Edit(id, text) => {
-                let result = self.replica.edit_text(id, &text, now_ms());
-                self.apply_or_alert(result, "Cannot edit").await;
+                self.intend(device::Intent::Edit(id, text), "Cannot edit")
+                    .await;
             }
             Intent::Delete(id) => {
-                let result = self.replica.delete_item(id, now_ms());
-                self.apply_or_alert(result, "Cannot delete").await;
+                self.intend(device::Intent::Delete(id), "Cannot delete")
+                    .await;
             }
             Intent::Join => self.join().await,
             Intent::CancelJoin => {
@@ -942,21 +947,16 @@ impl Runtime {
                 }));
             }
             Intent::DismissError => self.view.error.set(None),
-            Intent::Rename(name) => match self.replica.rename(&name, now_ms()) {
-                Ok(effects) => {
-                    let name = self.replica.name().to_owned();
-                    let saved = name.clone();
-                    if let Err(e) = self.save_local(move |s| s.name = saved.clone()).await {
-                        self.view
-                            .error
-                            .set(Some(format!("The new name was not saved: {e}")));
-                    }
+            Intent::Rename(name) => {
+                if self
+                    .intend(device::Intent::Rename(name), "Cannot rename")
+                    .await
+                {
+                    let name = self.engine.replica().name().to_owned();
                     self.view.device_name.set(name);
-                    self.apply(effects).await;
                     self.view.notice.set(Some("Device renamed.".into()));
                 }
-                Err(e) => self.view.error.set(Some(format!("Cannot rename: {e}"))),
-            },
+            }
             Intent::Share => share(&self.view.pairing_link.get_untracked()).await,
             Intent::ApplyUpdate => crate::pwa::apply_update(),
             Intent::SetIce(servers) => self.set_ice(servers).await,
@@ -972,14 +972,22 @@ impl Runtime {
         }
     }
 
-    async fn apply_or_alert(
-        &mut self,
-        result: Result<Vec<Effect>, ferry_core::ReplicaError>,
-        what: &str,
-    ) {
-        match result {
-            Ok(effects) => self.apply(effects).await,
-            Err(e) => self.view.error.set(Some(format!("{what}: {e}"))),
+    /// Hands a person's intent to the engine and performs what it decides; `what` opens the
+    /// alert when it cannot be done. True when it was.
+    async fn intend(&mut self, intent: device::Intent, what: &str) -> bool {
+        let input = device::Input::Intent {
+            intent,
+            now: now_ms(),
+        };
+        match self.engine.handle(input) {
+            Ok(effects) => {
+                self.perform(effects).await;
+                true
+            }
+            Err(e) => {
+                self.view.error.set(Some(format!("{what}: {e}")));
+                false
+            }
         }
     }
 
@@ -1011,7 +1019,7 @@ impl Runtime {
         clear_fragment();
         // The inviting device's STUN/TURN servers come along (validated when offered).
         if let Ok(Some(ice)) = link_ice(&link)
-            && self.local.ice.as_ref() != Some(&ice)
+            && self.engine.local().ice.as_ref() != Some(&ice)
             && self
                 .save_local(move |s| s.ice = Some(ice.clone()))
                 .await
@@ -1024,12 +1032,13 @@ impl Runtime {
             tabs.announce_space_change();
             tabs.close();
         }
-        self.peers.clear();
-        self.replica.set_secret(&link.secret);
+        // The sibling tabs' channel is closed: they never say goodbye to this space.
+        self.engine.forget_peers();
+        self.engine.replica_mut().set_secret(&link.secret);
         self.secret = link.secret;
         // Another space, another mailbox: start its cursors from scratch.
         self.boot_mailbox(true).await;
-        self.reconnect.reset();
+        self.engine.reset_reconnect();
         self.open_tabs();
         if self.rtc_owner.get() {
             self.connect();

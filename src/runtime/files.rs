@@ -218,7 +218,7 @@ impl Runtime {
     /// At start: serve what is stored, resume what is partial, fetch what is missing, and
     /// free files whose items were deleted while this device was away.
     pub(super) async fn boot_files(&mut self) {
-        self.files.set = FileSet::new(self.local.files_stopped.clone());
+        self.engine.reset_files();
         let keys = self.store.keys(&blobs_prefix()).await.unwrap_or_default();
         let roots: BTreeSet<BlobId> = keys
             .iter()
@@ -226,15 +226,15 @@ impl Runtime {
             .collect();
         self.files
             .set
-            .history_changed(self.replica.history().live_blobs());
+            .history_changed(self.engine.replica().history().live_blobs());
         // Only files whose items were deleted are freed: bytes no item mentions are kept (the
         // item may be in a change that did not load, or not be saved yet by a sibling tab),
         // and after a load that skipped damaged chunks nothing is freed at all.
-        let deleted = self.replica.doc_mut().deleted_blobs();
+        let deleted = self.engine.replica_mut().doc_mut().deleted_blobs();
         for root in ferry_core::device::files::to_free(&roots, &deleted, self.load_skipped_chunks) {
             let _ = self.store.delete_prefix(&blob_prefix(&root)).await;
         }
-        for root in self.files.set.live().clone() {
+        for root in self.engine.files_mut().live().clone() {
             self.start_file(root, &keys).await;
         }
         self.withdraw_interrupted_sends().await;
@@ -248,9 +248,9 @@ impl Runtime {
             _ => None,
         };
         let Some((manifest, bytes)) = manifest else {
-            if !self.files.set.is_stopped(&root) {
+            if !self.engine.files_mut().is_stopped(&root) {
                 self.files.view_mut(root).state = FileState::Waiting;
-                let eff = self.files.set.engine.want(root, now_ms());
+                let eff = self.engine.files_mut().engine.want(root, now_ms());
                 self.run_blob_effects(eff).await;
             } else {
                 self.files.view_mut(root).state = FileState::Stopped;
@@ -269,7 +269,7 @@ impl Runtime {
             return;
         }
         self.serve(root, &bytes, Have::Chunks(have.clone()));
-        let stopped = self.files.set.is_stopped(&root);
+        let stopped = self.engine.files_mut().is_stopped(&root);
         let v = self.files.view_mut(root);
         v.have = have_bytes;
         if stopped {
@@ -281,7 +281,12 @@ impl Runtime {
             self.files.view_mut(root).state = FileState::Failed(reason);
             return;
         }
-        match self.files.set.engine.resume(root, &bytes, &have, now_ms()) {
+        match self
+            .engine
+            .files_mut()
+            .engine
+            .resume(root, &bytes, &have, now_ms())
+        {
             Ok(eff) => self.run_blob_effects(eff).await,
             Err(e) => self.files.view_mut(root).state = FileState::Failed(e.to_string()),
         }
@@ -289,28 +294,30 @@ impl Runtime {
 
     /// Files stored whole on this device and still in the history.
     pub(super) fn files_stored(&self) -> Vec<BlobId> {
-        self.files.set.stored_files()
+        self.engine.files().stored_files()
     }
 
     /// Offers a (partly) stored file to other devices.
     fn serve(&mut self, root: BlobId, manifest: &[u8], have: Have) {
-        if let Err(e) = self.files.set.engine.serve(root, manifest, have) {
+        if let Err(e) = self.engine.files_mut().engine.serve(root, manifest, have) {
             web_sys::console::warn_1(&format!("cannot serve {root}: {e}").into());
         }
     }
 
     /// The history's metadata of a file (name, size, type).
     fn file_meta(&self, root: BlobId) -> Option<FileMeta> {
-        self.replica
-            .items()
-            .into_iter()
-            .filter_map(|i| i.file)
+        self.engine
+            .replica()
+            .history()
+            .file_items()
+            .filter_map(|i| i.file.as_ref())
             .find(|f| f.root == root)
+            .cloned()
     }
 
     /// Every chunk is here: say so, and make a preview of small images and videos.
     async fn file_stored(&mut self, root: BlobId, size: u64) {
-        self.files.set.whole(root);
+        self.engine.files_mut().whole(root);
         let mime = self.file_meta(root).map(|f| f.mime).unwrap_or_default();
         let previewable = (mime.starts_with("image/") || mime.starts_with("video/"))
             && size <= PREVIEW_MAX
@@ -488,16 +495,17 @@ impl Runtime {
     /// its file's bytes (files the person stopped here do not hold it back): what this device's
     /// mailbox receipt says.
     pub(super) fn stored_through(&self) -> Vec<(DeviceId, u64)> {
-        self.files
-            .set
-            .stored_through(self.replica.history().items(), self.device)
+        self.engine
+            .files()
+            .stored_through(self.engine.replica().history().items(), self.device)
     }
 
     /// Deletes this device's items of a file whose bytes could not be stored here (they exist
     /// nowhere else). `true` if an item was deleted.
     async fn withdraw_file(&mut self, root: BlobId) -> bool {
         let ids: Vec<_> = self
-            .replica
+            .engine
+            .replica()
             .items()
             .into_iter()
             .filter(|i| i.author == self.device && i.file.as_ref().is_some_and(|f| f.root == root))
@@ -505,7 +513,7 @@ impl Runtime {
             .collect();
         let mut removed = false;
         for id in ids {
-            if let Ok(effects) = self.replica.delete_item(id, now_ms()) {
+            if let Ok(effects) = self.engine.replica_mut().delete_item(id, now_ms()) {
                 self.apply(effects).await;
                 removed = true;
             }
@@ -542,8 +550,8 @@ impl Runtime {
                     size: s.job.size(),
                     mime: s.file.type_(),
                 };
-                let (_, effects) = self.replica.add_file(&meta, now_ms())?;
-                self.files.set.writing(root);
+                let (_, effects) = self.engine.replica_mut().add_file(&meta, now_ms())?;
+                self.engine.files_mut().writing(root);
                 self.files.view_mut(root).state = FileState::Downloading;
                 self.apply(effects).await;
             }
@@ -589,8 +597,8 @@ impl Runtime {
     /// storing the bytes): the item waits on every device for bytes that exist nowhere, so it
     /// goes, and the person is told to send the file again.
     async fn withdraw_interrupted_sends(&mut self) {
-        for root in self.local.sending.clone() {
-            if self.files.set.is_stored(&root) {
+        for root in self.engine.local().sending.clone() {
+            if self.engine.files_mut().is_stored(&root) {
                 let _ = self
                     .save_local(move |s| {
                         s.sending.remove(&root);
@@ -629,27 +637,42 @@ impl Runtime {
         // All at once, so the chunks that arrived together are stored (or read) together.
         let inbox = std::mem::take(&mut self.files.inbox);
         let mut effects = Vec::new();
-        effects.extend(self.files.set.announcements());
+        effects.extend(self.engine.files_mut().announcements());
         for (peer, msg) in inbox {
-            effects.extend(self.files.set.engine.on_message(&peer, msg, now_ms()));
+            effects.extend(
+                self.engine
+                    .files_mut()
+                    .engine
+                    .on_message(&peer, msg, now_ms()),
+            );
         }
         while let Ok(done) = self.files.io_rx.try_recv() {
             self.files.io_pending = self.files.io_pending.saturating_sub(1);
             match done {
                 IoDone::Stored(ids, Ok(())) => {
                     for (root, index) in ids {
-                        effects.extend(self.files.set.engine.stored(root, index));
+                        effects.extend(self.engine.files_mut().engine.stored(root, index));
                     }
                 }
                 IoDone::Stored(ids, Err(e)) => {
                     let roots: BTreeSet<BlobId> = ids.iter().map(|(r, _)| *r).collect();
                     for root in roots {
-                        effects.extend(self.files.set.engine.store_failed(root, &e.to_string()));
+                        effects.extend(
+                            self.engine
+                                .files_mut()
+                                .engine
+                                .store_failed(root, &e.to_string()),
+                        );
                     }
                 }
                 IoDone::Read(wanted, read) => {
                     for ((peer, root, index), bytes) in wanted.into_iter().zip(read) {
-                        effects.extend(self.files.set.engine.chunk_read(&peer, root, index, bytes));
+                        effects.extend(
+                            self.engine
+                                .files_mut()
+                                .engine
+                                .chunk_read(&peer, root, index, bytes),
+                        );
                     }
                 }
             }
@@ -658,7 +681,7 @@ impl Runtime {
         let now = js_sys::Date::now();
         if now - self.files.last_tick >= FILE_TICK_MS {
             self.files.last_tick = now;
-            let eff = self.files.set.engine.tick(now as u64);
+            let eff = self.engine.files_mut().engine.tick(now as u64);
             self.run_blob_effects(eff).await;
             self.push_file_views(now);
         }
@@ -672,7 +695,7 @@ impl Runtime {
     }
 
     async fn recheck_files(&mut self) {
-        for root in self.files.set.incomplete() {
+        for root in self.engine.files_mut().incomplete() {
             let keys = self
                 .store
                 .keys(&blob_prefix(&root))
@@ -687,7 +710,7 @@ impl Runtime {
             if have_from_keys(&root, &keys).len() as u32 == m.chunk_count()
                 && !self.files.jobs.iter().any(|j| j.job.root() == Some(root))
             {
-                self.files.set.engine.cancel(root);
+                self.engine.files_mut().engine.cancel(root);
                 self.serve(root, &bytes, Have::All);
                 self.file_stored(root, m.size).await;
             }
@@ -731,7 +754,7 @@ impl Runtime {
                 }
             }
         }
-        let stats = self.files.set.engine.stats().clone();
+        let stats = self.engine.files_mut().engine.stats().clone();
         if self.view.chunk_requests.get_untracked() != stats.chunk_requests {
             self.view.chunk_requests.set(stats.chunk_requests);
         }
@@ -758,7 +781,7 @@ impl Runtime {
                     if let ChunkOut::Chunk(root, n) = chunk_out(&msg) {
                         self.files.view_mut(root).sent += n;
                     }
-                    match self.replica.send_blob(&peer, &msg) {
+                    match self.engine.replica_mut().send_blob(&peer, &msg) {
                         Ok(effects) => {
                             for e in effects {
                                 if let Effect::SendBulk { peer, frame } = e {
@@ -790,11 +813,16 @@ impl Runtime {
                 }
                 BlobEffect::StoreManifest { root, bytes } => {
                     if let Err(e) = self.store.put(&manifest_key(&root), &bytes).await {
-                        queue.extend(self.files.set.engine.store_failed(root, &e.to_string()));
+                        queue.extend(
+                            self.engine
+                                .files_mut()
+                                .engine
+                                .store_failed(root, &e.to_string()),
+                        );
                     } else if let Ok(m) = Manifest::decode(&root, &bytes)
                         && let Some(reason) = self.quota_problem(m.size).await
                     {
-                        queue.extend(self.files.set.engine.store_failed(root, &reason));
+                        queue.extend(self.engine.files_mut().engine.store_failed(root, &reason));
                     }
                 }
                 BlobEffect::StoreChunk { root, index, data } => {
@@ -856,31 +884,19 @@ impl Runtime {
     pub(super) async fn file_peer_up(&mut self, peer: &PeerKey) {
         // Which of the files written here it holds: what "on" it may say of them.
         let mine: Vec<BlobId> = self
-            .replica
+            .engine
+            .replica()
             .history()
             .files_by(self.device)
             .into_iter()
             .collect();
-        let eff = self.files.set.peer_up(peer, &mine);
+        let eff = self.engine.files_mut().peer_up(peer, &mine);
         self.run_blob_effects(eff).await;
-    }
-
-    /// How far a direct sync may mark `device` as having what this device wrote: before the
-    /// first file of ours it has not said it holds whole (core `FileSet::held_through`).
-    pub(super) fn held_through(&self, device: DeviceId) -> u64 {
-        let links = self
-            .peers
-            .iter()
-            .filter(|(_, d)| **d == device)
-            .map(|(k, _)| k);
-        self.files
-            .set
-            .held_through(links, self.replica.history().file_items(), self.device)
     }
 
     /// A device went away: its requests go to others.
     pub(super) async fn file_peer_down(&mut self, peer: &PeerKey) {
-        let eff = self.files.set.peer_down(peer, now_ms());
+        let eff = self.engine.files_mut().peer_down(peer, now_ms());
         self.run_blob_effects(eff).await;
     }
 
@@ -889,7 +905,7 @@ impl Runtime {
         let change = self
             .files
             .set
-            .history_changed(self.replica.history().live_blobs());
+            .history_changed(self.engine.replica().history().live_blobs());
         for root in change.gone {
             if let Some(url) = self.files.views.remove(&root).and_then(|v| v.preview) {
                 let _ = web_sys::Url::revoke_object_url(&url);
@@ -912,7 +928,7 @@ impl Runtime {
     }
 
     async fn save_stopped(&mut self) {
-        let stopped = self.files.set.stopped().clone();
+        let stopped = self.engine.files_mut().stopped().clone();
         let _ = self
             .save_local(move |s| s.files_stopped = stopped.clone())
             .await;
@@ -923,7 +939,7 @@ impl Runtime {
         let Ok(root) = root_hex.parse::<BlobId>() else {
             return;
         };
-        self.files.set.stop(root);
+        self.engine.files_mut().stop(root);
         self.files.view_mut(root).state = FileState::Stopped;
         self.save_stopped().await;
     }
@@ -933,7 +949,7 @@ impl Runtime {
         let Ok(root) = root_hex.parse::<BlobId>() else {
             return;
         };
-        self.files.set.unstop(root);
+        self.engine.files_mut().unstop(root);
         self.save_stopped().await;
         self.start_stored_file(root).await;
     }

@@ -20,7 +20,7 @@
 
 use super::{Runtime, now_ms};
 use ferry_core::device::mailbox_client::{
-    self, HttpError, MailboxClient, MailboxHost, News, Request, Visited,
+    HttpError, MailboxClient, MailboxHost, News, Request, Visited,
 };
 use ferry_core::device::{Held, LocalState};
 use ferry_core::{BlobId, DeviceId, Effect, Replica, Store, StoreError, random_msg_id};
@@ -130,15 +130,15 @@ impl MailboxHost for BrowserHost<'_> {
     }
 
     fn replica(&mut self) -> &mut Replica {
-        &mut self.rt.replica
+        self.rt.engine.replica_mut()
     }
 
     fn split(&mut self) -> (&Self::Store, &mut Replica) {
-        (&self.rt.store, &mut self.rt.replica)
+        (&self.rt.store, self.rt.engine.replica_mut())
     }
 
     fn local(&mut self) -> &mut LocalState {
-        &mut self.rt.local
+        self.rt.engine.local_mut()
     }
 
     async fn save_local(&mut self, change: impl Fn(&mut LocalState)) -> Result<(), StoreError> {
@@ -256,8 +256,12 @@ impl Runtime {
             let _ = self.save_local(|s| s.mailbox.forget_server()).await;
             self.clear_outbox().await;
         }
-        self.mailbox.client =
-            MailboxClient::resume(&self.secret, self.device, &self.local.mailbox, now_ms());
+        self.mailbox.client = MailboxClient::resume(
+            &self.secret,
+            self.device,
+            &self.engine.local().mailbox,
+            now_ms(),
+        );
         self.mailbox.carried_ms = self.mailbox.client.upload.carried_ms();
         let disabled = self.mailbox.client.disabled;
         self.view.mailbox_on.set(!disabled);
@@ -351,11 +355,6 @@ impl Runtime {
         }));
     }
 
-    /// Saves the delivery marks (best effort, like "last seen").
-    pub(super) async fn save_delivered(&mut self) {
-        mailbox_client::save_delivered(&mut BrowserHost { rt: self }).await;
-    }
-
     /// An answer the service worker fetched ahead (Periodic Background Sync) for the current
     /// cursor; older ones are dropped.
     async fn take_prefetched(&mut self, read: u64) -> Option<Vec<u8>> {
@@ -390,7 +389,7 @@ impl Runtime {
             return;
         };
         let endpoint = self.mailbox.client.endpoint(url);
-        if self.local.mailbox.endpoint.as_ref() != Some(&endpoint) {
+        if self.engine.local().mailbox.endpoint.as_ref() != Some(&endpoint) {
             let _ = self
                 .save_local(move |s| s.mailbox.endpoint = Some(endpoint.clone()))
                 .await;

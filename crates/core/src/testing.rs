@@ -316,7 +316,7 @@ impl SimNet {
                     }
                 }
                 Effect::View(ViewPatch::Devices) => self.devices[from].device_patches += 1,
-                Effect::View(ViewPatch::Delivery { .. }) => {}
+                Effect::View(ViewPatch::Delivery | ViewPatch::Synced { .. }) => {}
                 Effect::Blob { peer, msg } => self.blob_inbox.push_back((from, peer, msg)),
                 Effect::PeerReady { peer, .. } => self.identified.push_back((from, peer)),
                 Effect::PeerGone { .. } | Effect::Banned { .. } | Effect::ReplaceSocket => {}

@@ -150,13 +150,13 @@ impl Runtime {
             to,
             confirmed: &confirmed,
             now_ms: now_ms(),
-            carried_ms: self.replica.latest_ms().max(now_ms()),
+            carried_ms: self.engine.replica().latest_ms().max(now_ms()),
             msg_id: random_msg_id(),
         };
         let staged = match outbox::stage(
             &records,
             |s| started.contains(&s),
-            self.replica.doc_mut(),
+            self.engine.replica_mut().doc_mut(),
             cx,
         ) {
             Ok(staged) => staged,
@@ -167,7 +167,14 @@ impl Runtime {
             Err(e) => {
                 // Larger than one mailbox message: direct sync (and the next base) carry it.
                 web_sys::console::warn_1(&format!("outbox: {e}").into());
-                let heads = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+                let heads = self
+                    .engine
+                    .replica_mut()
+                    .doc_mut()
+                    .heads()
+                    .iter()
+                    .map(|h| h.0)
+                    .collect();
                 self.mailbox.outbox.schedule.too_large(heads);
                 return;
             }
@@ -196,12 +203,19 @@ impl Runtime {
         }
         let now = now_ms();
         let alone = self.remote_devices() == 0;
-        let heads: Vec<[u8; 32]> = self.replica.doc_mut().heads().iter().map(|h| h.0).collect();
+        let heads: Vec<[u8; 32]> = self
+            .engine
+            .replica_mut()
+            .doc_mut()
+            .heads()
+            .iter()
+            .map(|h| h.0)
+            .collect();
         let target = self
             .mailbox
             .outbox
             .target(self.mailbox.client.upload.heads());
-        let confirmed = !self.replica.synced_devices().is_empty();
+        let confirmed = !self.engine.replica_mut().synced_devices().is_empty();
         let turn = self
             .mailbox
             .outbox

@@ -96,14 +96,22 @@ pub enum LocalChange {
 }
 
 impl LocalChange {
-    /// Applies the change to a copy of the local state.
+    /// Applies the change to a copy of the local state. Times only move forward: a sibling
+    /// tab may have stored a later one (its own marks, the mailbox's receipts), and a lost
+    /// mark is proved again by the next sync, never a wrong one kept.
     pub fn apply(&self, s: &mut LocalState) {
         match self {
             LocalChange::Seen(d, at) => {
-                s.seen.insert(*d, *at);
+                let seen = s.seen.entry(*d).or_insert(0);
+                *seen = (*seen).max(*at);
             }
-            LocalChange::Delivered(marks) => s.delivered = marks.clone(),
-            LocalChange::LastSynced(at) => s.last_synced = *at,
+            LocalChange::Delivered(marks) => {
+                for (d, at) in marks {
+                    let to = s.delivered.entry(*d).or_insert(0);
+                    *to = (*to).max(*at);
+                }
+            }
+            LocalChange::LastSynced(at) => s.last_synced = s.last_synced.max(*at),
             LocalChange::Name(name) => s.name = name.clone(),
         }
     }
@@ -116,11 +124,13 @@ pub enum ViewPatch {
     Items(Vec<HistoryPatch>),
     /// The device list changed (a device joined or was renamed, connected or left).
     Devices,
-    /// Delivery marks moved or "last synced" moved: re-word the rows that still say "not
-    /// yet", and the header's "Last synced" line.
-    Delivery {
-        /// When this device last counted as synced.
-        last_synced: u64,
+    /// Delivery marks moved: re-word the rows that say where a message is.
+    Delivery,
+    /// This device last counted as synced at `at` ("Last synced …"; rows that still say
+    /// "not yet on other devices" are re-worded).
+    Synced {
+        /// When.
+        at: u64,
     },
 }
 
@@ -277,6 +287,11 @@ impl Device {
     /// Identified peers and their devices.
     pub fn peers(&self) -> &BTreeMap<PeerKey, DeviceId> {
         &self.peers
+    }
+
+    /// Forgets every peer (the space changed and its links are closed).
+    pub fn forget_peers(&mut self) {
+        self.peers.clear();
     }
 
     /// Other devices connected directly (sibling tabs are this device).
@@ -450,6 +465,7 @@ impl Device {
             out.push(Effect::SaveLocal(LocalChange::Delivered(
                 self.local.delivered.clone(),
             )));
+            out.push(Effect::View(ViewPatch::Delivery));
         }
         let advanced = synced > self.last_synced;
         if advanced {
@@ -459,10 +475,8 @@ impl Device {
                 out.push(Effect::SaveLocal(LocalChange::LastSynced(synced)));
             }
         }
-        if moved || advanced {
-            out.push(Effect::View(ViewPatch::Delivery {
-                last_synced: self.last_synced,
-            }));
+        if advanced {
+            out.push(Effect::View(ViewPatch::Synced { at: synced }));
         }
         out
     }
@@ -475,6 +489,32 @@ impl Device {
             Effect::SaveLocal(LocalChange::LastSynced(self.last_synced))
         })
     }
+}
+
+/// Effects of several local writes handled in one turn, as one: every send in order, then
+/// one document save, then one patch of the rows (a paste of many lines, or a fast typist,
+/// never costs one storage write and one render each). Save still comes before show.
+pub fn coalesce(effects: Vec<Effect>) -> Vec<Effect> {
+    let mut out = Vec::with_capacity(effects.len());
+    let mut save = false;
+    let mut rows: Option<Vec<HistoryPatch>> = None;
+    let mut devices = false;
+    for e in effects {
+        match e {
+            Effect::SaveDoc => save = true,
+            Effect::View(ViewPatch::Items(p)) => rows.get_or_insert_with(Vec::new).extend(p),
+            Effect::View(ViewPatch::Devices) => devices = true,
+            other => out.push(other),
+        }
+    }
+    if save {
+        out.push(Effect::SaveDoc);
+    }
+    out.extend(rows.map(|p| Effect::View(ViewPatch::Items(p))));
+    if devices {
+        out.push(Effect::View(ViewPatch::Devices));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -635,7 +675,10 @@ mod tests {
             })
             .unwrap();
         assert!(tick.iter().any(|e| matches!(e, Effect::SaveLocal(LocalChange::Delivered(m)) if m.contains_key(&b.id()))), "{tick:?}");
-        assert!(tick.iter().any(|e| matches!(e, Effect::View(ViewPatch::Delivery { last_synced }) if *last_synced >= 200)));
+        assert!(
+            tick.iter()
+                .any(|e| matches!(e, Effect::View(ViewPatch::Synced { at }) if *at >= 200))
+        );
         assert!(a.last_synced() >= 200);
         // B goes away: seen then, the device list changes, files hear of it.
         let down = a
@@ -650,6 +693,53 @@ mod tests {
         }));
         assert!(down.contains(&Effect::View(ViewPatch::Devices)));
         assert_eq!(a.remote_devices(), 0);
+    }
+
+    #[test]
+    fn writes_in_one_turn_are_saved_once_then_shown_once() {
+        let secret = SpaceSecret::random();
+        let mut a = device(&secret, "A");
+        let mut all = Vec::new();
+        for (i, t) in ["one", "two", "three"].iter().enumerate() {
+            let intent = Intent::Write((*t).into());
+            all.extend(
+                a.handle(Input::Intent {
+                    intent,
+                    now: 10 + i as u64,
+                })
+                .unwrap(),
+            );
+        }
+        let one = coalesce(all);
+        assert_eq!(one.iter().filter(|e| **e == Effect::SaveDoc).count(), 1);
+        let rows: Vec<&Effect> = one
+            .iter()
+            .filter(|e| matches!(e, Effect::View(ViewPatch::Items(_))))
+            .collect();
+        assert!(matches!(rows[..], [Effect::View(ViewPatch::Items(p))] if p.len() == 3));
+        let save = position(&one, |e| *e == Effect::SaveDoc).unwrap();
+        let shown = position(&one, |e| matches!(e, Effect::View(ViewPatch::Items(_)))).unwrap();
+        assert!(save < shown);
+        assert!(coalesce(vec![]).is_empty());
+    }
+
+    #[test]
+    fn stored_times_only_move_forward() {
+        let (a, b) = (DeviceId::random(), DeviceId::random());
+        let mut s = LocalState::new(a, "A".into());
+        s.delivered.insert(b, 50);
+        s.seen.insert(b, 70);
+        s.last_synced = 90;
+        LocalChange::Delivered([(b, 40)].into_iter().collect()).apply(&mut s);
+        LocalChange::Seen(b, 60).apply(&mut s);
+        LocalChange::LastSynced(80).apply(&mut s);
+        assert_eq!((s.delivered[&b], s.seen[&b], s.last_synced), (50, 70, 90));
+        LocalChange::Delivered([(b, 55)].into_iter().collect()).apply(&mut s);
+        LocalChange::Seen(b, 75).apply(&mut s);
+        LocalChange::LastSynced(95).apply(&mut s);
+        LocalChange::Name("Phone".into()).apply(&mut s);
+        assert_eq!((s.delivered[&b], s.seen[&b], s.last_synced), (55, 75, 95));
+        assert_eq!(s.name, "Phone");
     }
 
     #[test]

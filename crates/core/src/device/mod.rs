@@ -26,7 +26,7 @@ pub mod presence;
 pub mod send;
 pub mod upload;
 
-pub use engine::{Device, DeviceError, Effect, Input, Intent, LocalChange, ViewPatch};
+pub use engine::{Device, DeviceError, Effect, Input, Intent, LocalChange, ViewPatch, coalesce};
 pub use link::{Link, LinkEvent, MemoryLink, MemoryNet, RouteError, Router};
 pub use local_state::{
     IceServer, LOCAL_STATE_VERSION, LocalState, LocalStateError, MailboxEndpoint, MailboxState,

@@ -1,4 +1,4 @@
-//! Devices that are never online together, whole: real replicas write texts and files and
+//! Devices that are never online together, whole: real device engines (core `Device`) write texts and files and
 //! hand them over through one mailbox, with the app's own mailbox client on every device
 //! (`device::mailbox_client::MailboxClient`: when to visit, and each visit's requests in the
 //! app's order; the `Uploader` deciding deltas, bases and file chunks, the `Inbox` deciding
@@ -26,11 +26,13 @@ use ferry_core::device::delivery;
 use ferry_core::device::mailbox_client::{
     HttpError, INTERVAL_MS, MailboxClient, MailboxHost, Method, News, Request,
 };
-use ferry_core::device::{LinkEvent, LocalState, MemoryLink, MemoryNet, Router};
+use ferry_core::device::{
+    self as engine, Device as Engine, LocalState, MemoryLink, MemoryNet, Router,
+};
 use ferry_core::testing::block_on;
 use ferry_core::{
-    BlobId, DeviceId, Effect, FileMeta, Input, Lane, MailboxKeys, MemoryStore, PeerKey, Replica,
-    SpaceSecret, Store, StoreError, StoreKey,
+    BlobId, DeviceId, Effect, FileMeta, MailboxKeys, MemoryStore, Replica, SpaceDoc, SpaceSecret,
+    Store, StoreError, StoreKey,
 };
 use proptest::prelude::*;
 use std::cell::Cell;
@@ -223,16 +225,14 @@ struct World {
 
 struct Device {
     id: DeviceId,
-    replica: Replica,
+    /// The app's device engine (core `device::Device`): the replica, this device's state as
+    /// the app keeps it (`local/state` on `disk`: the mailbox part and the delivery marks,
+    /// from receipts and from direct sync, one map as in the app), the peers, the marks.
+    engine: Engine,
     disk: Disk,
-    /// This device's state as the app keeps it (`local/state` on `disk`): the mailbox part
-    /// and the delivery marks (from receipts and from direct sync: one map, as in the app).
-    local: LocalState,
     /// The app's mailbox client.
     client: MailboxClient,
     router: Router<MemoryLink>,
-    /// Peers that proved who they are.
-    peers: BTreeMap<PeerKey, DeviceId>,
     /// What the client asked to show.
     news: Vec<News>,
 }
@@ -325,14 +325,13 @@ impl Device {
         let (local, _) = block_on(LocalState::load(&disk, || (id, format!("device {i}")))).unwrap();
         let mut router = Router::default();
         router.connect(world.net.open(&socket(i)));
+        let replica = Replica::new(id, &local.name, &world.secret).unwrap();
         Device {
             id,
             router,
-            peers: BTreeMap::new(),
             news: Vec::new(),
-            replica: Replica::new(id, &local.name, &world.secret).unwrap(),
             client: MailboxClient::resume(&world.secret, id, &local.mailbox, world.now),
-            local,
+            engine: Engine::new(replica, local),
             disk,
         }
     }
@@ -347,52 +346,58 @@ impl Device {
         )
         .unwrap()
         .expect("saved at the first start");
-        self.local = LocalState::decode(&bytes).unwrap();
-        self.client = MailboxClient::resume(&world.secret, self.id, &self.local.mailbox, world.now);
-        for peer in self.router.close_all() {
-            self.replica.handle(Input::PeerDown(peer));
-        }
-        self.peers.clear();
+        let local = LocalState::decode(&bytes).unwrap();
+        self.client = MailboxClient::resume(&world.secret, self.id, &local.mailbox, world.now);
+        // The history as stored (in this model the disk never loses it): a new engine loads
+        // it; peers, sessions and what was only in memory are gone.
+        let saved = self.engine.replica_mut().doc_mut().save();
+        let (doc, _) = SpaceDoc::load(&Replica::actor_for(self.id), [saved.as_slice()]).unwrap();
+        let replica = Replica::from_doc(self.id, &local.name, doc, &world.secret);
+        self.engine = Engine::new(replica, local);
+        self.router.close_all();
         self.router.connect(world.net.open(&socket(me)));
     }
 
-    /// Sends what the replica wants sent, on whichever socket reaches the peer.
-    fn route(&mut self, effects: Vec<Effect>) {
+    /// Performs what the engine decided, as the app's executor does: sends on whichever
+    /// socket reaches the peer, and local-state fields written through the (maybe full) disk.
+    /// The history stays in memory here (restarts reload it from its saved bytes).
+    fn perform(&mut self, effects: Vec<engine::Effect>) {
         for e in effects {
             match e {
-                Effect::Send { peer, frame } => drop(self.router.send(&peer, Lane::Main, frame)),
-                Effect::SendBulk { peer, frame } => {
-                    drop(self.router.send(&peer, Lane::Bulk, frame))
+                engine::Effect::Send { peer, lane, frame } => {
+                    drop(self.router.send(&peer, lane, frame))
                 }
-                Effect::PeerIdentified { peer, device, .. } => {
-                    self.peers.insert(peer, device);
+                engine::Effect::SaveLocal(change) => {
+                    // Best effort, as in the app: a full disk keeps it in memory only.
+                    let local = self.engine.local();
+                    drop(block_on(LocalState::store_change(&self.disk, local, |s| {
+                        change.apply(s)
+                    })));
                 }
                 _ => {}
             }
         }
     }
 
-    /// One turn of direct sync: what the sockets brought, and the marks it proves.
+    /// One turn of the app's loop: what the sockets brought, then the engine's tick (the
+    /// marks direct sync proves: equal heads for items, and files only once the device said
+    /// it holds them, which here it never does: files travel through the mailbox).
     fn turn(&mut self, now: u64) -> bool {
         let events = self.router.poll();
         let busy = !events.is_empty();
         for event in events {
-            if let LinkEvent::Down(p) = &event {
-                self.peers.remove(p);
-            }
-            let effects = self.replica.handle(Input::from(event));
-            self.route(effects);
+            let effects = self
+                .engine
+                .handle(engine::Input::Link { event, now })
+                .unwrap();
+            self.perform(effects);
         }
-        // As the app's `update_synced`: a device with the same heads has every item here, and
-        // the files it said it holds (none: files travel through the mailbox in this model).
-        let cap = delivery::held_through(
-            self.replica.history().file_items(),
-            self.id,
-            &BTreeSet::new(),
-        );
-        let synced = self.replica.synced_devices();
-        let latest = self.replica.latest_ms();
-        delivery::note_direct_sync(&mut self.local.delivered, synced, latest, now, 0, |_| cap);
+        let tick = engine::Input::Tick {
+            now,
+            synced_elsewhere: self.client.synced_ms,
+        };
+        let effects = self.engine.handle(tick).unwrap();
+        self.perform(effects);
         // As the app's loop: while another device is connected the mailbox is left alone
         // (and the file grace period starts again).
         let connected = self.connected();
@@ -402,12 +407,12 @@ impl Device {
 
     /// Another device is connected directly (then the app leaves the mailbox alone).
     fn connected(&self) -> bool {
-        self.peers.values().any(|d| *d != self.id)
+        self.engine.remote_devices() > 0
     }
 
     /// Files held whole here.
     fn stored_files(&self) -> BTreeSet<BlobId> {
-        stored_files(&self.replica, &self.disk)
+        stored_files(self.engine.replica(), &self.disk)
     }
 
     /// One visit of the app's mailbox client, if it is due (time moves on by the interval).
@@ -416,11 +421,12 @@ impl Device {
         if !self.client.due(world.now, self.connected(), true) {
             return;
         }
+        let (replica, local) = self.engine.split_mut();
         let mut host = Host {
             me: self.id,
-            replica: &mut self.replica,
+            replica,
             disk: &self.disk,
-            local: &mut self.local,
+            local,
             server: &mut world.server,
             msg_id: &mut world.msg_id,
             now: world.now,
@@ -452,8 +458,13 @@ impl Device {
             size: len as u64,
             mime: String::new(),
         };
-        let (_, effects) = self.replica.add_file(&meta, world.now).unwrap();
-        self.route(effects);
+        let (_, effects) = self
+            .engine
+            .replica_mut()
+            .add_file(&meta, world.now)
+            .unwrap();
+        let effects = self.engine.absorb(effects, world.now, false);
+        self.perform(effects);
         world.files.insert(root, bytes);
     }
 }
@@ -461,11 +472,17 @@ impl Device {
 /// No device says an item is on another device that has not stored it, with its file.
 fn check_delivery(devices: &[Device]) -> Result<(), TestCaseError> {
     for a in devices {
-        for (to, at) in &a.local.delivered {
+        for (to, at) in &a.engine.local().delivered {
             let b = devices.iter().find(|d| d.id == *to).unwrap();
             let stored = b.stored_files();
-            let held: BTreeSet<_> = b.replica.items().iter().map(|i| i.id).collect();
-            for item in a.replica.items().iter().filter(|i| i.author == a.id) {
+            let held: BTreeSet<_> = b.engine.replica().items().iter().map(|i| i.id).collect();
+            for item in a
+                .engine
+                .replica()
+                .items()
+                .iter()
+                .filter(|i| i.author == a.id)
+            {
                 if item.at.wall_ms <= *at {
                     prop_assert!(held.contains(&item.id), "{:?} not on {to:?} yet", item.id);
                     if let Some(f) = &item.file {
@@ -574,8 +591,13 @@ fn step(
     match op {
         Op::Write(d) => {
             let text = format!("text {step} from {d}");
-            let (_, effects) = devices[*d].replica.add_text(&text, world.now).unwrap();
-            devices[*d].route(effects);
+            let intent = engine::Intent::Write(text);
+            let now = world.now;
+            let effects = devices[*d]
+                .engine
+                .handle(engine::Input::Intent { intent, now })
+                .unwrap();
+            devices[*d].perform(effects);
         }
         Op::SendFile(d, chunks) => devices[*d].write_file(world, step as u8, *chunks),
         Op::Visit(d) => devices[*d].visit(world),
@@ -617,7 +639,8 @@ fn run(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
         check_delivery(&devices)?;
     }
     let texts = |d: &Device| -> BTreeSet<(String, DeviceId)> {
-        d.replica
+        d.engine
+            .replica()
             .items()
             .iter()
             .map(|i| (i.text.clone(), i.author))
@@ -629,7 +652,7 @@ fn run(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
         .filter(|o| matches!(o, Op::Write(_) | Op::SendFile(..)))
         .count();
     prop_assert_eq!(
-        devices[0].replica.items().len(),
+        devices[0].engine.replica().items().len(),
         written,
         "device 0 lost an item"
     );
@@ -730,13 +753,17 @@ fn the_entry_at_a_cursor_moved_back_is_compared() {
 fn devices_that_meet_sync_directly_and_use_the_mailbox_once_apart() {
     use Op::*;
     let (mut world, mut devices) = setup(2);
-    let texts = |d: &Device| d.replica.items().len();
+    let texts = |d: &Device| d.engine.replica().items().len();
     for (i, op) in [Write(0), Meet(0, 1)].iter().enumerate() {
         step(&mut world, &mut devices, i, op).unwrap();
     }
     assert_eq!(texts(&devices[1]), 1, "synced directly");
     assert!(
-        devices[0].local.delivered.contains_key(&devices[1].id),
+        devices[0]
+            .engine
+            .local()
+            .delivered
+            .contains_key(&devices[1].id),
         "marked on B"
     );
     step(&mut world, &mut devices, 2, &Visit(0)).unwrap();

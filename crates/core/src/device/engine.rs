@@ -269,6 +269,11 @@ impl Device {
         &mut self.local
     }
 
+    /// The replica and the local state at once (a mailbox host needs both).
+    pub fn split_mut(&mut self) -> (&mut Replica, &mut LocalState) {
+        (&mut self.replica, &mut self.local)
+    }
+
     /// The file set (what is whole here, stopped, live; the transfer engine).
     pub fn files(&self) -> &FileSet {
         &self.files

@@ -1,10 +1,10 @@
-//! What one message costs as the history grows: a replica with an empty history and one
-//! with 100,000 items each receive one new text from a connected peer (sealed frames, sync,
-//! handshake done beforehand), then take the row patches of the history index and read the
-//! changed rows, which is all a view needs to patch its rows.
+//! What one message costs as the history grows: a device (the core `Device` engine the app
+//! runs) with an empty history and one with 100,000 items each receive one new text from a
+//! connected peer (sealed frames, sync, handshake done beforehand); the engine's effects carry
+//! the view patch of the rows, and the changed rows are read, which is all a view needs.
 //!
-//! Only the receiving side is timed (frame handling, merge, reply, `take_changes`, reading
-//! the changed items). The ratio 100k / empty is printed and written to
+//! Only the receiving side is timed (the engine's frame handling: open, merge, reply, the row
+//! patches; reading the changed items). The ratio 100k / empty is printed and written to
 //! `$FERRY_BENCH_OUT/core_per_message.json`; near 1 means the per-message cost does not grow
 //! with the history.
 //!
@@ -20,7 +20,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ferry_core::{DeviceId, HistoryPatch, Input, Replica, SpaceSecret};
+use ferry_core::device::{self, Device, LinkEvent, LocalState, ViewPatch};
+use ferry_core::{DeviceId, Effect, HistoryPatch, Input, Lane, PeerKey, Replica, SpaceSecret};
 
 mod common;
 use common::{Pair, reload};
@@ -34,8 +35,14 @@ fn big() -> usize {
         .unwrap_or(100_000)
 }
 
-/// Two connected replicas sharing a history of `items` texts (`a` receives).
-fn connected(items: usize) -> Pair {
+/// The receiving device (`a`, knowing the writer as peer "b") and the writer `b`.
+struct Receiving {
+    a: Device,
+    b: Replica,
+}
+
+/// Two connected devices sharing a history of `items` texts (`a` receives).
+fn connected(items: usize) -> Receiving {
     let secret = SpaceSecret::random();
     let (da, db) = (DeviceId::random(), DeviceId::random());
     let mut writer = Replica::new(da, "a", &secret).expect("replica");
@@ -54,39 +61,92 @@ fn connected(items: usize) -> Pair {
     );
     p.connect();
     p.a.take_changes();
-    p
+    let Pair { a, b, .. } = p;
+    Receiving {
+        a: Device::new(a, LocalState::new(da, "a".into())),
+        b,
+    }
+}
+
+fn frames(effects: &[Effect]) -> Vec<Vec<u8>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { frame, .. } => Some(frame.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `b` writes one text; `a` receives it. Returns the time `a` spent on it, start to patch.
-fn one_message(p: &mut Pair, n: u64) -> Duration {
+fn one_message(p: &mut Receiving, n: u64) -> Duration {
     let (_, effects) =
         p.b.add_text(&format!("incoming {n}"), T0 + 10_000_000 + n)
             .expect("add");
-    p.collect(false, effects);
-    let frames: Vec<Vec<u8>> = p.queue.drain(..).map(|(_, f)| f).collect();
     let started = Instant::now();
-    let mut replies = Vec::new();
-    for frame in frames {
-        replies.extend(p.a.handle(Input::Frame {
-            peer: "b".into(),
-            frame,
-        }));
+    let mut out = Vec::new();
+    for bytes in frames(&effects) {
+        let event = LinkEvent::Frame {
+            peer: PeerKey::rtc("b"),
+            lane: Lane::Main,
+            bytes,
+        };
+        out.extend(
+            p.a.handle(device::Input::Link { event, now: T0 })
+                .expect("frame"),
+        );
     }
-    let changes = p.a.take_changes();
-    let rows: Vec<_> = changes
-        .patches
+    let patches: Vec<HistoryPatch> = out
+        .iter()
+        .filter_map(|e| match e {
+            device::Effect::View(ViewPatch::Items(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let history = p.a.replica().history();
+    let rows: Vec<_> = patches
         .iter()
         .filter_map(|patch| match patch {
-            HistoryPatch::Added(id) | HistoryPatch::Changed(id) => p.a.history().get(*id).cloned(),
+            HistoryPatch::Added(id) | HistoryPatch::Changed(id) => history.get(*id).cloned(),
             HistoryPatch::Removed(_) => None,
         })
         .collect();
     black_box(rows);
     let spent = started.elapsed();
-    assert_eq!(changes.patches.len(), 1, "exactly the new item changed");
-    p.collect(true, replies);
-    p.pump();
-    p.a.take_changes();
+    assert_eq!(patches.len(), 1, "exactly the new item changed");
+    // The replies go back and forth until both sides are quiet (not timed).
+    let mut to_b: Vec<Vec<u8>> = out
+        .iter()
+        .filter_map(|e| match e {
+            device::Effect::Send { frame, .. } => Some(frame.clone()),
+            _ => None,
+        })
+        .collect();
+    while !to_b.is_empty() {
+        let mut to_a = Vec::new();
+        for frame in to_b.drain(..) {
+            to_a.extend(frames(&p.b.handle(Input::Frame {
+                peer: "a".into(),
+                frame,
+            })));
+        }
+        for bytes in to_a {
+            let event = LinkEvent::Frame {
+                peer: PeerKey::rtc("b"),
+                lane: Lane::Main,
+                bytes,
+            };
+            for e in
+                p.a.handle(device::Input::Link { event, now: T0 })
+                    .expect("frame")
+            {
+                if let device::Effect::Send { frame, .. } = e {
+                    to_b.push(frame);
+                }
+            }
+        }
+    }
     spent
 }
 
@@ -95,7 +155,7 @@ fn per_message(c: &mut Criterion) {
     let big_n = big();
     let mut big = connected(big_n);
     // Plain medians too, for the ratio written to the bench table.
-    let median = |p: &mut Pair, base: u64| {
+    let median = |p: &mut Receiving, base: u64| {
         let mut times: Vec<Duration> = (0..200).map(|n| one_message(p, base + n)).collect();
         times.sort();
         times[times.len() / 2]

@@ -11,7 +11,6 @@
 use super::{Runtime, now_ms};
 use crate::view::{self, FileState, FileView};
 use ferry_core::blobs::{blob_prefix, blobs_prefix, chunk_key, have_from_keys, manifest_key};
-use ferry_core::device::files::FileSet;
 use ferry_core::device::{SendError, SendJob, SendStep};
 use ferry_core::{
     BlobEffect, BlobId, BlobMessage, DeviceId, Effect, FileMeta, Have, Manifest, PeerKey, Store,
@@ -134,9 +133,6 @@ enum IoDone {
 
 /// The runtime's file state.
 pub(super) struct Files {
-    /// What is known of the history's files (core `device::files::FileSet`): whole here,
-    /// stopped, live, peers asked, and the transfer engine.
-    set: FileSet,
     /// Chunk reads and writes run as their own tasks, so the loop keeps receiving, opening
     /// and verifying while IndexedDB works; they report here (and wake the loop).
     io_tx: futures::channel::mpsc::UnboundedSender<IoDone>,
@@ -161,7 +157,6 @@ impl Files {
     pub(super) fn new() -> Self {
         let (io_tx, io_rx) = futures::channel::mpsc::unbounded();
         Files {
-            set: FileSet::new(BTreeSet::new()),
             io_tx,
             io_rx,
             io_pending: 0,
@@ -224,9 +219,8 @@ impl Runtime {
             .iter()
             .filter_map(ferry_core::blobs::parse_blob_key)
             .collect();
-        self.files
-            .set
-            .history_changed(self.engine.replica().history().live_blobs());
+        let live = self.engine.replica().history().live_blobs();
+        self.engine.files_mut().history_changed(live);
         // Only files whose items were deleted are freed: bytes no item mentions are kept (the
         // item may be in a change that did not load, or not be saved yet by a sibling tab),
         // and after a load that skipped damaged chunks nothing is freed at all.
@@ -902,10 +896,8 @@ impl Runtime {
 
     /// The history changed: fetch new files, free the chunks of deleted ones.
     pub(super) async fn files_changed(&mut self) {
-        let change = self
-            .files
-            .set
-            .history_changed(self.engine.replica().history().live_blobs());
+        let live = self.engine.replica().history().live_blobs();
+        let change = self.engine.files_mut().history_changed(live);
         for root in change.gone {
             if let Some(url) = self.files.views.remove(&root).and_then(|v| v.preview) {
                 let _ = web_sys::Url::revoke_object_url(&url);

@@ -1,36 +1,16 @@
 //! Sibling tabs of one browser profile, linked by a `BroadcastChannel` named after the room:
-//! they sync instantly with no server at all. Frames are the same sealed frames as on WebRTC;
-//! the replica treats each tab as one more peer ([`PeerKey::tab`]).
-//!
-//! Envelope: `kind:u8 | from:[u8;16] | to:[u8;16] | payload`. Tabs announce themselves, send a
-//! heartbeat every 1.5 s (carrying how many remote devices they are connected to, so tabs
-//! without the WebRTC connection can show it), say goodbye on `pagehide`, and are considered
-//! gone after 5 s of silence (a killed tab says nothing).
+//! they sync instantly with no server at all. This adapter only moves envelopes; what they
+//! mean (who is there, frames, presence, goodbye, a silent tab gone) is the core's
+//! `device::tabs::TabPeers`, host-tested.
 
 use ferry_core::PeerKey;
 use ferry_core::device::LinkEvent;
+use ferry_core::device::tabs::{Status, TabPeers, Turn};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{BroadcastChannel, MessageEvent};
-
-const ANNOUNCE: u8 = 1;
-const PRESENT: u8 = 2;
-const FRAME: u8 = 3;
-const BYE: u8 = 4;
-/// Another tab moved this browser to another space: reload from storage.
-const SPACE_CHANGED: u8 = 5;
-const HEARTBEAT_MS: f64 = 1_500.0;
-const GONE_AFTER_MS: f64 = 5_000.0;
-const ENVELOPE: usize = 33;
-
-struct Peer {
-    last_heard: f64,
-    remote_devices: u16,
-    last_synced: u64,
-}
 
 /// What `poll` found besides link events.
 #[derive(Default)]
@@ -42,15 +22,9 @@ pub struct TabNews {
 /// The link to sibling tabs.
 pub struct TabLink {
     channel: BroadcastChannel,
-    me: [u8; 16],
+    tabs: TabPeers,
     inbox: Rc<RefCell<Vec<Vec<u8>>>>,
-    peers: HashMap<PeerKey, Peer>,
-    last_beat: f64,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl TabLink {
@@ -68,145 +42,70 @@ impl TabLink {
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         let mut me = [0u8; 16];
         me.copy_from_slice(ferry_core::ItemId::random().as_bytes());
+        let (tabs, hello) = TabPeers::open(me);
         let link = TabLink {
             channel,
-            me,
+            tabs,
             inbox,
-            peers: HashMap::new(),
-            last_beat: 0.0,
             _on_message: on_message,
         };
-        link.post(ANNOUNCE, &[0; 16], &[]);
+        link.post(&hello);
         Some(link)
     }
 
-    fn post(&self, kind: u8, to: &[u8; 16], payload: &[u8]) {
-        let mut env = Vec::with_capacity(ENVELOPE + payload.len());
-        env.push(kind);
-        env.extend_from_slice(&self.me);
-        env.extend_from_slice(to);
-        env.extend_from_slice(payload);
-        let _ = self
-            .channel
-            .post_message(&js_sys::Uint8Array::from(env.as_slice()));
+    fn post(&self, env: &[u8]) {
+        let _ = self.channel.post_message(&js_sys::Uint8Array::from(env));
     }
 
     /// Events since the last call; `remote_devices` and `last_synced` (ms) are what this tab
-    /// reports in its heartbeats.
+    /// reports in its presence.
     pub fn poll(
         &mut self,
         now: f64,
         remote_devices: u16,
         last_synced: u64,
     ) -> (Vec<LinkEvent>, TabNews) {
-        let mut status = remote_devices.to_le_bytes().to_vec();
-        status.extend_from_slice(&last_synced.to_le_bytes());
-        let mut out = Vec::new();
-        let mut news = TabNews::default();
+        let status = Status {
+            remote_devices,
+            last_synced,
+        };
+        let now = now as u64;
+        let mut turn = Turn::default();
         let messages: Vec<Vec<u8>> = self.inbox.borrow_mut().drain(..).collect();
         for env in messages {
-            if env.len() < ENVELOPE {
-                continue;
-            }
-            let (kind, from, to, payload) = (env[0], &env[1..17], &env[17..33], &env[33..]);
-            let key = PeerKey::tab(hex(from));
-            if kind == BYE {
-                if self.peers.remove(&key).is_some() {
-                    out.push(LinkEvent::Down(key));
-                }
-                continue;
-            }
-            if kind == SPACE_CHANGED {
-                news.space_changed = true;
-                continue;
-            }
-            if kind == FRAME && to != self.me {
-                continue;
-            }
-            if !self.peers.contains_key(&key) {
-                out.push(LinkEvent::Up(key.clone()));
-            }
-            let peer = self.peers.entry(key.clone()).or_insert(Peer {
-                last_heard: now,
-                remote_devices: 0,
-                last_synced: 0,
-            });
-            peer.last_heard = now;
-            match kind {
-                ANNOUNCE => {
-                    let mut to = [0u8; 16];
-                    to.copy_from_slice(from);
-                    self.post(PRESENT, &to, &status);
-                }
-                PRESENT if payload.len() >= 10 => {
-                    peer.remote_devices = u16::from_le_bytes([payload[0], payload[1]]);
-                    let mut ms = [0u8; 8];
-                    ms.copy_from_slice(&payload[2..10]);
-                    peer.last_synced = u64::from_le_bytes(ms);
-                }
-                FRAME => out.push(LinkEvent::Frame {
-                    peer: key,
-                    lane: ferry_core::Lane::Main,
-                    bytes: payload.to_vec(),
-                }),
-                _ => {}
-            }
+            self.tabs.receive(&env, now, status, &mut turn);
         }
-        let gone: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| now - p.last_heard > GONE_AFTER_MS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in gone {
-            self.peers.remove(&key);
-            out.push(LinkEvent::Down(key));
+        self.tabs.tick(now, status, &mut turn);
+        for env in &turn.posts {
+            self.post(env);
         }
-        if now - self.last_beat > HEARTBEAT_MS {
-            self.last_beat = now;
-            self.post(PRESENT, &[0; 16], &status);
-        }
-        (out, news)
+        let news = TabNews {
+            space_changed: turn.space_changed,
+        };
+        (turn.events, news)
     }
 
     /// Remote devices reachable through the best-connected sibling tab.
     pub fn remote_devices_via_tabs(&self) -> usize {
-        self.peers
-            .values()
-            .map(|p| usize::from(p.remote_devices))
-            .max()
-            .unwrap_or(0)
+        self.tabs.remote_devices_via_tabs()
     }
 
     /// The most recent full sync with another device reported by a sibling tab (ms).
     pub fn last_synced_via_tabs(&self) -> u64 {
-        self.peers
-            .values()
-            .map(|p| p.last_synced)
-            .max()
-            .unwrap_or(0)
+        self.tabs.last_synced_via_tabs()
     }
 
-    /// Sends a frame to one tab.
+    /// Sends a frame to one tab (nothing for a peer that is not a tab).
     pub fn send(&self, peer: &PeerKey, frame: &[u8]) {
-        if !peer.is_tab() {
-            return;
+        if let Some(env) = self.tabs.frame(peer, frame) {
+            self.post(&env);
         }
-        let id = &peer.id;
-        let mut to = [0u8; 16];
-        for (i, chunk) in id.as_bytes().chunks(2).take(16).enumerate() {
-            let pair = std::str::from_utf8(chunk).unwrap_or("00");
-            to[i] = u8::from_str_radix(pair, 16).unwrap_or(0);
-        }
-        self.post(FRAME, &to, frame);
     }
 
     /// Posts a goodbye when the page goes away, so siblings notice at once.
     pub fn say_goodbye_on_pagehide(&self) {
         let channel = self.channel.clone();
-        let mut env = vec![BYE];
-        env.extend_from_slice(&self.me);
-        env.extend_from_slice(&[0; 16]);
+        let env = self.tabs.bye();
         let cb = Closure::<dyn FnMut()>::new(move || {
             let _ = channel.post_message(&js_sys::Uint8Array::from(env.as_slice()));
         });
@@ -218,12 +117,12 @@ impl TabLink {
 
     /// Tells sibling tabs this browser moved to another space.
     pub fn announce_space_change(&self) {
-        self.post(SPACE_CHANGED, &[0; 16], &[]);
+        self.post(&self.tabs.space_changed());
     }
 
     /// Says goodbye (on `pagehide` and before switching spaces).
     pub fn close(&self) {
-        self.post(BYE, &[0; 16], &[]);
+        self.post(&self.tabs.bye());
         self.channel.close();
     }
 }

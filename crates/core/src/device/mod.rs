@@ -8,7 +8,7 @@
 //! things in it ([`upload`]: deltas, bases, file chunks, echo avoidance), the mailbox client
 //! that sequences both against the server ([`mailbox_client`]: when to visit, and each
 //! visit's requests, through the `MailboxHost` port), and reconnect timing
-//! and socket retirement ([`presence`]), the link port and its router (current and retired
+//! and socket retirement ([`presence`]), the sibling tabs' presence protocol ([`tabs`]), the link port and its router (current and retired
 //! sockets, an in-memory network for tests: [`link`]). [`Device`] ([`engine`]) is the
 //! device itself: it owns the replica, the local state, the peer→device map, delivery
 //! marks and "last synced", reconnect timing and the file set, takes [`Input`]s and returns
@@ -24,6 +24,7 @@ pub mod mailbox;
 pub mod mailbox_client;
 pub mod presence;
 pub mod send;
+pub mod tabs;
 pub mod upload;
 
 pub use engine::{Device, DeviceError, Effect, Input, Intent, LocalChange, ViewPatch, coalesce};

@@ -9,7 +9,7 @@ use crate::store::idb::IdbStore;
 use crate::view::{self, DeviceView, Intent, JoinOffer, NetStatus, ViewState};
 use ferry_core::device::{
     self, Device, Link, LinkEvent, LocalChange, LocalState, LocalStateError, Origin, RouteError,
-    Router, Socket, coalesce,
+    Router, Socket, SocketSeen, coalesce,
 };
 use ferry_core::persist::DocStore;
 use ferry_core::{
@@ -788,30 +788,19 @@ impl Runtime {
     }
 
     fn refresh_status(&self) {
-        let remote = self.remote_devices();
-        let via_tabs = self
-            .tabs
-            .as_ref()
-            .map_or(0, TabLink::remote_devices_via_tabs);
-        let status = match self.links.current() {
-            // Connected devices count whatever state signaling is in.
-            _ if remote > 0 => NetStatus::Online { peers: remote },
-            // Another tab holds the WebRTC connection: report what it reaches.
-            None if !self.rtc_owner.get() && self.tabs.is_some() => NetStatus::Online {
-                peers: via_tabs.max(remote),
-            },
-            None => NetStatus::Offline,
-            Some(l) if l.is_closed() && remote == 0 => NetStatus::Offline,
-            Some(_) if remote > 0 => NetStatus::Online { peers: remote },
-            Some(_) => NetStatus::Connecting,
-        };
-        // "Connecting" once signaling has accepted us means: reachable, nobody else here.
-        let status = match (status, self.links.current()) {
-            (NetStatus::Connecting, Some(_)) if self.signaling_up() => {
-                NetStatus::Online { peers: 0 }
-            }
-            (s, _) => s,
-        };
+        let socket = self.links.current().map(|l| SocketSeen {
+            closed: Link::is_closed(l),
+            signaling: self.signaling_up(),
+        });
+        let via_tabs = (!self.rtc_owner.get())
+            .then_some(self.tabs.as_ref())
+            .flatten()
+            .map(TabLink::remote_devices_via_tabs);
+        let status = NetStatus::from(device::presence::connectivity(
+            self.remote_devices(),
+            socket,
+            via_tabs,
+        ));
         if self.view.status.get_untracked() != status {
             self.view.status.set(status);
         }

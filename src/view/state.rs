@@ -24,6 +24,18 @@ pub enum NetStatus {
     Offline,
 }
 
+/// The core's verdict, as the status line shows it.
+impl From<ferry_core::device::Connectivity> for NetStatus {
+    fn from(c: ferry_core::device::Connectivity) -> Self {
+        use ferry_core::device::Connectivity;
+        match c {
+            Connectivity::Connecting => NetStatus::Connecting,
+            Connectivity::Online { peers } => NetStatus::Online { peers },
+            Connectivity::Offline => NetStatus::Offline,
+        }
+    }
+}
+
 impl NetStatus {
     /// The status line a person (or screen reader) reads.
     pub fn text(self) -> String {

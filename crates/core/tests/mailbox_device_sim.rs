@@ -1,4 +1,4 @@
-//! Devices that are never online together, whole: real device engines (core `Device`) write texts and files and
+//! Two to five devices that are never online together, whole: real device engines (core `Device`) write texts and files and
 //! hand them over through one mailbox, with the app's own mailbox client on every device
 //! (`device::mailbox_client::MailboxClient`: when to visit, and each visit's requests in the
 //! app's order; the `Uploader` deciding deltas, bases and file chunks, the `Inbox` deciding
@@ -679,7 +679,7 @@ proptest! {
 
     #[test]
     fn devices_meeting_now_and_then_converge_through_a_mailbox_that_loses_data(
-        (n, ops) in (2..=4usize).prop_flat_map(|n| (Just(n), proptest::collection::vec(op(n), 1..40)))
+        (n, ops) in (2..=5usize).prop_flat_map(|n| (Just(n), proptest::collection::vec(op(n), 1..40)))
     ) {
         run(n, &ops)?;
     }

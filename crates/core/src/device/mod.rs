@@ -34,6 +34,6 @@ pub use local_state::{
     Origin,
 };
 pub use mailbox::{FetchAnswer, FetchedEntry, Held};
-pub use presence::{Backoff, Reconnect, Socket};
+pub use presence::{Backoff, Connectivity, Reconnect, Socket, SocketSeen};
 pub use send::{SendError, SendJob, SendStep};
 pub use upload::{BaseDeclaration, FileStep, RoomView, Uploader};

@@ -108,9 +108,98 @@ pub fn remote_devices(me: DeviceId, peers: impl IntoIterator<Item = DeviceId>) -
     ids.len()
 }
 
+/// How this device is connected, as its status line says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connectivity {
+    /// Starting, or reaching the signaling endpoint again.
+    #[default]
+    Connecting,
+    /// Reachable: `peers` other devices connected (0 = signaling works, nobody else here).
+    Online {
+        /// Other devices connected, directly or through the sibling tab that owns WebRTC.
+        peers: usize,
+    },
+    /// No signaling and no other device.
+    Offline,
+}
+
+/// The signaling socket as the executor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketSeen {
+    /// Closed for good.
+    pub closed: bool,
+    /// Signaling works (the server assigned this socket an id).
+    pub signaling: bool,
+}
+
+/// The status line's state: `remote` devices connected here, this tab's signaling socket (if
+/// any), and whether a sibling tab owns WebRTC instead (`via_tabs`: the devices that tab
+/// reaches; `None` when this tab is the owner or there are no sibling tabs).
+pub fn connectivity(
+    remote: usize,
+    socket: Option<SocketSeen>,
+    via_tabs: Option<usize>,
+) -> Connectivity {
+    if remote > 0 {
+        return Connectivity::Online { peers: remote };
+    }
+    match (socket, via_tabs) {
+        (None, Some(peers)) => Connectivity::Online { peers },
+        (None, None) => Connectivity::Offline,
+        (Some(s), _) if s.closed => Connectivity::Offline,
+        (Some(s), _) if s.signaling => Connectivity::Online { peers: 0 },
+        (Some(_), _) => Connectivity::Connecting,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_line_follows_devices_then_the_socket_then_the_owning_tab() {
+        let up = SocketSeen {
+            closed: false,
+            signaling: true,
+        };
+        let dialing = SocketSeen {
+            closed: false,
+            signaling: false,
+        };
+        let closed = SocketSeen {
+            closed: true,
+            signaling: false,
+        };
+        // Devices connected win, whatever the socket does.
+        assert_eq!(
+            connectivity(2, Some(closed), None),
+            Connectivity::Online { peers: 2 }
+        );
+        assert_eq!(
+            connectivity(1, None, Some(3)),
+            Connectivity::Online { peers: 1 }
+        );
+        // Alone: the socket says it.
+        assert_eq!(
+            connectivity(0, Some(up), None),
+            Connectivity::Online { peers: 0 }
+        );
+        assert_eq!(
+            connectivity(0, Some(dialing), None),
+            Connectivity::Connecting
+        );
+        assert_eq!(connectivity(0, Some(closed), None), Connectivity::Offline);
+        assert_eq!(connectivity(0, None, None), Connectivity::Offline);
+        // A tab that leaves WebRTC to a sibling shows what the sibling reaches.
+        assert_eq!(
+            connectivity(0, None, Some(2)),
+            Connectivity::Online { peers: 2 }
+        );
+        assert_eq!(
+            connectivity(0, None, Some(0)),
+            Connectivity::Online { peers: 0 }
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

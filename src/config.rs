@@ -33,12 +33,9 @@ pub enum ConfigError {
     /// Not JSON of the expected shape.
     #[error("config.json is not valid: {0}")]
     Json(String),
-    /// An ICE URL is not stun/turn.
-    #[error("ICE server URL {0:?} must start with stun:, turn: or turns:")]
-    BadIceUrl(String),
-    /// A TURN server without credentials (the browser would throw).
-    #[error("TURN server {0:?} needs a username and a credential")]
-    TurnWithoutCredentials(String),
+    /// An ICE URL the browser would refuse (scheme, host, transport, credentials).
+    #[error(transparent)]
+    Ice(#[from] ferry_core::IceUrlError),
     /// The signaling URL is not ws(s).
     #[error("signaling URL {0:?} must start with ws:// or wss://")]
     BadSignal(String),
@@ -60,15 +57,10 @@ impl Config {
             return Err(ConfigError::BadSignal(s.clone()));
         }
         for server in &self.ice_servers {
+            let present = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+            let credentials = present(&server.username) && present(&server.credential);
             for url in &server.urls {
-                let turn = url.starts_with("turn:") || url.starts_with("turns:");
-                if !(turn || url.starts_with("stun:")) {
-                    return Err(ConfigError::BadIceUrl(url.clone()));
-                }
-                let missing = |v: &Option<String>| v.as_deref().is_none_or(str::is_empty);
-                if turn && (missing(&server.username) || missing(&server.credential)) {
-                    return Err(ConfigError::TurnWithoutCredentials(url.clone()));
-                }
+                ferry_core::check_ice_url(url, credentials)?;
             }
         }
         Ok(())
@@ -113,7 +105,21 @@ mod tests {
     fn refuses_what_would_crash_the_connection() {
         assert_eq!(
             Config::parse(r#"{"ice_servers":[{"urls":["turn:t:3478"]}]}"#),
-            Err(ConfigError::TurnWithoutCredentials("turn:t:3478".into()))
+            Err(ConfigError::Ice(ferry_core::IceUrlError::NoCredentials(
+                "turn:t:3478".into()
+            )))
+        );
+        assert!(matches!(
+            Config::parse(
+                r#"{"ice_servers":[{"urls":["turns:t:443?transport=udp"],"username":"u","credential":"p"}]}"#
+            ),
+            Err(ConfigError::Ice(ferry_core::IceUrlError::Transport(_)))
+        ));
+        assert!(
+            Config::parse(
+                r#"{"ice_servers":[{"urls":["turn:t:3478?transport=tcp","turns:t:443"],"username":"u","credential":"p"}]}"#
+            )
+            .is_ok()
         );
         assert!(matches!(
             Config::parse(r#"{"signal":"http://x"}"#),

@@ -486,12 +486,7 @@ impl Runtime {
             self.space_refreshed = now;
             self.refresh_space();
         }
-        let turn = self.ice().iter().any(|s| {
-            s.urls
-                .iter()
-                .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
-        });
-        if let Some(failure) = RtcLink::take_failures(turn).pop() {
+        if let Some(failure) = RtcLink::take_failures(self.ice()).pop() {
             let (time, _) = view::format_time(now as u64, offset_min());
             self.view
                 .connection_problem

@@ -9,7 +9,9 @@
 use crate::config::IceServer;
 use ferry_core::device::{Link, LinkEvent};
 use ferry_core::{Lane, PeerKey, Transport};
-use matchbox_socket::{CandidateType, PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use matchbox_socket::{
+    CandidateType, PeerId, PeerState, RelayProtocol, RtcIceServerConfig, WebRtcSocket,
+};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -191,7 +193,13 @@ impl RtcLink {
         }
         let pair = self.socket.candidate_pair(*self.peers.get(&peer.id)?)?;
         let path = if pair.is_relayed() {
-            "relayed via TURN"
+            match pair.relay_protocol {
+                Some(RelayProtocol::Udp) => "relayed via TURN (UDP)",
+                Some(RelayProtocol::Tcp) => "relayed via TURN (TCP)",
+                Some(RelayProtocol::Tls) => "relayed via TURN (TLS)",
+                // Only the other end relays (its own way to its server is not ours to see).
+                None => "relayed via TURN",
+            }
         } else if pair.remote == CandidateType::ServerReflexive
             || pair.local == CandidateType::ServerReflexive
         {
@@ -204,13 +212,21 @@ impl RtcLink {
 
     /// Connections (of any socket) that failed before they ever connected since the last
     /// call, as the facts [`crate::view::failure_reason`] words.
-    pub fn take_failures(turn_configured: bool) -> Vec<crate::view::FailedPath> {
+    pub fn take_failures(ice: &[IceServer]) -> Vec<crate::view::FailedPath> {
+        let urls = || ice.iter().flat_map(|s| s.urls.iter());
+        let tcp = |u: &&String| u.starts_with("turns:") || u.contains("transport=tcp");
+        let turn_configured = urls().any(|u| u.starts_with("turn:") || u.starts_with("turns:"));
+        let tcp_relay = urls().any(|u| tcp(&u));
+        let udp_servers = urls().any(|u| !tcp(&u));
         matchbox_socket::take_ice_failures()
             .into_iter()
             .map(|f| crate::view::FailedPath {
                 local_relay: f.local.contains(&CandidateType::Relay),
                 remote_relay: f.remote.contains(&CandidateType::Relay),
                 turn_configured,
+                local_reflexive: f.local.contains(&CandidateType::ServerReflexive),
+                udp_servers,
+                tcp_relay,
             })
             .collect()
     }

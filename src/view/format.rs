@@ -198,6 +198,19 @@ const NOT_YET_ON: &str = " · not yet on ";
 /// Why two devices could not connect, in words a person can act on.
 pub fn failure_reason(f: FailedPath) -> String {
     match f {
+        // Servers that speak UDP were configured and none answered (no public address, no
+        // relay): the network drops UDP, and only TURN over TCP or TLS gets through.
+        FailedPath {
+            local_relay: false,
+            local_reflexive: false,
+            udp_servers: true,
+            tcp_relay: false,
+            ..
+        } => "A device could not connect: UDP is blocked on this network and no TCP/TLS relay is \
+              configured (no STUN or TURN server answered over UDP) — add a TURN server over TCP \
+              or TLS (turn:host:3478?transport=tcp, or turns:host:443) under Advanced → \
+              Connection."
+            .into(),
         FailedPath {
             turn_configured: false,
             ..
@@ -413,9 +426,39 @@ mod tests {
                 local_relay,
                 remote_relay,
                 turn_configured,
+                local_reflexive: true,
+                udp_servers: turn_configured,
+                tcp_relay: false,
             })
         };
         assert!(f(false, false, false).contains("no relay is configured"));
+        // Nothing answered over UDP and no TCP/TLS relay: UDP is blocked.
+        let blocked = |udp_servers, tcp_relay, local_reflexive| {
+            failure_reason(FailedPath {
+                local_relay: false,
+                remote_relay: false,
+                turn_configured: true,
+                local_reflexive,
+                udp_servers,
+                tcp_relay,
+            })
+        };
+        assert!(
+            blocked(true, false, false)
+                .contains("UDP is blocked on this network and no TCP/TLS relay is configured")
+        );
+        assert!(
+            !blocked(true, true, false).contains("UDP is blocked"),
+            "a TCP relay is configured"
+        );
+        assert!(
+            !blocked(true, false, true).contains("UDP is blocked"),
+            "UDP answered"
+        );
+        assert!(
+            !blocked(false, false, false).contains("UDP is blocked"),
+            "no UDP server to ask"
+        );
         assert!(f(false, true, true).contains("check the TURN server settings"));
         assert!(f(true, false, true).contains("the other device has no working relay"));
         assert!(f(true, true, true).contains("even through the TURN relay"));

@@ -165,6 +165,14 @@ pub struct FailedPath {
     pub remote_relay: bool,
     /// This device has a TURN server configured.
     pub turn_configured: bool,
+    /// This device learned its public address (a server-reflexive candidate): a STUN or TURN
+    /// server answered it over UDP.
+    pub local_reflexive: bool,
+    /// This device has a STUN server or a TURN server over UDP configured (what a network
+    /// that blocks UDP silences).
+    pub udp_servers: bool,
+    /// This device has a TURN server over TCP or TLS configured (`?transport=tcp`, `turns:`).
+    pub tcp_relay: bool,
 }
 
 /// A pairing link waiting for confirmation.

@@ -38,6 +38,7 @@ pub mod device;
 pub mod doc;
 pub mod history;
 pub mod hlc;
+pub mod ice;
 pub mod ids;
 pub mod mailbox;
 pub mod outbox;
@@ -58,6 +59,7 @@ pub use blobs::{
 pub use doc::{DeviceInfo, DocError, FileMeta, Item, ItemKind, SpaceDoc};
 pub use history::{History, HistoryPatch};
 pub use hlc::{Clock, Hlc};
+pub use ice::{IceKind, IceUrlError, check_ice_url};
 pub use ids::{DeviceId, IdError, ItemId};
 pub use mailbox::{
     BASE_AFTER, MailboxCursor, MailboxError, MailboxKeys, MailboxPayload, MailboxReader,

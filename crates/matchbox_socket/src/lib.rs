@@ -15,7 +15,7 @@ pub use matchbox_protocol::PeerId;
 pub use webrtc_socket::error::WebSocketError;
 pub use webrtc_socket::{
     CandidatePair, CandidateType, ChannelConfig, IceFailure, MessageLoopFuture, Packet, PeerEvent,
-    PeerRequest, PeerSignal, PeerState, RtcIceServerConfig, Signaller, SignallerBuilder,
+    PeerRequest, PeerSignal, PeerState, RelayProtocol, RtcIceServerConfig, Signaller, SignallerBuilder,
     WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, error::ChannelError, oversized_messages,
     set_wake_hook, take_ice_failures,
 };

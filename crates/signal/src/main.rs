@@ -172,6 +172,14 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     let ice = ice.unwrap_or_else(|| vec![DEFAULT_STUN.into()]);
+    // The same check as the app's: a server the browser would refuse is refused here, at
+    // start, with the reason (not silently served to every device).
+    for entry in ice.iter().filter(|e| e.as_str() != "none" && !e.is_empty()) {
+        let mut parts = entry.splitn(3, '|');
+        let url = parts.next().unwrap_or_default();
+        let credentials = matches!((parts.next(), parts.next()), (Some(u), Some(c)) if !u.is_empty() && !c.is_empty());
+        ferry_core::check_ice_url(url, credentials).map_err(|e| format!("--ice: {e}"))?;
+    }
     Ok(Args {
         host: host
             .parse()

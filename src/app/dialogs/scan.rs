@@ -5,7 +5,7 @@
 //! dialog (focus inside, Escape and Cancel close it, focus goes back), and closing it stops the
 //! camera. A QR code that is not a Ferry pairing link says so and scanning goes on.
 
-use crate::view::{Intent, Intents};
+use crate::view::Intents;
 use leptos::prelude::*;
 
 /// Whether the scanner is open, and whether this device has a camera to offer it for.
@@ -112,7 +112,7 @@ fn Scanner() -> impl IntoView {
                     let text = zeroize::Zeroizing::new(text);
                     if ferry_core::PairingLink::parse(&text).is_ok() {
                         scan.open.set(false);
-                        intents.send(Intent::UseLink(text.to_string()));
+                        intents.send(crate::view::Intent::UseLink(text.to_string()));
                         break;
                     }
                     if last_wrong.as_deref() != Some(text.as_str()) {

@@ -25,8 +25,8 @@ use log::{debug, error, warn};
 use matchbox_protocol::PeerId;
 pub use messages::*;
 pub use socket::{
-    CandidatePair, CandidateType, ChannelConfig, IceFailure, PeerState, RtcIceServerConfig,
-    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, oversized_messages, set_wake_hook,
+    CandidatePair, CandidateType, ChannelConfig, IceFailure, PeerState, RelayProtocol,
+    RtcIceServerConfig, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, oversized_messages, set_wake_hook,
     take_ice_failures,
 };
 pub(crate) use socket::{MessageLoopChannels, SignalingErrors, record_signaling_error};

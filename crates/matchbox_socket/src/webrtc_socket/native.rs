@@ -440,6 +440,7 @@ async fn selected_candidate_pair(
             typ => candidate_type(typ)?,
         },
         rtt_ms: None,
+        relay_protocol: None,
     })
 }
 

@@ -327,6 +327,33 @@ pub struct CandidatePair {
     /// FERRY PATCH: the pair's current round-trip time in milliseconds, as the browser measures
     /// it with ICE consent checks (`currentRoundTripTime`); `None` until measured.
     pub rtt_ms: Option<u32>,
+    /// FERRY PATCH: when our end is a relay, how we reach the TURN server (`relayProtocol` of
+    /// the local candidate): UDP, TCP, or TLS. `None` when not relayed here or not reported.
+    pub relay_protocol: Option<RelayProtocol>,
+}
+
+/// FERRY PATCH: the transport between this end and its TURN server, see [`CandidatePair`].
+/// TCP and TLS are what gets through networks that block UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelayProtocol {
+    /// TURN over UDP
+    Udp,
+    /// TURN over TCP (`?transport=tcp`)
+    Tcp,
+    /// TURN over TLS (`turns:`)
+    Tls,
+}
+
+impl RelayProtocol {
+    /// Parses the `relayProtocol` member of an RTCIceCandidateStats.
+    pub fn from_stats(value: &str) -> Option<Self> {
+        match value {
+            "udp" => Some(RelayProtocol::Udp),
+            "tcp" => Some(RelayProtocol::Tcp),
+            "tls" => Some(RelayProtocol::Tls),
+            _ => None,
+        }
+    }
 }
 
 /// FERRY PATCH: a peer connection whose ICE checks all failed, with the candidate types each

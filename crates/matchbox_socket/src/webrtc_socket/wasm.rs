@@ -4,7 +4,7 @@ use super::{
     messages::{PeerEvent, PeerRequest},
 };
 use crate::{
-    CandidatePair, CandidateType,
+    CandidatePair, CandidateType, RelayProtocol,
     webrtc_socket::{
         ChannelConfig, Messenger, Packet, RtcIceServerConfig, Signaller,
         error::SignalingError,
@@ -568,7 +568,11 @@ async fn selected_candidate_pair(
                         .ok()
                         .and_then(|port| port.as_f64())
                         .map(|port| port as u16);
-                    candidates.insert(id, (typ, address, port));
+                    // FERRY PATCH: how a relay candidate reaches its TURN server.
+                    let relay = string(&stats, "relayProtocol")
+                        .as_deref()
+                        .and_then(RelayProtocol::from_stats);
+                    candidates.insert(id, (typ, address, port, relay));
                 }
             }
             _ => {}
@@ -584,7 +588,7 @@ async fn selected_candidate_pair(
         }
     })?;
     let candidate_type = |key: &str| {
-        let (typ, address, port) = candidates.get(&string(pair, key)?)?;
+        let (typ, address, port, _) = candidates.get(&string(pair, key)?)?;
         match typ.as_str() {
             "host" => Some(CandidateType::Host),
             "srflx" => Some(CandidateType::ServerReflexive),
@@ -603,10 +607,15 @@ async fn selected_candidate_pair(
         .ok()
         .and_then(|v| v.as_f64())
         .map(|s| (s * 1000.0).round() as u32);
+    let local = candidate_type("localCandidateId")?;
+    let relay_protocol = (local == CandidateType::Relay)
+        .then(|| candidates.get(&string(pair, "localCandidateId")?)?.3)
+        .flatten();
     Some(CandidatePair {
-        local: candidate_type("localCandidateId")?,
+        local,
         remote: candidate_type("remoteCandidateId")?,
         rtt_ms,
+        relay_protocol,
     })
 }
 

@@ -32,7 +32,8 @@ test('relay-only devices sync through TURN and say so', async () => {
   const list = laptop.page.getByRole('list', { name: 'Devices in this space' });
   await expect(list).toContainText('online · relayed via TURN');
   // The round trip the browser measures on the relayed pair is shown next to the path.
-  await expect(list).toContainText(/relayed via TURN · \d+ ms round trip/, { timeout: 20_000 });
+  // The relay's transport is named (coturn on UDP here).
+  await expect(list).toContainText(/relayed via TURN \(UDP\) · \d+ ms round trip/, { timeout: 20_000 });
   await laptop.send('through the relay');
   await expect(phone.message('through the relay')).toBeVisible();
   await phone.send('and back');

@@ -3,12 +3,18 @@
 // "public" namespace. No relay policy is forced: the NAT alone rules out the direct path, so
 // with the person's TURN server they sync relayed, and without one the app says to add one.
 import { test, expect } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
 import { Device } from './device';
 
 const LAB = process.env.FERRY_NATLAB === '1';
 const APP = process.env.FERRY_APP_URL ?? '';
 const TURN = process.env.FERRY_TURN ?? '';
 const STUN = process.env.FERRY_STUN ?? '';
+const TURN_TCP = process.env.FERRY_TURN_TCP ?? '';
+const TURN_TLS = process.env.FERRY_TURN_TLS ?? '';
+const BLOCK_UDP = process.env.FERRY_NATLAB_BLOCK_UDP ?? '';
+/** The NAT routers' firewalls drop every UDP packet (on), or let it pass again (off). */
+const blockUdp = (on: boolean) => execFileSync(BLOCK_UDP, [on ? 'on' : 'off']);
 const CHROMIUM_A = process.env.FERRY_NATLAB_CHROMIUM_A ?? '';
 const CHROMIUM_B = process.env.FERRY_NATLAB_CHROMIUM_B ?? '';
 // The app is served over plain http from a non-loopback address: let Chromium treat it as a
@@ -41,7 +47,7 @@ test('devices behind two symmetric NATs sync through TURN', async () => {
   console.log(`connected through both NATs in ${Date.now() - started} ms`);
   await laptop.openDevices();
   const list = laptop.page.getByRole('list', { name: 'Devices in this space' });
-  await expect(list).toContainText(/online · relayed via TURN · \d+ ms round trip/);
+  await expect(list).toContainText(/online · relayed via TURN \(UDP\) · \d+ ms round trip/);
   console.log(`laptop's device list: ${(await list.innerText()).replace(/\s+/g, ' ')}`);
   let t = Date.now();
   await laptop.send('from behind NAT A');
@@ -72,4 +78,57 @@ test('without a relay the symmetric NATs keep the devices apart, and the app say
   await expect(phone.status).toHaveText('No other devices connected');
   await laptop.close();
   await phone.close();
+});
+
+// Networks that block UDP entirely: only TURN over TCP or TLS gets through. The lab's TLS
+// listener has a self-signed certificate, so those browsers are told to accept it.
+for (const [transport, server, extra] of [
+  ['TCP', TURN_TCP, []],
+  ['TLS', TURN_TLS, ['--ignore-certificate-errors']],
+] as const) {
+  test(`on a network that blocks UDP, devices sync through TURN over ${transport}`, async () => {
+    blockUdp(true);
+    try {
+      const laptop = await Device.launchVia(`udp-blocked-${transport}-laptop`, CHROMIUM_A, [...ARGS, ...extra]);
+      const phone = await Device.launchVia(`udp-blocked-${transport}-phone`, CHROMIUM_B, [...ARGS, ...extra]);
+      await configure(laptop, server, 'ferry');
+      const started = Date.now();
+      await phone.join(await laptop.pairingLink());
+      await expect(laptop.status).toHaveText('1 device connected', { timeout: 45_000 });
+      await expect(phone.status).toHaveText('1 device connected');
+      console.log(`UDP blocked: connected over TURN/${transport} in ${Date.now() - started} ms`);
+      await laptop.openDevices();
+      const list = laptop.page.getByRole('list', { name: 'Devices in this space' });
+      await expect(list).toContainText(new RegExp(`online · relayed via TURN \\(${transport}\\) · \\d+ ms round trip`), { timeout: 20_000 });
+      await laptop.send(`through a UDP-blocking firewall over ${transport}`);
+      await expect(phone.message(`through a UDP-blocking firewall over ${transport}`)).toBeVisible();
+      await phone.send(`and back over ${transport}`);
+      await expect(laptop.message(`and back over ${transport}`)).toBeVisible();
+      await laptop.close();
+      await phone.close();
+    } finally {
+      blockUdp(false);
+    }
+  });
+}
+
+test('on a network that blocks UDP, a relay over UDP alone is not enough, and the app says UDP is blocked', async () => {
+  test.setTimeout(180_000);
+  blockUdp(true);
+  try {
+    const laptop = await Device.launchVia('udp-blocked-udp-laptop', CHROMIUM_A, ARGS);
+    const phone = await Device.launchVia('udp-blocked-udp-phone', CHROMIUM_B, ARGS);
+    await configure(laptop, TURN, 'ferry');
+    await phone.join(await laptop.pairingLink());
+    await laptop.openDevices();
+    const problem = laptop.page.getByRole('note', { name: 'Connection problem' });
+    const started = Date.now();
+    await expect(problem).toContainText('UDP is blocked on this network and no TCP/TLS relay is configured', { timeout: 90_000 });
+    console.log(`UDP blocked, UDP relay only: reported after ${Date.now() - started} ms`);
+    await expect(laptop.status).toHaveText('No other devices connected');
+    await laptop.close();
+    await phone.close();
+  } finally {
+    blockUdp(false);
+  }
 });

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # NAT lab: two devices, each in its own network namespace behind its own symmetric NAT
 # (iptables MASQUERADE --random-fully), reach coturn and ferry-signal on a "public" namespace
-# (TEST-NET-3, 203.0.113.0/24). Only the TURN relay can join them; nat_lab.spec.ts proves it.
+# (TEST-NET-3, 203.0.113.0/24). Only the TURN relay can join them; nat_lab.spec.ts proves it,
+# also with UDP blocked by a firewall (then only TURN over TCP or TLS gets through).
 # Run as root under `unshare -n` (as `cargo xtask test` does): every namespace, link and rule
 # is made here and removed on exit; nothing leaves the machine.
 #
-#   pub   br0 203.0.113.1/24 — coturn :3478, ferry-signal :3536 (signaling) + :8080 (app)
+#   pub   br0 203.0.113.1/24 — coturn :3478 (UDP, TCP) :5349 (TLS), ferry-signal :3536
+#         (signaling) + :8080 (app)
 #    ├─ natA 203.0.113.11 ─ MASQUERADE --random-fully ─ 10.1.0.1/24 ─ devA 10.1.0.2 (Chromium)
 #    └─ natB 203.0.113.12 ─ MASQUERADE --random-fully ─ 10.2.0.1/24 ─ devB 10.2.0.2 (Chromium)
 #
@@ -72,18 +74,42 @@ router() { # router <nat-ns> <dev-ns> <public-ip> <lan-prefix>
 router "$natA" "$devA" 203.0.113.11 10.1.0
 router "$natB" "$devB" 203.0.113.12 10.2.0
 
-# coturn on the public address. The private ranges are denied as peers: pub cannot route
-# there, and coturn would drop the whole allocation on an unroutable peer.
+# A firewall that blocks UDP (corporate, hotel, school networks), switched on and off by the
+# journeys: every UDP packet the NAT routers would forward is dropped, both ways. Only TCP
+# (signaling, the app, TURN over TCP or TLS) gets through.
+cat >"$work/block-udp" <<SH
+#!/bin/sh
+set -e
+for n in $natA $natB; do
+  if [ "\$1" = on ]; then
+    ip netns exec "\$n" iptables -I FORWARD -p udp -j DROP
+  else
+    while ip netns exec "\$n" iptables -D FORWARD -p udp -j DROP 2>/dev/null; do :; done
+  fi
+done
+SH
+chmod +x "$work/block-udp"
+
+# coturn's TLS listener gets a throwaway self-signed certificate (the journeys' browsers
+# are told to accept it; a real deployment uses a certificate for its host name).
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=turn.test" \
+  -addext "subjectAltName=IP:$PUB_IP" -keyout "$work/turn.key" -out "$work/turn.crt" 2>/dev/null
+
+# coturn on the public address, over UDP and TCP on 3478 and TLS on 5349. The private
+# ranges are denied as peers: pub cannot route there, and coturn would drop the whole
+# allocation on an unroutable peer.
 cat >"$work/turnserver.conf" <<CONF
 listening-ip=$PUB_IP
 relay-ip=$PUB_IP
 listening-port=3478
+tls-listening-port=5349
+cert=$work/turn.crt
+pkey=$work/turn.key
 min-port=49152
 max-port=49999
 lt-cred-mech
 user=ferry:secret
 realm=ferry
-no-tls
 no-dtls
 no-cli
 denied-peer-ip=10.0.0.0-10.255.255.255
@@ -115,7 +141,8 @@ ip netns exec "$natA" iptables -t nat -S POSTROUTING | grep -q -- '--random-full
 
 cd "$here"
 export FERRY_NATLAB=1 FERRY_APP_URL="http://$PUB_IP:8080" FERRY_TURN="turn:$PUB_IP:3478" \
+  FERRY_TURN_TCP="turn:$PUB_IP:3478?transport=tcp" FERRY_TURN_TLS="turns:$PUB_IP:5349" \
   FERRY_STUN="stun:$PUB_IP:3478" FERRY_NATLAB_CHROMIUM_A="$work/chromium-$devA" \
-  FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB"
+  FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB" FERRY_NATLAB_BLOCK_UDP="$work/block-udp"
 # Its own output dir: the main run's screenshots in target/e2e-results stay.
 node_modules/.bin/playwright test nat_lab.spec.ts --output ../../target/e2e-results-natlab "$@"

@@ -129,13 +129,14 @@ fn ensure_npm() -> Result<(), String> {
     run(c)
 }
 
-/// Debian packages the browser tests need: Chromium, its driver, and coturn (the TURN relay of
-/// the relay-only journey).
+/// Debian packages the browser tests need: Chromium, its driver, coturn (the TURN relay of the
+/// relay-only journey and the NAT lab), iptables and openssl (the NAT lab).
 fn ensure_chromium() -> Result<(), String> {
     if Path::new("/usr/bin/chromium").exists()
         && Path::new("/usr/bin/chromedriver").exists()
         && Path::new("/usr/bin/turnserver").exists()
         && Path::new("/usr/sbin/iptables").exists()
+        && Path::new("/usr/bin/openssl").exists()
     {
         return Ok(());
     }
@@ -158,6 +159,8 @@ fn ensure_chromium() -> Result<(), String> {
         "chromium-driver",
         "coturn",
         "iptables",
+        // The NAT lab's TURN-over-TLS listener gets a throwaway certificate.
+        "openssl",
     ]);
     install.env("DEBIAN_FRONTEND", "noninteractive");
     run(install)

@@ -8,7 +8,9 @@
 //! `$FERRY_BENCH_OUT/core_per_message.json`; near 1 means the per-message cost does not grow
 //! with the history.
 //!
-//! Measured 2026-12-02 night: ~0.25 ms on an empty history, ~0.46 ms at 100k (ratio ~1.8).
+//! Measured 2026-12-07 (through the `Device` engine): ~0.16 ms on an empty history, ~0.34 ms
+//! at 100k (median ratio 2.2; criterion's means 0.21 vs 0.25 ms). 2026-12-02 night (the bare
+//! replica): ~0.25 ms and ~0.46 ms (ratio ~1.8).
 //! It was ~29 ms at 100k (ratio ~100) before the vendored automerge's patches
 //! (`crates/automerge/FERRY_PATCH.md`): a walk of the whole change graph on every sync
 //! message, and applying a change by reading every key of the items map before it.
@@ -68,6 +70,7 @@ fn connected(items: usize) -> Receiving {
     }
 }
 
+/// The frames a replica sends.
 fn frames(effects: &[Effect]) -> Vec<Vec<u8>> {
     effects
         .iter()
@@ -118,10 +121,7 @@ fn one_message(p: &mut Receiving, n: u64) -> Duration {
     // The replies go back and forth until both sides are quiet (not timed).
     let mut to_b: Vec<Vec<u8>> = out
         .iter()
-        .filter_map(|e| match e {
-            device::Effect::Send { frame, .. } => Some(frame.clone()),
-            _ => None,
-        })
+        .filter_map(|e| e.sent_frame().map(<[u8]>::to_vec))
         .collect();
     while !to_b.is_empty() {
         let mut to_a = Vec::new();

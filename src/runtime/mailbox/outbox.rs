@@ -167,14 +167,7 @@ impl Runtime {
             Err(e) => {
                 // Larger than one mailbox message: direct sync (and the next base) carry it.
                 web_sys::console::warn_1(&format!("outbox: {e}").into());
-                let heads = self
-                    .engine
-                    .replica_mut()
-                    .doc_mut()
-                    .heads()
-                    .iter()
-                    .map(|h| h.0)
-                    .collect();
+                let heads = self.raw_heads();
                 self.mailbox.outbox.schedule.too_large(heads);
                 return;
             }
@@ -196,6 +189,12 @@ impl Runtime {
         crate::pwa::request_background_sync(crate::pwa::OUTBOX_SYNC_TAG);
     }
 
+    /// The document's heads as the outbox records them.
+    fn raw_heads(&mut self) -> Vec<[u8; 32]> {
+        let doc = self.engine.replica_mut().doc_mut();
+        doc.heads().iter().map(|h| h.0).collect()
+    }
+
     /// Each loop turn: stage what a connected device never confirmed, post when due.
     pub(in crate::runtime) async fn pump_outbox(&mut self) {
         if !self.mailbox_active() {
@@ -203,14 +202,7 @@ impl Runtime {
         }
         let now = now_ms();
         let alone = self.remote_devices() == 0;
-        let heads: Vec<[u8; 32]> = self
-            .engine
-            .replica_mut()
-            .doc_mut()
-            .heads()
-            .iter()
-            .map(|h| h.0)
-            .collect();
+        let heads = self.raw_heads();
         let target = self
             .mailbox
             .outbox

@@ -201,6 +201,16 @@ pub enum Effect {
     ReplaceSocket,
 }
 
+impl Effect {
+    /// The frame, when this is a send (on either lane).
+    pub fn sent_frame(&self) -> Option<&[u8]> {
+        match self {
+            Effect::Send { frame, .. } => Some(frame),
+            _ => None,
+        }
+    }
+}
+
 /// Why an intent was not carried out (nothing changed).
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -552,10 +562,7 @@ mod tests {
         let frames = |effects: &[Effect]| -> Vec<Vec<u8>> {
             effects
                 .iter()
-                .filter_map(|e| match e {
-                    Effect::Send { frame, .. } => Some(frame.clone()),
-                    _ => None,
-                })
+                .filter_map(|e| e.sent_frame().map(<[u8]>::to_vec))
                 .collect()
         };
         let (mut all_a, mut all_b) = (vec![], vec![]);
@@ -588,6 +595,22 @@ mod tests {
         (all_a, all_b)
     }
 
+    /// Both see each other (A's hello and B's) and talk until quiet; each side's effects.
+    fn connect(a: &mut Device, b: &mut Device, now: u64) -> (Vec<Effect>, Vec<Effect>) {
+        let mut to_b = up(a, "b", now);
+        for e in up(b, "a", now) {
+            if let Some(bytes) = e.sent_frame() {
+                let event = LinkEvent::Frame {
+                    peer: PeerKey::rtc("b"),
+                    lane: Lane::Main,
+                    bytes: bytes.to_vec(),
+                };
+                to_b.extend(a.handle(Input::Link { event, now }).unwrap());
+            }
+        }
+        exchange(a, b, to_b, now)
+    }
+
     fn position(effects: &[Effect], f: impl Fn(&Effect) -> bool) -> Option<usize> {
         effects.iter().position(f)
     }
@@ -606,21 +629,7 @@ mod tests {
         .unwrap();
         assert!(save < shown, "saved first: {local:?}");
 
-        let mut to_b = up(&mut a, "b", 20);
-        // B's hello goes to A too: both handshakes run.
-        let hello_b = up(&mut b, "a", 20);
-        for bytes in hello_b.iter().filter_map(|e| match e {
-            Effect::Send { frame, .. } => Some(frame.clone()),
-            _ => None,
-        }) {
-            let event = LinkEvent::Frame {
-                peer: PeerKey::rtc("b"),
-                lane: Lane::Main,
-                bytes,
-            };
-            to_b.extend(a.handle(Input::Link { event, now: 20 }).unwrap());
-        }
-        let (_, from_a) = exchange(&mut a, &mut b, to_b, 20);
+        let (_, from_a) = connect(&mut a, &mut b, 20);
         assert!(
             b.replica().items().iter().any(|i| i.text == "hello"),
             "B got the text"
@@ -656,20 +665,7 @@ mod tests {
             .unwrap()
             .is_empty()
         );
-        let mut to_b = up(&mut a, "b", 100);
-        let hello_b = up(&mut b, "a", 100);
-        for bytes in hello_b.iter().filter_map(|e| match e {
-            Effect::Send { frame, .. } => Some(frame.clone()),
-            _ => None,
-        }) {
-            let event = LinkEvent::Frame {
-                peer: PeerKey::rtc("b"),
-                lane: Lane::Main,
-                bytes,
-            };
-            to_b.extend(a.handle(Input::Link { event, now: 100 }).unwrap());
-        }
-        exchange(&mut a, &mut b, to_b, 100);
+        connect(&mut a, &mut b, 100);
         assert_eq!(a.peers().get(&PeerKey::rtc("b")), Some(&b.id()));
         assert_eq!(a.remote_devices(), 1);
         assert_eq!(a.local().seen.get(&b.id()), Some(&100));

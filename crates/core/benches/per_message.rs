@@ -74,10 +74,7 @@ fn connected(items: usize) -> Receiving {
 fn frames(effects: &[Effect]) -> Vec<Vec<u8>> {
     effects
         .iter()
-        .filter_map(|e| match e {
-            Effect::Send { frame, .. } => Some(frame.clone()),
-            _ => None,
-        })
+        .filter_map(|e| e.main_frame().map(<[u8]>::to_vec))
         .collect()
 }
 

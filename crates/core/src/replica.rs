@@ -192,6 +192,16 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// The frame, when this is a send on the main lane.
+    pub fn main_frame(&self) -> Option<&[u8]> {
+        match self {
+            Effect::Send { frame, .. } => Some(frame),
+            _ => None,
+        }
+    }
+}
+
 /// A local operation failed.
 #[derive(Debug, Error)]
 pub enum ReplicaError {

@@ -7,10 +7,7 @@ use ferry_core::{DeviceId, Effect, Input, MAX_BAD_FRAMES, Replica, SpaceSecret};
 fn sends(effects: &[Effect]) -> Vec<Vec<u8>> {
     effects
         .iter()
-        .filter_map(|e| match e {
-            Effect::Send { frame, .. } => Some(frame.clone()),
-            _ => None,
-        })
+        .filter_map(|e| e.main_frame().map(<[u8]>::to_vec))
         .collect()
 }
 

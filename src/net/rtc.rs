@@ -218,6 +218,8 @@ impl RtcLink {
         let turn_configured = urls().any(|u| u.starts_with("turn:") || u.starts_with("turns:"));
         let tcp_relay = urls().any(|u| tcp(&u));
         let udp_servers = urls().any(|u| !tcp(&u));
+        let turns = || urls().filter(|u| u.starts_with("turn:") || u.starts_with("turns:"));
+        let tls_relays_only = turn_configured && turns().all(|u| u.starts_with("turns:"));
         matchbox_socket::take_ice_failures()
             .into_iter()
             .map(|f| crate::view::FailedPath {
@@ -227,6 +229,7 @@ impl RtcLink {
                 local_reflexive: f.local.contains(&CandidateType::ServerReflexive),
                 udp_servers,
                 tcp_relay,
+                tls_relays_only,
             })
             .collect()
     }

@@ -218,6 +218,14 @@ pub fn failure_reason(f: FailedPath) -> String {
               relay is configured — add a TURN server under Advanced → Connection."
             .into(),
         FailedPath {
+            local_relay: false,
+            tls_relays_only: true,
+            ..
+        } => "A device could not connect: the TURN server refused TLS (its certificate is not \
+              valid for its host name, or has expired) or did not answer, and your networks can't \
+              reach each other directly — check the turns: server and its certificate."
+            .into(),
+        FailedPath {
             local_relay: false, ..
         } => "A device could not connect: the TURN server did not answer or refused the \
               username and credential, and your networks can't reach each other directly — \
@@ -429,6 +437,7 @@ mod tests {
                 local_reflexive: true,
                 udp_servers: turn_configured,
                 tcp_relay: false,
+                tls_relays_only: false,
             })
         };
         assert!(f(false, false, false).contains("no relay is configured"));
@@ -441,6 +450,7 @@ mod tests {
                 local_reflexive,
                 udp_servers,
                 tcp_relay,
+                tls_relays_only: false,
             })
         };
         assert!(
@@ -459,6 +469,19 @@ mod tests {
             !blocked(false, false, false).contains("UDP is blocked"),
             "no UDP server to ask"
         );
+        // Only turns: servers and no relay came: TLS (the certificate) is the suspect.
+        let tls = FailedPath {
+            turn_configured: true,
+            tcp_relay: true,
+            tls_relays_only: true,
+            ..FailedPath::default()
+        };
+        assert!(failure_reason(tls).contains("the TURN server refused TLS"));
+        let answered = FailedPath {
+            local_relay: true,
+            ..tls
+        };
+        assert!(!failure_reason(answered).contains("refused TLS"));
         assert!(f(false, true, true).contains("check the TURN server settings"));
         assert!(f(true, false, true).contains("the other device has no working relay"));
         assert!(f(true, true, true).contains("even through the TURN relay"));

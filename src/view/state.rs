@@ -173,6 +173,8 @@ pub struct FailedPath {
     pub udp_servers: bool,
     /// This device has a TURN server over TCP or TLS configured (`?transport=tcp`, `turns:`).
     pub tcp_relay: bool,
+    /// Every TURN server this device has is reached over TLS (`turns:`).
+    pub tls_relays_only: bool,
 }
 
 /// A pairing link waiting for confirmation.

@@ -133,3 +133,21 @@ test('on a network that blocks UDP, a relay over UDP alone is not enough, and th
     blockUdp(false);
   }
 });
+
+test('a TURN server over TLS whose certificate the browser refuses is named', async () => {
+  // The lab's certificate is self-signed: without being told to accept it, the browser
+  // refuses the TLS relay, and the symmetric NATs leave no other path.
+  test.setTimeout(180_000);
+  const laptop = await Device.launchVia('tls-refused-laptop', CHROMIUM_A, ARGS);
+  const phone = await Device.launchVia('tls-refused-phone', CHROMIUM_B, ARGS);
+  await configure(laptop, TURN_TLS, 'ferry');
+  await phone.join(await laptop.pairingLink());
+  await laptop.openDevices();
+  const problem = laptop.page.getByRole('note', { name: 'Connection problem' });
+  const started = Date.now();
+  await expect(problem).toContainText('the TURN server refused TLS', { timeout: 90_000 });
+  console.log(`TLS relay refused: reported after ${Date.now() - started} ms`);
+  await expect(laptop.status).toHaveText('No other devices connected');
+  await laptop.close();
+  await phone.close();
+});

@@ -408,6 +408,9 @@ impl Runtime {
             self.pump_mailbox().await;
             let now = js_sys::Date::now();
             let busy = now - last_event < BUSY_MS || self.files_busy();
+            if !busy && self.docstore.should_compact() {
+                self.compact().await;
+            }
             if crate::wake::sleep(if busy { TICK_MS } else { IDLE_TICK_MS }).await {
                 last_event = js_sys::Date::now();
             }
@@ -656,16 +659,20 @@ impl Runtime {
         let saved = self.docstore.save(&self.store, doc).await;
         self.unsaved = saved.is_err();
         match saved {
-            Ok(_) => {
-                if self.docstore.should_compact()
-                    && let Err(e) = self.docstore.compact(&self.store, self.engine.replica_mut().doc_mut()).await
-                {
-                    web_sys::console::warn_1(&format!("compaction postponed: {e}").into());
-                }
-            }
+            // Compaction waits for an idle turn of the loop (`compact_when_idle`), unless
+            // far too many chunks piled up.
+            Ok(_) if self.docstore.must_compact() => self.compact().await,
+            Ok(_) => {}
             Err(e) => self.view.error.set(Some(format!(
                 "Not saved on this device yet: {e}. Ferry keeps it in memory and retries with the next change."
             ))),
+        }
+    }
+
+    async fn compact(&mut self) {
+        let doc = self.engine.replica_mut().doc_mut();
+        if let Err(e) = self.docstore.compact(&self.store, doc).await {
+            web_sys::console::warn_1(&format!("compaction postponed: {e}").into());
         }
     }
 

@@ -159,11 +159,24 @@ impl Rows {
             self.eff.push(effective_ms(i));
         }
         rows.extend(fresh);
+        let others = inputs.others();
+        // Nothing a wording depends on moved (a device alone writing, say, whose every row
+        // is above a floor of 0): the old rows read as before, only the new ones are worded.
+        // Walking every row above the floor there was O(history) per message.
+        if self.inputs.as_ref() == Some(&inputs) {
+            let mut counts = self.counts;
+            for (row, &eff) in rows[old_len..].iter_mut().zip(&self.eff[old_len..]) {
+                word(row, eff, &inputs, &others);
+                counts.pending += usize::from(row.pending);
+                counts.waiting += usize::from(row.delivery.as_deref() == Some(WAITING_IN_MAILBOX));
+            }
+            self.counts = counts;
+            return counts;
+        }
         // Re-word what can have changed: rows above the old floor.
         let floor = prev_floor.unwrap_or(0);
         // New rows are always worded, even one that sorts last with an old timestamp.
         let start = rows.partition_point(|r| r.at_ms <= floor).min(old_len);
-        let others = inputs.others();
         let edited = std::mem::take(&mut self.edited);
         for &i in edited.iter().filter(|&&i| i < start && self.eff[i] > floor) {
             word(&mut rows[i], self.eff[i], &inputs, &others);
@@ -332,6 +345,23 @@ mod tests {
             patched.rebuilds, 1,
             "every step after the first was patched"
         );
+        // Nothing moved between messages (the common case): only the new rows are worded.
+        let same = inputs(
+            t0 + 3_600_000 * 60,
+            t0 + 3_600_000 * 60,
+            t0 + 3_600_000 * 70,
+        );
+        for n in 0..3u64 {
+            let new = item(me, t0 + 3_600_000 * (70 + n));
+            history.push(new.clone());
+            let patches = [HistoryPatch::Added(new.id)];
+            let counts = patched.refresh(&mut rows, history.iter(), &patches, same.clone(), now);
+            let mut full = Vec::new();
+            let want = Rows::default().refresh(&mut full, history.iter(), &[], same.clone(), now);
+            assert_eq!(rows, full, "unchanged inputs, message {n}");
+            assert_eq!(counts, want, "unchanged inputs, message {n}");
+        }
+        assert_eq!(patched.rebuilds, 1, "still patched");
         // A mark going back, or an item merged into the middle: rebuilt, still equal.
         let old = item(phone, t0 + 5);
         history.insert(0, old.clone());
@@ -347,5 +377,35 @@ mod tests {
         Rows::default().refresh(&mut full, history.iter(), &[], inputs_back, now);
         assert_eq!(rows, full);
         assert_eq!(patched.rebuilds, 2);
+    }
+
+    #[test]
+    fn a_device_alone_words_only_its_new_rows() {
+        let me = DeviceId::from_bytes([1; 16]);
+        let t0 = 1_795_531_920_000;
+        let alone = RowInputs {
+            names: vec![(me, "Laptop".into())],
+            me,
+            offset_min: 0,
+            synced_ms: 0,
+            delivered: BTreeMap::new(),
+            carried_ms: 0,
+        };
+        let mut history: Vec<Item> = (0..20).map(|n| item(me, t0 + n)).collect();
+        let (mut rows, mut patched) = (Vec::new(), Rows::default());
+        let first = patched.refresh(&mut rows, history.iter(), &[], alone.clone(), t0 + 100);
+        assert_eq!(first.pending, 20, "nothing is on another device yet");
+        for n in 0..5 {
+            let new = item(me, t0 + 20 + n);
+            history.push(new.clone());
+            let patches = [HistoryPatch::Added(new.id)];
+            let counts =
+                patched.refresh(&mut rows, history.iter(), &patches, alone.clone(), t0 + 100);
+            assert_eq!(counts.pending, 21 + n as usize);
+            let mut full = Vec::new();
+            Rows::default().refresh(&mut full, history.iter(), &[], alone.clone(), t0 + 100);
+            assert_eq!(rows, full);
+        }
+        assert_eq!(patched.rebuilds, 1);
     }
 }

@@ -23,8 +23,13 @@ pub enum PersistError {
     Doc(#[from] DocError),
 }
 
-/// Compact once this many incremental chunks have piled up.
+/// Compact once this many incremental chunks have piled up (when the device is idle: a
+/// compaction writes a full snapshot, tens of milliseconds on a long history, and must not sit
+/// between Enter and the message on screen).
 pub const COMPACT_AFTER: usize = 64;
+/// Compact even while busy once this many piled up (a device that is never idle, say during a
+/// long transfer, must not let its start-up load grow without bound).
+pub const COMPACT_ANYWAY_AFTER: usize = 4 * COMPACT_AFTER;
 
 fn chunk_key(kind: &str, bytes: &[u8]) -> Result<StoreKey, StoreError> {
     StoreKey::new(&["doc", kind, blake3::hash(bytes).to_hex().as_str()])
@@ -106,9 +111,14 @@ impl DocStore {
         Ok(true)
     }
 
-    /// Whether enough chunks piled up to be worth compacting.
+    /// Whether enough chunks piled up to be worth compacting (when idle).
     pub fn should_compact(&self) -> bool {
         self.incrementals >= COMPACT_AFTER
+    }
+
+    /// Whether so many piled up that compaction cannot wait for an idle moment.
+    pub fn must_compact(&self) -> bool {
+        self.incrementals >= COMPACT_ANYWAY_AFTER
     }
 
     /// Replaces known chunks by one snapshot: snapshot first, deletes after.

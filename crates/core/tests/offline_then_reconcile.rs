@@ -87,11 +87,24 @@ fn compaction_keeps_everything_and_shrinks_the_chunk_count() {
         replica.add_text(&format!("n{i}"), i).unwrap();
         block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
     }
+    // Worth compacting when idle; not yet so many that it cannot wait.
     assert!(loaded.store.should_compact());
+    assert!(!loaded.store.must_compact());
     block_on(loaded.store.compact(&store, replica.doc_mut())).unwrap();
     assert_eq!(loaded.store.chunk_count(), 1);
     let again = block_on(DocStore::load(&store, &Replica::actor_for(me))).unwrap();
     assert_eq!(again.doc.items().len(), 70);
+    // A device that is never idle compacts anyway once four times as many piled up.
+    for i in 70..70 + 4 * ferry_core::persist::COMPACT_AFTER as u64 {
+        replica.add_text(&format!("n{i}"), i).unwrap();
+        block_on(loaded.store.save(&store, replica.doc_mut())).unwrap();
+        let saved = i - 69;
+        assert_eq!(
+            loaded.store.must_compact(),
+            saved >= 4 * ferry_core::persist::COMPACT_AFTER as u64,
+            "after {saved} saves"
+        );
+    }
 }
 
 #[test]

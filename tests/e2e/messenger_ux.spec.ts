@@ -12,6 +12,10 @@ mkdirSync(SHOTS, { recursive: true });
 test('search finds an item among 1,000, lists matches with dates and jumps to one in context; links are clickable', async () => {
   const d = await Device.launch('search');
   await d.typeMany(1000, (i) => (i === 617 ? 'the wifi password is Zebra-Crossing-42' : `filler note ${i}`));
+  // A row by its whole text: "filler note 6" followed by its time "16:13" reads "filler note
+  // 616:13", so a substring match would find the wrong row between 16:00 and 16:59.
+  const note = (n: number) => d.history.getByRole('listitem')
+    .filter({ has: d.page.locator('.text', { hasText: new RegExp(`^filler note ${n}$`) }) });
   await expect(d.history.getByRole('listitem')).toHaveCount(1000);
   await expect(d.page.getByRole('separator', { name: 'Today' })).toHaveCount(1);
   await d.page.getByRole('searchbox', { name: 'Search messages' }).fill('zebra');
@@ -27,8 +31,8 @@ test('search finds an item among 1,000, lists matches with dates and jumps to on
   await expect(hit).toBeFocused();
   await expect(hit).toHaveClass(/jumped/);
   await expect(hit).toBeInViewport();
-  await expect(d.message('filler note 616')).toBeInViewport();
-  await expect(d.message('filler note 618')).toBeInViewport();
+  await expect(note(616)).toBeInViewport();
+  await expect(note(618)).toBeInViewport();
   await expect(d.page.getByRole('group', { name: 'Search matches' })).toContainText('Match 1 of 1');
   await d.page.screenshot({ path: `${SHOTS}search-in-context-1280x720.png` });
   // ↑/↓ in the box (or Previous/Next) move between matches, here among the ten "note 61…" ones.
@@ -36,16 +40,16 @@ test('search finds an item among 1,000, lists matches with dates and jumps to on
   await box.fill('note 61');
   await expect(d.page.getByText('10 messages match')).toBeVisible();
   await box.press('Enter');
-  await expect(d.message('filler note 619')).toBeFocused();
+  await expect(note(619)).toBeFocused();
   await expect(d.page.getByRole('group', { name: 'Search matches' })).toContainText('Match 10 of 10');
   await expect(d.page.getByRole('button', { name: 'Next match' })).toBeDisabled();
   await d.page.getByRole('button', { name: 'Previous match' }).click();
-  await expect(d.message('filler note 618')).toBeFocused();
+  await expect(note(618)).toBeFocused();
   await box.focus();
   await box.press('ArrowUp');
-  await expect(d.message('filler note 616')).toHaveClass(/jumped/);
+  await expect(note(616)).toHaveClass(/jumped/);
   await box.press('ArrowDown');
-  await expect(d.message('filler note 618')).toHaveClass(/jumped/);
+  await expect(note(618)).toHaveClass(/jumped/);
   await d.page.getByRole('button', { name: 'Show all matches' }).click();
   await expect(d.history.getByRole('listitem')).toHaveCount(10);
   // Escape clears the search.

@@ -16,11 +16,35 @@
 //!
 //! The server never sees what devices say to each other: only room ids and WebRTC session
 //! descriptions. Nothing here panics on client input.
+//!
+//! ## Resuming a peer id
+//!
+//! A phone that changes network loses its signaling connection silently, but its WebRTC
+//! connections survive an ICE restart, whose offer/answer must travel under the peer id the
+//! other devices know it by. So a client may re-dial and take its id back. The upgrade URL
+//! (`GET /<room>` or `GET /`) takes two optional query parameters:
+//!
+//! - `key`: a secret the client chooses, 32–128 hex digits (compared case-insensitively). On
+//!   a normal join the server keeps only `blake3(key)` with the peer's room entry; such a peer
+//!   can be resumed. Without a key, or with one that is not 32–128 hex digits, the join works
+//!   as always but cannot be resumed (old clients keep working).
+//! - `resume`: the peer id (uuid) to take back, with the same `key`. If the room has that peer
+//!   and its stored hash matches (constant-time), the new connection replaces the old one:
+//!   the old one is kicked (its socket dropped, what was queued to it lost), the new one gets
+//!   `{"IdAssigned": "<same id>"}` and runs as a normal peer, and the room's other peers hear
+//!   nothing (no `PeerLeft`, no `NewPeer`). Each connection has a serial number stored in the
+//!   room entry, so the old connection's end does not remove the new one. Otherwise (no such
+//!   peer in the room, wrong or missing key, malformed id) no id is assigned and the
+//!   connection closes with [`close::CANNOT_RESUME`]; the client then joins afresh.
+//!
+//! A resume counts against the per-address join rate like a join, and a full room does not
+//! refuse it (the peer is already counted). A bad room name closes it with `POLICY`, as on a
+//! join.
 
 use crate::intake::{PerAddress, Rate};
 use axum::extract::ws::WebSocket;
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{SplitSink, SplitStream};
@@ -29,7 +53,7 @@ use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -76,6 +100,8 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     /// Idle for `idle_timeout`.
     pub const IDLE: u16 = 4008;
+    /// A `resume` the server cannot honour (unknown peer, wrong or missing key): join afresh.
+    pub const CANNOT_RESUME: u16 = 4004;
 }
 
 /// Most messages waiting for one peer, whatever their size.
@@ -130,6 +156,11 @@ impl PeerTx {
             warn!("dropping a peer that does not read (its send queue is full)");
         }
     }
+
+    /// Stops the connection's reader and writer, which drops its socket.
+    fn kick(&self) {
+        self.kick.send_replace(true);
+    }
 }
 
 /// Writes a peer's queue to its socket until the queue closes, a close frame went out, a
@@ -165,7 +196,71 @@ async fn write_queue(
     }
 }
 
-type Rooms = HashMap<String, HashMap<PeerId, PeerTx>>;
+/// One peer of a room.
+struct Member {
+    /// Its current connection.
+    tx: PeerTx,
+    /// `blake3` of the key it joined with: only a client that knows the key may resume it.
+    key: Option<blake3::Hash>,
+    /// Which connection holds the id: a replaced connection must not `leave` for its
+    /// successor.
+    serial: u64,
+}
+
+type Rooms = HashMap<String, HashMap<PeerId, Member>>;
+
+/// Why a `resume` was refused (all close with [`close::CANNOT_RESUME`]; told apart only in
+/// the server's log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum CannotResume {
+    #[error("no valid peer id and key in the request")]
+    Malformed,
+    #[error("no such peer in this room")]
+    Unknown,
+    #[error("the key does not match the peer's")]
+    WrongKey,
+}
+
+/// What the upgrade URL's query asks for (see the module docs).
+#[derive(Debug, PartialEq)]
+enum Admission {
+    /// A fresh peer id, resumable later if it came with a valid key (its hash here).
+    Join { key: Option<blake3::Hash> },
+    /// This peer id back, if the room has it under this key's hash.
+    Resume(Result<(PeerId, blake3::Hash), CannotResume>),
+}
+
+/// `blake3` of a resume key if it is 32–128 hex digits (case does not matter); anything else
+/// is no key, so a client sending something odd is merely not resumable.
+fn key_hash(key: &str) -> Option<blake3::Hash> {
+    let valid = (32..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then(|| blake3::hash(key.to_ascii_lowercase().as_bytes()))
+}
+
+/// Reads `key` and `resume` from the query (the first of each; others are ignored). Both
+/// values are hex or a uuid, so nothing needs percent-decoding: an encoded one is invalid.
+fn admission(query: Option<&str>) -> Admission {
+    let (mut key, mut resume) = (None, None);
+    for pair in query.unwrap_or_default().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "key" if key.is_none() => key = Some(value),
+            "resume" if resume.is_none() => resume = Some(value),
+            _ => {}
+        }
+    }
+    let key = key.and_then(key_hash);
+    match resume {
+        None => Admission::Join { key },
+        Some(id) => Admission::Resume(
+            uuid::Uuid::try_parse(id)
+                .ok()
+                .map(PeerId)
+                .zip(key)
+                .ok_or(CannotResume::Malformed),
+        ),
+    }
+}
 
 /// Shared state: rooms and their peers, plus the limits.
 #[derive(Clone, Default)]
@@ -175,6 +270,8 @@ pub struct MeshState {
     /// Joins per address (finding 1): every join makes each device in the room set up a
     /// WebRTC connection, so a stranger who knows a room id must not join it in a loop.
     joins: Option<Arc<PerAddress>>,
+    /// The last connection serial handed out (see [`Member::serial`]).
+    serials: Arc<AtomicU64>,
 }
 
 impl MeshState {
@@ -184,7 +281,12 @@ impl MeshState {
             rooms: Arc::default(),
             limits,
             joins: join_rate.map(|r| Arc::new(PerAddress::new(r))),
+            serials: Arc::default(),
         }
+    }
+
+    fn next_serial(&self) -> u64 {
+        self.serials.fetch_add(1, Ordering::Relaxed)
     }
 
     fn rooms(&self) -> std::sync::MutexGuard<'_, Rooms> {
@@ -193,8 +295,16 @@ impl MeshState {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a peer unless the room is full; tells the others about it.
-    fn join(&self, room: &str, peer: PeerId, sender: PeerTx) -> bool {
+    /// Adds a peer (connection `serial`, resumable with the key hashed to `key`) unless the
+    /// room is full; tells the others about it.
+    fn join(
+        &self,
+        room: &str,
+        peer: PeerId,
+        sender: PeerTx,
+        key: Option<blake3::Hash>,
+        serial: u64,
+    ) -> bool {
         let mut rooms = self.rooms();
         let members = rooms.entry(room.to_owned()).or_default();
         if members.len() >= self.limits.max_peers_per_room {
@@ -202,23 +312,62 @@ impl MeshState {
         }
         let event = Message::Text(JsonPeerEvent::NewPeer(peer).to_string().into());
         for other in members.values() {
-            other.send(event.clone());
+            other.tx.send(event.clone());
         }
-        members.insert(peer, sender);
+        members.insert(
+            peer,
+            Member {
+                tx: sender,
+                key,
+                serial,
+            },
+        );
         true
     }
 
-    fn leave(&self, room: &str, peer: PeerId) {
+    /// Hands `peer` of `room` to connection `serial` if `key` is the hash it joined with:
+    /// sends it `IdAssigned` and kicks the previous connection. The room hears nothing.
+    fn resume(
+        &self,
+        room: &str,
+        peer: PeerId,
+        key: blake3::Hash,
+        sender: PeerTx,
+        serial: u64,
+    ) -> Result<(), CannotResume> {
+        let mut rooms = self.rooms();
+        let member = rooms
+            .get_mut(room)
+            .and_then(|m| m.get_mut(&peer))
+            .ok_or(CannotResume::Unknown)?;
+        // `blake3::Hash` equality is constant-time.
+        if !member.key.is_some_and(|k| k == key) {
+            return Err(CannotResume::WrongKey);
+        }
+        // Under the lock, so that no signal can reach the new connection before its id.
+        sender.send(Message::Text(
+            JsonPeerEvent::IdAssigned(peer).to_string().into(),
+        ));
+        let old = std::mem::replace(&mut member.tx, sender);
+        member.serial = serial;
+        old.kick();
+        Ok(())
+    }
+
+    /// Removes `peer` if connection `serial` still holds it (a resumed id belongs to the new
+    /// connection), and tells the others.
+    fn leave(&self, room: &str, peer: PeerId, serial: u64) {
         let mut rooms = self.rooms();
         let Some(members) = rooms.get_mut(room) else {
             return;
         };
-        if members.remove(&peer).is_none() {
+        if members.get(&peer).is_none_or(|m| m.serial != serial) {
             return;
         }
+        members.remove(&peer);
         let event = Message::Text(JsonPeerEvent::PeerLeft(peer).to_string().into());
         for other in members.values() {
-            other.send(event.clone());
+            other.tx.send(event.clone());
         }
         if members.is_empty() {
             rooms.remove(room);
@@ -230,7 +379,7 @@ impl MeshState {
         self.rooms()
             .get(room)
             .and_then(|m| m.get(&to))
-            .is_some_and(|s| s.send(message))
+            .is_some_and(|s| s.tx.send(message))
     }
 }
 
@@ -275,26 +424,36 @@ fn close_with(sender: &PeerTx, code: u16, reason: &'static str) {
 /// 142 KiB per peer); signaling messages are a few KiB and the buffer still grows on demand.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
-/// `GET /<room>`: upgrades to a WebSocket and runs the peer in its room.
+/// `GET /<room>[?key=…][&resume=…]`: upgrades to a WebSocket and runs the peer in its room.
 ///
 /// This replaces matchbox_signaling's own handler to size the connection's buffers (its
 /// handler gives no access to the `WebSocketUpgrade` configuration) and to bound the queue.
+/// The query is read raw: a typed `Query` would answer 400 to a query it cannot parse, and
+/// old clients must never be refused for one.
 pub async fn upgrade_room(
     ws: WebSocketUpgrade,
     Path(room): Path<String>,
+    RawQuery(query): RawQuery,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(state): State<MeshState>,
 ) -> Response {
-    upgrade(ws, room, addr, state)
+    upgrade(ws, room, admission(query.as_deref()), addr, state)
 }
 
 /// `GET /`: matchbox clients without a room path meet in the room `world`.
 pub async fn upgrade_world(
     ws: WebSocketUpgrade,
+    RawQuery(query): RawQuery,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(state): State<MeshState>,
 ) -> Response {
-    upgrade(ws, "world".to_owned(), addr, state)
+    upgrade(
+        ws,
+        "world".to_owned(),
+        admission(query.as_deref()),
+        addr,
+        state,
+    )
 }
 
 /// The answer to a join over the per-address rate, before any upgrade.
@@ -311,7 +470,14 @@ fn too_many_joins(retry: Duration) -> Response {
     response
 }
 
-fn upgrade(ws: WebSocketUpgrade, room: String, addr: SocketAddr, state: MeshState) -> Response {
+fn upgrade(
+    ws: WebSocketUpgrade,
+    room: String,
+    admission: Admission,
+    addr: SocketAddr,
+    state: MeshState,
+) -> Response {
+    // A resume is a join from the network's point of view: it counts too.
     if let Some(joins) = &state.joins
         && let Err(retry) = joins.allow(addr.ip())
     {
@@ -330,7 +496,6 @@ fn upgrade(ws: WebSocketUpgrade, room: String, addr: SocketAddr, state: MeshStat
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            let peer_id = PeerId(uuid::Uuid::new_v4());
             let (sink, receiver) = socket.split();
             let limits = state.limits;
             let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
@@ -348,10 +513,73 @@ fn upgrade(ws: WebSocketUpgrade, room: String, addr: SocketAddr, state: MeshStat
                 kicked.clone(),
                 limits.idle_timeout,
             ));
+            let serial = state.next_serial();
+            let Some(peer_id) = admit(&room, admission, &sender, serial, &state) else {
+                return;
+            };
+            run_peer(room, peer_id, serial, sender, receiver, kicked, state).await;
+        })
+}
+
+/// Puts connection `serial` in its room under a fresh or a resumed peer id (see the module
+/// docs), or closes it with the reason it was refused.
+fn admit(
+    room: &str,
+    admission: Admission,
+    sender: &PeerTx,
+    serial: u64,
+    state: &MeshState,
+) -> Option<PeerId> {
+    match admission {
+        Admission::Join { key } => {
+            let peer_id = PeerId(uuid::Uuid::new_v4());
             let hello = JsonPeerEvent::IdAssigned(peer_id).to_string();
             sender.send(Message::Text(hello.into()));
-            run_peer(room, peer_id, sender, receiver, kicked, state).await;
-        })
+            if !valid_room(room) {
+                warn!(%peer_id, "refused: bad room name");
+                close_with(sender, close::POLICY, "bad room name");
+                return None;
+            }
+            if !state.join(room, peer_id, sender.clone(), key, serial) {
+                warn!(%peer_id, "refused: room full");
+                debug!(%peer_id, room = %room_tag(room), "room full");
+                close_with(sender, close::ROOM_FULL, "room full");
+                return None;
+            }
+            info!(%peer_id, resumable = key.is_some(), "joined");
+            debug!(%peer_id, room = %room_tag(room), "joined");
+            Some(peer_id)
+        }
+        Admission::Resume(request) => {
+            if !valid_room(room) {
+                warn!("refused a resume: bad room name");
+                close_with(sender, close::POLICY, "bad room name");
+                return None;
+            }
+            let resumed = request.and_then(|(peer_id, key)| {
+                state.resume(room, peer_id, key, sender.clone(), serial)?;
+                Ok(peer_id)
+            });
+            match resumed {
+                Ok(peer_id) => {
+                    info!(%peer_id, "resumed");
+                    debug!(%peer_id, room = %room_tag(room), "resumed");
+                    Some(peer_id)
+                }
+                Err(e) => {
+                    // An unknown id is the usual case (the server saw the old connection end
+                    // first); a wrong key is someone guessing.
+                    if e == CannotResume::WrongKey {
+                        warn!("refused a resume: {e}");
+                    } else {
+                        info!("refused a resume: {e}");
+                    }
+                    close_with(sender, close::CANNOT_RESUME, "cannot resume");
+                    None
+                }
+            }
+        }
+    }
 }
 
 /// A short, stable tag for a room in logs: room ids are derived from the space secret and
@@ -360,31 +588,19 @@ pub fn room_tag(room: &str) -> String {
     blake3::hash(room.as_bytes()).to_hex()[..8].to_owned()
 }
 
-/// One peer's life in its room (see the module docs): join, relay signals within the room
-/// under the limits, leave. Ends early when the writer kicked the peer for not reading.
+/// One admitted peer's life in its room (see the module docs): relay signals within the room
+/// under the limits, leave. Ends early when the peer is kicked: by the writer for not
+/// reading, or by a resume that took its id over.
 async fn run_peer(
     room: String,
     peer_id: PeerId,
+    serial: u64,
     sender: PeerTx,
     mut receiver: SplitStream<WebSocket>,
     mut kicked: watch::Receiver<bool>,
     state: MeshState,
 ) {
     let limits = state.limits;
-    let tag = room_tag(&room);
-    if !valid_room(&room) {
-        warn!(%peer_id, "refused: bad room name");
-        close_with(&sender, close::POLICY, "bad room name");
-        return;
-    }
-    if !state.join(&room, peer_id, sender.clone()) {
-        warn!(%peer_id, "refused: room full");
-        debug!(%peer_id, room = %tag, "room full");
-        close_with(&sender, close::ROOM_FULL, "room full");
-        return;
-    }
-    info!(%peer_id, "joined");
-    debug!(%peer_id, room = %tag, "joined");
     let mut bucket = Bucket {
         tokens: limits.burst,
         last: Instant::now(),
@@ -443,7 +659,7 @@ async fn run_peer(
             Err(_) => warn!(%peer_id, "ignored a malformed request"),
         }
     }
-    state.leave(&room, peer_id);
+    state.leave(&room, peer_id, serial);
     info!(%peer_id, "left");
 }
 
@@ -458,6 +674,109 @@ mod tests {
         assert!(!valid_room(&"a".repeat(129)));
         assert!(!valid_room("a/b"));
         assert!(!valid_room("a b"));
+    }
+
+    #[test]
+    fn resume_keys_are_32_to_128_hex_digits() {
+        let k = "0123456789abcdef".repeat(2);
+        assert_eq!(key_hash(&k), Some(blake3::hash(k.as_bytes())));
+        assert_eq!(key_hash(&k.to_uppercase()), key_hash(&k));
+        assert!(key_hash(&"a".repeat(128)).is_some());
+        assert!(key_hash(&"a".repeat(31)).is_none());
+        assert!(key_hash(&"a".repeat(129)).is_none());
+        assert!(key_hash(&format!("{}g", "a".repeat(31))).is_none());
+        assert!(key_hash(&format!("{}é", "a".repeat(30))).is_none());
+        assert!(key_hash("").is_none());
+    }
+
+    #[test]
+    fn the_query_asks_for_a_join_or_a_resume() {
+        let k = "ab".repeat(16);
+        let h = key_hash(&k).unwrap();
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(admission(None), Admission::Join { key: None });
+        assert_eq!(admission(Some("")), Admission::Join { key: None });
+        assert_eq!(
+            admission(Some(&format!("x=1&key={k}&key=00"))),
+            Admission::Join { key: Some(h) }
+        );
+        // An invalid key on a join is ignored: the join works, it just cannot be resumed.
+        assert_eq!(admission(Some("key=xyz")), Admission::Join { key: None });
+        assert_eq!(
+            admission(Some(&format!("resume={id}&key={k}"))),
+            Admission::Resume(Ok((PeerId(id), h)))
+        );
+        for bad in [
+            format!("resume={id}"),
+            format!("resume={id}&key=xyz"),
+            format!("resume=not-a-uuid&key={k}"),
+            format!("resume&key={k}"),
+        ] {
+            assert_eq!(
+                admission(Some(&bad)),
+                Admission::Resume(Err(CannotResume::Malformed)),
+                "{bad}"
+            );
+        }
+    }
+
+    fn peer_tx() -> (PeerTx, mpsc::Receiver<Message>, watch::Receiver<bool>) {
+        let (tx, rx) = mpsc::channel(QUEUE_MESSAGES);
+        let (kick, kicked) = watch::channel(false);
+        let tx = PeerTx {
+            tx,
+            queued: Arc::default(),
+            max_bytes: 1 << 20,
+            kick: Arc::new(kick),
+        };
+        (tx, rx, kicked)
+    }
+
+    #[test]
+    fn a_resumed_id_is_left_only_by_its_new_connection() {
+        let state = MeshState::new(Limits::default(), None);
+        let key = key_hash(&"cd".repeat(16));
+        let (a, peer) = (PeerId(uuid::Uuid::new_v4()), PeerId(uuid::Uuid::new_v4()));
+        let (old, _old_rx, old_kicked) = peer_tx();
+        let (b, mut b_rx, _) = peer_tx();
+        assert!(state.join("r", a, old, key, 1));
+        assert!(state.join("r", peer, b, None, 2));
+        let (new, mut new_rx, _) = peer_tx();
+        let wrong = key_hash(&"ef".repeat(16)).unwrap();
+        assert_eq!(
+            state.resume("r", a, wrong, new.clone(), 3),
+            Err(CannotResume::WrongKey)
+        );
+        assert_eq!(
+            state.resume("other", a, key.unwrap(), new.clone(), 3),
+            Err(CannotResume::Unknown)
+        );
+        // B (joined without a key) cannot be resumed with any key.
+        assert_eq!(
+            state.resume("r", peer, wrong, new.clone(), 3),
+            Err(CannotResume::WrongKey)
+        );
+        assert!(!*old_kicked.borrow());
+        assert_eq!(state.resume("r", a, key.unwrap(), new, 3), Ok(()));
+        assert!(*old_kicked.borrow());
+        let hello = new_rx.try_recv().unwrap();
+        assert_eq!(
+            hello.to_text().unwrap(),
+            JsonPeerEvent::IdAssigned(a).to_string()
+        );
+        // The old connection's end changes nothing; the new one's tells B once.
+        state.leave("r", a, 1);
+        assert!(state.deliver("r", a, Message::Text("x".into())));
+        assert!(b_rx.try_recv().is_err());
+        state.leave("r", a, 3);
+        state.leave("r", a, 3);
+        let left = b_rx.try_recv().unwrap();
+        assert_eq!(
+            left.to_text().unwrap(),
+            JsonPeerEvent::PeerLeft(a).to_string()
+        );
+        assert!(b_rx.try_recv().is_err());
+        assert!(!state.deliver("r", a, Message::Text("x".into())));
     }
 
     #[test]

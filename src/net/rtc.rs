@@ -42,6 +42,39 @@ pub struct RtcLink {
     peers: HashMap<String, PeerId>,
 }
 
+/// A fresh secret for resuming this socket's signaling id (16 random bytes as hex).
+fn resume_key() -> Option<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).ok()?;
+    Some(b.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Restarts ICE on every connection when the browser reports a network change (`online`;
+/// `navigator.connection`'s `change` where it exists), rather than waiting seconds for ICE
+/// checks on the old path to time out. Installed once per page.
+fn listen_for_network_changes() {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen::closure::Closure;
+    thread_local!(static INSTALLED: Cell<bool> = const { Cell::new(false) });
+    if INSTALLED.with(|i| i.replace(true)) {
+        return;
+    }
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let changed = Closure::<dyn Fn()>::new(|| {
+        log("the network changed: restarting ICE");
+        matchbox_socket::restart_ice_all();
+    })
+    .into_js_value();
+    let _ = window.add_event_listener_with_callback("online", changed.unchecked_ref());
+    if let Ok(connection) = js_sys::Reflect::get(&window.navigator(), &"connection".into())
+        && let Ok(connection) = connection.dyn_into::<web_sys::EventTarget>()
+    {
+        let _ = connection.add_event_listener_with_callback("change", changed.unchecked_ref());
+    }
+}
+
 /// matchbox takes one `RTCIceServer` entry: merge all URLs into it, with the first
 /// credentials found (TURN entries were validated to have them).
 fn ice_config(servers: &[IceServer]) -> RtcIceServerConfig {
@@ -56,13 +89,20 @@ impl RtcLink {
     /// Connects to `<signal>/<room>`; the message loop runs on the local executor.
     pub fn connect(signal: &str, room: &str, ice: &[IceServer]) -> Self {
         let url = format!("{}/{room}", signal.trim_end_matches('/'));
-        let (socket, message_loop) = WebRtcSocket::builder(url)
+        let mut builder = WebRtcSocket::builder(url)
             .ice_server(ice_config(ice))
             .reconnect_attempts(Some(2))
             .signaling_keep_alive_interval(Some(Duration::from_secs(10)))
             .add_reliable_channel()
-            .add_reliable_channel()
-            .build();
+            .add_reliable_channel();
+        // After a network change the socket re-dials signaling under the same peer id (the
+        // key proves it is us) so ICE restarts reach the peers that know us by that id.
+        if let Some(key) = resume_key() {
+            builder = builder.resume_key(key);
+        }
+        let (socket, message_loop) = builder.build();
+        log_matchbox_to_console();
+        listen_for_network_changes();
         let closed = Rc::new(Cell::new(false));
         let flag = closed.clone();
         wasm_bindgen_futures::spawn_local(async move {
@@ -191,7 +231,13 @@ impl RtcLink {
         if peer.transport != Transport::Rtc {
             return None;
         }
-        let pair = self.socket.candidate_pair(*self.peers.get(&peer.id)?)?;
+        let id = *self.peers.get(&peer.id)?;
+        // The connection is alive but its network path is being rebuilt (ICE restart);
+        // what is sent meanwhile waits in the data channel.
+        if matchbox_socket::reconnecting_peers().contains(&id) {
+            return Some("reconnecting after a network change".to_owned());
+        }
+        let pair = self.socket.candidate_pair(id)?;
         let path = if pair.is_relayed() {
             match pair.relay_protocol {
                 Some(RelayProtocol::Udp) => "relayed via TURN (UDP)",
@@ -277,6 +323,38 @@ impl Link for RtcLink {
 
     fn close(self) -> Vec<PeerKey> {
         RtcLink::close(self)
+    }
+}
+
+/// Shows matchbox's own notes (warnings, and info such as "signaling resumed" or "connection
+/// is back after 2400 ms") in the browser console, where a person debugging a connection looks.
+struct MatchboxConsole;
+
+impl log::Log for MatchboxConsole {
+    fn enabled(&self, meta: &log::Metadata) -> bool {
+        meta.level() <= log::Level::Info && meta.target().starts_with("matchbox_socket")
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let text = format!("matchbox: {}", record.args());
+            if record.level() <= log::Level::Warn {
+                web_sys::console::warn_1(&text.into());
+            } else {
+                web_sys::console::info_1(&text.into());
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static MATCHBOX_CONSOLE: MatchboxConsole = MatchboxConsole;
+
+/// Installs [`MatchboxConsole`] (once; a second call is refused by `log` and ignored).
+pub fn log_matchbox_to_console() {
+    if log::set_logger(&MATCHBOX_CONSOLE).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
     }
 }
 

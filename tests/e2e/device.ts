@@ -204,6 +204,7 @@ export class Device {
     });
     const page = context.pages()[0] ?? (await context.newPage());
     page.on('pageerror', (e) => console.log(`[${name}] page error: ${e.message}`));
+    if (process.env.FERRY_E2E_VERBOSE) page.on('console', (m) => { if (/matchbox|network|signaling/.test(m.text())) console.log(`[${name}] ${((Date.now() / 1000) % 1000).toFixed(1)} ${m.text().slice(0, 300)}`); });
     await page.goto('/');
     const d = new Device(name, dir, context, page);
     await d.ready();

@@ -151,3 +151,91 @@ test('a TURN server over TLS whose certificate the browser refuses is named', as
   await laptop.close();
   await phone.close();
 });
+
+const MOVE = process.env.FERRY_NATLAB_MOVE ?? '';
+
+/** Records every wording the device list shows, so a passing state is not missed. */
+async function watchDeviceList(d: Device): Promise<void> {
+  await d.page.evaluate(() => {
+    const w = window as unknown as { __listSaw: string[]; __notReloaded: boolean };
+    w.__listSaw = [];
+    w.__notReloaded = true;
+    const note = () => {
+      const list = document.querySelector('[aria-label="Devices in this space"]');
+      if (list) w.__listSaw.push(list.textContent ?? '');
+    };
+    new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+/**
+ * Moves the laptop to another address (and its NAT to another public address) while both
+ * devices write, and returns how long until the laptop's text arrived on the phone.
+ */
+async function moveWhileTalking(laptop: Device, phone: Device, how: string, args: string[]): Promise<number> {
+  console.log(execFileSync(MOVE, args).toString().trim());
+  const moved = Date.now();
+  await laptop.send(`written during the move (${how})`);
+  await phone.send(`answered during the move (${how})`);
+  await expect(phone.message(`written during the move (${how})`)).toBeVisible({ timeout: 60_000 });
+  const recoveredMs = Date.now() - moved;
+  await expect(laptop.message(`answered during the move (${how})`)).toBeVisible({ timeout: 10_000 });
+  console.log(`network change (${how}): texts flow again after ${recoveredMs} ms`);
+  await laptop.send(`first text once moved (${how})`);
+  await expect(phone.message(`first text once moved (${how})`)).toBeVisible();
+  await phone.send(`reply once moved (${how})`);
+  await expect(laptop.message(`reply once moved (${how})`)).toBeVisible();
+  await expect(laptop.status).toHaveText('1 device connected');
+  await expect(phone.status).toHaveText('1 device connected');
+  return recoveredMs;
+}
+
+test('a device that changes network keeps talking: ICE restarts, nothing is lost, no reload', async () => {
+  test.setTimeout(240_000);
+  const laptop = await Device.launchVia('moving-laptop', CHROMIUM_A, ARGS);
+  const phone = await Device.launchVia('moving-phone', CHROMIUM_B, ARGS);
+  await configure(laptop, TURN, 'ferry');
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
+  await expect(phone.status).toHaveText('1 device connected');
+  await laptop.send('before the move');
+  await expect(phone.message('before the move')).toBeVisible();
+  await laptop.openDevices();
+  await phone.openDevices();
+  await watchDeviceList(laptop);
+  await watchDeviceList(phone);
+
+  // Wi-Fi to cellular: the link drops and comes back with a new address, route and public
+  // address; the browser reports it. Then back, the address changing under a live link: the
+  // browser reports nothing, and only the silence on the connection tells.
+  const withEvent = await moveWhileTalking(laptop, phone, 'link down and up', []);
+  const silent = await moveWhileTalking(laptop, phone, 'address changed under a live link', ['--keep-link']);
+
+  // Nothing was lost or doubled, the page never reloaded (the marker set before the moves is
+  // still there), and the device list said what was going on while it happened.
+  const texts = ['before the move'];
+  for (const how of ['link down and up', 'address changed under a live link']) {
+    for (const t of ['written during the move', 'answered during the move', 'first text once moved', 'reply once moved']) {
+      texts.push(`${t} (${how})`);
+    }
+  }
+  for (const d of [laptop, phone]) {
+    for (const text of texts) await expect(d.message(text)).toHaveCount(1);
+    const seen = await d.page.evaluate(() => {
+      const w = window as unknown as { __listSaw: string[]; __notReloaded?: boolean };
+      return { saw: w.__listSaw, notReloaded: w.__notReloaded === true };
+    });
+    expect(seen.notReloaded).toBe(true);
+    console.log(`${d === laptop ? 'laptop' : 'phone'} list said: ${[...new Set(seen.saw.map((t) => t.replace(/\s+/g, ' ')))].join(' | ')}`);
+  }
+  const said = [laptop, phone].map((d) => d.page.evaluate(() => (window as unknown as { __listSaw: string[] }).__listSaw.join('\n')));
+  expect((await Promise.all(said)).join('\n')).toContain('reconnecting after a network change');
+  if (process.env.FERRY_BENCH_OUT) {
+    const fs = await import('node:fs');
+    fs.mkdirSync(process.env.FERRY_BENCH_OUT, { recursive: true });
+    fs.writeFileSync(`${process.env.FERRY_BENCH_OUT}/network_change.json`,
+      JSON.stringify({ link_down_up_ms: withEvent, address_under_live_link_ms: silent, at: new Date().toISOString() }));
+  }
+  await laptop.close();
+  await phone.close();
+});

@@ -8,7 +8,7 @@
 #
 #   pub   br0 203.0.113.1/24 — coturn :3478 (UDP, TCP) :5349 (TLS), ferry-signal :3536
 #         (signaling) + :8080 (app)
-#    ├─ natA 203.0.113.11 ─ MASQUERADE --random-fully ─ 10.1.0.1/24 ─ devA 10.1.0.2 (Chromium)
+#    ├─ natA 203.0.113.11 (.21 after a move) ─ MASQUERADE --random-fully ─ 10.1.0.1/24 ─ devA 10.1.0.2 (Chromium)
 #    └─ natB 203.0.113.12 ─ MASQUERADE --random-fully ─ 10.2.0.1/24 ─ devB 10.2.0.2 (Chromium)
 #
 # The Playwright runner stays in the calling namespace; each browser is started through a
@@ -90,6 +90,37 @@ done
 SH
 chmod +x "$work/block-udp"
 
+# A network change (a phone moving from Wi-Fi to cellular): devA gets a new address and
+# default route, and its NAT router a new public address, while the devices talk. Every flow
+# through the old addresses dies silently (no reset reaches anyone): the signaling WebSocket,
+# the TURN allocation, the ICE path. Each call moves devA to the other address pair.
+#   move-device [--keep-link]
+cat >"$work/move-device" <<SH
+#!/bin/sh
+set -e
+# Removing a primary address takes its secondaries with it unless they are promoted.
+ip netns exec $devA sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1
+ip netns exec $natA sysctl -qw net.ipv4.conf.wan.promote_secondaries=1
+if ip -n $devA addr show eth0 | grep -q 10.1.0.2/; then
+  old_lan=10.1.0.2 new_lan=10.1.0.3 old_wan=203.0.113.11 new_wan=203.0.113.21
+else
+  old_lan=10.1.0.3 new_lan=10.1.0.2 old_wan=203.0.113.21 new_wan=203.0.113.11
+fi
+ip -n $natA addr add "\$new_wan/24" dev wan
+ip -n $natA addr del "\$old_wan/24" dev wan
+ip -n $natA route replace default via $PUB_IP src "\$new_wan"
+# By default the device's link goes down and comes back with the new address, as a phone's
+# does when it leaves Wi-Fi for cellular (the browser sees it go offline and online). With
+# --keep-link the address changes under a live link: the browser is told nothing.
+[ "\${1:-}" = --keep-link ] || ip -n $devA link set eth0 down
+ip -n $devA addr add "\$new_lan/24" dev eth0
+ip -n $devA addr del "\$old_lan/24" dev eth0
+ip -n $devA link set eth0 up
+ip -n $devA route replace default via 10.1.0.1 src "\$new_lan"
+echo "devA moved: \$old_lan -> \$new_lan behind \$old_wan -> \$new_wan"
+SH
+chmod +x "$work/move-device"
+
 # coturn's TLS listener gets a throwaway self-signed certificate (the journeys' browsers
 # are told to accept it; a real deployment uses a certificate for its host name).
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=turn.test" \
@@ -143,6 +174,7 @@ cd "$here"
 export FERRY_NATLAB=1 FERRY_APP_URL="http://$PUB_IP:8080" FERRY_TURN="turn:$PUB_IP:3478" \
   FERRY_TURN_TCP="turn:$PUB_IP:3478?transport=tcp" FERRY_TURN_TLS="turns:$PUB_IP:5349" \
   FERRY_STUN="stun:$PUB_IP:3478" FERRY_NATLAB_CHROMIUM_A="$work/chromium-$devA" \
-  FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB" FERRY_NATLAB_BLOCK_UDP="$work/block-udp"
+  FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB" FERRY_NATLAB_BLOCK_UDP="$work/block-udp" \
+  FERRY_NATLAB_MOVE="$work/move-device"
 # Its own output dir: the main run's screenshots in target/e2e-results stay.
 node_modules/.bin/playwright test nat_lab.spec.ts --output ../../target/e2e-results-natlab "$@"

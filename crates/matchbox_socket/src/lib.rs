@@ -14,8 +14,9 @@ pub use matchbox_protocol::PeerId;
 #[cfg(target_arch = "wasm32")]
 pub use webrtc_socket::error::WebSocketError;
 pub use webrtc_socket::{
-    CandidatePair, CandidateType, ChannelConfig, IceFailure, MessageLoopFuture, Packet, PeerEvent,
-    PeerRequest, PeerSignal, PeerState, RelayProtocol, RtcIceServerConfig, Signaller, SignallerBuilder,
-    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, error::ChannelError, oversized_messages,
-    set_wake_hook, take_ice_failures,
+    CandidatePair, CandidateType, ChannelConfig, IceFailure, IceRecovery, MessageLoopFuture, Packet,
+    PeerEvent, PeerRequest, PeerSignal, PeerState, RelayProtocol, RtcIceServerConfig, Signaller,
+    SignallerBuilder, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, error::ChannelError,
+    oversized_messages, reconnecting_peers, restart_ice_all, set_wake_hook, take_ice_failures,
+    take_ice_recoveries,
 };

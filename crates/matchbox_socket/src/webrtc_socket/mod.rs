@@ -21,13 +21,13 @@ use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures_timer::Delay;
 use futures_util::future::{AbortHandle, AbortRegistration, Abortable};
 use futures_util::select;
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 use matchbox_protocol::PeerId;
 pub use messages::*;
 pub use socket::{
-    CandidatePair, CandidateType, ChannelConfig, IceFailure, PeerState, RelayProtocol,
-    RtcIceServerConfig, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, oversized_messages, set_wake_hook,
-    take_ice_failures,
+    CandidatePair, CandidateType, ChannelConfig, IceFailure, IceRecovery, PeerState, RelayProtocol,
+    RtcIceServerConfig, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, oversized_messages,
+    reconnecting_peers, restart_ice_all, set_wake_hook, take_ice_failures, take_ice_recoveries,
 };
 pub(crate) use socket::{MessageLoopChannels, SignalingErrors, record_signaling_error};
 use std::{collections::HashMap, pin::Pin, time::Duration};
@@ -94,42 +94,211 @@ pub trait Signaller: Sync + Send + 'static {
     async fn next_message(&mut self) -> Result<PeerEvent, SignalingError>;
 }
 
+/// FERRY PATCH 12: how the signaling loop may re-dial the server under the same peer id after
+/// its connection died or went silent (a network change), so that ICE restarts can be
+/// signaled to peers that know this device by that id.
+pub(crate) struct Resume {
+    pub(crate) builder: std::sync::Arc<dyn SignallerBuilder>,
+    pub(crate) room_url: String,
+    /// The secret sent with the first join (`key`) and with each resume; `None`: never resume.
+    pub(crate) key: Option<String>,
+    /// Requests to re-dial now (from peer loops whose ICE disconnected, or a network change).
+    pub(crate) redial_rx: UnboundedReceiver<()>,
+}
+
+/// FERRY PATCH 12: the room URL with `key` (and `resume`) query parameters added.
+pub(crate) fn url_with(room_url: &str, params: &[(&str, &str)]) -> String {
+    let mut url = room_url.to_owned();
+    for (name, value) in params {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(name);
+        url.push('=');
+        url.push_str(value);
+    }
+    url
+}
+
+/// FERRY PATCH 12: how a re-dial under the same id went.
+enum Resumed {
+    Yes(Box<dyn Signaller>),
+    /// The server could not be reached (the network may still be coming up): maybe later.
+    No,
+    /// The server answered but would not resume (close code 4004: it restarted and forgot
+    /// the id, or the key is wrong): only a fresh join helps.
+    Refused,
+    /// The server gave a new id: it does not know resuming (not Ferry's server). Its new
+    /// connection is dropped again; trying again would only churn the room.
+    Unsupported,
+}
+
+/// FERRY PATCH 12: re-dials with `?resume=<id>&key=<key>`. Ferry's server gives back the same
+/// id (or refuses an unknown resume with close code 4004); another matchbox server assigns a
+/// new id.
+async fn resume_signaller(
+    builder: &dyn SignallerBuilder,
+    room_url: &str,
+    id: PeerId,
+    key: &str,
+) -> Resumed {
+    let id_text = id.0.to_string();
+    let url = url_with(room_url, &[("resume", &id_text), ("key", key)]);
+    let attempt = async {
+        let Ok(mut signaller) = builder.new_signaller(Some(1), url).await else {
+            return Resumed::No;
+        };
+        // The socket is open: whatever comes now is the server's answer.
+        match signaller.next_message().await {
+            Ok(PeerEvent::IdAssigned(same)) if same == id => Resumed::Yes(signaller),
+            Ok(PeerEvent::IdAssigned(other)) => {
+                warn!("the signaling server cannot resume ids (it assigned {other}); not trying again");
+                Resumed::Unsupported
+            }
+            other => {
+                warn!("the signaling server refused to resume: {other:?}");
+                Resumed::Refused
+            }
+        }
+    };
+    select! {
+        resumed = Box::pin(attempt.fuse()) => resumed,
+        _ = Delay::new(RESUME_TIMEOUT).fuse() => {
+            warn!("signaling could not be resumed within {RESUME_TIMEOUT:?}");
+            Resumed::No
+        }
+    }
+}
+
+/// FERRY PATCH 12: `PeerRequest` is not `Clone`; a request that failed on a dead connection
+/// is sent again on the resumed one.
+fn copy_request(request: &PeerRequest) -> PeerRequest {
+    match request {
+        PeerRequest::Signal { receiver, data } => PeerRequest::Signal {
+            receiver: *receiver,
+            data: data.clone(),
+        },
+        PeerRequest::KeepAlive => PeerRequest::KeepAlive,
+    }
+}
+
+/// FERRY PATCH 12: [`resume_signaller`] a few times while the server is out of reach (the
+/// network may still be coming up: a phone between Wi-Fi and cellular); a server that
+/// answers is not asked again.
+async fn redial(builder: &dyn SignallerBuilder, room_url: &str, id: PeerId, key: &str) -> Resumed {
+    let mut resumed = Resumed::No;
+    for attempt in 0..RESUME_ATTEMPTS {
+        if attempt > 0 {
+            Delay::new(RESUME_RETRY).await;
+        }
+        resumed = resume_signaller(builder, room_url, id, key).await;
+        if !matches!(resumed, Resumed::No) {
+            break;
+        }
+    }
+    resumed
+}
+
+/// FERRY PATCH 12: how long one resume may take (dial, upgrade, id).
+const RESUME_TIMEOUT: Duration = Duration::from_secs(5);
+/// FERRY PATCH 12: how often a server out of reach is re-dialed before giving up (after a
+/// connection that ended, signaling then counts as lost and the application builds a new
+/// socket), and how far apart.
+const RESUME_ATTEMPTS: usize = 4;
+const RESUME_RETRY: Duration = Duration::from_millis(500);
+/// FERRY PATCH 12: re-dial requests closer together than this are one request (every peer
+/// loop of a device asks when the network changes).
+const REDIAL_DEBOUNCE: Duration = Duration::from_millis(1500);
+
 async fn signaling_loop(
     mut signaller: Box<dyn Signaller>,
     mut requests_receiver: futures_channel::mpsc::UnboundedReceiver<PeerRequest>,
     events_sender: futures_channel::mpsc::UnboundedSender<PeerEvent>,
     signaling_errors: SignalingErrors,
+    mut resume: Resume,
 ) -> Result<(), SignalingError> {
+    // FERRY PATCH 12: this device's id once assigned, and when it last re-dialed.
+    let mut own_id = None;
+    let mut last_redial: Option<Delay> = None;
     loop {
-        select! {
+        let ended = select! {
             request = requests_receiver.next().fuse() => {
                 debug!("-> {request:?}");
                 let Some(request) = request else {break Err(SignalingError::StreamExhausted)};
-                signaller.send(request).await?;
+                // FERRY PATCH 12: a send that fails on a dead connection re-dials first.
+                match signaller.send(copy_request(&request)).await {
+                    Ok(()) => continue,
+                    Err(err) => Some((Some(request), err)),
+                }
             }
 
             message = signaller.next_message().fuse() => {
                 match message {
                     Ok(message) => {
                         debug!("Received {message:?}");
+                        if let PeerEvent::IdAssigned(id) = &message {
+                            own_id.get_or_insert(*id);
+                        }
                         events_sender.unbounded_send(message).map_err(SignalingError::from)?;
+                        None
                     }
                     Err(SignalingError::UnknownFormat) => {
                         warn!("ignoring unexpected non-text message from signaling server");
                         // FERRY PATCH 8: tell the application the server misbehaves.
                         record_signaling_error(&signaling_errors, "it sent a message that is not text");
+                        None
                     },
                     // FERRY PATCH 8: unreadable or oversized messages are ignored and reported.
                     Err(SignalingError::Malformed(what)) => {
                         warn!("ignoring a message from the signaling server: {what}");
                         record_signaling_error(&signaling_errors, what);
+                        None
                     },
-                    Err(err) => break Err(err)
+                    Err(err) => Some((None, err)),
                 }
+            }
 
+            // FERRY PATCH 12: a peer's ICE disconnected or the network changed: the
+            // connection may be dead without having noticed; re-dial under the same id.
+            asked = resume.redial_rx.next() => {
+                if asked.is_none() {
+                    // No more requests can come (the message loop ended); the stream is
+                    // terminated and this arm is not polled again.
+                    continue;
+                }
+                if last_redial.as_mut().is_some_and(|quiet| quiet.now_or_never().is_none()) {
+                    continue;
+                }
+                let (Some(id), Some(key)) = (own_id, resume.key.as_deref()) else { continue };
+                last_redial = Some(Delay::new(REDIAL_DEBOUNCE));
+                match redial(&*resume.builder, &resume.room_url, id, key).await {
+                    Resumed::Yes(resumed) => {
+                        info!("signaling resumed after a network change");
+                        signaller = resumed;
+                        socket::nudge(socket::Nudge::SignalingResumed);
+                    }
+                    Resumed::No | Resumed::Refused => {}
+                    Resumed::Unsupported => resume.key = None,
+                }
+                continue;
             }
 
             complete => break Ok(())
+        };
+        let Some((unsent, err)) = ended else { continue };
+        // FERRY PATCH 12: the connection ended: resume it once before giving up (then the
+        // application builds a new socket, as before).
+        let resumed = match (own_id, resume.key.clone()) {
+            (Some(id), Some(key)) => redial(&*resume.builder, &resume.room_url, id, &key).await,
+            _ => Resumed::No,
+        };
+        let Resumed::Yes(resumed) = resumed else { break Err(err) };
+        info!("signaling resumed after its connection ended: {err:?}");
+        last_redial = Some(Delay::new(REDIAL_DEBOUNCE));
+        signaller = resumed;
+        socket::nudge(socket::Nudge::SignalingResumed);
+        if let Some(request) = unsent
+            && let Err(err) = signaller.send(request).await
+        {
+            break Err(err);
         }
     }
 }
@@ -198,11 +367,13 @@ trait Messenger {
     ) -> Option<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>>;
 
     /// Runs the connection to a peer until it ends, reporting the candidate pair it uses on
-    /// `candidate_pair_tx` whenever it changes
+    /// `candidate_pair_tx` whenever it changes. FERRY PATCH 12: `redial_tx` asks the
+    /// signaling loop to re-dial under the same id (before an ICE restart).
     async fn peer_loop(
         peer_uuid: PeerId,
         handshake_meta: Self::HandshakeMeta,
         candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
+        redial_tx: UnboundedSender<()>,
     ) -> PeerId;
 }
 
@@ -253,6 +424,7 @@ async fn message_loop<M: Messenger>(
         peer_state_tx,
         candidate_pair_tx,
         signaling_errors,
+        redial_tx,
     } = channels;
 
     let mut handshakes = FuturesUnordered::new();
@@ -422,7 +594,7 @@ async fn message_loop<M: Messenger>(
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
                     break Ok(());
                 }
-                peer_loops.push(M::peer_loop(handshake_result.peer_id, handshake_result.metadata, candidate_pair_tx.clone()));
+                peer_loops.push(M::peer_loop(handshake_result.peer_id, handshake_result.metadata, candidate_pair_tx.clone(), redial_tx.clone()));
             }
 
             peer_uuid = peer_loops.select_next_some() => {

@@ -339,6 +339,8 @@ impl Messenger for NativeMessenger {
         peer_uuid: PeerId,
         handshake_meta: Self::HandshakeMeta,
         candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
+        // FERRY PATCH 12: ICE restart is browser-only for now.
+        _redial_tx: UnboundedSender<()>,
     ) -> PeerId {
         let NativeHandshakeMeta {
             mut to_peer_message_rx,

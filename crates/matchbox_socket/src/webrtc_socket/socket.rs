@@ -111,6 +111,9 @@ pub(crate) struct SocketConfig {
     pub(crate) attempts: Option<u16>,
     /// Interval at which to send empty requests to the signaling server
     pub(crate) keep_alive_interval: Option<Duration>,
+    /// FERRY PATCH 12: the secret that lets this socket resume its peer id, see
+    /// [`WebRtcSocketBuilder::resume_key`].
+    pub(crate) resume_key: Option<String>,
 }
 
 /// Builder for [`WebRtcSocket`]s.
@@ -138,6 +141,7 @@ impl WebRtcSocketBuilder {
                 channels: Vec::default(),
                 attempts: Some(3),
                 keep_alive_interval: Some(Duration::from_secs(10)),
+                resume_key: None,
             },
             signaller_builder: None,
         }
@@ -168,6 +172,16 @@ impl WebRtcSocketBuilder {
     /// The defaults is 10 seconds.
     pub fn signaling_keep_alive_interval(mut self, interval: Option<Duration>) -> Self {
         self.config.keep_alive_interval = interval;
+        self
+    }
+
+    /// FERRY PATCH 12: a secret (32–128 hex characters, from a CSPRNG) that lets the socket
+    /// re-dial the signaling server under the same peer id after its connection died or a
+    /// network change (`?key=` on the first join, `?resume=<id>&key=` after), so ICE restarts
+    /// can be signaled to peers that know this device by that id. Servers that do not know
+    /// the parameters ignore them (the socket then cannot resume and behaves as upstream).
+    pub fn resume_key(mut self, key: impl Into<String>) -> Self {
+        self.config.resume_key = Some(key.into());
         self
     }
 
@@ -385,6 +399,95 @@ pub fn take_ice_failures() -> Vec<IceFailure> {
     #[cfg(target_arch = "wasm32")]
     super::wasm::sweep_unconnected();
     ICE_FAILURES
+        .lock()
+        .map(|mut all| std::mem::take(&mut *all))
+        .unwrap_or_default()
+}
+
+/// FERRY PATCH 12: what peer loops are told from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nudge {
+    /// The application reported a network change: restart ICE now.
+    NetworkChanged,
+    /// A signaling connection was re-dialed: restarts under way offer again at once.
+    SignalingResumed,
+}
+
+/// FERRY PATCH 12: peer loops listening for [`Nudge`]s.
+static NUDGE_LISTENERS: std::sync::Mutex<Vec<futures_channel::mpsc::UnboundedSender<Nudge>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// FERRY PATCH 12: tells every peer loop (of every socket).
+pub(crate) fn nudge(what: Nudge) {
+    if let Ok(mut all) = NUDGE_LISTENERS.lock() {
+        all.retain(|tx| tx.unbounded_send(what).is_ok());
+    }
+}
+/// FERRY PATCH 12: peers whose connection is being repaired by an ICE restart right now.
+static RECONNECTING: std::sync::Mutex<Vec<PeerId>> = std::sync::Mutex::new(Vec::new());
+/// FERRY PATCH 12: restarts that brought a connection back, with how long it was down.
+static RECOVERIES: std::sync::Mutex<Vec<IceRecovery>> = std::sync::Mutex::new(Vec::new());
+
+/// FERRY PATCH 12: a connection an ICE restart brought back (see [`take_ice_recoveries`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IceRecovery {
+    /// The peer whose connection came back.
+    pub peer: PeerId,
+    /// From the first sign of trouble (ICE `disconnected`/`failed`, or a network change the
+    /// application reported) until ICE connected again.
+    pub after_ms: u32,
+}
+
+/// FERRY PATCH 12: tells every connection of every socket that the network changed (the
+/// browser's `online` event, `navigator.connection` `change`): each restarts ICE at once
+/// instead of waiting for its checks to time out, and signaling is re-dialed under the same
+/// peer id in case its connection died with the old network.
+pub fn restart_ice_all() {
+    nudge(Nudge::NetworkChanged);
+}
+
+/// FERRY PATCH 12: listens for [`Nudge`]s.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn listen_for_nudges() -> futures_channel::mpsc::UnboundedReceiver<Nudge> {
+    let (tx, rx) = futures_channel::mpsc::unbounded();
+    if let Ok(mut all) = NUDGE_LISTENERS.lock() {
+        all.push(tx);
+    }
+    rx
+}
+
+/// FERRY PATCH 12: the peers whose connection an ICE restart is repairing right now (the data
+/// channels stay open meanwhile; what is sent waits in them), so an application can say
+/// "reconnecting after a network change" instead of "connected" or "gone".
+pub fn reconnecting_peers() -> Vec<PeerId> {
+    RECONNECTING.lock().map(|all| all.clone()).unwrap_or_default()
+}
+
+/// FERRY PATCH 12: marks `peer` as reconnecting or not.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn set_reconnecting(peer: PeerId, reconnecting: bool) {
+    if let Ok(mut all) = RECONNECTING.lock() {
+        all.retain(|p| *p != peer);
+        if reconnecting {
+            all.push(peer);
+        }
+    }
+}
+
+/// FERRY PATCH 12: records a recovery (bounded: only the latest few are kept).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn record_ice_recovery(recovery: IceRecovery) {
+    if let Ok(mut all) = RECOVERIES.lock() {
+        if all.len() >= 16 {
+            all.remove(0);
+        }
+        all.push(recovery);
+    }
+}
+
+/// FERRY PATCH 12: connections brought back by an ICE restart since the last call.
+pub fn take_ice_recoveries() -> Vec<IceRecovery> {
+    RECOVERIES
         .lock()
         .map(|mut all| std::mem::take(&mut *all))
         .unwrap_or_default()
@@ -997,6 +1100,8 @@ pub struct MessageLoopChannels {
     pub candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, CandidatePair)>,
     pub messages_from_peers_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
     pub signaling_errors: SignalingErrors,
+    /// FERRY PATCH 12: asks the signaling loop to re-dial under the same id.
+    pub redial_tx: futures_channel::mpsc::UnboundedSender<()>,
 }
 
 /// FERRY PATCH 8: misbehaviour of the signaling server, as clauses for the application.
@@ -1028,9 +1133,19 @@ async fn run_socket(
     // means no room was ever joined and no data channel exists, so the error
     // must still surface to the caller (as `Error::ConnectionFailed` /
     // `Error::Disconnected` on the message loop future).
-    let signaller = builder
-        .new_signaller(config.attempts, config.room_url)
-        .await?;
+    // FERRY PATCH 12: the first join carries the resume key.
+    let first_url = match &config.resume_key {
+        Some(key) => super::url_with(&config.room_url, &[("key", key)]),
+        None => config.room_url.clone(),
+    };
+    let signaller = builder.new_signaller(config.attempts, first_url).await?;
+    let (redial_tx, redial_rx) = futures_channel::mpsc::unbounded();
+    let resume = super::Resume {
+        builder: builder.clone(),
+        room_url: config.room_url.clone(),
+        key: config.resume_key.clone(),
+        redial_rx,
+    };
 
     let (requests_sender, requests_receiver) = futures_channel::mpsc::unbounded::<PeerRequest>();
     let (events_sender, events_receiver) = futures_channel::mpsc::unbounded::<PeerEvent>();
@@ -1040,6 +1155,7 @@ async fn run_socket(
         requests_receiver,
         events_sender,
         signaling_errors.clone(),
+        resume,
     );
 
     let channels = MessageLoopChannels {
@@ -1050,6 +1166,7 @@ async fn run_socket(
         candidate_pair_tx,
         messages_from_peers_tx,
         signaling_errors,
+        redial_tx,
     };
     let message_loop_fut = message_loop::<UseMessenger>(
         id_tx,
@@ -1190,6 +1307,7 @@ mod test {
             channels: vec![ChannelConfig::reliable()],
             attempts: Some(1),
             keep_alive_interval: None,
+            resume_key: None,
         };
 
         let result = run_socket(

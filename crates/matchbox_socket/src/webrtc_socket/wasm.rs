@@ -240,13 +240,16 @@ pub(crate) struct WasmMessenger;
 #[async_trait(?Send)]
 impl Messenger for WasmMessenger {
     type DataChannel = RtcDataChannel;
-    /// The disconnect signal, the connection for its stats, the candidates the peer signaled and
-    /// the signals still to come
+    /// The disconnect signal, the connection for its stats, the candidates the peer signaled,
+    /// the signals still to come, and (FERRY PATCH 12) what an ICE restart needs: the
+    /// signaling route, whether this end yields when both offer at once, and the trickle
+    /// handler to release when the connection ends.
     type HandshakeMeta = (
         Receiver<()>,
         RtcPeerConnection,
         SignaledCandidates,
         UnboundedReceiver<PeerSignal>,
+        Restarter,
     );
 
     async fn offer_handshake(
@@ -355,10 +358,14 @@ impl Messenger for WasmMessenger {
         .await;
 
         guard.disarm();
+        let restarter = Restarter {
+            signal_peer: signal_peer.clone(),
+            polite: false,
+        };
         Some(HandshakeResult {
             peer_id: signal_peer.id,
             data_channels,
-            metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx),
+            metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx, restarter),
         })
     }
 
@@ -472,10 +479,15 @@ impl Messenger for WasmMessenger {
         .await;
 
         guard.disarm();
+        // FERRY PATCH 12: the answering end yields when both ends offer a restart at once.
+        let restarter = Restarter {
+            signal_peer: signal_peer.clone(),
+            polite: true,
+        };
         Some(HandshakeResult {
             peer_id: signal_peer.id,
             data_channels,
-            metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx),
+            metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx, restarter),
         })
     }
 
@@ -483,58 +495,345 @@ impl Messenger for WasmMessenger {
         peer_uuid: PeerId,
         handshake_meta: Self::HandshakeMeta,
         candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
+        redial_tx: UnboundedSender<()>,
     ) -> PeerId {
-        let (mut peer_loop_finished_rx, conn, signaled, mut peer_signal_rx) = handshake_meta;
+        let (mut peer_loop_finished_rx, conn, signaled, mut peer_signal_rx, restarter) =
+            handshake_meta;
+        let (silence_tx, mut silence_rx) = futures_channel::mpsc::unbounded::<()>();
         let mut candidate_pairs = Box::pin(
-            report_candidate_pairs(&conn, peer_uuid, candidate_pair_tx, signaled.clone()).fuse(),
+            report_candidate_pairs(&conn, peer_uuid, candidate_pair_tx, signaled.clone(), silence_tx)
+                .fuse(),
         );
+        // FERRY PATCH 12: ICE state changes, silence and network changes drive restarts.
+        let (state_tx, mut state_rx) = futures_channel::mpsc::unbounded::<()>();
+        let on_state = Closure::<dyn FnMut()>::new(move || {
+            let _ = state_tx.unbounded_send(());
+        });
+        let _ = conn.add_event_listener_with_callback(
+            "iceconnectionstatechange",
+            on_state.as_ref().unchecked_ref(),
+        );
+        let mut nudges = super::socket::listen_for_nudges();
+        let mut restart = RestartState::default();
+        let mut tick = Delay::new(RESTART_TICK).fuse();
         loop {
             select! {
                 _ = peer_loop_finished_rx.next() => break,
                 _ = candidate_pairs => break,
                 // Candidates keep trickling in after the channels opened
                 signal = peer_signal_rx.next() => {
-                    if let Some(PeerSignal::IceCandidate(candidate)) = signal {
-                        try_add_rtc_ice_candidate(&conn, &signaled, &candidate).await;
+                    match signal {
+                        Some(PeerSignal::IceCandidate(candidate)) => {
+                            try_add_rtc_ice_candidate(&conn, &signaled, &candidate).await;
+                        }
+                        // FERRY PATCH 12: the peer restarts ICE on this connection.
+                        Some(PeerSignal::Offer(sdp)) => {
+                            restarter.answer(&conn, &sdp).await;
+                        }
+                        Some(PeerSignal::Answer(sdp)) => restarter.accept_answer(&conn, &sdp).await,
+                        None => {}
+                    }
+                }
+                _ = state_rx.next() => {
+                    use web_sys::RtcIceConnectionState as S;
+                    info!("ICE with {peer_uuid}: {:?}", conn.ice_connection_state());
+                    match conn.ice_connection_state() {
+                        // The tick decides whether that is "back" (see there), now.
+                        S::Connected | S::Completed => tick = Delay::new(Duration::ZERO).fuse(),
+                        // A brief `disconnected` often heals itself: the tick restarts if
+                        // it lasts.
+                        S::Disconnected => {
+                            restart.trouble_since.get_or_insert_with(js_sys::Date::now);
+                        }
+                        S::Failed => {
+                            restart.trouble_since.get_or_insert_with(js_sys::Date::now);
+                            if restart.begin(peer_uuid, &redial_tx) {
+                                restarter.offer(&conn).await;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ = silence_rx.next() => {
+                    restart.last_silence = Some(js_sys::Date::now());
+                    if restart.trouble_since.is_none() {
+                        // Already seconds of nothing: no grace, restart now.
+                        info!("nothing arrived from {peer_uuid} for {SILENCE_MS} ms");
+                        restart.trouble_since = Some(js_sys::Date::now());
+                        if restart.begin(peer_uuid, &redial_tx) {
+                            restarter.offer(&conn).await;
+                        }
+                    }
+                }
+                nudge = nudges.next() => {
+                    let offer = match nudge {
+                        Some(super::socket::Nudge::NetworkChanged) => {
+                            restart.trouble_since.get_or_insert_with(js_sys::Date::now);
+                            restart.begin(peer_uuid, &redial_tx)
+                        }
+                        // A restart under way offers again at once: its last offer may
+                        // have gone to the dead connection.
+                        Some(super::socket::Nudge::SignalingResumed) => {
+                            restart.offered_at.is_some() && restart.begin(peer_uuid, &redial_tx)
+                        }
+                        None => false,
+                    };
+                    if offer {
+                        restarter.offer(&conn).await;
+                    }
+                }
+                _ = tick => {
+                    tick = Delay::new(RESTART_TICK).fuse();
+                    // A restart can succeed without ICE ever leaving `connected` (the browser
+                    // had not noticed the old path was dead yet): answered, connected and
+                    // hearing from the peer again is back.
+                    let healthy = matches!(
+                        conn.ice_connection_state(),
+                        web_sys::RtcIceConnectionState::Connected | web_sys::RtcIceConnectionState::Completed
+                    ) && conn.signaling_state() == web_sys::RtcSignalingState::Stable;
+                    if healthy && !restart.silent_lately() {
+                        if let Some(after_ms) = restart.recovered() {
+                            info!("connection to {peer_uuid} is back after {after_ms} ms (ICE restart)");
+                            super::socket::record_ice_recovery(crate::IceRecovery { peer: peer_uuid, after_ms });
+                            super::socket::set_reconnecting(peer_uuid, false);
+                            super::socket::wake();
+                        }
+                        continue;
+                    }
+                    match restart.on_tick() {
+                        Tick::Nothing => {}
+                        Tick::Offer => {
+                            if restart.begin(peer_uuid, &redial_tx) {
+                                restarter.offer(&conn).await;
+                            }
+                        }
+                        Tick::GiveUp => {
+                            warn!("ICE restart with {peer_uuid} did not reconnect within {RESTART_DEADLINE_MS} ms; closing the connection");
+                            break;
+                        }
                     }
                 }
             }
         }
         // FERRY PATCH 7: the peer is gone (a data channel closed): release the connection
         // rather than leave it to the browser, which keeps it until the page closes.
+        let _ = conn.remove_event_listener_with_callback(
+            "iceconnectionstatechange",
+            on_state.as_ref().unchecked_ref(),
+        );
+        conn.set_onicecandidate(None);
+        super::socket::set_reconnecting(peer_uuid, false);
         conn.close();
         peer_uuid
     }
 }
 
-/// Reports the candidate pair the connection uses, and again whenever it changes
+/// FERRY PATCH 12: how often a connection in trouble is looked at.
+const RESTART_TICK: Duration = Duration::from_millis(500);
+/// FERRY PATCH 12: how long ICE may stay `disconnected` before it is restarted (it often heals
+/// by itself within a second: a busy CPU, a lost burst).
+const DISCONNECTED_GRACE_MS: f64 = 1_000.0;
+/// FERRY PATCH 12: a restart offer that got no answer is offered again after this (the peer's
+/// signaling may only now have been re-dialed).
+const REOFFER_MS: f64 = 2_000.0;
+/// FERRY PATCH 12: restart offers closer together than this are one.
+const OFFER_DEBOUNCE_MS: f64 = 500.0;
+/// FERRY PATCH 12: a restart that has not reconnected after this gives up: the connection is
+/// closed and the application connects anew (its reconnect loop), keeping what it queued.
+const RESTART_DEADLINE_MS: f64 = 20_000.0;
+
+/// FERRY PATCH 12: where a connection stands with ICE restarts.
+#[derive(Default)]
+struct RestartState {
+    /// When trouble was first seen (ICE `disconnected`/`failed`, or a network change).
+    trouble_since: Option<f64>,
+    /// When the last restart offer went out (`None`: no restart under way).
+    offered_at: Option<f64>,
+    /// When the stats last said nothing arrives.
+    last_silence: Option<f64>,
+}
+
+enum Tick {
+    Nothing,
+    Offer,
+    GiveUp,
+}
+
+impl RestartState {
+    /// A restart begins (or is offered again): the peer counts as reconnecting, and signaling
+    /// is re-dialed in case its connection died with the old network. `false` when an offer
+    /// went out less than [`OFFER_DEBOUNCE_MS`] ago (a network change fires several events).
+    fn begin(&mut self, peer: PeerId, redial_tx: &UnboundedSender<()>) -> bool {
+        let now = js_sys::Date::now();
+        if self.offered_at.is_some_and(|at| now - at < OFFER_DEBOUNCE_MS) {
+            return false;
+        }
+        self.offered_at = Some(now);
+        super::socket::set_reconnecting(peer, true);
+        super::socket::wake();
+        let _ = redial_tx.unbounded_send(());
+        true
+    }
+
+    fn on_tick(&self) -> Tick {
+        let Some(since) = self.trouble_since else {
+            return Tick::Nothing;
+        };
+        let now = js_sys::Date::now();
+        match self.offered_at {
+            _ if now - since > RESTART_DEADLINE_MS => Tick::GiveUp,
+            None if now - since >= DISCONNECTED_GRACE_MS => Tick::Offer,
+            Some(at) if now - at >= REOFFER_MS => Tick::Offer,
+            _ => Tick::Nothing,
+        }
+    }
+
+    /// Whether the stats said "silent" within the last two looks (they are read every second).
+    fn silent_lately(&self) -> bool {
+        self.last_silence
+            .is_some_and(|at| js_sys::Date::now() - at < 1_500.0)
+    }
+
+    /// ICE connected again: how long it was down, if it was in trouble.
+    fn recovered(&mut self) -> Option<u32> {
+        let since = self.trouble_since.take()?;
+        let restarted = self.offered_at.take().is_some();
+        restarted.then(|| (js_sys::Date::now() - since).max(0.0) as u32)
+    }
+}
+
+/// FERRY PATCH 12: restarts ICE on a live connection (`restartIce()` and a new offer through
+/// signaling), and answers the peer's restarts. Either end may offer; when both do at once,
+/// the end that answered the first handshake yields ("perfect negotiation": it rolls its own
+/// offer back and answers), the other ignores the colliding offer.
+pub(crate) struct Restarter {
+    signal_peer: SignalPeer,
+    polite: bool,
+}
+
+impl Restarter {
+    async fn offer(&self, conn: &RtcPeerConnection) {
+        // An offer still waiting for its answer is sent again as it is (it or its answer may
+        // have gone down with the old network). A new one would make two answers in flight,
+        // and the first to arrive would pair this end with credentials the peer dropped.
+        if conn.signaling_state() == web_sys::RtcSignalingState::HaveLocalOffer
+            && let Some(pending) = conn.local_description()
+        {
+            info!("sending the ICE restart offer again");
+            self.signal_peer.send(PeerSignal::Offer(pending.sdp()));
+            return;
+        }
+        if let Ok(restart) = Reflect::get(conn, &"restartIce".into())
+            .and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from))
+        {
+            let _ = restart.call0(conn);
+        }
+        let Some(offer) = JsFuture::from(conn.create_offer()).await.ok() else {
+            warn!("no ICE restart offer could be created");
+            return;
+        };
+        let Some(sdp) = sdp_of(&offer).ok() else { return };
+        let description = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+        description.set_sdp(&sdp);
+        if let Err(e) = JsFuture::from(conn.set_local_description(&description)).await {
+            warn!("the ICE restart offer could not be set: {e:?}");
+            return;
+        }
+        wait_for_ice_gathering_complete(conn.clone()).await;
+        if let Some(local) = conn.local_description() {
+            info!("sending an ICE restart offer");
+            self.signal_peer.send(PeerSignal::Offer(local.sdp()));
+        }
+    }
+
+    async fn answer(&self, conn: &RtcPeerConnection, sdp: &str) {
+        use web_sys::RtcSignalingState as S;
+        if conn.signaling_state() != S::Stable {
+            if !self.polite {
+                info!("ignoring a colliding restart offer (the peer yields)");
+                return;
+            }
+            let rollback = RtcSessionDescriptionInit::new(RtcSdpType::Rollback);
+            if let Err(e) = JsFuture::from(conn.set_local_description(&rollback)).await {
+                warn!("could not roll back our restart offer: {e:?}");
+                return;
+            }
+        }
+        let remote = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+        remote.set_sdp(sdp);
+        if let Err(e) = JsFuture::from(conn.set_remote_description(&remote)).await {
+            warn!("ignoring a restart offer the browser rejected: {e:?}");
+            return;
+        }
+        let Some(answer) = JsFuture::from(conn.create_answer()).await.ok() else {
+            warn!("no answer to a restart offer could be created");
+            return;
+        };
+        let Some(answer_sdp) = sdp_of(&answer).ok() else { return };
+        let local = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
+        local.set_sdp(&answer_sdp);
+        if let Err(e) = JsFuture::from(conn.set_local_description(&local)).await {
+            warn!("the restart answer could not be set: {e:?}");
+            return;
+        }
+        wait_for_ice_gathering_complete(conn.clone()).await;
+        if let Some(local) = conn.local_description() {
+            info!("answering an ICE restart");
+            self.signal_peer.send(PeerSignal::Answer(local.sdp()));
+        }
+    }
+
+    async fn accept_answer(&self, conn: &RtcPeerConnection, sdp: &str) {
+        if conn.signaling_state() != web_sys::RtcSignalingState::HaveLocalOffer {
+            info!("ignoring an answer to no pending offer");
+            return;
+        }
+        let remote = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
+        remote.set_sdp(sdp);
+        if let Err(e) = JsFuture::from(conn.set_remote_description(&remote)).await {
+            warn!("ignoring a restart answer the browser rejected: {e:?}");
+        }
+    }
+}
+
+/// Reports the candidate pair the connection uses, and again whenever it changes.
+/// FERRY PATCH 12: also tells `silence_tx` when nothing arrived on that pair for
+/// [`SILENCE_MS`] (ICE itself says `disconnected` only after ~6 s).
 async fn report_candidate_pairs(
     conn: &RtcPeerConnection,
     peer: PeerId,
     tx: UnboundedSender<(PeerId, CandidatePair)>,
     signaled: SignaledCandidates,
+    silence_tx: UnboundedSender<()>,
 ) {
     let mut reported = None;
     loop {
-        if let Some(pair) = selected_candidate_pair(conn, &signaled).await
-            && reported != Some(pair)
-        {
-            reported = Some(pair);
-            if tx.unbounded_send((peer, pair)).is_err() {
-                // socket dropped
-                return;
+        if let Some((pair, silent_ms)) = selected_candidate_pair(conn, &signaled).await {
+            if reported != Some(pair) {
+                reported = Some(pair);
+                if tx.unbounded_send((peer, pair)).is_err() {
+                    // socket dropped
+                    return;
+                }
+            }
+            if silent_ms.is_some_and(|ms| ms > SILENCE_MS) {
+                let _ = silence_tx.unbounded_send(());
             }
         }
         Delay::new(Duration::from_secs(1)).await;
     }
 }
 
+/// FERRY PATCH 12: a selected pair that received nothing (not even ICE's own checks, which
+/// both ends send every 2.5 s) for this long is taken as a dead path.
+const SILENCE_MS: f64 = 3_500.0;
+
 /// Reads the selected candidate pair out of `getStats()`. Chrome names it on the transport
 /// stats, Firefox flags the pair itself.
 async fn selected_candidate_pair(
     conn: &RtcPeerConnection,
     signaled: &SignaledCandidates,
-) -> Option<CandidatePair> {
+) -> Option<(CandidatePair, Option<f64>)> {
     let report: Map = JsFuture::from(conn.get_stats())
         .await
         .ok()?
@@ -611,12 +910,20 @@ async fn selected_candidate_pair(
     let relay_protocol = (local == CandidateType::Relay)
         .then(|| candidates.get(&string(pair, "localCandidateId")?)?.3)
         .flatten();
-    Some(CandidatePair {
-        local,
-        remote: candidate_type("remoteCandidateId")?,
-        rtt_ms,
-        relay_protocol,
-    })
+    // FERRY PATCH 12: how long the pair has been silent (both times are the stats' clock).
+    let number = |key: &str| Reflect::get(pair, &key.into()).ok()?.as_f64();
+    let silent_ms = number("timestamp")
+        .zip(number("lastPacketReceivedTimestamp"))
+        .map(|(now, last)| now - last);
+    Some((
+        CandidatePair {
+            local,
+            remote: candidate_type("remoteCandidateId")?,
+            rtt_ms,
+            relay_protocol,
+        },
+        silent_ms,
+    ))
 }
 
 async fn complete_handshake(
@@ -653,10 +960,10 @@ async fn complete_handshake(
             signal_peer.send(PeerSignal::IceCandidate(candidate_json));
         },
     );
-    let onicecandidate = Closure::wrap(onicecandidate);
-    conn.set_onicecandidate(Some(onicecandidate.as_ref().unchecked_ref()));
-    // note: we can let rust keep ownership of this closure, since we replace
-    // the event handler later in this method when ice is finished
+    // FERRY PATCH 12: JS owns the handler (freed once `peer_loop` unsets it): candidates keep
+    // going to the peer for the life of the connection.
+    let onicecandidate = Closure::wrap(onicecandidate).into_js_value();
+    conn.set_onicecandidate(Some(onicecandidate.unchecked_ref()));
 
     // handle pending ICE candidates
     for candidate in received_candidates {
@@ -680,18 +987,8 @@ async fn complete_handshake(
         };
     }
 
-    // stop listening for ICE candidates
-    // TODO: we should support getting new ICE candidates even after connecting,
-    //       since it's possible to return to the ice gathering state
-    // See: <https://developer.mozilla.org/en-US/docs/Web/API/RTCPeerConnection/iceGatheringState>
-    let onicecandidate: Box<dyn FnMut(RtcPeerConnectionIceEvent)> =
-        Box::new(move |_event: RtcPeerConnectionIceEvent| {
-            warn!("received ice candidate event after handshake completed, ignoring");
-        });
-    let onicecandidate = Closure::wrap(onicecandidate);
-    conn.set_onicecandidate(Some(onicecandidate.as_ref().unchecked_ref()));
-    onicecandidate.forget();
-
+    // FERRY PATCH 12: candidates keep going to the peer after the channels opened (upstream
+    // stopped listening here): an ICE restart gathers new ones on this connection.
     debug!(
         "handshake completed, ice gathering state: {:?}",
         conn.ice_gathering_state()

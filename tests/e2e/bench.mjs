@@ -4,7 +4,7 @@
 // Baselines (bench/baselines.mjs): raw RTCDataChannel, Yjs + y-webrtc + y-indexeddb, a raw-JS
 // file sender. The host criterion results (cargo bench -p ferry-core, run first by xtask) are
 // folded into the same table.
-// FERRY_BENCH_ONLY=latency,reconcile,cold,size,file,core,signal runs only those sections.
+// FERRY_BENCH_ONLY=latency,reconcile,cold,size,file,core,signal,network runs only those sections.
 import { chromium } from '@playwright/test';
 import { closeSync, existsSync, mkdtempSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -362,6 +362,18 @@ if (run('signal') && existsSync(signalFile)) {
     row(`signaling: ${first.signals.toLocaleString('en')} offers/answers relayed`, first.signalling_done, null, 'ms', 'first round');
   }
   results.scenarios.signal_load = l;
+}
+
+// 8. A network change in the NAT lab (natlab.sh; xtask runs its journey before this script):
+//    how long until a text written during the change arrives, against how long the same two
+//    devices took to connect in the first place (what a new connection would cost).
+const moveFile = join(ROOT, 'target/bench/network_change.json');
+if (run('network') && existsSync(moveFile)) {
+  const m = JSON.parse(readFileSync(moveFile, 'utf8'));
+  const note = (how) => `NAT lab, TURN/UDP, both symmetric NATs; ${how}; baseline: the same pair's first connection (join → connected)`;
+  row('network change, link down and up (Wi-Fi → cellular): texts flow again', m.link_down_up_ms, m.first_connect_ms, 'ms', note('the browser reports the change (online), ICE restarts at once'));
+  row('network change, address changed under a live link: texts flow again', m.address_under_live_link_ms, m.first_connect_ms, 'ms', note('no browser event: found by 3.5 s of silence on the connection'));
+  results.scenarios.network_change = m;
 }
 
 results.table = rows;

@@ -195,9 +195,11 @@ test('a device that changes network keeps talking: ICE restarts, nothing is lost
   const laptop = await Device.launchVia('moving-laptop', CHROMIUM_A, ARGS);
   const phone = await Device.launchVia('moving-phone', CHROMIUM_B, ARGS);
   await configure(laptop, TURN, 'ferry');
+  const joining = Date.now();
   await phone.join(await laptop.pairingLink());
   await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
   await expect(phone.status).toHaveText('1 device connected');
+  const firstConnectMs = Date.now() - joining;
   await laptop.send('before the move');
   await expect(phone.message('before the move')).toBeVisible();
   await laptop.openDevices();
@@ -234,7 +236,7 @@ test('a device that changes network keeps talking: ICE restarts, nothing is lost
     const fs = await import('node:fs');
     fs.mkdirSync(process.env.FERRY_BENCH_OUT, { recursive: true });
     fs.writeFileSync(`${process.env.FERRY_BENCH_OUT}/network_change.json`,
-      JSON.stringify({ link_down_up_ms: withEvent, address_under_live_link_ms: silent, at: new Date().toISOString() }));
+      JSON.stringify({ link_down_up_ms: withEvent, address_under_live_link_ms: silent, first_connect_ms: firstConnectMs, at: new Date().toISOString() }));
   }
   await laptop.close();
   await phone.close();

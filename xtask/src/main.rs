@@ -463,6 +463,19 @@ fn bench() -> Result<(), String> {
         );
     s.step("signaling load bench", signal_load_bench);
     if built {
+        // Its result (target/bench/network_change.json) is folded into the table by bench.mjs.
+        s.step(
+            "network change in the NAT lab (ICE restart: time until texts flow again)",
+            || {
+                let mut c = cmd(
+                    "unshare",
+                    &["-n", "bash", "tests/e2e/natlab.sh", "-g", "changes network"],
+                );
+                c.env("FERRY_SIGNAL_BIN", &signal_bin)
+                    .env("FERRY_BENCH_OUT", root().join("target/bench"));
+                run(c)
+            },
+        );
         s.step(
             "browser benches (Ferry vs raw WebRTC, Yjs; private network namespace)",
             || {

@@ -650,3 +650,630 @@ async fn message_loop<M: Messenger>(
         }
     }
 }
+
+/// FERRY PATCH 12: the resume logic of [`signaling_loop`], driven against a scripted signaling
+/// server (no network): each dial the loop makes is recorded and answered by the next scripted
+/// [`resume_tests::Dial`].
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod resume_tests {
+    use super::*;
+    use futures::future::join;
+    use futures_channel::mpsc;
+    use std::{
+        collections::VecDeque,
+        sync::{Arc, Mutex},
+        time::Instant,
+    };
+
+    /// A room URL that already has a query: resume parameters follow with `&`.
+    const ROOM: &str = "wss://signal.test/room?app=ferry";
+    const KEY: &str = "00ff";
+    /// What the loop dials to resume peer `A` (`ROOM` with `resume` and `key` added).
+    const RESUME_A: &str =
+        "wss://signal.test/room?app=ferry&resume=00000000-0000-0000-0000-00000000000a&key=00ff";
+    /// No test may take longer than this (the longest waits about 1.6 s).
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn peer(n: u8) -> PeerId {
+        serde_json::from_str(&format!("\"00000000-0000-0000-0000-0000000000{n:02x}\"")).unwrap()
+    }
+    fn a() -> PeerId {
+        peer(0x0a)
+    }
+    fn b() -> PeerId {
+        peer(0x0b)
+    }
+
+    /// What a connection does once its scripted events are used up.
+    #[derive(Debug, Clone, Copy)]
+    enum End {
+        /// Stays open and silent.
+        Pending,
+        /// Closes: `Err(StreamExhausted)`.
+        Exhausted,
+        /// Dies: `Err(UserImplementationError(..))`, told apart from the requests ending.
+        Fail(&'static str),
+    }
+
+    #[derive(Debug)]
+    struct Script {
+        events: Vec<Result<PeerEvent, SignalingError>>,
+        end: End,
+        /// Every `send` fails (a dead connection that has not noticed).
+        send_fails: bool,
+    }
+
+    fn script(events: Vec<PeerEvent>, end: End) -> Script {
+        Script {
+            events: events.into_iter().map(Ok).collect(),
+            end,
+            send_fails: false,
+        }
+    }
+
+    /// How the server answers one dial.
+    #[derive(Debug)]
+    enum Dial {
+        Unreachable,
+        Connect(Script),
+    }
+
+    #[derive(Debug, Default)]
+    struct Server {
+        /// The URL of every dial, in order.
+        urls: Vec<String>,
+        /// Answers to the coming dials; a dial nobody scripted panics.
+        dials: VecDeque<Dial>,
+        /// Every request sent: (connection, request, delivered). Connection 0 is the one the
+        /// loop started with, 1.. those the builder made, in order.
+        sent: Vec<(usize, PeerRequest, bool)>,
+        connections: usize,
+    }
+
+    type Shared = Arc<Mutex<Server>>;
+
+    struct FakeSignaller {
+        connection: usize,
+        events: VecDeque<Result<PeerEvent, SignalingError>>,
+        end: End,
+        send_fails: bool,
+        server: Shared,
+    }
+
+    impl FakeSignaller {
+        fn new(connection: usize, script: Script, server: Shared) -> Self {
+            Self {
+                connection,
+                events: script.events.into(),
+                end: script.end,
+                send_fails: script.send_fails,
+                server,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Signaller for FakeSignaller {
+        async fn send(&mut self, request: PeerRequest) -> Result<(), SignalingError> {
+            let delivered = !self.send_fails;
+            self.server
+                .lock()
+                .unwrap()
+                .sent
+                .push((self.connection, request, delivered));
+            if delivered {
+                Ok(())
+            } else {
+                Err(SignalingError::UserImplementationError(format!(
+                    "connection {} is dead",
+                    self.connection
+                )))
+            }
+        }
+
+        async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
+            // Cancel-safe: an event is taken only when it is returned.
+            if let Some(event) = self.events.pop_front() {
+                return event;
+            }
+            match self.end {
+                End::Pending => std::future::pending().await,
+                End::Exhausted => Err(SignalingError::StreamExhausted),
+                End::Fail(what) => Err(SignalingError::UserImplementationError(what.into())),
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct FakeBuilder(Shared);
+
+    #[async_trait]
+    impl SignallerBuilder for FakeBuilder {
+        async fn new_signaller(
+            &self,
+            attempts: Option<u16>,
+            room_url: String,
+        ) -> Result<Box<dyn Signaller>, SignalingError> {
+            assert_eq!(attempts, Some(1), "a resume dials once per attempt");
+            let dial = {
+                let mut server = self.0.lock().unwrap();
+                server.urls.push(room_url.clone());
+                server.dials.pop_front()
+            };
+            match dial {
+                None => panic!("unexpected dial of {room_url}"),
+                Some(Dial::Unreachable) => Err(SignalingError::UserImplementationError(
+                    "unreachable".into(),
+                )),
+                Some(Dial::Connect(script)) => {
+                    let connection = {
+                        let mut server = self.0.lock().unwrap();
+                        server.connections += 1;
+                        server.connections
+                    };
+                    Ok(Box::new(FakeSignaller::new(
+                        connection,
+                        script,
+                        self.0.clone(),
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The application's ends of one signaling loop.
+    struct Ends {
+        server: Shared,
+        requests_tx: mpsc::UnboundedSender<PeerRequest>,
+        events_rx: mpsc::UnboundedReceiver<PeerEvent>,
+        redial_tx: mpsc::UnboundedSender<()>,
+    }
+
+    impl Ends {
+        fn urls(&self) -> Vec<String> {
+            self.server.lock().unwrap().urls.clone()
+        }
+
+        fn sent(&self) -> Vec<(usize, PeerRequest, bool)> {
+            self.server
+                .lock()
+                .unwrap()
+                .sent
+                .iter()
+                .map(|(connection, request, delivered)| {
+                    (*connection, copy_request(request), *delivered)
+                })
+                .collect()
+        }
+
+        fn request(&self, request: PeerRequest) {
+            self.requests_tx.unbounded_send(request).unwrap();
+        }
+
+        fn redial(&self) {
+            self.redial_tx.unbounded_send(()).unwrap();
+        }
+
+        async fn next_event(&mut self) -> PeerEvent {
+            within(self.events_rx.next())
+                .await
+                .expect("the signaling loop ended")
+        }
+
+        /// The events not yet taken, once the loop has ended.
+        async fn rest_of_events(&mut self) -> Vec<PeerEvent> {
+            within((&mut self.events_rx).collect()).await
+        }
+    }
+
+    /// A running [`signaling_loop`].
+    type Run = Pin<Box<dyn Future<Output = Result<(), SignalingError>> + Send>>;
+
+    /// A signaling loop on connection 0 (`first`), resuming with `key` through `dials`.
+    fn start(first: Script, key: Option<&str>, dials: Vec<Dial>) -> (Ends, Run) {
+        let server = Shared::new(Mutex::new(Server {
+            dials: dials.into(),
+            ..Server::default()
+        }));
+        let (requests_tx, requests_rx) = mpsc::unbounded();
+        let (events_tx, events_rx) = mpsc::unbounded();
+        let (redial_tx, redial_rx) = mpsc::unbounded();
+        let resume = Resume {
+            builder: Arc::new(FakeBuilder(server.clone())),
+            room_url: ROOM.into(),
+            key: key.map(str::to_owned),
+            redial_rx,
+        };
+        let run = signaling_loop(
+            Box::new(FakeSignaller::new(0, first, server.clone())),
+            requests_rx,
+            events_tx,
+            SignalingErrors::default(),
+            resume,
+        );
+        let ends = Ends {
+            server,
+            requests_tx,
+            events_rx,
+            redial_tx,
+        };
+        (ends, Box::pin(run))
+    }
+
+    async fn within<T>(future: impl Future<Output = T>) -> T {
+        select! {
+            out = Box::pin(future.fuse()) => out,
+            _ = Delay::new(TEST_TIMEOUT).fuse() => panic!("still running after {TEST_TIMEOUT:?}"),
+        }
+    }
+
+    /// Lets the loop (polled beside the caller by `join`) handle what is ready: fake
+    /// connections answer at once, so one poll does it.
+    async fn settle() {
+        Delay::new(Duration::from_millis(20)).await;
+    }
+
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < TEST_TIMEOUT,
+                "timed out waiting for {what}"
+            );
+            Delay::new(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn died(result: &Result<(), SignalingError>) -> Option<&str> {
+        match result {
+            Err(SignalingError::UserImplementationError(what)) => Some(what),
+            _ => None,
+        }
+    }
+
+    fn signal(receiver: PeerId, data: PeerSignal) -> PeerRequest {
+        PeerRequest::Signal { receiver, data }
+    }
+
+    #[test]
+    fn url_with_adds_query_parameters() {
+        assert_eq!(url_with("wss://h/room", &[]), "wss://h/room");
+        assert_eq!(
+            url_with("wss://h/room", &[("key", "k")]),
+            "wss://h/room?key=k"
+        );
+        assert_eq!(
+            url_with("wss://h/room", &[("resume", "id"), ("key", "k")]),
+            "wss://h/room?resume=id&key=k"
+        );
+        assert_eq!(
+            url_with("wss://h/room?x=1", &[("resume", "id"), ("key", "k")]),
+            "wss://h/room?x=1&resume=id&key=k"
+        );
+        assert_eq!(
+            url_with(ROOM, &[("resume", &a().0.to_string()), ("key", KEY)]),
+            RESUME_A
+        );
+    }
+
+    /// 1. The connection ends after `IdAssigned(A)`: the loop re-dials `?resume=A&key=k`, the
+    /// application sees no second `IdAssigned`, and later requests go to the new connection.
+    #[futures_test::test]
+    async fn ended_connection_resumes_under_the_same_id() {
+        let (mut ends, run) = start(
+            script(
+                vec![PeerEvent::IdAssigned(a())],
+                End::Fail("connection 0 ended"),
+            ),
+            Some(KEY),
+            vec![
+                Dial::Connect(script(
+                    vec![PeerEvent::IdAssigned(a()), PeerEvent::NewPeer(b())],
+                    End::Pending,
+                )),
+                // Only dialed if the redial below were not debounced.
+                Dial::Connect(script(vec![PeerEvent::IdAssigned(a())], End::Pending)),
+            ],
+        );
+        let script = async {
+            assert_eq!(ends.next_event().await, PeerEvent::IdAssigned(a()));
+            // What the resumed server sent after its `IdAssigned`: the resume is done.
+            assert_eq!(ends.next_event().await, PeerEvent::NewPeer(b()));
+            assert_eq!(ends.urls(), [RESUME_A]);
+            // Right after a resume, a redial request is within REDIAL_DEBOUNCE: ignored.
+            ends.redial();
+            settle().await;
+            assert_eq!(
+                ends.urls().len(),
+                1,
+                "a redial right after a resume re-dialed"
+            );
+            ends.request(signal(b(), PeerSignal::Offer("offer".into())));
+            // The loop sends the request before it sees the requests end.
+            ends.requests_tx.close_channel();
+        };
+        let (result, ()) = within(join(run, script)).await;
+        assert!(
+            matches!(result, Err(SignalingError::StreamExhausted)),
+            "{result:?}"
+        );
+        assert_eq!(ends.rest_of_events().await, []);
+        assert_eq!(
+            ends.sent(),
+            [(1, signal(b(), PeerSignal::Offer("offer".into())), true)]
+        );
+        assert_eq!(ends.urls(), [RESUME_A]);
+    }
+
+    /// 2a. The server answers the resume with a new id: it cannot resume; the loop ends with
+    /// the original error and the new id never reaches the application.
+    #[futures_test::test]
+    async fn new_id_on_resume_ends_the_loop() {
+        let (mut ends, run) = start(
+            script(
+                vec![PeerEvent::IdAssigned(a())],
+                End::Fail("connection 0 ended"),
+            ),
+            Some(KEY),
+            vec![
+                Dial::Connect(script(
+                    vec![PeerEvent::IdAssigned(b()), PeerEvent::NewPeer(peer(0x0c))],
+                    End::Pending,
+                )),
+                Dial::Connect(script(vec![PeerEvent::IdAssigned(a())], End::Pending)),
+            ],
+        );
+        let result = within(run).await;
+        assert_eq!(died(&result), Some("connection 0 ended"), "{result:?}");
+        assert_eq!(ends.urls(), [RESUME_A]);
+        assert_eq!(ends.rest_of_events().await, [PeerEvent::IdAssigned(a())]);
+    }
+
+    /// 2b. A server that gave a new id on a redial is not asked again: neither on a later
+    /// redial request (after REDIAL_DEBOUNCE) nor when the connection then ends.
+    #[futures_test::test]
+    async fn new_id_on_redial_stops_resuming() {
+        let (mut ends, run) = start(
+            Script {
+                send_fails: true,
+                ..script(vec![PeerEvent::IdAssigned(a())], End::Pending)
+            },
+            Some(KEY),
+            vec![
+                Dial::Connect(script(vec![PeerEvent::IdAssigned(b())], End::Pending)),
+                // Would be used by a second resume, which must not happen.
+                Dial::Connect(script(vec![PeerEvent::IdAssigned(a())], End::Pending)),
+            ],
+        );
+        let script = async {
+            assert_eq!(ends.next_event().await, PeerEvent::IdAssigned(a()));
+            ends.redial();
+            until("the redial", || ends.urls().len() == 1).await;
+            settle().await;
+            Delay::new(REDIAL_DEBOUNCE + Duration::from_millis(100)).await;
+            ends.redial();
+            settle().await;
+            assert_eq!(ends.urls(), [RESUME_A], "resumed again after a new id");
+            // The old connection is still in use; its send fails: the connection ended.
+            ends.request(PeerRequest::KeepAlive);
+        };
+        let (result, ()) = within(join(run, script)).await;
+        assert_eq!(died(&result), Some("connection 0 is dead"), "{result:?}");
+        assert_eq!(ends.urls(), [RESUME_A]);
+        assert_eq!(ends.sent(), [(0, PeerRequest::KeepAlive, false)]);
+        // The new id `B` never reached the application.
+        assert_eq!(ends.rest_of_events().await, []);
+    }
+
+    /// 3. The server answers the resume with anything but `IdAssigned` (it closes, or sends
+    /// something else first): refused, not retried; the loop ends with the original error.
+    #[futures_test::test]
+    async fn refused_resume_ends_the_loop_after_one_attempt() {
+        let refusals = [
+            script(vec![], End::Exhausted),
+            script(vec![], End::Fail("close 4004")),
+            script(
+                vec![PeerEvent::NewPeer(b()), PeerEvent::IdAssigned(a())],
+                End::Pending,
+            ),
+        ];
+        for refusal in refusals {
+            let started = Instant::now();
+            let (mut ends, run) = start(
+                script(
+                    vec![PeerEvent::IdAssigned(a())],
+                    End::Fail("connection 0 ended"),
+                ),
+                Some(KEY),
+                vec![
+                    Dial::Connect(refusal),
+                    Dial::Connect(script(vec![PeerEvent::IdAssigned(a())], End::Pending)),
+                ],
+            );
+            let result = within(run).await;
+            assert_eq!(died(&result), Some("connection 0 ended"), "{result:?}");
+            assert_eq!(ends.urls(), [RESUME_A]);
+            assert!(started.elapsed() < RESUME_RETRY, "a refusal was retried");
+            assert_eq!(ends.rest_of_events().await, [PeerEvent::IdAssigned(a())]);
+        }
+    }
+
+    /// 4. The server is out of reach twice (the network is coming up), then resumes: the loop
+    /// goes on, after three dials RESUME_RETRY apart.
+    #[futures_test::test]
+    async fn unreachable_server_is_retried_until_it_resumes() {
+        let started = Instant::now();
+        let (mut ends, run) = start(
+            script(
+                vec![PeerEvent::IdAssigned(a())],
+                End::Fail("connection 0 ended"),
+            ),
+            Some(KEY),
+            vec![
+                Dial::Unreachable,
+                Dial::Unreachable,
+                Dial::Connect(script(
+                    vec![PeerEvent::IdAssigned(a()), PeerEvent::NewPeer(b())],
+                    End::Pending,
+                )),
+            ],
+        );
+        let script = async {
+            assert_eq!(ends.next_event().await, PeerEvent::IdAssigned(a()));
+            assert_eq!(ends.next_event().await, PeerEvent::NewPeer(b()));
+            ends.request(PeerRequest::KeepAlive);
+            ends.requests_tx.close_channel();
+        };
+        let (result, ()) = within(join(run, script)).await;
+        assert!(
+            matches!(result, Err(SignalingError::StreamExhausted)),
+            "{result:?}"
+        );
+        assert_eq!(ends.urls(), [RESUME_A; 3]);
+        assert!(
+            started.elapsed() >= 2 * RESUME_RETRY,
+            "retried without a pause"
+        );
+        assert_eq!(ends.sent(), [(1, PeerRequest::KeepAlive, true)]);
+        assert_eq!(ends.rest_of_events().await, []);
+    }
+
+    /// 4b. A server out of reach RESUME_ATTEMPTS times: the loop gives up with the original
+    /// error (the application then builds a new socket).
+    #[futures_test::test]
+    async fn unreachable_server_is_given_up_after_resume_attempts() {
+        let mut dials: Vec<Dial> = (0..RESUME_ATTEMPTS).map(|_| Dial::Unreachable).collect();
+        dials.push(Dial::Connect(script(
+            vec![PeerEvent::IdAssigned(a())],
+            End::Pending,
+        )));
+        let (mut ends, run) = start(
+            script(
+                vec![PeerEvent::IdAssigned(a())],
+                End::Fail("connection 0 ended"),
+            ),
+            Some(KEY),
+            dials,
+        );
+        let result = within(run).await;
+        assert_eq!(died(&result), Some("connection 0 ended"), "{result:?}");
+        assert_eq!(ends.urls(), vec![RESUME_A; RESUME_ATTEMPTS]);
+        assert_eq!(ends.rest_of_events().await, [PeerEvent::IdAssigned(a())]);
+    }
+
+    /// 5. A redial request while the old connection is open but silent: the loop re-dials and
+    /// later requests go to the new connection; a second request within REDIAL_DEBOUNCE is
+    /// ignored.
+    #[futures_test::test]
+    async fn redial_request_replaces_a_silent_connection_once() {
+        let (mut ends, run) = start(
+            script(vec![PeerEvent::IdAssigned(a())], End::Pending),
+            Some(KEY),
+            vec![
+                Dial::Connect(script(vec![PeerEvent::IdAssigned(a())], End::Pending)),
+                Dial::Connect(script(vec![PeerEvent::IdAssigned(a())], End::Pending)),
+            ],
+        );
+        let script = async {
+            assert_eq!(ends.next_event().await, PeerEvent::IdAssigned(a()));
+            ends.request(PeerRequest::KeepAlive);
+            until("the first keep-alive", || ends.sent().len() == 1).await;
+            ends.redial();
+            until("the redial", || ends.urls().len() == 1).await;
+            settle().await;
+            ends.redial();
+            settle().await;
+            assert_eq!(ends.urls(), [RESUME_A], "a second redial was not debounced");
+            ends.request(signal(b(), PeerSignal::Answer("answer".into())));
+            ends.requests_tx.close_channel();
+        };
+        let (result, ()) = within(join(run, script)).await;
+        assert!(
+            matches!(result, Err(SignalingError::StreamExhausted)),
+            "{result:?}"
+        );
+        assert_eq!(ends.urls(), [RESUME_A]);
+        assert_eq!(
+            ends.sent(),
+            [
+                (0, PeerRequest::KeepAlive, true),
+                (1, signal(b(), PeerSignal::Answer("answer".into())), true),
+            ]
+        );
+        assert_eq!(ends.rest_of_events().await, []);
+    }
+
+    /// 6. Without a key, or before an id was assigned, an ended connection ends the loop with
+    /// its error (as upstream) and nothing is dialed.
+    #[futures_test::test]
+    async fn without_key_or_id_an_ended_connection_ends_the_loop() {
+        for (key, events) in [
+            (None, vec![PeerEvent::IdAssigned(a())]),
+            (Some(KEY), vec![]),
+            (Some(KEY), vec![PeerEvent::NewPeer(b())]),
+        ] {
+            let (mut ends, run) = start(
+                script(events.clone(), End::Fail("connection 0 ended")),
+                key,
+                vec![],
+            );
+            let result = within(run).await;
+            assert_eq!(died(&result), Some("connection 0 ended"), "{result:?}");
+            assert_eq!(ends.urls(), Vec::<String>::new());
+            assert_eq!(ends.rest_of_events().await, events);
+        }
+    }
+
+    /// 6b. Without a key a redial request is ignored; a failed send then ends the loop.
+    #[futures_test::test]
+    async fn without_key_redial_requests_are_ignored() {
+        let (mut ends, run) = start(
+            Script {
+                send_fails: true,
+                ..script(vec![PeerEvent::IdAssigned(a())], End::Pending)
+            },
+            None,
+            vec![],
+        );
+        let script = async {
+            assert_eq!(ends.next_event().await, PeerEvent::IdAssigned(a()));
+            ends.redial();
+            settle().await;
+            ends.request(PeerRequest::KeepAlive);
+        };
+        let (result, ()) = within(join(run, script)).await;
+        assert_eq!(died(&result), Some("connection 0 is dead"), "{result:?}");
+        assert_eq!(ends.urls(), Vec::<String>::new());
+        assert_eq!(ends.sent(), [(0, PeerRequest::KeepAlive, false)]);
+    }
+
+    /// 7. A request whose send fails on the dead connection is sent again on the resumed one.
+    #[futures_test::test]
+    async fn failed_send_is_resent_on_the_resumed_connection() {
+        let (mut ends, run) = start(
+            Script {
+                send_fails: true,
+                ..script(vec![PeerEvent::IdAssigned(a())], End::Pending)
+            },
+            Some(KEY),
+            vec![Dial::Connect(script(
+                vec![PeerEvent::IdAssigned(a())],
+                End::Pending,
+            ))],
+        );
+        let offer = || signal(b(), PeerSignal::Offer("offer".into()));
+        let script = async {
+            assert_eq!(ends.next_event().await, PeerEvent::IdAssigned(a()));
+            ends.request(offer());
+            ends.requests_tx.close_channel();
+        };
+        let (result, ()) = within(join(run, script)).await;
+        assert!(
+            matches!(result, Err(SignalingError::StreamExhausted)),
+            "{result:?}"
+        );
+        assert_eq!(ends.urls(), [RESUME_A]);
+        assert_eq!(ends.sent(), [(0, offer(), false), (1, offer(), true)]);
+        assert_eq!(ends.rest_of_events().await, []);
+    }
+}

@@ -40,6 +40,8 @@ pub struct RtcLink {
     closed: Rc<Cell<bool>>,
     id_known: Cell<bool>,
     peers: HashMap<String, PeerId>,
+    /// A connection of this socket could not be restarted (see [`RtcLink::is_signaling_lost`]).
+    restart_failed: Cell<bool>,
 }
 
 /// A fresh secret for resuming this socket's signaling id (16 random bytes as hex).
@@ -116,6 +118,7 @@ impl RtcLink {
             closed,
             id_known: Cell::new(false),
             peers: HashMap::new(),
+            restart_failed: Cell::new(false),
         }
     }
 
@@ -124,10 +127,11 @@ impl RtcLink {
         self.closed.get()
     }
 
-    /// Whether the signaling connection ended while the socket lives on for connected peers:
-    /// time for a new socket to meet new peers.
+    /// Whether the signaling connection ended while the socket lives on for connected peers,
+    /// or a connection this socket carried could not be restarted after a network change:
+    /// time for a new socket to meet the peers (again).
     pub fn is_signaling_lost(&self) -> bool {
-        self.socket.is_signaling_lost()
+        self.socket.is_signaling_lost() || self.restart_failed.get()
     }
 
     /// Whether this link carries the given peer.
@@ -172,6 +176,14 @@ impl RtcLink {
                     }
                     PeerState::Disconnected => {
                         self.peers.remove(&key);
+                        // An ICE restart that could not bring the connection back: the peer
+                        // is still in the room, and only a new socket meets it again.
+                        if matchbox_socket::restart_failed(peer) {
+                            log(&format!(
+                                "the connection to {peer} could not be restarted: connecting anew"
+                            ));
+                            self.restart_failed.set(true);
+                        }
                         out.push(LinkEvent::Down(PeerKey::rtc(key)));
                     }
                 }

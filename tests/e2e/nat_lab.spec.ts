@@ -241,3 +241,40 @@ test('a device that changes network keeps talking: ICE restarts, nothing is lost
   await laptop.close();
   await phone.close();
 });
+
+test('when an ICE restart cannot bring a connection back, the devices connect anew and nothing is lost', async () => {
+  // UDP is cut (the only relay is TURN over UDP) for longer than a restart may take: each
+  // restart fails, the connection is closed after 20 s, and once UDP is back a new connection
+  // (a new socket, a fresh handshake) carries what was written meanwhile.
+  test.setTimeout(180_000);
+  const laptop = await Device.launchVia('restart-fails-laptop', CHROMIUM_A, ARGS);
+  const phone = await Device.launchVia('restart-fails-phone', CHROMIUM_B, ARGS);
+  await configure(laptop, TURN, 'ferry');
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected', { timeout: 30_000 });
+  await expect(phone.status).toHaveText('1 device connected');
+  await laptop.send('before the outage');
+  await expect(phone.message('before the outage')).toBeVisible();
+  await laptop.openDevices();
+  const list = laptop.page.getByRole('list', { name: 'Devices in this space' });
+  blockUdp(true);
+  const cut = Date.now();
+  try {
+    await laptop.send('written during the outage');
+    await expect(list).toContainText('reconnecting after a network change', { timeout: 15_000 });
+    await expect(laptop.status).toHaveText('No other devices connected', { timeout: 60_000 });
+    console.log(`restart gave up after ${Date.now() - cut} ms`);
+  } finally {
+    blockUdp(false);
+  }
+  const restored = Date.now();
+  await expect(laptop.status).toHaveText('1 device connected', { timeout: 60_000 });
+  await expect(phone.status).toHaveText('1 device connected');
+  console.log(`connected anew ${Date.now() - restored} ms after UDP came back`);
+  await expect(list).toContainText(/online · relayed via TURN/, { timeout: 10_000 });
+  await expect(phone.message('written during the outage')).toHaveCount(1);
+  await phone.send('reply on the new connection');
+  await expect(laptop.message('reply on the new connection')).toBeVisible();
+  await laptop.close();
+  await phone.close();
+});

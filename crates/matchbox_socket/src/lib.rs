@@ -17,6 +17,7 @@ pub use webrtc_socket::{
     CandidatePair, CandidateType, ChannelConfig, IceFailure, IceRecovery, MessageLoopFuture, Packet,
     PeerEvent, PeerRequest, PeerSignal, PeerState, RelayProtocol, RtcIceServerConfig, Signaller,
     SignallerBuilder, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, error::ChannelError,
-    oversized_messages, reconnecting_peers, restart_ice_all, set_wake_hook, take_ice_failures,
+    oversized_messages, reconnecting_peers, restart_failed, restart_ice_all, set_wake_hook,
+    take_ice_failures,
     take_ice_recoveries,
 };

@@ -27,7 +27,8 @@ pub use messages::*;
 pub use socket::{
     CandidatePair, CandidateType, ChannelConfig, IceFailure, IceRecovery, PeerState, RelayProtocol,
     RtcIceServerConfig, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder, oversized_messages,
-    reconnecting_peers, restart_ice_all, set_wake_hook, take_ice_failures, take_ice_recoveries,
+    reconnecting_peers, restart_failed, restart_ice_all, set_wake_hook, take_ice_failures,
+    take_ice_recoveries,
 };
 pub(crate) use socket::{MessageLoopChannels, SignalingErrors, record_signaling_error};
 use std::{collections::HashMap, pin::Pin, time::Duration};

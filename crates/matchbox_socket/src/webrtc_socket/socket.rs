@@ -474,6 +474,31 @@ pub(crate) fn set_reconnecting(peer: PeerId, reconnecting: bool) {
     }
 }
 
+/// FERRY PATCH 12: peers whose ICE restart gave up (their connection was closed).
+static FAILED_RESTARTS: std::sync::Mutex<Vec<PeerId>> = std::sync::Mutex::new(Vec::new());
+
+/// FERRY PATCH 12: records a restart that gave up (bounded: only the latest few are kept).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn record_failed_restart(peer: PeerId) {
+    if let Ok(mut all) = FAILED_RESTARTS.lock() {
+        if all.len() >= 16 {
+            all.remove(0);
+        }
+        all.push(peer);
+    }
+}
+
+/// FERRY PATCH 12: whether `peer`'s connection was closed because an ICE restart could not
+/// bring it back. Its `Disconnected` then does not mean the peer left: the peer is still in
+/// the room, and no `NewPeer` will come for it through this socket, so an application that
+/// wants it back opens a new socket (a fresh handshake).
+pub fn restart_failed(peer: PeerId) -> bool {
+    FAILED_RESTARTS
+        .lock()
+        .map(|all| all.contains(&peer))
+        .unwrap_or(false)
+}
+
 /// FERRY PATCH 12: records a recovery (bounded: only the latest few are kept).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) fn record_ice_recovery(recovery: IceRecovery) {

@@ -609,6 +609,7 @@ impl Messenger for WasmMessenger {
                         }
                         Tick::GiveUp => {
                             warn!("ICE restart with {peer_uuid} did not reconnect within {RESTART_DEADLINE_MS} ms; closing the connection");
+                            super::socket::record_failed_restart(peer_uuid);
                             break;
                         }
                     }

@@ -383,14 +383,19 @@ pub struct IceFailure {
 
 static ICE_FAILURES: std::sync::Mutex<Vec<IceFailure>> = std::sync::Mutex::new(Vec::new());
 
-/// FERRY PATCH: records a failed connection (bounded: only the latest few are kept).
-pub(crate) fn record_ice_failure(failure: IceFailure) {
-    if let Ok(mut all) = ICE_FAILURES.lock() {
+/// FERRY PATCH: keeps `item` among the latest 16 of a process-wide record.
+fn push_latest<T>(record: &std::sync::Mutex<Vec<T>>, item: T) {
+    if let Ok(mut all) = record.lock() {
         if all.len() >= 16 {
             all.remove(0);
         }
-        all.push(failure);
+        all.push(item);
     }
+}
+
+/// FERRY PATCH: records a failed connection (bounded: only the latest few are kept).
+pub(crate) fn record_ice_failure(failure: IceFailure) {
+    push_latest(&ICE_FAILURES, failure);
 }
 
 /// FERRY PATCH: the peer connections whose ICE failed since the last call. matchbox itself
@@ -480,12 +485,7 @@ static FAILED_RESTARTS: std::sync::Mutex<Vec<PeerId>> = std::sync::Mutex::new(Ve
 /// FERRY PATCH 12: records a restart that gave up (bounded: only the latest few are kept).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) fn record_failed_restart(peer: PeerId) {
-    if let Ok(mut all) = FAILED_RESTARTS.lock() {
-        if all.len() >= 16 {
-            all.remove(0);
-        }
-        all.push(peer);
-    }
+    push_latest(&FAILED_RESTARTS, peer);
 }
 
 /// FERRY PATCH 12: whether `peer`'s connection was closed because an ICE restart could not
@@ -502,12 +502,7 @@ pub fn restart_failed(peer: PeerId) -> bool {
 /// FERRY PATCH 12: records a recovery (bounded: only the latest few are kept).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 pub(crate) fn record_ice_recovery(recovery: IceRecovery) {
-    if let Ok(mut all) = RECOVERIES.lock() {
-        if all.len() >= 16 {
-            all.remove(0);
-        }
-        all.push(recovery);
-    }
+    push_latest(&RECOVERIES, recovery);
 }
 
 /// FERRY PATCH 12: connections brought back by an ICE restart since the last call.

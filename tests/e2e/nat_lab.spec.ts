@@ -12,9 +12,13 @@ const TURN = process.env.FERRY_TURN ?? '';
 const STUN = process.env.FERRY_STUN ?? '';
 const TURN_TCP = process.env.FERRY_TURN_TCP ?? '';
 const TURN_TLS = process.env.FERRY_TURN_TLS ?? '';
-const BLOCK_UDP = process.env.FERRY_NATLAB_BLOCK_UDP ?? '';
-/** The NAT routers' firewalls drop every UDP packet (on), or let it pass again (off). */
-const blockUdp = (on: boolean) => execFileSync(BLOCK_UDP, [on ? 'on' : 'off']);
+const FIREWALL = process.env.FERRY_NATLAB_FIREWALL ?? '';
+/**
+ * The NAT routers' firewalls: `udp-blocked` drops every UDP packet, `tls-only` lets out only
+ * TCP to port 443 (and the lab's signaling and app ports), `off` lets everything pass.
+ */
+const firewall = (mode: 'udp-blocked' | 'tls-only' | 'off') => execFileSync(FIREWALL, [mode]);
+const blockUdp = (on: boolean) => firewall(on ? 'udp-blocked' : 'off');
 const CHROMIUM_A = process.env.FERRY_NATLAB_CHROMIUM_A ?? '';
 const CHROMIUM_B = process.env.FERRY_NATLAB_CHROMIUM_B ?? '';
 // The app is served over plain http from a non-loopback address: let Chromium treat it as a
@@ -83,12 +87,12 @@ test('without a relay the symmetric NATs keep the devices apart, and the app say
 
 // Networks that block UDP entirely: only TURN over TCP or TLS gets through. The lab's TLS
 // listener has a self-signed certificate, so those browsers are told to accept it.
-for (const [transport, server, extra] of [
-  ['TCP', TURN_TCP, []],
-  ['TLS', TURN_TLS, ['--ignore-certificate-errors']],
+for (const [transport, server, extra, wall, where] of [
+  ['TCP', TURN_TCP, [], 'udp-blocked', 'on a network that blocks UDP'],
+  ['TLS', TURN_TLS, ['--ignore-certificate-errors'], 'tls-only', 'on a network that lets out only TCP to port 443'],
 ] as const) {
-  test(`on a network that blocks UDP, devices sync through TURN over ${transport}`, async () => {
-    blockUdp(true);
+  test(`${where}, devices sync through TURN over ${transport}`, async () => {
+    firewall(wall);
     try {
       const laptop = await Device.launchVia(`udp-blocked-${transport}-laptop`, CHROMIUM_A, [...ARGS, ...extra]);
       const phone = await Device.launchVia(`udp-blocked-${transport}-phone`, CHROMIUM_B, [...ARGS, ...extra]);
@@ -97,12 +101,12 @@ for (const [transport, server, extra] of [
       await phone.join(await laptop.pairingLink());
       await expect(laptop.status).toHaveText('1 device connected', { timeout: 45_000 });
       await expect(phone.status).toHaveText('1 device connected');
-      console.log(`UDP blocked: connected over TURN/${transport} in ${Date.now() - started} ms`);
+      console.log(`${where}: connected over TURN/${transport} in ${Date.now() - started} ms`);
       await laptop.openDevices();
       const list = laptop.page.getByRole('list', { name: 'Devices in this space' });
       await expect(list).toContainText(new RegExp(`online · relayed via TURN \\(${transport}\\) · \\d+ ms round trip`), { timeout: 20_000 });
-      await laptop.send(`through a UDP-blocking firewall over ${transport}`);
-      await expect(phone.message(`through a UDP-blocking firewall over ${transport}`)).toBeVisible();
+      await laptop.send(`through the firewall over ${transport}`);
+      await expect(phone.message(`through the firewall over ${transport}`)).toBeVisible();
       await phone.send(`and back over ${transport}`);
       await expect(laptop.message(`and back over ${transport}`)).toBeVisible();
       await laptop.close();

@@ -6,7 +6,7 @@
 # Run as root under `unshare -n` (as `cargo xtask test` does): every namespace, link and rule
 # is made here and removed on exit; nothing leaves the machine.
 #
-#   pub   br0 203.0.113.1/24 — coturn :3478 (UDP, TCP) :5349 (TLS), ferry-signal :3536
+#   pub   br0 203.0.113.1/24 — coturn :3478 (UDP, TCP) :443 (TLS), ferry-signal :3536
 #         (signaling) + :8080 (app)
 #    ├─ natA 203.0.113.11 (.21 after a move) ─ MASQUERADE --random-fully ─ 10.1.0.1/24 ─ devA 10.1.0.2 (Chromium)
 #    └─ natB 203.0.113.12 ─ MASQUERADE --random-fully ─ 10.2.0.1/24 ─ devB 10.2.0.2 (Chromium)
@@ -74,21 +74,30 @@ router() { # router <nat-ns> <dev-ns> <public-ip> <lan-prefix>
 router "$natA" "$devA" 203.0.113.11 10.1.0
 router "$natB" "$devB" 203.0.113.12 10.2.0
 
-# A firewall that blocks UDP (corporate, hotel, school networks), switched on and off by the
-# journeys: every UDP packet the NAT routers would forward is dropped, both ways. Only TCP
-# (signaling, the app, TURN over TCP or TLS) gets through.
-cat >"$work/block-udp" <<SH
+# Firewalls on the NAT routers, switched by the journeys (`firewall MODE`):
+# - `udp-blocked` (corporate, hotel, school networks): every UDP packet the routers would
+#   forward is dropped, both ways; TCP (signaling, the app, TURN over TCP or TLS) gets through;
+# - `tls-only` (the strictest: little but HTTPS): only TCP to port 443 leaves, plus the lab's
+#   signaling and app ports, which a real deployment serves as HTTPS on 443 behind a proxy;
+#   only TURN over TLS on 443 reaches the relay;
+# - `off`: everything passes again.
+cat >"$work/firewall" <<SH
 #!/bin/sh
 set -e
 for n in $natA $natB; do
-  if [ "\$1" = on ]; then
-    ip netns exec "\$n" iptables -I FORWARD -p udp -j DROP
-  else
-    while ip netns exec "\$n" iptables -D FORWARD -p udp -j DROP 2>/dev/null; do :; done
-  fi
+  ip netns exec "\$n" iptables -F FORWARD
+  case "\$1" in
+    udp-blocked) ip netns exec "\$n" iptables -A FORWARD -p udp -j DROP ;;
+    tls-only)
+      ip netns exec "\$n" iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+      ip netns exec "\$n" iptables -A FORWARD -i lan -p tcp -m multiport --dports 443,3536,8080 -j ACCEPT
+      ip netns exec "\$n" iptables -A FORWARD -j DROP ;;
+    off) ;;
+    *) echo "firewall udp-blocked|tls-only|off" >&2; exit 2 ;;
+  esac
 done
 SH
-chmod +x "$work/block-udp"
+chmod +x "$work/firewall"
 
 # A network change (a phone moving from Wi-Fi to cellular): devA gets a new address and
 # default route, and its NAT router a new public address, while the devices talk. Every flow
@@ -126,14 +135,14 @@ chmod +x "$work/move-device"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=turn.test" \
   -addext "subjectAltName=IP:$PUB_IP" -keyout "$work/turn.key" -out "$work/turn.crt" 2>/dev/null
 
-# coturn on the public address, over UDP and TCP on 3478 and TLS on 5349. The private
+# coturn on the public address, over UDP and TCP on 3478 and TLS on 443. The private
 # ranges are denied as peers: pub cannot route there, and coturn would drop the whole
 # allocation on an unroutable peer.
 cat >"$work/turnserver.conf" <<CONF
 listening-ip=$PUB_IP
 relay-ip=$PUB_IP
 listening-port=3478
-tls-listening-port=5349
+tls-listening-port=443
 cert=$work/turn.crt
 pkey=$work/turn.key
 min-port=49152
@@ -172,9 +181,9 @@ ip netns exec "$natA" iptables -t nat -S POSTROUTING | grep -q -- '--random-full
 
 cd "$here"
 export FERRY_NATLAB=1 FERRY_APP_URL="http://$PUB_IP:8080" FERRY_TURN="turn:$PUB_IP:3478" \
-  FERRY_TURN_TCP="turn:$PUB_IP:3478?transport=tcp" FERRY_TURN_TLS="turns:$PUB_IP:5349" \
+  FERRY_TURN_TCP="turn:$PUB_IP:3478?transport=tcp" FERRY_TURN_TLS="turns:$PUB_IP:443" \
   FERRY_STUN="stun:$PUB_IP:3478" FERRY_NATLAB_CHROMIUM_A="$work/chromium-$devA" \
-  FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB" FERRY_NATLAB_BLOCK_UDP="$work/block-udp" \
+  FERRY_NATLAB_CHROMIUM_B="$work/chromium-$devB" FERRY_NATLAB_FIREWALL="$work/firewall" \
   FERRY_NATLAB_MOVE="$work/move-device"
 # Its own output dir: the main run's screenshots in target/e2e-results stay.
 node_modules/.bin/playwright test nat_lab.spec.ts --output ../../target/e2e-results-natlab "$@"

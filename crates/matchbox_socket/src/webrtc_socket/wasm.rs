@@ -594,6 +594,7 @@ impl Messenger for WasmMessenger {
                     if healthy && !restart.silent_lately() {
                         if let Some(after_ms) = restart.recovered() {
                             info!("connection to {peer_uuid} is back after {after_ms} ms (ICE restart)");
+                            nudge_retransmission(&conn);
                             super::socket::record_ice_recovery(crate::IceRecovery { peer: peer_uuid, after_ms });
                             super::socket::set_reconnecting(peer_uuid, false);
                             super::socket::wake();
@@ -629,6 +630,38 @@ impl Messenger for WasmMessenger {
     }
 }
 
+/// FERRY PATCH 12: makes SCTP retransmit at once what it sent into the dead path. Its
+/// retransmission timer backed off while the path was dead (seconds), and nothing tells it
+/// the path is back; a few packets that the peer acknowledges report the older ones missing,
+/// and three such reports retransmit them (fast retransmit). The packets go on a channel the
+/// peer does not have (negotiated id [`NUDGE_CHANNEL`], unordered, never retransmitted): its
+/// SCTP acknowledges them and the browser drops them unread.
+fn nudge_retransmission(conn: &RtcPeerConnection) {
+    let init = RtcDataChannelInit::new();
+    init.set_negotiated(true);
+    init.set_id(NUDGE_CHANNEL);
+    init.set_ordered(false);
+    init.set_max_retransmits(0);
+    let channel = conn.create_data_channel_with_data_channel_dict("ferry-nudge", &init);
+    let on_open = Closure::<dyn FnMut(Event)>::new(move |event: Event| {
+        let Some(channel) = event
+            .target()
+            .and_then(|t| t.dyn_into::<RtcDataChannel>().ok())
+        else {
+            return;
+        };
+        for _ in 0..4 {
+            let _ = channel.send_with_u8_array(&[0]);
+        }
+        channel.close();
+    })
+    .into_js_value();
+    channel.set_onopen(Some(on_open.unchecked_ref()));
+}
+
+/// FERRY PATCH 12: the stream of [`nudge_retransmission`] (Ferry's channels are 0 and 1).
+const NUDGE_CHANNEL: u16 = 1023;
+
 /// FERRY PATCH 12: how often a connection in trouble is looked at.
 const RESTART_TICK: Duration = Duration::from_millis(500);
 /// FERRY PATCH 12: how long ICE may stay `disconnected` before it is restarted (it often heals
@@ -637,6 +670,10 @@ const DISCONNECTED_GRACE_MS: f64 = 1_000.0;
 /// FERRY PATCH 12: a restart offer that got no answer is offered again after this (the peer's
 /// signaling may only now have been re-dialed).
 const REOFFER_MS: f64 = 2_000.0;
+/// FERRY PATCH 12: how long a restart's offer or answer waits for candidates before it goes
+/// out (host and relay candidates of a lab or LAN come within milliseconds; later ones are
+/// trickled, and the peer loop applies a description before the candidates queued after it).
+const RESTART_GATHERING: Duration = Duration::from_millis(250);
 /// FERRY PATCH 12: restart offers closer together than this are one.
 const OFFER_DEBOUNCE_MS: f64 = 500.0;
 /// FERRY PATCH 12: a restart that has not reconnected after this gives up: the connection is
@@ -689,10 +726,10 @@ impl RestartState {
         }
     }
 
-    /// Whether the stats said "silent" within the last two looks (they are read every second).
+    /// Whether the stats said "silent" within the last two looks (they are read twice a second).
     fn silent_lately(&self) -> bool {
         self.last_silence
-            .is_some_and(|at| js_sys::Date::now() - at < 1_500.0)
+            .is_some_and(|at| js_sys::Date::now() - at < 1_000.0)
     }
 
     /// ICE connected again: how long it was down, if it was in trouble.
@@ -740,7 +777,7 @@ impl Restarter {
             warn!("the ICE restart offer could not be set: {e:?}");
             return;
         }
-        wait_for_ice_gathering_complete(conn.clone()).await;
+        wait_for_ice_gathering(conn.clone(), RESTART_GATHERING).await;
         if let Some(local) = conn.local_description() {
             info!("sending an ICE restart offer");
             self.signal_peer.send(PeerSignal::Offer(local.sdp()));
@@ -777,7 +814,7 @@ impl Restarter {
             warn!("the restart answer could not be set: {e:?}");
             return;
         }
-        wait_for_ice_gathering_complete(conn.clone()).await;
+        wait_for_ice_gathering(conn.clone(), RESTART_GATHERING).await;
         if let Some(local) = conn.local_description() {
             info!("answering an ICE restart");
             self.signal_peer.send(PeerSignal::Answer(local.sdp()));
@@ -821,7 +858,8 @@ async fn report_candidate_pairs(
                 let _ = silence_tx.unbounded_send(());
             }
         }
-        Delay::new(Duration::from_secs(1)).await;
+        // FERRY PATCH 12: twice a second (was once), so silence is seen within half a second.
+        Delay::new(Duration::from_millis(500)).await;
     }
 }
 
@@ -1189,6 +1227,12 @@ fn create_rtc_peer_connection(
 }
 
 async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
+    wait_for_ice_gathering(conn, GATHERING_TIMEOUT).await
+}
+
+/// FERRY PATCH 12: [`wait_for_ice_gathering_complete`] with its own bound: a restart trickles
+/// what comes later, so it waits less.
+async fn wait_for_ice_gathering(conn: RtcPeerConnection, limit: Duration) {
     if conn.ice_gathering_state() == RtcIceGatheringState::Complete {
         debug!("Ice gathering already completed");
         return;
@@ -1214,10 +1258,10 @@ async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
     // even between devices on one network. Host candidates are gathered within milliseconds;
     // after GATHERING_TIMEOUT the offer/answer goes out with what was found, and candidates
     // found later still go out one by one through the trickle path of `complete_handshake`.
-    let mut timeout = Delay::new(GATHERING_TIMEOUT).fuse();
+    let mut timeout = Delay::new(limit).fuse();
     select! {
         _ = rx.next() => debug!("Ice gathering completed"),
-        _ = timeout => warn!("Ice gathering still running after {GATHERING_TIMEOUT:?}; continuing"),
+        _ = timeout => warn!("Ice gathering still running after {limit:?}; continuing"),
     }
 
     conn.set_onicegatheringstatechange(None);

@@ -79,7 +79,13 @@ pub struct ItemView {
     pub at_ms: u64,
     /// For items written here, which devices have them ("on Phone · not yet on Tablet").
     pub delivery: Option<String>,
+    /// A kind this version does not know (a newer Ferry wrote it): shown as
+    /// [`NEWER_VERSION`], never edited here (its content may not be its `text`), only deleted.
+    pub newer: bool,
 }
+
+/// What an item of a kind this version does not know says instead of its content.
+pub const NEWER_VERSION: &str = "Open Ferry's newer version to see this item";
 
 impl ItemView {
     /// Whether a search for `query` (already lower-case) finds this entry: in its text (a
@@ -392,9 +398,15 @@ pub fn item_views<'a>(
             let show_author = names.len() > 1
                 && (day.is_some() || last_author.replace(i.author) != Some(i.author));
             last_author = Some(i.author);
+            let newer = matches!(i.kind, ferry_core::ItemKind::Other(_));
             ItemView {
                 id: i.id,
-                text: i.text.clone(),
+                text: if newer {
+                    NEWER_VERSION.to_owned()
+                } else {
+                    i.text.clone()
+                },
+                newer,
                 author,
                 show_author,
                 mine: i.author == me,
@@ -464,6 +476,32 @@ mod tests {
                 Some("Today".into())
             ]
         );
+    }
+
+    #[test]
+    fn an_item_of_a_kind_this_version_does_not_know_says_so() {
+        let me = ferry_core::DeviceId::from_bytes([1; 16]);
+        let item = |kind: ferry_core::ItemKind| ferry_core::Item {
+            id: ferry_core::ItemId::random(),
+            kind,
+            author: me,
+            at: ferry_core::Hlc {
+                wall_ms: 1_795_531_920_000,
+                counter: 0,
+            },
+            text: "a title".into(),
+            edited_at: None,
+            file: None,
+        };
+        let items = [
+            item(ferry_core::ItemKind::Other("note".into())),
+            item(ferry_core::ItemKind::Text),
+        ];
+        let views = item_views(&items, &[], me, 0, 0, 1_795_531_920_000);
+        assert!(views[0].newer);
+        assert_eq!(views[0].text, NEWER_VERSION);
+        assert!(!views[1].newer);
+        assert_eq!(views[1].text, "a title");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub(in crate::app) fn Composer() -> impl IntoView {
             items
                 .iter()
                 .rev()
-                .find(|i| i.mine && i.file.is_none())
+                .find(|i| i.mine && i.file.is_none() && !i.newer)
                 .map(|i| (i.id, i.text.clone()))
         });
         let found = last.is_some();

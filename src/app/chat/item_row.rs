@@ -114,7 +114,14 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             edit.id.set(None);
         }
     });
-    let (menu_text, menu_file) = (text.clone(), item.file.as_ref().map(|f| f.root));
+    // An item a newer Ferry wrote shows only that: nothing to copy or edit here.
+    let editable = !item.newer;
+    let menu_text = if editable {
+        text.clone()
+    } else {
+        String::new()
+    };
+    let menu_file = item.file.as_ref().map(|f| f.root);
     let detail_wording = wording.clone();
     let mine = item.mine;
     let detail = Signal::derive(move || {
@@ -235,7 +242,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             </p>
             // Hover actions on a computer (the menu has them too, and is the way on touch).
             <div class="item-actions">
-                {if is_text {
+                {editable.then(|| if is_text {
                     view! {
                         <button type="button" aria-label="Edit message" title="Edit" tabindex="-1"
                             on:click=move |_| open_edit()>"Edit"</button>
@@ -246,11 +253,11 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                         <button type="button" aria-label=label title=label tabindex="-1"
                             on:click=move |_| open_edit()>"Caption"</button>
                     }.into_any()
-                }}
+                })}
                 <button type="button" aria-label="Delete message" title="Delete" tabindex="-1"
                     on:click=move |_| deleting.set(true)>"Delete"</button>
             </div>
-            <MessageMenu menu text=menu_text file=menu_file detail/>
+            <MessageMenu menu text=menu_text file=menu_file editable detail/>
         </li>
     }
 }

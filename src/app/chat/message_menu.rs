@@ -265,19 +265,20 @@ impl MenuState {
 
 /// The open menu and the backdrop that closes it. `text` is the message's text, or a file's
 /// caption ("" for none: no Copy); `file` the root of the file it carries (Save file; its
-/// Edit is "Add caption" or "Edit caption");
-/// `detail` which devices have it, shown at the menu's top (the row itself shows only a tick).
+/// Edit is "Add caption" or "Edit caption"); `editable` false for an item a newer Ferry wrote
+/// (no Edit); `detail` which devices have it, shown at the menu's top (the row itself shows only a tick).
 #[component]
 pub(super) fn MessageMenu(
     menu: MenuState,
     text: String,
     file: Option<BlobId>,
+    editable: bool,
     detail: Signal<Option<String>>,
 ) -> impl IntoView {
     let intents = expect_context::<Intents>();
     let entries: Vec<(MenuAction, &'static str)> = [
         (!text.is_empty()).then_some((MenuAction::Copy, "Copy")),
-        Some((
+        editable.then_some((
             MenuAction::Edit,
             match (file, text.is_empty()) {
                 (None, _) => "Edit",

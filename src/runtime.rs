@@ -919,6 +919,10 @@ impl Runtime {
                 self.intend(device::Intent::Delete(id), "Cannot delete")
                     .await;
             }
+            Intent::Pin(id, pinned) => {
+                let what = if pinned { "Cannot pin" } else { "Cannot unpin" };
+                self.intend(device::Intent::Pin(id, pinned), what).await;
+            }
             Intent::Join => self.join().await,
             Intent::CancelJoin => {
                 self.pending = None;

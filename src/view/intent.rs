@@ -31,6 +31,8 @@ pub enum Intent {
     Edit(ItemId, String),
     /// Delete an item on every device.
     Delete(ItemId),
+    /// Pin an item above the history (`true`) or unpin it, on every device.
+    Pin(ItemId, bool),
     /// Join with a pairing link pasted into the app.
     UseLink(String),
     /// Rename this device.

@@ -79,6 +79,8 @@ pub struct ItemView {
     pub at_ms: u64,
     /// For items written here, which devices have them ("on Phone · not yet on Tablet").
     pub delivery: Option<String>,
+    /// Pinned above the history (on every device).
+    pub pinned: bool,
     /// A kind this version does not know (a newer Ferry wrote it): shown as
     /// [`NEWER_VERSION`], never edited here (its content may not be its `text`), only deleted.
     pub newer: bool,
@@ -407,6 +409,7 @@ pub fn item_views<'a>(
                     i.text.clone()
                 },
                 newer,
+                pinned: i.pinned,
                 author,
                 show_author,
                 mine: i.author == me,
@@ -456,6 +459,7 @@ mod tests {
             text: String::new(),
             edited_at: None,
             file: None,
+            pinned: false,
         };
         let items = [
             at(now - 3 * day),
@@ -492,6 +496,7 @@ mod tests {
             text: "a title".into(),
             edited_at: None,
             file: None,
+            pinned: false,
         };
         let items = [
             item(ferry_core::ItemKind::Other("note".into())),
@@ -523,6 +528,7 @@ mod tests {
                 size: 10,
                 mime: "image/jpeg".into(),
             }),
+            pinned: false,
         };
         let views = item_views(&[file("Sunset at the pier"), file("")], &[], me, 0, 0, 0);
         assert_eq!(views[0].text, "Sunset at the pier");

@@ -130,7 +130,7 @@ test('each message has a menu: right-click, keyboard and long press; Copy, Edit,
   await msg.locator('.text').click({ button: 'right' });
   const menu = d.page.getByRole('menu', { name: 'Message actions' });
   await expect(menu).toBeVisible();
-  await expect(menu.getByRole('menuitem')).toHaveText(['Copy', 'Edit', 'Delete']);
+  await expect(menu.getByRole('menuitem')).toHaveText(['Copy', 'Edit', 'Pin', 'Delete']);
   await expect(menu.getByRole('menuitem', { name: 'Copy' })).toBeFocused();
   await d.page.keyboard.press('ArrowDown');
   await expect(menu.getByRole('menuitem', { name: 'Edit' })).toBeFocused();
@@ -191,7 +191,7 @@ test('a file item offers "Save file"; the chat with an open menu has no axe viol
   await d.send('boarding at 21:05');
   await item.locator('.file-meta').click({ button: 'right' });
   const menu = d.page.getByRole('menu', { name: 'Message actions' });
-  await expect(menu.getByRole('menuitem')).toHaveText(['Add caption', 'Save file', 'Delete']);
+  await expect(menu.getByRole('menuitem')).toHaveText(['Add caption', 'Pin', 'Save file', 'Delete']);
   await noViolations(d, 'chat with a file and an open menu');
   mkdirSync(SHOTS, { recursive: true });
   await d.page.screenshot({ path: `${SHOTS}menu-1280x720-light.png` });
@@ -225,7 +225,7 @@ test('a file item offers "Save file"; the chat with an open menu has no axe viol
   await expect(d.history.getByRole('listitem')).toHaveCount(1);
   await search.fill('');
   await item.locator('.file-meta').click({ button: 'right' });
-  await expect(menu.getByRole('menuitem')).toHaveText(['Copy', 'Edit caption', 'Save file', 'Delete']);
+  await expect(menu.getByRole('menuitem')).toHaveText(['Copy', 'Edit caption', 'Pin', 'Save file', 'Delete']);
   await menu.getByRole('menuitem', { name: 'Edit caption' }).click();
   await item.getByRole('textbox', { name: 'Caption' }).fill('return flight, seat 15A');
   await item.getByRole('textbox', { name: 'Caption' }).press('Enter');

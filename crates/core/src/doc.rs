@@ -82,6 +82,8 @@ pub struct Item {
     pub edited_at: Option<Hlc>,
     /// For [`ItemKind::File`]: which file.
     pub file: Option<FileMeta>,
+    /// Pinned above the history on every device (`pinned` in the item map; absent: not).
+    pub pinned: bool,
 }
 
 /// A file item's metadata. The bytes live in chunks under the root (see [`crate::blobs`]);
@@ -212,6 +214,7 @@ struct ItemFields {
     file_name: Option<String>,
     file_size: Option<i64>,
     file_mime: Option<String>,
+    pinned: bool,
 }
 
 impl SpaceDoc {
@@ -281,6 +284,7 @@ impl SpaceDoc {
             text: text.to_owned(),
             edited_at: None,
             file: None,
+            pinned: false,
         })
     }
 
@@ -315,6 +319,7 @@ impl SpaceDoc {
             text: String::new(),
             edited_at: None,
             file: Some(meta.clone()),
+            pinned: false,
         })
     }
 
@@ -371,6 +376,17 @@ impl SpaceDoc {
         let obj = self.live_item_obj(id)?;
         self.doc.put(&obj, "text", text)?;
         self.doc.put(&obj, "edited_at", at.pack())?;
+        self.commit(at);
+        self.changed.items.insert(id);
+        Ok(())
+    }
+
+    /// Pins or unpins an item. Concurrent pin and unpin converge on one of them everywhere
+    /// (automerge's deterministic winner among concurrent writes of one field); a later
+    /// change wins over an earlier one it saw.
+    pub fn set_pinned(&mut self, id: ItemId, pinned: bool, at: Hlc) -> Result<(), DocError> {
+        let obj = self.live_item_obj(id)?;
+        self.doc.put(&obj, "pinned", pinned)?;
         self.commit(at);
         self.changed.items.insert(id);
         Ok(())
@@ -515,6 +531,7 @@ impl SpaceDoc {
                 "file_name" => f.file_name = text(),
                 "file_size" => f.file_size = v.as_i64(),
                 "file_mime" => f.file_mime = text(),
+                "pinned" => f.pinned = v.as_bool() == Some(true),
                 _ => {}
             }
         }
@@ -546,6 +563,7 @@ impl SpaceDoc {
             text: f.text.unwrap_or_default(),
             edited_at: f.edited_at.map(Hlc::unpack),
             file,
+            pinned: f.pinned,
         })
     }
 
@@ -669,6 +687,11 @@ mod tests {
             text: str_at(d, &obj, "text").unwrap_or_default(),
             edited_at: int_at(d, &obj, "edited_at").map(Hlc::unpack),
             file,
+            pinned: d
+                .get(&obj, "pinned")
+                .ok()
+                .flatten()
+                .is_some_and(|(v, _)| v.as_bool() == Some(true)),
         })
     }
 
@@ -909,6 +932,42 @@ mod tests {
         assert_eq!(a.heads(), b.heads());
         assert!(matches!(
             a.edit_text(id, "late", Hlc::unpack(3 << 16)),
+            Err(DocError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn pins_sync_and_concurrent_pin_and_unpin_agree_everywhere() {
+        let (da, db) = (DeviceId::random(), DeviceId::random());
+        let mut a = SpaceDoc::new(da.as_bytes()).unwrap();
+        let id = ItemId::random();
+        a.add_text(id, "shopping list", da, Hlc::unpack(1 << 16))
+            .unwrap();
+        assert!(!a.items()[0].pinned, "new items are not pinned");
+        a.set_pinned(id, true, Hlc::unpack(2 << 16)).unwrap();
+        let (mut b, _) = SpaceDoc::load(db.as_bytes(), [a.save().as_slice()]).unwrap();
+        assert!(b.items()[0].pinned, "a pin syncs");
+        // Offline on both: a unpins, b pins again (a no-op put, still a concurrent write).
+        a.set_pinned(id, false, Hlc::unpack(3 << 16)).unwrap();
+        b.set_pinned(id, true, Hlc::unpack(3 << 16)).unwrap();
+        let (ca, cb) = (a.save(), b.save());
+        a.doc.load_incremental(&cb).unwrap();
+        b.doc.load_incremental(&ca).unwrap();
+        assert_eq!(
+            a.items()[0].pinned,
+            b.items()[0].pinned,
+            "one answer everywhere"
+        );
+        // The one-pass listing and the field-by-field reading agree on it.
+        assert_eq!(a.item(id).map(|i| i.pinned), Some(a.items()[0].pinned));
+        // A later unpin that saw both wins.
+        b.set_pinned(id, false, Hlc::unpack(4 << 16)).unwrap();
+        a.doc.load_incremental(&b.save()).unwrap();
+        assert!(!a.items()[0].pinned);
+        // A deleted item cannot be pinned.
+        a.delete(id, Hlc::unpack(5 << 16)).unwrap();
+        assert!(matches!(
+            a.set_pinned(id, true, Hlc::unpack(6 << 16)),
             Err(DocError::NotFound)
         ));
     }

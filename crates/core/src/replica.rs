@@ -614,6 +614,18 @@ impl Replica {
         self.after_local_change()
     }
 
+    /// Pins an item above the history (or unpins it), on every device.
+    pub fn set_pinned(
+        &mut self,
+        id: ItemId,
+        pinned: bool,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, ReplicaError> {
+        let at = self.clock.tick(now_ms);
+        self.doc.set_pinned(id, pinned, at)?;
+        self.after_local_change()
+    }
+
     /// Deletes an item everywhere (a tombstone that syncs).
     pub fn delete_item(&mut self, id: ItemId, now_ms: u64) -> Result<Vec<Effect>, ReplicaError> {
         let at = self.clock.tick(now_ms);

@@ -102,12 +102,56 @@ pub(in crate::app) fn History() -> impl IntoView {
                 // at once), edited mark or day label. Delivery wording is read live
                 // (`Wording`), not rebuilt.
                 <For each=move || shown.get()
-                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.show_author, i.edited, i.day.clone())
+                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.show_author, i.edited, i.day.clone(), i.pinned)
                     let:item>
                     <ItemRow item/>
                 </For>
             </ol>
         </div>
+    }
+}
+
+/// The region "Pinned" above the history: every pinned item (of the whole history, not only
+/// the shown window), oldest first, each with **Unpin**. Absent while nothing is pinned.
+#[component]
+pub(in crate::app) fn Pinned() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let pinned = Memo::new(move |_| {
+        view.items.with(|items| {
+            items
+                .iter()
+                .filter(|i| i.pinned)
+                .map(|i| {
+                    let label = match (&i.file, i.text.is_empty()) {
+                        (Some(f), true) => f.name.clone(),
+                        _ => i.text.clone(),
+                    };
+                    (i.id, label)
+                })
+                .collect::<Vec<_>>()
+        })
+    });
+    view! {
+        <Show when=move || pinned.with(|p| !p.is_empty())>
+            <section class="pinned" aria-label="Pinned">
+                <ul>
+                    <For each=move || pinned.get() key=|p| p.clone() let:entry>
+                        {
+                            let (id, label) = entry;
+                            let intents = expect_context::<Intents>();
+                            let unpin = format!("Unpin {label}");
+                            view! {
+                                <li>
+                                    <span class="pinned-text">{label}</span>
+                                    <button type="button" aria-label=unpin title="Unpin"
+                                        on:click=move |_| intents.send(Intent::Pin(id, false))>"Unpin"</button>
+                                </li>
+                            }
+                        }
+                    </For>
+                </ul>
+            </section>
+        </Show>
     }
 }
 

@@ -257,7 +257,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                 <button type="button" aria-label="Delete message" title="Delete" tabindex="-1"
                     on:click=move |_| deleting.set(true)>"Delete"</button>
             </div>
-            <MessageMenu menu text=menu_text file=menu_file editable detail/>
+            <MessageMenu menu text=menu_text file=menu_file editable pin=(item.id, item.pinned) detail/>
         </li>
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::app::focus_later;
 use crate::view::{Intent, Intents};
-use ferry_core::BlobId;
+use ferry_core::{BlobId, ItemId};
 use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
 
@@ -24,6 +24,7 @@ enum MenuAt {
 enum MenuAction {
     Copy,
     Edit,
+    Pin,
     SaveFile,
     Delete,
 }
@@ -33,9 +34,10 @@ const LONG_PRESS_MS: u64 = 500;
 /// Moving further than this (px) is a scroll, not a long press.
 const LONG_PRESS_SLOP: i32 = 10;
 
-/// The menu's size on screen, about 12rem by 11rem (with the delivery line), to keep it there.
+/// The menu's size on screen, about 12rem by 14rem (five entries and the delivery line), to keep
+/// it there.
 const MENU_W: i32 = 200;
-const MENU_H: i32 = 210;
+const MENU_H: i32 = 250;
 
 /// One message's menu, shared by its row (which opens it) and [`MessageMenu`] (which shows
 /// it). `Copy`: signals and node refs are handles.
@@ -266,15 +268,17 @@ impl MenuState {
 /// The open menu and the backdrop that closes it. `text` is the message's text, or a file's
 /// caption ("" for none: no Copy); `file` the root of the file it carries (Save file; its
 /// Edit is "Add caption" or "Edit caption"); `editable` false for an item a newer Ferry wrote
-/// (no Edit); `detail` which devices have it, shown at the menu's top (the row itself shows only a tick).
+/// (no Edit); `pin` the item and whether it is pinned (Pin / Unpin); `detail` which devices have it, shown at the menu's top (the row itself shows only a tick).
 #[component]
 pub(super) fn MessageMenu(
     menu: MenuState,
     text: String,
     file: Option<BlobId>,
     editable: bool,
+    pin: (ItemId, bool),
     detail: Signal<Option<String>>,
 ) -> impl IntoView {
+    let (id, pinned) = pin;
     let intents = expect_context::<Intents>();
     let entries: Vec<(MenuAction, &'static str)> = [
         (!text.is_empty()).then_some((MenuAction::Copy, "Copy")),
@@ -286,6 +290,7 @@ pub(super) fn MessageMenu(
                 (Some(_), false) => "Edit caption",
             },
         )),
+        Some((MenuAction::Pin, if pinned { "Unpin" } else { "Pin" })),
         file.is_some()
             .then_some((MenuAction::SaveFile, "Save file")),
         Some((MenuAction::Delete, "Delete")),
@@ -302,6 +307,10 @@ pub(super) fn MessageMenu(
             menu.close(false);
             menu.editing.set(true);
             focus_later("textarea", menu.row.get_untracked().map(Into::into));
+        }
+        MenuAction::Pin => {
+            menu.close(true);
+            intents.send(Intent::Pin(id, !pinned));
         }
         MenuAction::SaveFile => {
             menu.close(true);

@@ -198,6 +198,7 @@ mod tests {
                 size: 1,
                 mime: String::new(),
             }),
+            pinned: false,
         }
     }
 

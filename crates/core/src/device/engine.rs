@@ -41,6 +41,8 @@ pub enum Intent {
     Edit(ItemId, String),
     /// Delete an item on every device.
     Delete(ItemId),
+    /// Pin an item above the history (`true`) or unpin it, on every device.
+    Pin(ItemId, bool),
     /// Rename this device.
     Rename(String),
 }
@@ -362,6 +364,7 @@ impl Device {
             Intent::Write(text) => (self.replica.add_text(&text, now)?.1, false),
             Intent::Edit(id, text) => (self.replica.edit_text(id, &text, now)?, false),
             Intent::Delete(id) => (self.replica.delete_item(id, now)?, false),
+            Intent::Pin(id, pinned) => (self.replica.set_pinned(id, pinned, now)?, false),
             Intent::Rename(name) => (self.replica.rename(&name, now)?, true),
         };
         let mut out = Vec::new();

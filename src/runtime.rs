@@ -919,6 +919,14 @@ impl Runtime {
                 self.intend(device::Intent::Delete(id), "Cannot delete")
                     .await;
             }
+            Intent::AddTask(text) => {
+                self.intend(device::Intent::Task(text), "Cannot add the task")
+                    .await;
+            }
+            Intent::Check(id, done) => {
+                self.intend(device::Intent::Check(id, done), "Cannot check the task")
+                    .await;
+            }
             Intent::Pin(id, pinned) => {
                 let what = if pinned { "Cannot pin" } else { "Cannot unpin" };
                 self.intend(device::Intent::Pin(id, pinned), what).await;

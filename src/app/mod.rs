@@ -15,8 +15,8 @@ mod dialogs;
 
 use crate::view::{Intent, Intents, NetStatus, ViewState};
 use chat::{
-    AddYourPhone, Composer, DevicesOpen, History, ImageViewer, Pinned, SearchBox, SearchJump,
-    SearchNav, UndoBar, Viewer,
+    AddYourPhone, Composer, DevicesOpen, Filters, History, ImageViewer, Pinned, SearchBox,
+    SearchJump, SearchNav, UndoBar, Viewer,
 };
 use devices::DevicesPanel;
 use dialogs::{ErrorBanner, JoinDialog, ScanDialog, ScanState};
@@ -126,6 +126,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                     <AddYourPhone/>
                     <SearchNav/>
                     <Pinned/>
+                    <Filters/>
                     <History/>
                     <UndoBar/>
                     <Composer/>

@@ -33,6 +33,10 @@ pub enum Intent {
     Delete(ItemId),
     /// Pin an item above the history (`true`) or unpin it, on every device.
     Pin(ItemId, bool),
+    /// Write a task.
+    AddTask(String),
+    /// Check (`true`) or uncheck a task, on every device.
+    Check(ItemId, bool),
     /// Join with a pairing link pasted into the app.
     UseLink(String),
     /// Rename this device.

@@ -276,6 +276,7 @@ mod tests {
             edited_at: None,
             file: None,
             pinned: false,
+            done: false,
         }
     }
 

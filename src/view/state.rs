@@ -81,6 +81,8 @@ pub struct ItemView {
     pub delivery: Option<String>,
     /// Pinned above the history (on every device).
     pub pinned: bool,
+    /// A task, and whether it is done; `None` for anything else.
+    pub task: Option<bool>,
     /// A kind this version does not know (a newer Ferry wrote it): shown as
     /// [`NEWER_VERSION`], never edited here (its content may not be its `text`), only deleted.
     pub newer: bool,
@@ -98,6 +100,46 @@ impl ItemView {
                 .file
                 .as_ref()
                 .is_some_and(|f| f.name.to_lowercase().contains(query))
+    }
+}
+
+/// The history's filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// Everything (the newest window).
+    All,
+    /// Tasks.
+    Tasks,
+    /// Files.
+    Files,
+    /// Items with an http(s) link.
+    Links,
+}
+
+impl Filter {
+    /// Every filter, in the order shown.
+    pub const ALL: [Filter; 4] = [Filter::All, Filter::Tasks, Filter::Files, Filter::Links];
+
+    /// Its button's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::All => "All",
+            Filter::Tasks => "Tasks",
+            Filter::Files => "Files",
+            Filter::Links => "Links",
+        }
+    }
+
+    /// Whether `item` is shown under this filter.
+    pub fn keeps(self, item: &ItemView) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Tasks => item.task.is_some(),
+            Filter::Files => item.file.is_some(),
+            Filter::Links => super::format::linkify(&item.text)
+                .iter()
+                .any(|s| matches!(s, super::format::Segment::Link(_))),
+        }
     }
 }
 
@@ -234,6 +276,8 @@ pub struct ViewState {
     pub search: RwSignal<String>,
     /// How many of the newest items are rendered.
     pub window: RwSignal<usize>,
+    /// Which kinds of items the history shows (All: everything, in the window).
+    pub filter: RwSignal<Filter>,
     /// The STUN/TURN servers in use, as "url" or "url (user)" lines, and whether they come
     /// from this device's settings.
     pub ice_summary: RwSignal<(Vec<String>, bool)>,
@@ -302,6 +346,7 @@ impl ViewState {
             last_synced: RwSignal::new(None),
             search: RwSignal::new(String::new()),
             window: RwSignal::new(RENDER_WINDOW),
+            filter: RwSignal::new(Filter::All),
             ice_summary: RwSignal::new((vec![], false)),
             update_ready: RwSignal::new(false),
             can_install: RwSignal::new(false),
@@ -410,6 +455,7 @@ pub fn item_views<'a>(
                 },
                 newer,
                 pinned: i.pinned,
+                task: (i.kind == ferry_core::ItemKind::Task).then_some(i.done),
                 author,
                 show_author,
                 mine: i.author == me,
@@ -460,6 +506,7 @@ mod tests {
             edited_at: None,
             file: None,
             pinned: false,
+            done: false,
         };
         let items = [
             at(now - 3 * day),
@@ -497,6 +544,7 @@ mod tests {
             edited_at: None,
             file: None,
             pinned: false,
+            done: false,
         };
         let items = [
             item(ferry_core::ItemKind::Other("note".into())),
@@ -529,6 +577,7 @@ mod tests {
                 mime: "image/jpeg".into(),
             }),
             pinned: false,
+            done: false,
         };
         let views = item_views(&[file("Sunset at the pier"), file("")], &[], me, 0, 0, 0);
         assert_eq!(views[0].text, "Sunset at the pier");

@@ -42,6 +42,9 @@ pub enum DocError {
     /// File metadata out of bounds (empty or overlong name, overlong type, huge size).
     #[error("this file cannot be shared: {0}")]
     BadFile(&'static str),
+    /// Only a task can be checked.
+    #[error("only a task can be checked")]
+    NotATask,
 }
 
 /// Largest text body of one item; longer texts belong in a file.
@@ -61,6 +64,9 @@ pub enum ItemKind {
     Text,
     /// A shared file (see [`Item::file`]).
     File,
+    /// A task: its text, and whether it is done ([`Item::done`]). An older Ferry shows it as a
+    /// plain text (or as a newer kind), never as an error.
+    Task,
     /// Anything written by a newer Ferry that this version does not know yet.
     Other(String),
 }
@@ -84,6 +90,10 @@ pub struct Item {
     pub file: Option<FileMeta>,
     /// Pinned above the history on every device (`pinned` in the item map; absent: not).
     pub pinned: bool,
+    /// For [`ItemKind::Task`]: checked. Concurrent check and uncheck resolve to *checked*
+    /// on every device (any of the concurrent values `true`); a later change that saw them
+    /// decides again.
+    pub done: bool,
 }
 
 /// A file item's metadata. The bytes live in chunks under the root (see [`crate::blobs`]);
@@ -260,6 +270,29 @@ impl SpaceDoc {
         author: DeviceId,
         at: Hlc,
     ) -> Result<Item, DocError> {
+        self.add_text_item(id, text, author, at, ItemKind::Text)
+    }
+
+    /// Adds a task (unchecked): a text item of kind `task` with `done = false`, in one
+    /// change. An older Ferry shows it as a message (or as a newer kind).
+    pub fn add_task(
+        &mut self,
+        id: ItemId,
+        text: &str,
+        author: DeviceId,
+        at: Hlc,
+    ) -> Result<Item, DocError> {
+        self.add_text_item(id, text, author, at, ItemKind::Task)
+    }
+
+    fn add_text_item(
+        &mut self,
+        id: ItemId,
+        text: &str,
+        author: DeviceId,
+        at: Hlc,
+        kind: ItemKind,
+    ) -> Result<Item, DocError> {
         if text.len() > MAX_TEXT_BYTES {
             return Err(DocError::TooLarge {
                 max: MAX_TEXT_BYTES,
@@ -270,21 +303,27 @@ impl SpaceDoc {
         let obj = self
             .doc
             .put_object(&self.items, key.as_str(), ObjType::Map)?;
-        self.doc.put(&obj, "kind", "text")?;
+        let task = kind == ItemKind::Task;
+        self.doc
+            .put(&obj, "kind", if task { "task" } else { "text" })?;
         self.doc.put(&obj, "author", author.to_string())?;
         self.doc.put(&obj, "at", at.pack())?;
         self.doc.put(&obj, "text", text)?;
+        if task {
+            self.doc.put(&obj, "done", false)?;
+        }
         self.commit(at);
         self.changed.items.insert(id);
         Ok(Item {
             id,
-            kind: ItemKind::Text,
+            kind,
             author,
             at,
             text: text.to_owned(),
             edited_at: None,
             file: None,
             pinned: false,
+            done: false,
         })
     }
 
@@ -320,6 +359,7 @@ impl SpaceDoc {
             edited_at: None,
             file: Some(meta.clone()),
             pinned: false,
+            done: false,
         })
     }
 
@@ -379,6 +419,26 @@ impl SpaceDoc {
         self.commit(at);
         self.changed.items.insert(id);
         Ok(())
+    }
+
+    /// Checks or unchecks a task (see [`Item::done`] for concurrent ones).
+    pub fn set_done(&mut self, id: ItemId, done: bool, at: Hlc) -> Result<(), DocError> {
+        let obj = self.live_item_obj(id)?;
+        if str_at(&self.doc, &obj, "kind").as_deref() != Some("task") {
+            return Err(DocError::NotATask);
+        }
+        self.doc.put(&obj, "done", done)?;
+        self.commit(at);
+        self.changed.items.insert(id);
+        Ok(())
+    }
+
+    /// Whether a task is done: any of the concurrent values of `done` is `true`.
+    fn task_done(&self, obj: &ObjId) -> bool {
+        self.doc
+            .get_all(obj, "done")
+            .map(|all| all.iter().any(|(v, _)| v.as_bool() == Some(true)))
+            .unwrap_or(false)
     }
 
     /// Pins or unpins an item. Concurrent pin and unpin converge on one of them everywhere
@@ -541,6 +601,7 @@ impl SpaceDoc {
         let kind = match f.kind?.as_str() {
             "text" => ItemKind::Text,
             "file" => ItemKind::File,
+            "task" => ItemKind::Task,
             other => ItemKind::Other(other.to_owned()),
         };
         let file = if kind == ItemKind::File {
@@ -555,6 +616,7 @@ impl SpaceDoc {
         } else {
             None
         };
+        let done = kind == ItemKind::Task && self.task_done(obj);
         Some(Item {
             id,
             kind,
@@ -564,6 +626,7 @@ impl SpaceDoc {
             edited_at: f.edited_at.map(Hlc::unpack),
             file,
             pinned: f.pinned,
+            done,
         })
     }
 
@@ -665,8 +728,10 @@ mod tests {
         let kind = match str_at(d, &obj, "kind")?.as_str() {
             "text" => ItemKind::Text,
             "file" => ItemKind::File,
+            "task" => ItemKind::Task,
             other => ItemKind::Other(other.to_owned()),
         };
+        let kind_is_task = kind == ItemKind::Task;
         let file = if kind == ItemKind::File {
             let meta = FileMeta {
                 root: str_at(d, &obj, "file_root")?.parse().ok()?,
@@ -692,6 +757,7 @@ mod tests {
                 .ok()
                 .flatten()
                 .is_some_and(|(v, _)| v.as_bool() == Some(true)),
+            done: kind_is_task && doc.task_done(&obj),
         })
     }
 
@@ -947,8 +1013,9 @@ mod tests {
         a.set_pinned(id, true, Hlc::unpack(2 << 16)).unwrap();
         let (mut b, _) = SpaceDoc::load(db.as_bytes(), [a.save().as_slice()]).unwrap();
         assert!(b.items()[0].pinned, "a pin syncs");
-        // Offline on both: a unpins, b pins again (a no-op put, still a concurrent write).
+        // Offline on both, from pinned: a unpins; b unpins and pins again.
         a.set_pinned(id, false, Hlc::unpack(3 << 16)).unwrap();
+        b.set_pinned(id, false, Hlc::unpack(3 << 16)).unwrap();
         b.set_pinned(id, true, Hlc::unpack(3 << 16)).unwrap();
         let (ca, cb) = (a.save(), b.save());
         a.doc.load_incremental(&cb).unwrap();
@@ -970,6 +1037,48 @@ mod tests {
             a.set_pinned(id, true, Hlc::unpack(6 << 16)),
             Err(DocError::NotFound)
         ));
+    }
+
+    #[test]
+    fn tasks_check_everywhere_and_a_concurrent_check_beats_an_uncheck() {
+        let (da, db) = (DeviceId::random(), DeviceId::random());
+        let mut a = SpaceDoc::new(da.as_bytes()).unwrap();
+        let id = ItemId::random();
+        let task = a
+            .add_task(id, "buy milk", da, Hlc::unpack(1 << 16))
+            .unwrap();
+        assert_eq!((task.kind, task.done), (ItemKind::Task, false));
+        let note = ItemId::random();
+        a.add_text(note, "a note", da, Hlc::unpack(1 << 16))
+            .unwrap();
+        assert!(matches!(
+            a.set_done(note, true, Hlc::unpack(2 << 16)),
+            Err(DocError::NotATask)
+        ));
+        a.set_done(id, true, Hlc::unpack(2 << 16)).unwrap();
+        let (mut b, _) = SpaceDoc::load(db.as_bytes(), [a.save().as_slice()]).unwrap();
+        let on_b = b.items().into_iter().find(|i| i.id == id).unwrap();
+        assert_eq!(
+            (on_b.kind, on_b.done, on_b.text.as_str()),
+            (ItemKind::Task, true, "buy milk")
+        );
+        // Offline on both, from checked: a unchecks; b unchecks and checks again (writing
+        // the value a field already has records nothing). Concurrent values false (a) and
+        // true (b): checked wins, on both.
+        a.set_done(id, false, Hlc::unpack(3 << 16)).unwrap();
+        b.set_done(id, false, Hlc::unpack(3 << 16)).unwrap();
+        b.set_done(id, true, Hlc::unpack(3 << 16)).unwrap();
+        let (ca, cb) = (a.save(), b.save());
+        a.doc.load_incremental(&cb).unwrap();
+        b.doc.load_incremental(&ca).unwrap();
+        for d in [&a, &b] {
+            assert!(d.item(id).unwrap().done);
+            assert!(d.items().iter().any(|i| i.id == id && i.done));
+        }
+        // An uncheck that saw both decides.
+        a.set_done(id, false, Hlc::unpack(4 << 16)).unwrap();
+        b.doc.load_incremental(&a.save()).unwrap();
+        assert!(!b.item(id).unwrap().done);
     }
 
     #[test]

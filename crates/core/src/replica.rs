@@ -18,7 +18,7 @@
 //! [`crate::seal`]), so frames cannot cross from one lane to the other.
 
 use crate::blobs::{BlobError, BlobMessage};
-use crate::doc::{DeviceInfo, DocError, FileMeta, Item, SpaceDoc};
+use crate::doc::{DeviceInfo, DocError, FileMeta, Item, ItemKind, SpaceDoc};
 use crate::history::{History, HistoryPatch};
 use crate::hlc::Clock;
 use crate::ids::{DeviceId, ItemId};
@@ -578,12 +578,26 @@ impl Replica {
         text: &str,
         now_ms: u64,
     ) -> Result<(Item, Vec<Effect>), ReplicaError> {
+        self.add_text_kind(text, now_ms, ItemKind::Text)
+    }
+
+    fn add_text_kind(
+        &mut self,
+        text: &str,
+        now_ms: u64,
+        kind: ItemKind,
+    ) -> Result<(Item, Vec<Effect>), ReplicaError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(ReplicaError::Empty);
         }
         let at = self.clock.tick(now_ms);
-        let item = self.doc.add_text(ItemId::random(), text, self.device, at)?;
+        let id = ItemId::random();
+        let item = if kind == ItemKind::Task {
+            self.doc.add_task(id, text, self.device, at)?
+        } else {
+            self.doc.add_text(id, text, self.device, at)?
+        };
         Ok((item, self.after_local_change()?))
     }
 
@@ -611,6 +625,27 @@ impl Replica {
         }
         let at = self.clock.tick(now_ms);
         self.doc.edit_text(id, text, at)?;
+        self.after_local_change()
+    }
+
+    /// Writes a task (unchecked).
+    pub fn add_task(
+        &mut self,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<(Item, Vec<Effect>), ReplicaError> {
+        self.add_text_kind(text, now_ms, ItemKind::Task)
+    }
+
+    /// Checks or unchecks a task, on every device.
+    pub fn set_done(
+        &mut self,
+        id: ItemId,
+        done: bool,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, ReplicaError> {
+        let at = self.clock.tick(now_ms);
+        self.doc.set_done(id, done, at)?;
         self.after_local_change()
     }
 

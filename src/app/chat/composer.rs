@@ -104,6 +104,19 @@ pub(in crate::app) fn Composer() -> impl IntoView {
         }
     };
     let send_key = send.clone();
+    // "New task" opens the textbox "Task": Enter adds one and keeps the box for the next,
+    // Escape closes it and gives the focus back to the Message box.
+    let task_open = RwSignal::new(false);
+    let task_text = RwSignal::new(String::new());
+    let task_box = NodeRef::<leptos::html::Input>::new();
+    let intents_task = intents.clone();
+    let add_task = move || {
+        let body = task_text.get_untracked();
+        if !body.trim().is_empty() {
+            intents_task.send(Intent::AddTask(body));
+            task_text.set(String::new());
+        }
+    };
     let picker = NodeRef::<leptos::html::Input>::new();
     let intents_paste = expect_context::<Intents>();
     let intents_pick = intents_paste.clone();
@@ -125,6 +138,27 @@ pub(in crate::app) fn Composer() -> impl IntoView {
                     }
                 }>"Don't send these files"</button>
             </section>
+        </Show>
+        <Show when=move || task_open.get()>
+            <form class="task-entry" on:submit={
+                let add_task = add_task.clone();
+                move |ev| { ev.prevent_default(); add_task(); }
+            }>
+                <input type="text" aria-label="Task" placeholder="Task" node_ref=task_box
+                    enterkeyhint="done"
+                    prop:value=move || task_text.get()
+                    on:input=move |ev| task_text.set(event_target_value(&ev))
+                    on:keydown=move |ev| {
+                        if ev.key() == "Escape" {
+                            ev.prevent_default();
+                            task_open.set(false);
+                            if let Some(el) = textarea.get_untracked() {
+                                let _ = el.focus();
+                            }
+                        }
+                    }/>
+                <button type="submit">"Add task"</button>
+            </form>
         </Show>
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
             <textarea aria-label="Message" placeholder="Message" rows="1" node_ref=textarea
@@ -184,6 +218,26 @@ pub(in crate::app) fn Composer() -> impl IntoView {
                 <svg aria-hidden="true" viewBox="0 0 24 24" width="20" height="20" fill="none"
                     stroke="currentColor" stroke-width="2" stroke-linecap="round">
                     <path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"/>
+                </svg>
+            </button>
+            <button type="button" class="attach" aria-label="New task" title="New task"
+                aria-expanded=move || task_open.get().to_string()
+                prop:disabled=move || !view.ready.get()
+                on:click=move |_| {
+                    task_open.update(|o| *o = !*o);
+                    if task_open.get_untracked() {
+                        // Focus the box once it is in the DOM.
+                        request_animation_frame(move || {
+                            if let Some(el) = task_box.get_untracked() {
+                                let _ = el.focus();
+                            }
+                        });
+                    }
+                }>
+                <svg aria-hidden="true" viewBox="0 0 24 24" width="20" height="20" fill="none"
+                    stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                    <rect x="3.5" y="3.5" width="17" height="17" rx="3"/>
+                    <path d="M8 12.5l3 3 5-6"/>
                 </svg>
             </button>
             <button type="submit" class="primary">"Send"</button>

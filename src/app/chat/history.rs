@@ -25,8 +25,16 @@ pub(in crate::app) fn History() -> impl IntoView {
             String::new()
         };
         let gone: Option<ferry_core::ItemId> = undo.pending.get().map(|(id, _)| id);
+        let filter = view.filter.get();
         view.items.with(|items| -> Vec<crate::view::ItemView> {
-            if query.is_empty() {
+            if query.is_empty() && filter != crate::view::Filter::All {
+                // A filter lists its items from the whole history.
+                items
+                    .iter()
+                    .filter(|i| Some(i.id) != gone && filter.keeps(i))
+                    .cloned()
+                    .collect()
+            } else if query.is_empty() {
                 let w = view.window.get();
                 items[items.len().saturating_sub(w)..]
                     .iter()
@@ -42,7 +50,13 @@ pub(in crate::app) fn History() -> impl IntoView {
             }
         })
     });
-    let hidden = move || view.items.with(Vec::len).saturating_sub(view.window.get());
+    let hidden = move || {
+        if view.filter.get() == crate::view::Filter::All {
+            view.items.with(Vec::len).saturating_sub(view.window.get())
+        } else {
+            0
+        }
+    };
     let focused = RwSignal::new(None);
     provide_context(super::TabStop {
         focused,
@@ -102,12 +116,30 @@ pub(in crate::app) fn History() -> impl IntoView {
                 // at once), edited mark or day label. Delivery wording is read live
                 // (`Wording`), not rebuilt.
                 <For each=move || shown.get()
-                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.show_author, i.edited, i.day.clone(), i.pinned)
+                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.show_author, i.edited, i.day.clone(), i.pinned, i.task)
                     let:item>
                     <ItemRow item/>
                 </For>
             </ol>
         </div>
+    }
+}
+
+/// The history's filters (All, Tasks, Files, Links): toggle buttons in a group "Show".
+#[component]
+pub(in crate::app) fn Filters() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    // Not on an empty history (nothing to filter; the first screen stays calm).
+    view! {
+        <Show when=move || !view.items.with(Vec::is_empty)>
+            <div class="filters" role="group" aria-label="Show">
+                {crate::view::Filter::ALL.into_iter().map(|f| view! {
+                    <button type="button"
+                        aria-pressed=move || (view.filter.get() == f).to_string()
+                        on:click=move |_| view.filter.set(f)>{f.name()}</button>
+                }).collect::<Vec<_>>()}
+            </div>
+        </Show>
     }
 }
 

@@ -41,7 +41,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     let id = item.id;
     let text = item.text.clone();
     let text_for_cancel = item.text.clone();
-    let (save, delete) = (intents.clone(), intents);
+    let (save, delete) = (intents.clone(), intents.clone());
     let undo = expect_context::<UndoDelete>();
     Effect::new(move |_| {
         if deleting.get() {
@@ -184,7 +184,23 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             <Show when=move || editing.get()
                 fallback={
                     let text = text.clone();
-                    move || (!text.is_empty()).then(|| view! { <p class="text"><MessageText text=text.clone()/></p> })
+                    let task = item.task;
+                    let check = intents.clone();
+                    let id = item.id;
+                    move || match task {
+                        // A task: a checkbox named by its text (the label around both).
+                        Some(done) => {
+                            let check = check.clone();
+                            Some(view! {
+                                <label class="text task" class:done=done>
+                                    <input type="checkbox" prop:checked=done
+                                        on:change=move |ev| check.send(Intent::Check(id, event_target_checked(&ev)))/>
+                                    <span><MessageText text=text.clone()/></span>
+                                </label>
+                            }.into_any())
+                        }
+                        None => (!text.is_empty()).then(|| view! { <p class="text"><MessageText text=text.clone()/></p> }.into_any()),
+                    }
                 }>
                 <form class="edit" on:submit={
                     let submit = submit.clone();

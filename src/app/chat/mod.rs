@@ -15,7 +15,7 @@ mod viewer;
 
 pub(super) use composer::Composer;
 pub(super) use first_run::{AddYourPhone, DevicesOpen};
-pub(super) use history::{History, Pinned, UndoBar};
+pub(super) use history::{Filters, History, Pinned, UndoBar};
 pub(super) use search::{SearchBox, SearchJump, SearchNav};
 pub(super) use viewer::{ImageViewer, Viewer};
 

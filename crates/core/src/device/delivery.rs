@@ -199,6 +199,7 @@ mod tests {
                 mime: String::new(),
             }),
             pinned: false,
+            done: false,
         }
     }
 

@@ -43,6 +43,10 @@ pub enum Intent {
     Delete(ItemId),
     /// Pin an item above the history (`true`) or unpin it, on every device.
     Pin(ItemId, bool),
+    /// Write a task.
+    Task(String),
+    /// Check (`true`) or uncheck a task, on every device.
+    Check(ItemId, bool),
     /// Rename this device.
     Rename(String),
 }
@@ -365,6 +369,8 @@ impl Device {
             Intent::Edit(id, text) => (self.replica.edit_text(id, &text, now)?, false),
             Intent::Delete(id) => (self.replica.delete_item(id, now)?, false),
             Intent::Pin(id, pinned) => (self.replica.set_pinned(id, pinned, now)?, false),
+            Intent::Task(text) => (self.replica.add_task(&text, now)?.1, false),
+            Intent::Check(id, done) => (self.replica.set_done(id, done, now)?, false),
             Intent::Rename(name) => (self.replica.rename(&name, now)?, true),
         };
         let mut out = Vec::new();

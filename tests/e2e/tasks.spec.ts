@@ -1,6 +1,7 @@
 // Journey: a shopping list as tasks. Written on the laptop, checked off on the phone: the
 // laptop shows it checked, also after a reload, and unchecking comes back the other way.
 import { test, expect } from '@playwright/test';
+import AxeBuilder from '@axe-core/playwright';
 import { resolve } from 'node:path';
 import { Device } from './device';
 
@@ -33,6 +34,11 @@ test('a task checked on one device is checked on the other, also after a reload;
   await expect(milkOnLaptop).toBeChecked();
   await expect(laptop.page.getByRole('checkbox', { name: 'call the plumber' })).not.toBeChecked();
   await laptop.page.screenshot({ path: `${SHOTS}tasks-1280x720.png` });
+  // The task list, the open Task box and the filters have no axe violations (WCAG AA).
+  await laptop.page.getByRole('button', { name: 'New task' }).click();
+  const axe = await new AxeBuilder({ page: laptop.page }).withTags(['wcag2a', 'wcag2aa']).analyze();
+  expect(axe.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target).join(', ')}`)).toEqual([]);
+  await laptop.page.getByRole('textbox', { name: 'Task' }).press('Escape');
 
   // Filters: Tasks lists the two tasks (from the whole history), Links the text with a link.
   await laptop.send('read later https://example.org/article');
@@ -60,4 +66,24 @@ test('a task checked on one device is checked on the other, also after a reload;
   await expect(phone.page.getByRole('checkbox', { name: 'buy milk' })).not.toBeChecked();
   await laptop.close();
   await phone.close();
+});
+
+test('the installed app\'s "New task" shortcut opens the Task box, once', async () => {
+  const d = await Device.launch('task-shortcut');
+  const manifest = await (await d.page.request.get('/manifest.webmanifest')).json();
+  const shortcut = manifest.shortcuts.find((s: { name: string }) => s.name === 'New task');
+  expect(shortcut.url).toBe('./?new=task');
+  await d.page.goto(new URL(shortcut.url, d.page.url()).href);
+  await d.ready();
+  const box = d.page.getByRole('textbox', { name: 'Task' });
+  await expect(box).toBeFocused();
+  expect(new URL(d.page.url()).search).toBe('');
+  await box.fill('water the plants');
+  await box.press('Enter');
+  await expect(d.page.getByRole('checkbox', { name: 'water the plants' })).not.toBeChecked();
+  // A reload does not open it again.
+  await d.page.reload();
+  await d.ready();
+  await expect(d.page.getByRole('textbox', { name: 'Task' })).toHaveCount(0);
+  await d.close();
 });

@@ -117,6 +117,16 @@ pub(in crate::app) fn Composer() -> impl IntoView {
             task_text.set(String::new());
         }
     };
+    // The installed app's launcher shortcut "New task" opens `?new=task`: the box is open and
+    // focused; the query goes (a reload does not reopen it).
+    if take_new_task_query() {
+        task_open.set(true);
+        request_animation_frame(move || {
+            if let Some(el) = task_box.get_untracked() {
+                let _ = el.focus();
+            }
+        });
+    }
     let picker = NodeRef::<leptos::html::Input>::new();
     let intents_paste = expect_context::<Intents>();
     let intents_pick = intents_paste.clone();
@@ -243,4 +253,35 @@ pub(in crate::app) fn Composer() -> impl IntoView {
             <button type="submit" class="primary">"Send"</button>
         </form>
     }
+}
+
+/// Whether the page was opened as `?new=task` (the manifest's "New task" shortcut); removes
+/// that parameter from the address.
+fn take_new_task_query() -> bool {
+    let Some(location) = leptos::web_sys::window().map(|w| w.location()) else {
+        return false;
+    };
+    let Ok(search) = location.search() else {
+        return false;
+    };
+    let Ok(params) = leptos::web_sys::UrlSearchParams::new_with_str(&search) else {
+        return false;
+    };
+    if params.get("new").as_deref() != Some("task") {
+        return false;
+    }
+    params.delete("new");
+    let rest = String::from(params.to_string());
+    let path = location.pathname().unwrap_or_else(|_| "/".into());
+    let hash = location.hash().unwrap_or_default();
+    let url = if rest.is_empty() {
+        format!("{path}{hash}")
+    } else {
+        format!("{path}?{rest}{hash}")
+    };
+    if let Some(history) = leptos::web_sys::window().and_then(|w| w.history().ok()) {
+        let _ =
+            history.replace_state_with_url(&leptos::wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+    true
 }

@@ -306,6 +306,69 @@ pub fn clear_share_inbox() {
     });
 }
 
+/// What the clipboard held, for "Paste as message".
+pub enum Pasted {
+    /// Plain text.
+    Text(String),
+    /// An image or other file (named `pasted-<time>.<ext>` when the clipboard gave no name).
+    File(web_sys::File),
+}
+
+/// Reads the clipboard for "Paste as message": its first non-text entry as a file (a copied
+/// image, say), else its text. `Err` says why not, in words for the toast.
+pub async fn read_clipboard() -> Result<Pasted, String> {
+    let refused = || "Pasting is not allowed here: paste into the Message box".to_owned();
+    let clipboard: JsValue = web_sys::window()
+        .map(|w| w.navigator().clipboard().into())
+        .ok_or_else(refused)?;
+    let items = call_async(&clipboard, "read", &[])
+        .await
+        .map_err(|_| refused())?;
+    let items: js_sys::Array = items.dyn_into().map_err(|_| refused())?;
+    let mut text = None;
+    for item in items.iter() {
+        let types: js_sys::Array = js_sys::Reflect::get(&item, &"types".into())
+            .ok()
+            .and_then(|t| t.dyn_into().ok())
+            .unwrap_or_default();
+        for ty in types.iter().filter_map(|t| t.as_string()) {
+            let blob = call_async(&item, "getType", &[ty.clone().into()])
+                .await
+                .map_err(|_| refused())?;
+            let blob: web_sys::Blob = blob.dyn_into().map_err(|_| refused())?;
+            if ty.starts_with("text/") {
+                if ty == "text/plain" && text.is_none() {
+                    text = JsFuture::from(blob.text())
+                        .await
+                        .ok()
+                        .and_then(|t| t.as_string());
+                }
+                continue;
+            }
+            let ext = ty.rsplit('/').next().unwrap_or("bin");
+            let stamp = js_sys::Date::new_0()
+                .to_iso_string()
+                .as_string()
+                .unwrap_or_default()
+                .replace([':', '.'], "-");
+            let options = web_sys::FilePropertyBag::new();
+            options.set_type(&ty);
+            let parts = js_sys::Array::of1(&blob);
+            let file = web_sys::File::new_with_blob_sequence_and_options(
+                &parts,
+                &format!("pasted-{stamp}.{ext}"),
+                &options,
+            )
+            .map_err(|_| refused())?;
+            return Ok(Pasted::File(file));
+        }
+    }
+    match text.filter(|t| !t.trim().is_empty()) {
+        Some(t) => Ok(Pasted::Text(t)),
+        None => Err("The clipboard is empty".into()),
+    }
+}
+
 /// Copies a text to the clipboard and says so (or why not) in the toast.
 pub fn copy_text(view: ViewState, text: String) {
     wasm_bindgen_futures::spawn_local(async move {

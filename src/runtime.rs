@@ -967,6 +967,14 @@ impl Runtime {
             Intent::CheckLocation => self.check_location(),
             Intent::UseLink(text) => self.offer_link(&zeroize::Zeroizing::new(text)),
             Intent::SendFiles(files) => self.send_files(files).await,
+            Intent::PasteAsMessage => match crate::pwa::read_clipboard().await {
+                Ok(crate::pwa::Pasted::Text(text)) => {
+                    self.intend(device::Intent::Write(text), "Cannot send")
+                        .await;
+                }
+                Ok(crate::pwa::Pasted::File(file)) => self.send_files(vec![file]).await,
+                Err(why) => self.view.toast.set(Some(why)),
+            },
             Intent::CancelFile(root) => self.cancel_file(&root.to_string()).await,
             Intent::RetryFile(root) => self.retry_file(&root.to_string()).await,
             Intent::SaveFile(root) => self.save_file(&root.to_string()).await,

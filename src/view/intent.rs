@@ -35,6 +35,8 @@ pub enum Intent {
     Pin(ItemId, bool),
     /// Write a task.
     AddTask(String),
+    /// Send what the clipboard holds (a text, or an image or file) as one item.
+    PasteAsMessage,
     /// Check (`true`) or uncheck a task, on every device.
     Check(ItemId, bool),
     /// Join with a pairing link pasted into the app.

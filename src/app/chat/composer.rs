@@ -127,6 +127,18 @@ pub(in crate::app) fn Composer() -> impl IntoView {
             }
         });
     }
+    // Ctrl+Shift+V (⌘⇧V): what the clipboard holds becomes one item, wherever the focus is.
+    let intents_paste_key = intents.clone();
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        if (ev.ctrl_key() || ev.meta_key())
+            && ev.shift_key()
+            && !ev.alt_key()
+            && ev.key().eq_ignore_ascii_case("v")
+        {
+            ev.prevent_default();
+            intents_paste_key.send(Intent::PasteAsMessage);
+        }
+    });
     let picker = NodeRef::<leptos::html::Input>::new();
     let intents_paste = expect_context::<Intents>();
     let intents_pick = intents_paste.clone();

@@ -2,49 +2,15 @@
 //! inside a room, and every limit closes the offending connection with its code.
 
 mod common;
+mod ws;
 
-use common::Server;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Starts the binary on a free port (signaling only).
-fn server(extra: &[&str]) -> Server {
-    common::spawn(["--no-mailbox"].iter().chain(extra), false)
-}
-
-async fn join(s: &Server, room: &str) -> (Ws, String) {
-    let (mut ws, _) = connect_async(format!("ws://{}/{room}", s.addr))
-        .await
-        .expect("connect");
-    let id = match next_json(&mut ws).await {
-        Some(v) => v["IdAssigned"]
-            .as_str()
-            .expect("IdAssigned first")
-            .to_owned(),
-        None => panic!("no IdAssigned"),
-    };
-    (ws, id)
-}
-
-async fn next(ws: &mut Ws, wait: Duration) -> Option<Message> {
-    match tokio::time::timeout(wait, ws.next()).await {
-        Ok(Some(Ok(m))) => Some(m),
-        _ => None,
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Option<serde_json::Value> {
-    match next(ws, Duration::from_secs(5)).await? {
-        Message::Text(t) => serde_json::from_str(&t).ok(),
-        _ => None,
-    }
-}
+use ws::{Ws, join, next, next_json, server, signal};
 
 async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
     loop {
@@ -53,14 +19,6 @@ async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
             _ => continue,
         }
     }
-}
-
-fn signal(to: &str, payload: &str) -> Message {
-    Message::Text(
-        serde_json::json!({ "Signal": { "receiver": to, "data": { "Offer": payload } } })
-            .to_string()
-            .into(),
-    )
 }
 
 #[tokio::test]

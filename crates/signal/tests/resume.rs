@@ -2,22 +2,17 @@
 //! mesh module docs), against a real `ferry-signal` process with raw WebSocket clients.
 
 mod common;
+mod ws;
 
 use common::Server;
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use ws::{Ws, connect, join, next, next_json, server, signal};
 
 const CANNOT_RESUME: u16 = 4004;
-
-fn server(extra: &[&str]) -> Server {
-    common::spawn(["--no-mailbox"].iter().chain(extra), false)
-}
 
 /// A fresh 64-hex-digit key.
 fn key() -> String {
@@ -26,40 +21,6 @@ fn key() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
-}
-
-async fn connect(s: &Server, path_and_query: &str) -> Ws {
-    connect_async(format!("ws://{}/{path_and_query}", s.addr))
-        .await
-        .expect("connect")
-        .0
-}
-
-/// Connects and reads the `IdAssigned` that must come first.
-async fn join(s: &Server, path_and_query: &str) -> (Ws, String) {
-    let mut ws = connect(s, path_and_query).await;
-    let id = match next_json(&mut ws).await {
-        Some(v) => v["IdAssigned"]
-            .as_str()
-            .expect("IdAssigned first")
-            .to_owned(),
-        None => panic!("no IdAssigned"),
-    };
-    (ws, id)
-}
-
-async fn next(ws: &mut Ws, wait: Duration) -> Option<Message> {
-    match tokio::time::timeout(wait, ws.next()).await {
-        Ok(Some(Ok(m))) => Some(m),
-        _ => None,
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Option<serde_json::Value> {
-    match next(ws, Duration::from_secs(5)).await? {
-        Message::Text(t) => serde_json::from_str(&t).ok(),
-        _ => None,
-    }
 }
 
 /// The first message must be a close frame: its code (no `IdAssigned` before it).
@@ -78,14 +39,6 @@ async fn ended(ws: &mut Ws) -> bool {
         Ok(Some(Ok(m))) => panic!("expected the end, got {m:?}"),
         Err(_) => false,
     }
-}
-
-fn signal(to: &str, payload: &str) -> Message {
-    Message::Text(
-        serde_json::json!({ "Signal": { "receiver": to, "data": { "Offer": payload } } })
-            .to_string()
-            .into(),
-    )
 }
 
 async fn expect_signal(ws: &mut Ws, sender: &str, payload: &str) {

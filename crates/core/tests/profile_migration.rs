@@ -123,6 +123,12 @@ fn a_profile_of_the_first_layout_keeps_everything() {
         .filter(|t| !t.is_empty())
         .collect();
     assert_eq!(texts, shown);
+    // Items written before pins and tasks existed read as unpinned, and none as a task.
+    assert!(
+        items
+            .iter()
+            .all(|i| !i.pinned && !i.done && i.kind != ItemKind::Task)
+    );
     let file = |name: &str| {
         items
             .iter()

@@ -506,12 +506,15 @@ impl Messenger for WasmMessenger {
         );
         // FERRY PATCH 12: ICE state changes, silence and network changes drive restarts.
         let (state_tx, mut state_rx) = futures_channel::mpsc::unbounded::<()>();
-        let on_state = Closure::<dyn FnMut()>::new(move || {
+        // JS owns the handler: if this loop is dropped (its socket closed) before it unhooks
+        // it, a later event finds a closed channel instead of a dropped Rust closure.
+        let on_state: JsValue = Closure::<dyn FnMut()>::new(move || {
             let _ = state_tx.unbounded_send(());
-        });
+        })
+        .into_js_value();
         let _ = conn.add_event_listener_with_callback(
             "iceconnectionstatechange",
-            on_state.as_ref().unchecked_ref(),
+            on_state.unchecked_ref(),
         );
         let mut nudges = super::socket::listen_for_nudges();
         let mut restart = RestartState::default();
@@ -621,7 +624,7 @@ impl Messenger for WasmMessenger {
         // rather than leave it to the browser, which keeps it until the page closes.
         let _ = conn.remove_event_listener_with_callback(
             "iceconnectionstatechange",
-            on_state.as_ref().unchecked_ref(),
+            on_state.unchecked_ref(),
         );
         conn.set_onicecandidate(None);
         super::socket::set_reconnecting(peer_uuid, false);
@@ -1252,6 +1255,16 @@ async fn wait_for_ice_gathering(conn: RtcPeerConnection, limit: Duration) {
     let onstatechange = Closure::wrap(onstatechange);
 
     conn.set_onicegatheringstatechange(Some(onstatechange.as_ref().unchecked_ref()));
+    // FERRY PATCH 12: unhooks the handler however this wait ends, also when its future is
+    // dropped mid-way (a restart inside a peer loop whose socket closed): the browser would
+    // otherwise call the dropped closure ("closure invoked ... after being dropped").
+    struct Unhook(RtcPeerConnection);
+    impl Drop for Unhook {
+        fn drop(&mut self) {
+            self.0.set_onicegatheringstatechange(None);
+        }
+    }
+    let _unhook = Unhook(conn.clone());
 
     // FERRY PATCH: bound the wait. An unreachable STUN/TURN server keeps gathering open for
     // ~40 s (forever for TURN/TCP to a host that drops packets), stalling every connection

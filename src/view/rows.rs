@@ -275,6 +275,7 @@ mod tests {
             text: format!("at {ms}"),
             edited_at: None,
             file: None,
+            body: String::new(),
             pinned: false,
             done: false,
         }

@@ -505,6 +505,7 @@ mod tests {
             text: String::new(),
             edited_at: None,
             file: None,
+            body: String::new(),
             pinned: false,
             done: false,
         };
@@ -543,11 +544,12 @@ mod tests {
             text: "a title".into(),
             edited_at: None,
             file: None,
+            body: String::new(),
             pinned: false,
             done: false,
         };
         let items = [
-            item(ferry_core::ItemKind::Other("note".into())),
+            item(ferry_core::ItemKind::Other("poll".into())),
             item(ferry_core::ItemKind::Text),
         ];
         let views = item_views(&items, &[], me, 0, 0, 1_795_531_920_000);
@@ -576,6 +578,7 @@ mod tests {
                 size: 10,
                 mime: "image/jpeg".into(),
             }),
+            body: String::new(),
             pinned: false,
             done: false,
         };

@@ -45,6 +45,9 @@ pub enum DocError {
     /// Only a task can be checked.
     #[error("only a task can be checked")]
     NotATask,
+    /// Only a note has a body to edit.
+    #[error("only a note can be edited as a note")]
+    NotANote,
 }
 
 /// Largest text body of one item; longer texts belong in a file.
@@ -67,6 +70,9 @@ pub enum ItemKind {
     /// A task: its text, and whether it is done ([`Item::done`]). An older Ferry shows it as a
     /// plain text (or as a newer kind), never as an error.
     Task,
+    /// A note: a title ([`Item::text`]) and a body ([`Item::body`]) that is an automerge text
+    /// object, edited by splices so offline edits merge by character (see [`crate::note`]).
+    Note,
     /// Anything written by a newer Ferry that this version does not know yet.
     Other(String),
 }
@@ -82,8 +88,10 @@ pub struct Item {
     pub author: DeviceId,
     /// When it was written (hybrid logical clock).
     pub at: Hlc,
-    /// Text body (empty for non-text kinds).
+    /// Text body (empty for non-text kinds); a note's title.
     pub text: String,
+    /// A note's body (empty for other kinds).
+    pub body: String,
     /// When the text was last edited, if ever.
     pub edited_at: Option<Hlc>,
     /// For [`ItemKind::File`]: which file.
@@ -197,6 +205,17 @@ fn map_at(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<ObjId> {
     }
 }
 
+/// A title and body must fit one item (longer belongs in a file).
+fn check_len(len: usize) -> Result<(), DocError> {
+    if len > MAX_TEXT_BYTES {
+        return Err(DocError::TooLarge {
+            max: MAX_TEXT_BYTES,
+            len,
+        });
+    }
+    Ok(())
+}
+
 fn str_at(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<String> {
     match doc.get(obj, key) {
         Ok(Some((v, _))) => v.as_str().map(str::to_owned),
@@ -225,6 +244,7 @@ struct ItemFields {
     file_size: Option<i64>,
     file_mime: Option<String>,
     pinned: bool,
+    body: Option<ObjId>,
 }
 
 impl SpaceDoc {
@@ -285,6 +305,89 @@ impl SpaceDoc {
         self.add_text_item(id, text, author, at, ItemKind::Task)
     }
 
+    /// Adds a note: kind `note`, its title in `text` (so search, copy and an older Ferry's
+    /// "newer version" row need nothing new) and its body in a text object `body`, all in
+    /// one change.
+    pub fn add_note(
+        &mut self,
+        id: ItemId,
+        title: &str,
+        body: &str,
+        author: DeviceId,
+        at: Hlc,
+    ) -> Result<Item, DocError> {
+        check_len(title.len() + body.len())?;
+        let key = id.to_string();
+        let obj = self
+            .doc
+            .put_object(&self.items, key.as_str(), ObjType::Map)?;
+        self.doc.put(&obj, "kind", "note")?;
+        self.doc.put(&obj, "author", author.to_string())?;
+        self.doc.put(&obj, "at", at.pack())?;
+        self.doc.put(&obj, "text", title)?;
+        let text = self.doc.put_object(&obj, "body", ObjType::Text)?;
+        self.doc.splice_text(&text, 0, 0, body)?;
+        self.commit(at);
+        self.changed.items.insert(id);
+        Ok(Item {
+            id,
+            kind: ItemKind::Note,
+            author,
+            at,
+            text: title.to_owned(),
+            body: body.to_owned(),
+            edited_at: None,
+            file: None,
+            pinned: false,
+            done: false,
+        })
+    }
+
+    /// Edits a note: its title (one value; concurrent titles converge on one of them) and its
+    /// body, by the splices that take `base` (the text the editor started from) to `body`,
+    /// moved onto the body as it is now ([`crate::note::rebase`]), so a peer's concurrent
+    /// edit is kept. Returns whether anything changed (nothing is written otherwise).
+    pub fn edit_note(
+        &mut self,
+        id: ItemId,
+        title: &str,
+        base: &str,
+        body: &str,
+        at: Hlc,
+    ) -> Result<bool, DocError> {
+        let obj = self.live_item_obj(id)?;
+        if str_at(&self.doc, &obj, "kind").as_deref() != Some("note") {
+            return Err(DocError::NotANote);
+        }
+        let text_obj = match self.doc.get(&obj, "body")? {
+            Some((Value::Object(ObjType::Text), text_obj)) => text_obj,
+            _ => return Err(DocError::NotANote),
+        };
+        let current = self.doc.text(&text_obj)?;
+        let splices = crate::note::rebase(base, body, &current);
+        let new_title = str_at(&self.doc, &obj, "text").as_deref() != Some(title);
+        if splices.is_empty() && !new_title {
+            return Ok(false);
+        }
+        let mut result = current;
+        for s in &splices {
+            result = s.apply(&result);
+        }
+        check_len(title.len() + result.len())?;
+        if new_title {
+            self.doc.put(&obj, "text", title)?;
+        }
+        for s in splices {
+            // Both are at most the text's length (checked above), far below isize::MAX.
+            let del = isize::try_from(s.del).unwrap_or(isize::MAX);
+            self.doc.splice_text(&text_obj, s.pos, del, &s.insert)?;
+        }
+        self.doc.put(&obj, "edited_at", at.pack())?;
+        self.commit(at);
+        self.changed.items.insert(id);
+        Ok(true)
+    }
+
     fn add_text_item(
         &mut self,
         id: ItemId,
@@ -320,6 +423,7 @@ impl SpaceDoc {
             author,
             at,
             text: text.to_owned(),
+            body: String::new(),
             edited_at: None,
             file: None,
             pinned: false,
@@ -356,6 +460,7 @@ impl SpaceDoc {
             author,
             at,
             text: String::new(),
+            body: String::new(),
             edited_at: None,
             file: Some(meta.clone()),
             pinned: false,
@@ -460,6 +565,11 @@ impl SpaceDoc {
         self.doc.put(&obj, "deleted", true)?;
         self.doc.put(&obj, "deleted_at", at.pack())?;
         self.doc.put(&obj, "text", "")?;
+        if let Some((Value::Object(ObjType::Text), body)) = self.doc.get(&obj, "body")? {
+            let len = self.doc.length(&body);
+            self.doc
+                .splice_text(&body, 0, isize::try_from(len).unwrap_or(isize::MAX), "")?;
+        }
         if str_at(&self.doc, &obj, "file_name").is_some() {
             self.doc.put(&obj, "file_name", "")?;
         }
@@ -540,7 +650,15 @@ impl SpaceDoc {
             let OpKey::Map(k) = key else { return };
             (exid, Some(k.to_string()))
         } else {
-            match self.doc.parents(&exid).ok().and_then(|mut p| p.next()) {
+            // Up to the entry of `items` or `devices` this object sits under (a note's body
+            // is a text object inside its item's map).
+            let Ok(parents) = self.doc.parents(&exid) else {
+                return;
+            };
+            let found = parents
+                .take(4)
+                .find(|p| p.obj == self.items || p.obj == self.devices);
+            match found {
                 Some(parent) => match parent.prop {
                     automerge::Prop::Map(k) => (parent.obj, Some(k)),
                     automerge::Prop::Seq(_) => return,
@@ -578,6 +696,12 @@ impl SpaceDoc {
     fn read_item_obj(&self, id: ItemId, obj: &ObjId) -> Option<Item> {
         let mut f = ItemFields::default();
         for e in self.doc.map_range(obj, ..) {
+            if e.key.as_ref() == "body" {
+                if matches!(e.value, automerge::ValueRef::Object(ObjType::Text)) {
+                    f.body = Some(e.id());
+                }
+                continue;
+            }
             let v = e.value.into_value();
             let text = || v.as_str().map(str::to_owned);
             match e.key.as_ref() {
@@ -602,6 +726,7 @@ impl SpaceDoc {
             "text" => ItemKind::Text,
             "file" => ItemKind::File,
             "task" => ItemKind::Task,
+            "note" => ItemKind::Note,
             other => ItemKind::Other(other.to_owned()),
         };
         let file = if kind == ItemKind::File {
@@ -617,12 +742,17 @@ impl SpaceDoc {
             None
         };
         let done = kind == ItemKind::Task && self.task_done(obj);
+        let body = match (&kind, f.body) {
+            (ItemKind::Note, Some(body)) => self.doc.text(&body).ok()?,
+            _ => String::new(),
+        };
         Some(Item {
             id,
             kind,
             author: f.author?.parse().ok()?,
             at: Hlc::unpack(f.at?),
             text: f.text.unwrap_or_default(),
+            body,
             edited_at: f.edited_at.map(Hlc::unpack),
             file,
             pinned: f.pinned,
@@ -729,7 +859,12 @@ mod tests {
             "text" => ItemKind::Text,
             "file" => ItemKind::File,
             "task" => ItemKind::Task,
+            "note" => ItemKind::Note,
             other => ItemKind::Other(other.to_owned()),
+        };
+        let body = match (&kind, d.get(&obj, "body").ok().flatten()) {
+            (ItemKind::Note, Some((Value::Object(ObjType::Text), b))) => d.text(&b).ok()?,
+            _ => String::new(),
         };
         let kind_is_task = kind == ItemKind::Task;
         let file = if kind == ItemKind::File {
@@ -750,6 +885,7 @@ mod tests {
             author: str_at(d, &obj, "author")?.parse().ok()?,
             at: Hlc::unpack(int_at(d, &obj, "at")?),
             text: str_at(d, &obj, "text").unwrap_or_default(),
+            body,
             edited_at: int_at(d, &obj, "edited_at").map(Hlc::unpack),
             file,
             pinned: d
@@ -800,7 +936,7 @@ mod tests {
             .unwrap();
         let other = a.add_text(ItemId::random(), "future", d, at(105)).unwrap();
         let obj = map_at(&a.doc, &a.items, &other.id.to_string()).unwrap();
-        a.doc.put(&obj, "kind", "note").unwrap();
+        a.doc.put(&obj, "kind", "poll").unwrap();
         // Concurrent edits of one item on a fork, merged back: a conflict in its map.
         let mut b = SpaceDoc::load(DeviceId::random().as_bytes(), [a.doc.save().as_slice()])
             .unwrap()
@@ -820,7 +956,7 @@ mod tests {
         assert_eq!(fast.len(), 40 - 1 + 1 + 1);
         assert!(
             fast.iter()
-                .any(|i| i.kind == ItemKind::Other("note".into()))
+                .any(|i| i.kind == ItemKind::Other("poll".into()))
         );
     }
 
@@ -1149,5 +1285,74 @@ mod tests {
             Err(DocError::TooLarge { .. })
         ));
         assert!(a.items().is_empty());
+    }
+
+    /// A note's body is a text object: concurrent offline edits merge by character, a merged
+    /// edit of the body is reported as a change of its item, and a delete clears it.
+    #[test]
+    fn notes_merge_by_character() {
+        let (da, db) = (DeviceId::random(), DeviceId::random());
+        let mut a = SpaceDoc::new(da.as_bytes()).unwrap();
+        let mut b = SpaceDoc::new(db.as_bytes()).unwrap();
+        let at = |ms| Hlc {
+            wall_ms: ms,
+            counter: 0,
+        };
+        let id = ItemId::random();
+        let note = a
+            .add_note(id, "Groceries", "milk\neggs", da, at(1))
+            .unwrap();
+        assert_eq!(
+            (note.kind, note.body.as_str()),
+            (ItemKind::Note, "milk\neggs")
+        );
+        b.apply_changes(&a.save()).unwrap();
+        b.take_changes();
+        assert_eq!(b.item(id).unwrap().body, "milk\neggs");
+        // Offline on both: a edits the end, b the start.
+        assert!(
+            a.edit_note(id, "Groceries", "milk\neggs", "milk\neggs\nbread", at(2))
+                .unwrap()
+        );
+        assert!(
+            b.edit_note(id, "Groceries", "milk\neggs", "oat milk\neggs", at(2))
+                .unwrap()
+        );
+        // Nothing changed: nothing written.
+        assert!(!a.edit_note(id, "Groceries", "x", "x", at(3)).unwrap());
+        let (ha, hb) = (a.heads(), b.heads());
+        let (from_a, from_b) = (a.save_after(&hb), b.save_after(&ha));
+        a.take_changes();
+        a.apply_changes(&from_b).unwrap();
+        b.apply_changes(&from_a).unwrap();
+        assert_eq!(
+            a.take_changes().items,
+            [id].into(),
+            "a body edit is its item's change"
+        );
+        let (na, nb) = (a.item(id).unwrap(), b.item(id).unwrap());
+        assert_eq!(na.body, "oat milk\neggs\nbread");
+        assert_eq!(na, nb);
+        assert!(na.edited_at.is_some());
+        // Only notes have bodies; a too-long body is refused whole.
+        let text = a.add_text(ItemId::random(), "hi", da, at(4)).unwrap();
+        assert!(matches!(
+            a.edit_note(text.id, "t", "", "x", at(5)),
+            Err(DocError::NotANote)
+        ));
+        let huge = "x".repeat(MAX_TEXT_BYTES + 1);
+        assert!(matches!(
+            a.edit_note(id, "Groceries", &na.body, &huge, at(6)),
+            Err(DocError::TooLarge { .. })
+        ));
+        assert_eq!(a.item(id).unwrap().body, na.body);
+        // A delete empties the body from the current state.
+        a.delete(id, at(7)).unwrap();
+        let obj = map_at(&a.doc, &a.items, &id.to_string()).unwrap();
+        let Some((Value::Object(ObjType::Text), body)) = a.doc.get(&obj, "body").unwrap() else {
+            panic!("the body object stays");
+        };
+        assert_eq!(a.doc.text(&body).unwrap(), "");
+        assert_eq!(by_get(&a, &id.to_string()), None);
     }
 }

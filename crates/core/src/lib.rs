@@ -41,6 +41,7 @@ pub mod hlc;
 pub mod ice;
 pub mod ids;
 pub mod mailbox;
+pub mod note;
 pub mod outbox;
 pub mod pairing;
 pub mod persist;

@@ -637,6 +637,43 @@ impl Replica {
         self.add_text_kind(text, now_ms, ItemKind::Task)
     }
 
+    /// Writes a note under `id` (chosen by the editor, which names it in the edits that
+    /// follow while it stays open). A note needs a title or a body.
+    pub fn add_note(
+        &mut self,
+        id: ItemId,
+        title: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> Result<(Item, Vec<Effect>), ReplicaError> {
+        if title.trim().is_empty() && body.trim().is_empty() {
+            return Err(ReplicaError::Empty);
+        }
+        if self.doc.knows(id) {
+            return Err(ReplicaError::Doc(DocError::NotANote));
+        }
+        let at = self.clock.tick(now_ms);
+        let item = self.doc.add_note(id, title, body, self.device, at)?;
+        Ok((item, self.after_local_change()?))
+    }
+
+    /// Edits a note's title and body: `base` is the body the edit was made on (see
+    /// [`SpaceDoc::edit_note`]). Nothing is written when nothing changed.
+    pub fn edit_note(
+        &mut self,
+        id: ItemId,
+        title: &str,
+        base: &str,
+        body: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, ReplicaError> {
+        let at = self.clock.tick(now_ms);
+        if !self.doc.edit_note(id, title, base, body, at)? {
+            return Ok(vec![]);
+        }
+        self.after_local_change()
+    }
+
     /// Checks or unchecks a task, on every device.
     pub fn set_done(
         &mut self,

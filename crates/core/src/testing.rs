@@ -398,6 +398,13 @@ impl SimNet {
         self.input(i, Input::Intent { intent, now }).is_ok()
     }
 
+    /// Device `i` carries out any intent; false if it was refused.
+    pub fn intent(&mut self, i: usize, intent: Intent) -> bool {
+        self.clock_ms += 7;
+        let now = self.clock_ms;
+        self.input(i, Input::Intent { intent, now }).is_ok()
+    }
+
     /// Device `i` deletes an item it can see; false if it cannot.
     pub fn delete(&mut self, i: usize, id: crate::ItemId) -> bool {
         self.clock_ms += 7;

@@ -198,6 +198,7 @@ mod tests {
                 size: 1,
                 mime: String::new(),
             }),
+            body: String::new(),
             pinned: false,
             done: false,
         }

@@ -47,6 +47,26 @@ pub enum Intent {
     Task(String),
     /// Check (`true`) or uncheck a task, on every device.
     Check(ItemId, bool),
+    /// Write a note under an id the editor chose (its edits name it).
+    Note {
+        /// The note's id.
+        id: ItemId,
+        /// Its title.
+        title: String,
+        /// Its body.
+        body: String,
+    },
+    /// Edit a note: `base` is the body the editor's change was made on.
+    EditNote {
+        /// The note.
+        id: ItemId,
+        /// Its title now.
+        title: String,
+        /// The body the change was made on.
+        base: String,
+        /// The body now, in the editor.
+        body: String,
+    },
     /// Rename this device.
     Rename(String),
 }
@@ -371,6 +391,18 @@ impl Device {
             Intent::Pin(id, pinned) => (self.replica.set_pinned(id, pinned, now)?, false),
             Intent::Task(text) => (self.replica.add_task(&text, now)?.1, false),
             Intent::Check(id, done) => (self.replica.set_done(id, done, now)?, false),
+            Intent::Note { id, title, body } => {
+                (self.replica.add_note(id, &title, &body, now)?.1, false)
+            }
+            Intent::EditNote {
+                id,
+                title,
+                base,
+                body,
+            } => (
+                self.replica.edit_note(id, &title, &base, &body, now)?,
+                false,
+            ),
             Intent::Rename(name) => (self.replica.rename(&name, now)?, true),
         };
         let mut out = Vec::new();

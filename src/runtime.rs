@@ -927,6 +927,24 @@ impl Runtime {
                 self.intend(device::Intent::Check(id, done), "Cannot check the task")
                     .await;
             }
+            Intent::AddNote { id, title, body } => {
+                let note = device::Intent::Note { id, title, body };
+                self.intend(note, "Cannot save the note").await;
+            }
+            Intent::EditNote {
+                id,
+                title,
+                base,
+                body,
+            } => {
+                let edit = device::Intent::EditNote {
+                    id,
+                    title,
+                    base,
+                    body,
+                };
+                self.intend(edit, "Cannot save the note").await;
+            }
             Intent::Pin(id, pinned) => {
                 let what = if pinned { "Cannot pin" } else { "Cannot unpin" };
                 self.intend(device::Intent::Pin(id, pinned), what).await;

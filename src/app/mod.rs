@@ -15,8 +15,8 @@ mod dialogs;
 
 use crate::view::{Intent, Intents, NetStatus, ViewState};
 use chat::{
-    AddYourPhone, Composer, DevicesOpen, Filters, History, ImageViewer, Pinned, SearchBox,
-    SearchJump, SearchNav, UndoBar, Viewer,
+    AddYourPhone, Composer, DevicesOpen, Filters, History, ImageViewer, NoteEditor,
+    NoteEditorState, Pinned, SearchBox, SearchJump, SearchNav, UndoBar, Viewer,
 };
 use devices::DevicesPanel;
 use dialogs::{ErrorBanner, JoinDialog, ScanDialog, ScanState};
@@ -32,6 +32,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
     provide_context(chat::UndoDelete::new());
     provide_context(SearchJump::new(view));
     provide_context(Viewer::new());
+    provide_context(NoteEditorState::new());
     provide_context(ScanState::new());
     let devices_open = RwSignal::new(false);
     provide_context(DevicesOpen(devices_open));
@@ -123,6 +124,7 @@ pub fn App(view: ViewState, intents: UnboundedSender<Intent>) -> impl IntoView {
                 <JoinDialog/>
                 <ScanDialog/>
                 <ImageViewer/>
+                <NoteEditor/>
                     <AddYourPhone/>
                     <SearchNav/>
                     <Pinned/>

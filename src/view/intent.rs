@@ -39,6 +39,27 @@ pub enum Intent {
     PasteAsMessage,
     /// Check (`true`) or uncheck a task, on every device.
     Check(ItemId, bool),
+    /// Write a note under an id the editor chose (its edits name it).
+    AddNote {
+        /// The note's id.
+        id: ItemId,
+        /// Its title.
+        title: String,
+        /// Its body.
+        body: String,
+    },
+    /// Edit a note as its editor shows it: `base` is the body the change was made on (the
+    /// core moves the change onto the body as it is now, keeping a peer's edits).
+    EditNote {
+        /// The note.
+        id: ItemId,
+        /// Its title now.
+        title: String,
+        /// The body the change was made on.
+        base: String,
+        /// The body now.
+        body: String,
+    },
     /// Join with a pairing link pasted into the app.
     UseLink(String),
     /// Rename this device.

@@ -83,6 +83,10 @@ pub struct ItemView {
     pub pinned: bool,
     /// A task, and whether it is done; `None` for anything else.
     pub task: Option<bool>,
+    /// A note: [`ItemView::text`] is its title and this its body.
+    pub note: bool,
+    /// A note's body (empty for anything else).
+    pub body: String,
     /// A kind this version does not know (a newer Ferry wrote it): shown as
     /// [`NEWER_VERSION`], never edited here (its content may not be its `text`), only deleted.
     pub newer: bool,
@@ -96,6 +100,7 @@ impl ItemView {
     /// file's caption) or a file's name.
     pub fn matches(&self, query: &str) -> bool {
         self.text.to_lowercase().contains(query)
+            || self.body.to_lowercase().contains(query)
             || self
                 .file
                 .as_ref()
@@ -108,6 +113,8 @@ impl ItemView {
 pub enum Filter {
     /// Everything (the newest window).
     All,
+    /// Notes.
+    Notes,
     /// Tasks.
     Tasks,
     /// Files.
@@ -118,12 +125,19 @@ pub enum Filter {
 
 impl Filter {
     /// Every filter, in the order shown.
-    pub const ALL: [Filter; 4] = [Filter::All, Filter::Tasks, Filter::Files, Filter::Links];
+    pub const ALL: [Filter; 5] = [
+        Filter::All,
+        Filter::Notes,
+        Filter::Tasks,
+        Filter::Files,
+        Filter::Links,
+    ];
 
     /// Its button's name.
     pub fn name(self) -> &'static str {
         match self {
             Filter::All => "All",
+            Filter::Notes => "Notes",
             Filter::Tasks => "Tasks",
             Filter::Files => "Files",
             Filter::Links => "Links",
@@ -134,11 +148,14 @@ impl Filter {
     pub fn keeps(self, item: &ItemView) -> bool {
         match self {
             Filter::All => true,
+            Filter::Notes => item.note,
             Filter::Tasks => item.task.is_some(),
             Filter::Files => item.file.is_some(),
-            Filter::Links => super::format::linkify(&item.text)
-                .iter()
-                .any(|s| matches!(s, super::format::Segment::Link(_))),
+            Filter::Links => [&item.text, &item.body].into_iter().any(|t| {
+                super::format::linkify(t)
+                    .iter()
+                    .any(|s| matches!(s, super::format::Segment::Link(_)))
+            }),
         }
     }
 }
@@ -456,6 +473,8 @@ pub fn item_views<'a>(
                 newer,
                 pinned: i.pinned,
                 task: (i.kind == ferry_core::ItemKind::Task).then_some(i.done),
+                note: i.kind == ferry_core::ItemKind::Note,
+                body: i.body.clone(),
                 author,
                 show_author,
                 mine: i.author == me,

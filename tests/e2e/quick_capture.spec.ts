@@ -27,5 +27,11 @@ test('Ctrl+Shift+V sends the clipboard\'s text or image as one item', async () =
   await d.page.keyboard.press('Control+Shift+V');
   await expect(d.history.getByRole('listitem').filter({ hasText: /pasted-.*\.png/ })).toHaveCount(1);
   await expect(d.history.getByRole('listitem')).toHaveCount(2);
+
+  // The same from the composer's button (the menu entry for the shortcut).
+  await d.page.evaluate(() => navigator.clipboard.writeText('pasted by the button'));
+  await d.page.getByRole('button', { name: 'Paste as message' }).click();
+  await expect(d.message('pasted by the button')).toBeVisible();
+  await expect(d.history.getByRole('listitem')).toHaveCount(3);
   await d.close();
 });

@@ -51,7 +51,7 @@ pub(in crate::app) fn Composer() -> impl IntoView {
             items
                 .iter()
                 .rev()
-                .find(|i| i.mine && i.file.is_none() && !i.newer)
+                .find(|i| i.mine && i.file.is_none() && !i.newer && !i.note)
                 .map(|i| (i.id, i.text.clone()))
         });
         let found = last.is_some();
@@ -117,15 +117,20 @@ pub(in crate::app) fn Composer() -> impl IntoView {
             task_text.set(String::new());
         }
     };
-    // The installed app's launcher shortcut "New task" opens `?new=task`: the box is open and
-    // focused; the query goes (a reload does not reopen it).
-    if take_new_task_query() {
-        task_open.set(true);
-        request_animation_frame(move || {
-            if let Some(el) = task_box.get_untracked() {
-                let _ = el.focus();
-            }
-        });
+    // The installed app's launcher shortcuts open `?new=task` (the Task box, open and
+    // focused) and `?new=note` (the note editor); the query goes (a reload does not reopen).
+    let notes = expect_context::<super::NoteEditorState>();
+    match take_new_query().as_deref() {
+        Some("task") => {
+            task_open.set(true);
+            request_animation_frame(move || {
+                if let Some(el) = task_box.get_untracked() {
+                    let _ = el.focus();
+                }
+            });
+        }
+        Some("note") => notes.create(),
+        _ => {}
     }
     // Ctrl+Shift+V (⌘⇧V): what the clipboard holds becomes one item, wherever the focus is.
     let intents_paste_key = intents.clone();
@@ -262,26 +267,41 @@ pub(in crate::app) fn Composer() -> impl IntoView {
                     <path d="M8 12.5l3 3 5-6"/>
                 </svg>
             </button>
+            <button type="button" class="attach" aria-label="New note" title="New note"
+                prop:disabled=move || !view.ready.get()
+                on:click=move |_| notes.create()>
+                <svg aria-hidden="true" viewBox="0 0 24 24" width="20" height="20" fill="none"
+                    stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                    <path d="M14 3.5H6.5a2 2 0 0 0-2 2v13a2 2 0 0 0 2 2h11a2 2 0 0 0 2-2V9z"/>
+                    <path d="M14 3.5V9h5.5M8.5 13h7M8.5 16.5h5"/>
+                </svg>
+            </button>
+            // The menu entry for Ctrl/Cmd+Shift+V.
+            <button type="button" class="attach" aria-label="Paste as message"
+                title="Paste as message (Ctrl+Shift+V)" aria-keyshortcuts="Control+Shift+V Meta+Shift+V"
+                prop:disabled=move || !view.ready.get()
+                on:click={
+                    let intents = intents_paste.clone();
+                    move |_| intents.send(Intent::PasteAsMessage)
+                }>
+                <svg aria-hidden="true" viewBox="0 0 24 24" width="20" height="20" fill="none"
+                    stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                    <rect x="5.5" y="4.5" width="13" height="16.5" rx="2"/>
+                    <path d="M9 4.5V3h6v1.5M9 11h6M9 14.5h6"/>
+                </svg>
+            </button>
             <button type="submit" class="primary">"Send"</button>
         </form>
     }
 }
 
-/// Whether the page was opened as `?new=task` (the manifest's "New task" shortcut); removes
-/// that parameter from the address.
-fn take_new_task_query() -> bool {
-    let Some(location) = leptos::web_sys::window().map(|w| w.location()) else {
-        return false;
-    };
-    let Ok(search) = location.search() else {
-        return false;
-    };
-    let Ok(params) = leptos::web_sys::UrlSearchParams::new_with_str(&search) else {
-        return false;
-    };
-    if params.get("new").as_deref() != Some("task") {
-        return false;
-    }
+/// What the page was opened to create (`?new=task` or `?new=note`, the manifest's
+/// shortcuts); removes that parameter from the address.
+fn take_new_query() -> Option<String> {
+    let location = leptos::web_sys::window()?.location();
+    let search = location.search().ok()?;
+    let params = leptos::web_sys::UrlSearchParams::new_with_str(&search).ok()?;
+    let what = params.get("new").filter(|w| w == "task" || w == "note")?;
     params.delete("new");
     let rest = String::from(params.to_string());
     let path = location.pathname().unwrap_or_else(|_| "/".into());
@@ -295,5 +315,5 @@ fn take_new_task_query() -> bool {
         let _ =
             history.replace_state_with_url(&leptos::wasm_bindgen::JsValue::NULL, "", Some(&url));
     }
-    true
+    Some(what)
 }

@@ -7,6 +7,7 @@
 
 use super::file_card::FileCard;
 use super::message_menu::{MenuState, MessageMenu};
+use super::note_editor::NoteEditorState;
 use super::{EditState, UndoDelete, Wording, focus_composer};
 use crate::view::{Intent, Intents, ItemView, Segment, Tick, ViewState, highlight, linkify};
 use leptos::prelude::*;
@@ -103,9 +104,17 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             editing.set(mine);
         }
     });
+    // A note is edited in the note editor (Edit in the menu opens it).
+    let is_note = item.note;
+    let notes = expect_context::<NoteEditorState>();
     // …and the shared state follows the row (Edit, the menu, Save, Cancel, Escape).
     Effect::new(move |_| {
         let on = editing.get();
+        if on && is_note {
+            editing.set(false);
+            notes.edit(id);
+            return;
+        }
         let here = edit.id.get_untracked() == Some(id);
         if on && !here {
             edit.draft.set(draft.get_untracked());
@@ -116,7 +125,9 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
     });
     // An item a newer Ferry wrote shows only that: nothing to copy or edit here.
     let editable = !item.newer;
-    let menu_text = if editable {
+    let menu_text = if editable && is_note {
+        format!("{}\n{}", item.text, item.body).trim().to_owned()
+    } else if editable {
         text.clone()
     } else {
         String::new()
@@ -187,7 +198,10 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                     let task = item.task;
                     let check = intents.clone();
                     let id = item.id;
-                    move || match task {
+                    let body = item.body.clone();
+                    move || if is_note {
+                        Some(view! { <NoteCard id title=text.clone() body=body.clone()/> }.into_any())
+                    } else { match task {
                         // A task: a checkbox named by its text (the label around both).
                         Some(done) => {
                             let check = check.clone();
@@ -200,7 +214,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
                             }.into_any())
                         }
                         None => (!text.is_empty()).then(|| view! { <p class="text"><MessageText text=text.clone()/></p> }.into_any()),
-                    }
+                    } }
                 }>
                 <form class="edit" on:submit={
                     let submit = submit.clone();
@@ -258,7 +272,7 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             </p>
             // Hover actions on a computer (the menu has them too, and is the way on touch).
             <div class="item-actions">
-                {editable.then(|| if is_text {
+                {(editable && !is_note).then(|| if is_text {
                     view! {
                         <button type="button" aria-label="Edit message" title="Edit" tabindex="-1"
                             on:click=move |_| open_edit()>"Edit"</button>
@@ -275,6 +289,59 @@ pub(super) fn ItemRow(item: ItemView) -> impl IntoView {
             </div>
             <MessageMenu menu text=menu_text file=menu_file editable pin=(item.id, item.pinned) detail/>
         </li>
+    }
+}
+
+/// A note in the history: its title, its first lines, its checklist (checkable here), and
+/// "Open note".
+#[component]
+fn NoteCard(id: ferry_core::ItemId, title: String, body: String) -> impl IntoView {
+    let intents = expect_context::<Intents>();
+    let notes = expect_context::<NoteEditorState>();
+    let preview = ferry_core::note::preview(&body, 3);
+    let lines = ferry_core::note::checklist(&body);
+    let shown = lines.len().min(8);
+    let more = lines.len() - shown;
+    let title_shown = if title.trim().is_empty() {
+        "Untitled note".to_owned()
+    } else {
+        title.clone()
+    };
+    view! {
+        <div class="note-card">
+            <p class="note-title"><MessageText text=title_shown/></p>
+            {(!preview.is_empty()).then(|| view! { <p class="note-preview"><MessageText text=preview/></p> })}
+            {(!lines.is_empty()).then(|| view! {
+                <ul class="checklist" aria-label=format!("Checklist of {}", if title.trim().is_empty() { "the note" } else { title.as_str() })>
+                    {lines.into_iter().take(shown).map(|l| {
+                        let intents = intents.clone();
+                        let (title, body, line) = (title.clone(), body.clone(), l.line);
+                        view! {
+                            <li>
+                                <label class="task" class:done=l.done>
+                                    <input type="checkbox" prop:checked=l.done
+                                        on:change=move |ev| {
+                                            let done = event_target_checked(&ev);
+                                            if let Some(next) = ferry_core::note::set_checked(&body, line, done) {
+                                                intents.send(Intent::EditNote {
+                                                    id,
+                                                    title: title.clone(),
+                                                    base: body.clone(),
+                                                    body: next,
+                                                });
+                                            }
+                                        }/>
+                                    <span>{l.text}</span>
+                                </label>
+                            </li>
+                        }
+                    }).collect_view()}
+                </ul>
+            })}
+            {(more > 0).then(|| view! { <p class="note-more">{format!("and {more} more")}</p> })}
+            <button type="button" class="open-note" attr:data-note=id.to_string()
+                on:click=move |_| notes.edit(id)>"Open note"</button>
+        </div>
     }
 }
 

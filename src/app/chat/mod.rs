@@ -10,12 +10,14 @@ mod first_run;
 mod history;
 mod item_row;
 mod message_menu;
+mod note_editor;
 mod search;
 mod viewer;
 
 pub(super) use composer::Composer;
 pub(super) use first_run::{AddYourPhone, DevicesOpen};
 pub(super) use history::{Filters, History, Pinned, UndoBar};
+pub(super) use note_editor::{NoteEditor, NoteEditorState};
 pub(super) use search::{SearchBox, SearchJump, SearchNav};
 pub(super) use viewer::{ImageViewer, Viewer};
 

@@ -4,9 +4,10 @@
 //! of a message's time there). The common change is a new item at the end: [`Rows::refresh`]
 //! then builds one row and re-words only the rows whose delivery can have changed: those
 //! written (or edited) after the *floor*, the moment every other device and the last sync
-//! already covered. Everything else (an edit, a delete, an item merged into the middle, a
-//! renamed device, a new day, a delivery mark that went back) takes the full rebuild, which
-//! the tests compare against.
+//! already covered. The next most common is an item changed where it is (an edit, a pin, a
+//! check, each keystroke in an open note): only its row is built again. Everything else (a
+//! delete, an item merged into the middle, a renamed device, a new day, a delivery mark that
+//! went back) takes the full rebuild, which the tests compare against.
 
 use super::format::{WAITING_IN_MAILBOX, delivery_text};
 use super::state::{ItemView, item_views};
@@ -112,6 +113,20 @@ impl Rows {
             .all(|p| matches!(p, HistoryPatch::Added(_)))
             .then_some(patches.len())
             .filter(|n| rows.len() + n == history.len());
+        // Items changed in place (an edit, a pin, a check, a note's keystroke) under the same
+        // inputs: only their rows are built again.
+        if !patches.is_empty()
+            && patches
+                .iter()
+                .all(|p| matches!(p, HistoryPatch::Changed(_)))
+            && self.inputs.as_ref() == Some(&inputs)
+            && self.today == today
+            && rows.len() == history.len()
+            && rows.len() == self.eff.len()
+            && let Some(counts) = self.change_in_place(rows, history.clone(), patches, now_ms)
+        {
+            return counts;
+        }
         let prev_floor = self.inputs.as_ref().map(RowInputs::floor);
         let patchable = match (&self.inputs, appended) {
             (Some(before), Some(_)) => {
@@ -200,6 +215,75 @@ impl Rows {
         self.counts = counts;
         self.inputs = Some(inputs);
         counts
+    }
+
+    /// Rebuilds the rows of `patches` (all [`HistoryPatch::Changed`]) where they are, keeping
+    /// their day and author lines (an item's time and author never change). `None` when an
+    /// item is not where its row is (then the caller rebuilds everything).
+    fn change_in_place<'a>(
+        &mut self,
+        rows: &mut [ItemView],
+        history: impl DoubleEndedIterator<Item = &'a Item> + ExactSizeIterator,
+        patches: &[HistoryPatch],
+        now_ms: u64,
+    ) -> Option<RowCounts> {
+        let inputs = self.inputs.clone()?;
+        let last = rows.len().checked_sub(1)?;
+        // From the end: the item changed is usually recent, and a history is walked, not
+        // indexed.
+        let from_end: Vec<&Item> = {
+            let deepest = patches
+                .iter()
+                .filter_map(|p| match p {
+                    HistoryPatch::Changed(id) => rows.iter().rposition(|r| r.id == *id),
+                    _ => None,
+                })
+                .min()?;
+            history.rev().take(rows.len() - deepest).collect()
+        };
+        let mut found = Vec::new();
+        for p in patches {
+            let HistoryPatch::Changed(id) = p else {
+                return None;
+            };
+            let at = rows.iter().rposition(|r| r.id == *id)?;
+            let item = *from_end.get(last - at)?;
+            if item.id != *id || item.at.wall_ms != rows[at].at_ms {
+                return None;
+            }
+            found.push((at, item));
+        }
+        let others = inputs.others();
+        let mut counts = self.counts;
+        for (at, item) in found {
+            let mut fresh = item_views(
+                [item],
+                &inputs.names,
+                inputs.me,
+                inputs.offset_min,
+                inputs.synced_ms,
+                now_ms,
+            )
+            .pop()?;
+            let old = &rows[at];
+            counts.pending = counts.pending.saturating_sub(usize::from(old.pending));
+            counts.waiting = counts.waiting.saturating_sub(usize::from(
+                old.delivery.as_deref() == Some(WAITING_IN_MAILBOX),
+            ));
+            fresh.day = old.day.clone();
+            fresh.show_author = old.show_author;
+            let eff = effective_ms(item);
+            self.eff[at] = eff;
+            if item.edited_at.is_some_and(|e| e > item.at) && !self.edited.contains(&at) {
+                self.edited.push(at);
+            }
+            word(&mut fresh, eff, &inputs, &others);
+            counts.pending += usize::from(fresh.pending);
+            counts.waiting += usize::from(fresh.delivery.as_deref() == Some(WAITING_IN_MAILBOX));
+            rows[at] = fresh;
+        }
+        self.counts = counts;
+        Some(counts)
     }
 
     fn rebuild<'a>(
@@ -380,6 +464,63 @@ mod tests {
         Rows::default().refresh(&mut full, history.iter(), &[], inputs_back, now);
         assert_eq!(rows, full);
         assert_eq!(patched.rebuilds, 2);
+    }
+
+    /// Edits, pins, checks and note keystrokes rebuild only their own rows, and the rows
+    /// equal a full rebuild.
+    #[test]
+    fn changing_in_place_equals_rebuilding() {
+        let me = DeviceId::from_bytes([1; 16]);
+        let phone = DeviceId::from_bytes([2; 16]);
+        let t0 = 1_795_531_920_000;
+        let inputs = RowInputs {
+            names: vec![(me, "Laptop".into()), (phone, "Phone".into())],
+            me,
+            offset_min: 0,
+            synced_ms: t0 + 30,
+            delivered: [(phone, t0 + 20)].into(),
+            carried_ms: t0 + 40,
+        };
+        let mut history: Vec<Item> = (0..50)
+            .map(|n| item(if n % 3 == 0 { phone } else { me }, t0 + n))
+            .collect();
+        let now = t0 + 1_000;
+        let (mut rows, mut patched) = (Vec::new(), Rows::default());
+        patched.refresh(&mut rows, history.iter(), &[], inputs.clone(), now);
+        for (n, at) in [5usize, 48, 25, 5].into_iter().enumerate() {
+            let changed = &mut history[at];
+            changed.text = format!("edited {n}");
+            changed.edited_at = Some(Hlc {
+                wall_ms: t0 + 60 + n as u64,
+                counter: 0,
+            });
+            changed.pinned = n % 2 == 0;
+            let patches = [HistoryPatch::Changed(changed.id)];
+            let counts = patched.refresh(&mut rows, history.iter(), &patches, inputs.clone(), now);
+            let mut full = Vec::new();
+            let want = Rows::default().refresh(&mut full, history.iter(), &[], inputs.clone(), now);
+            assert_eq!(rows, full, "change {n}");
+            assert_eq!(counts, want, "change {n}");
+        }
+        assert_eq!(patched.rebuilds, 1, "every change was patched in place");
+        // Then a mark moves: the rows edited above stay right.
+        let later = RowInputs {
+            synced_ms: t0 + 100,
+            delivered: [(phone, t0 + 100)].into(),
+            ..inputs
+        };
+        let new = item(me, t0 + 200);
+        history.push(new.clone());
+        patched.refresh(
+            &mut rows,
+            history.iter(),
+            &[HistoryPatch::Added(new.id)],
+            later.clone(),
+            now,
+        );
+        let mut full = Vec::new();
+        Rows::default().refresh(&mut full, history.iter(), &[], later, now);
+        assert_eq!(rows, full);
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub(in crate::app) fn History() -> impl IntoView {
                 // at once), edited mark or day label. Delivery wording is read live
                 // (`Wording`), not rebuilt.
                 <For each=move || shown.get()
-                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.show_author, i.edited, i.day.clone(), i.pinned, i.task)
+                    key=|i| (i.id, i.text.clone(), i.author.clone(), i.show_author, i.edited, i.day.clone(), i.pinned, i.task, i.body.clone())
                     let:item>
                     <ItemRow item/>
                 </For>

@@ -302,6 +302,19 @@ fn NoteCard(id: ferry_core::ItemId, title: String, body: String) -> impl IntoVie
     let lines = ferry_core::note::checklist(&body);
     let shown = lines.len().min(8);
     let more = lines.len() - shown;
+    // Rebuilt right after its editor closed, with the focus lost on the way: take it back.
+    let opener = NodeRef::<leptos::html::Button>::new();
+    Effect::new(move |_| {
+        if let Some(button) = opener.get()
+            && notes.closed.get_value() == Some(id)
+            && notes.open.get_untracked().is_none()
+            && document()
+                .active_element()
+                .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"))
+        {
+            let _ = button.focus();
+        }
+    });
     let title_shown = if title.trim().is_empty() {
         "Untitled note".to_owned()
     } else {
@@ -312,12 +325,11 @@ fn NoteCard(id: ferry_core::ItemId, title: String, body: String) -> impl IntoVie
             <p class="note-title"><MessageText text=title_shown/></p>
             {(!preview.is_empty()).then(|| view! { <p class="note-preview"><MessageText text=preview/></p> })}
             {(!lines.is_empty()).then(|| view! {
-                <ul class="checklist" aria-label=format!("Checklist of {}", if title.trim().is_empty() { "the note" } else { title.as_str() })>
+                <div class="checklist" role="group" aria-label=format!("Checklist of {}", if title.trim().is_empty() { "the note" } else { title.as_str() })>
                     {lines.into_iter().take(shown).map(|l| {
                         let intents = intents.clone();
                         let (title, body, line) = (title.clone(), body.clone(), l.line);
                         view! {
-                            <li>
                                 <label class="task" class:done=l.done>
                                     <input type="checkbox" prop:checked=l.done
                                         on:change=move |ev| {
@@ -333,13 +345,12 @@ fn NoteCard(id: ferry_core::ItemId, title: String, body: String) -> impl IntoVie
                                         }/>
                                     <span>{l.text}</span>
                                 </label>
-                            </li>
                         }
                     }).collect_view()}
-                </ul>
+                </div>
             })}
             {(more > 0).then(|| view! { <p class="note-more">{format!("and {more} more")}</p> })}
-            <button type="button" class="open-note" attr:data-note=id.to_string()
+            <button type="button" class="open-note" data-note=id.to_string() node_ref=opener
                 on:click=move |_| notes.edit(id)>"Open note"</button>
         </div>
     }

@@ -21,17 +21,23 @@ use std::collections::VecDeque;
 pub(in crate::app) struct NoteEditorState {
     /// The note, and whether this editor is creating it.
     pub open: RwSignal<Option<(ItemId, bool)>>,
+    /// The note whose editor closed last: its "Open note" button takes the focus back, also
+    /// when its row is rebuilt just after (the last keystrokes coming back from the
+    /// document), which took the focus away with the old button.
+    pub closed: StoredValue<Option<ItemId>>,
 }
 
 impl NoteEditorState {
     pub(in crate::app) fn new() -> Self {
         NoteEditorState {
             open: RwSignal::new(None),
+            closed: StoredValue::new(None),
         }
     }
 
     /// Opens the editor on an existing note.
     pub(in crate::app) fn edit(self, id: ItemId) {
+        self.closed.set_value(None);
         self.open.set(Some((id, false)));
     }
 
@@ -206,8 +212,10 @@ fn NoteDialog(id: ItemId, new: bool) -> impl IntoView {
             }
             state.open.set(None);
             if new {
+                state.closed.set_value(None);
                 super::focus_composer();
             } else {
+                state.closed.set_value(Some(id));
                 let selector = format!("[{NOTE_OPENER}='{id}']");
                 request_animation_frame(move || {
                     use leptos::wasm_bindgen::JsCast;
@@ -282,21 +290,19 @@ fn NoteDialog(id: ItemId, new: bool) -> impl IntoView {
                     (!lines.is_empty()).then(|| {
                         let toggle = toggle.clone();
                         view! {
-                            <ul class="checklist" aria-label="Checklist">
+                            <div class="checklist" role="group" aria-label="Checklist">
                                 {lines.into_iter().map(|l| {
                                     let toggle = toggle.clone();
                                     let line = l.line;
                                     view! {
-                                        <li>
                                             <label class="task" class:done=l.done>
                                                 <input type="checkbox" prop:checked=l.done
                                                     on:change=move |ev| toggle(line, event_target_checked(&ev))/>
                                                 <span>{l.text}</span>
                                             </label>
-                                        </li>
                                     }
                                 }).collect_view()}
-                            </ul>
+                            </div>
                         }
                     })
                 }}

@@ -192,3 +192,23 @@ test('the installed app\'s "New note" shortcut opens a new note; a new note left
   await expect(d.history.getByRole('listitem')).toHaveCount(1);
   await d.close();
 });
+
+test('on a phone, New note is under More actions, and the editor fits the screen', async () => {
+  const d = await Device.launch('note-phone', '/', { touch: true });
+  const more = d.page.getByRole('button', { name: 'More actions' });
+  await expect(d.page.getByRole('button', { name: 'New note' })).toBeHidden();
+  await more.tap();
+  await expect(more).toHaveAttribute('aria-expanded', 'true');
+  await d.page.screenshot({ path: `${SHOTS}composer-more-390x844.png` });
+  await d.page.getByRole('button', { name: 'New note' }).tap();
+  await expect(more).toHaveAttribute('aria-expanded', 'false');
+  const e = editor(d);
+  await e.title.fill('Ideas');
+  await e.text.fill('a boat\n- [ ] sails');
+  const box = (await e.dialog.boundingBox())!;
+  expect(box.width).toBeLessThanOrEqual(390);
+  await d.page.screenshot({ path: `${SHOTS}note-editor-390x844.png` });
+  await e.dialog.getByRole('button', { name: 'Save note' }).tap();
+  await expect(d.message('Ideas').getByRole('checkbox', { name: 'sails' })).not.toBeChecked();
+  await d.close();
+});

@@ -120,6 +120,7 @@ pub(in crate::app) fn Composer() -> impl IntoView {
     // The installed app's launcher shortcuts open `?new=task` (the Task box, open and
     // focused) and `?new=note` (the note editor); the query goes (a reload does not reopen).
     let notes = expect_context::<super::NoteEditorState>();
+    let more = RwSignal::new(false);
     match take_new_query().as_deref() {
         Some("task") => {
             task_open.set(true);
@@ -247,6 +248,34 @@ pub(in crate::app) fn Composer() -> impl IntoView {
                     <path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.3 3.3 0 0 1 4.7 4.7l-8.6 8.6a1.7 1.7 0 0 1-2.4-2.4l7.9-7.9"/>
                 </svg>
             </button>
+            // On a phone these three sit behind "More actions" (the Message box keeps the
+            // width); on a computer they are shown beside Attach.
+            <button type="button" class="attach more-toggle" aria-label="More actions"
+                title="More actions" aria-controls="composer-more"
+                aria-expanded=move || more.get().to_string()
+                on:click=move |_| more.update(|o| *o = !*o)>
+                <svg aria-hidden="true" viewBox="0 0 24 24" width="20" height="20" fill="currentColor">
+                    <circle cx="5" cy="12" r="2"/><circle cx="12" cy="12" r="2"/><circle cx="19" cy="12" r="2"/>
+                </svg>
+            </button>
+            <div class="composer-extra" id="composer-more" class:open=move || more.get()
+                on:click=move |ev| {
+                    // An action chosen closes the little menu.
+                    use leptos::wasm_bindgen::JsCast;
+                    let on_button = ev.target()
+                        .and_then(|t| t.dyn_into::<leptos::web_sys::Element>().ok())
+                        .and_then(|e| e.closest("button").ok().flatten())
+                        .is_some();
+                    if on_button {
+                        more.set(false);
+                    }
+                }
+                on:keydown=move |ev| {
+                    if ev.key() == "Escape" && more.get_untracked() {
+                        ev.prevent_default();
+                        more.set(false);
+                    }
+                }>
             <button type="button" class="attach" aria-label="New task" title="New task"
                 aria-expanded=move || task_open.get().to_string()
                 prop:disabled=move || !view.ready.get()
@@ -290,6 +319,7 @@ pub(in crate::app) fn Composer() -> impl IntoView {
                     <path d="M9 4.5V3h6v1.5M9 11h6M9 14.5h6"/>
                 </svg>
             </button>
+            </div>
             <button type="submit" class="primary">"Send"</button>
         </form>
     }

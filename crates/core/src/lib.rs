@@ -32,6 +32,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod backup;
 pub mod blobs;
 pub mod budget;
 pub mod device;

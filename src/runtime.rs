@@ -117,6 +117,7 @@ pub fn spawn(view: ViewState, intents: UnboundedReceiver<Intent>, tx: UnboundedS
     });
 }
 
+mod backup;
 mod files;
 mod mailbox;
 
@@ -995,6 +996,7 @@ impl Runtime {
             },
             Intent::CancelFile(root) => self.cancel_file(&root.to_string()).await,
             Intent::RetryFile(root) => self.retry_file(&root.to_string()).await,
+            Intent::ExportBackup { with_history } => self.export_backup(with_history).await,
             Intent::SaveFile(root) => self.save_file(&root.to_string()).await,
             Intent::SetMailbox(on) => self.set_mailbox(on).await,
             Intent::KeepStorage => request_persistence(self.view),

@@ -39,6 +39,11 @@ pub enum Intent {
     PasteAsMessage,
     /// Check (`true`) or uncheck a task, on every device.
     Check(ItemId, bool),
+    /// Export a backup file (with the whole history, or only the current state).
+    ExportBackup {
+        /// Include the automerge history.
+        with_history: bool,
+    },
     /// Write a note under an id the editor chose (its edits name it).
     AddNote {
         /// The note's id.

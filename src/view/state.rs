@@ -295,6 +295,9 @@ pub struct ViewState {
     pub window: RwSignal<usize>,
     /// Which kinds of items the history shows (All: everything, in the window).
     pub filter: RwSignal<Filter>,
+    /// What the backup export is doing or did ("Exporting the backup: file 2 of 5…", ending
+    /// in "…" while it runs).
+    pub backup_status: RwSignal<Option<String>>,
     /// The STUN/TURN servers in use, as "url" or "url (user)" lines, and whether they come
     /// from this device's settings.
     pub ice_summary: RwSignal<(Vec<String>, bool)>,
@@ -364,6 +367,7 @@ impl ViewState {
             search: RwSignal::new(String::new()),
             window: RwSignal::new(RENDER_WINDOW),
             filter: RwSignal::new(Filter::All),
+            backup_status: RwSignal::new(None),
             ice_summary: RwSignal::new((vec![], false)),
             update_ready: RwSignal::new(false),
             can_install: RwSignal::new(false),

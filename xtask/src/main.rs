@@ -109,6 +109,8 @@ fn ensure_npm() -> Result<(), String> {
                     "binaryen",
                     "jsqr",
                     "pngjs",
+                    "jszip",
+                    "@automerge/automerge",
                 ]
                 .iter()
                 .all(|pkg| {

@@ -19,7 +19,7 @@ use leptos::prelude::*;
 use list::{DeviceList, RenameDevice};
 use mailbox::MailboxSetting;
 use pairing::{PairingLink, PasteLink};
-use storage::StorageSection;
+use storage::{BackupSection, StorageSection};
 
 /// The Devices screen: full screen on a phone, a side panel beside the chat on a wide
 /// screen. "Back to chat" and Escape close it, and the focus goes back to the "Devices"
@@ -73,6 +73,7 @@ pub(super) fn DevicesPanel() -> impl IntoView {
             <RenameDevice/>
             <PairingLink/>
             <PasteLink/>
+            <BackupSection/>
             <details class="advanced" node_ref=advanced>
                 <summary>"Advanced"</summary>
                 <ConnectionSettings/>

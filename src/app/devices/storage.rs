@@ -6,6 +6,32 @@
 use crate::view::{Intent, Intents, ViewState};
 use leptos::prelude::*;
 
+/// Devices → Backup: **Export backup** (everything, with the history) and **Export without
+/// history** (the current state only), and what the last export did.
+#[component]
+pub(super) fn BackupSection() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let intents = expect_context::<Intents>();
+    let busy = move || {
+        view.backup_status
+            .with(|s| s.as_deref().is_some_and(|s| s.ends_with('…')))
+    };
+    let (all, current) = (intents.clone(), intents);
+    view! {
+        <section class="backup-section" aria-labelledby="backup-title">
+            <h3 id="backup-title">"Backup"</h3>
+            <p>"One file with every message, note, task and the files this device holds, that you can keep and open without Ferry."</p>
+            <div class="actions">
+                <button type="button" prop:disabled=busy
+                    on:click=move |_| all.send(Intent::ExportBackup { with_history: true })>"Export backup"</button>
+                <button type="button" prop:disabled=busy
+                    on:click=move |_| current.send(Intent::ExportBackup { with_history: false })>"Export without history"</button>
+            </div>
+            <p class="backup-status" aria-live="polite">{move || view.backup_status.get()}</p>
+        </section>
+    }
+}
+
 /// Usage, persistence, and a way to ask for it again.
 #[component]
 pub(super) fn StorageSection() -> impl IntoView {

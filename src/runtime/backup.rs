@@ -1,0 +1,194 @@
+//! Devices → **Export backup** / **Export without history**: one `.ferry` file (see
+//! `docs/backup-format.md`, written by `ferry_core::backup`).
+//!
+//! Decision: the archive is composed as a `Blob` from its parts (headers, JSON, and each
+//! stored chunk as IndexedDB returns it), folded into one `Blob` every 64 parts, the way
+//! "Save file" composes a file: the browser keeps blob data outside the page's heap and pages
+//! it to disk when large, so the page never holds the backup, and the download works the same
+//! on Android (a service-worker stream would not work before the worker controls the page).
+//! Each chunk's bytes pass through wasm only to be checksummed (CRC-32, BLAKE3).
+
+use super::{Runtime, now_ms};
+use ferry_core::backup::{self, BackupWriter, Manifest, MissingFile};
+use ferry_core::blobs::{Manifest as FileManifest, chunk_key, chunks_prefix, manifest_key};
+use ferry_core::{BlobId, Store};
+use leptos::prelude::*;
+use std::collections::BTreeSet;
+use wasm_bindgen::JsCast;
+
+/// The parts of a Blob being composed, folded every 64 parts.
+struct Parts {
+    parts: js_sys::Array,
+    composed: Option<web_sys::Blob>,
+}
+
+impl Parts {
+    fn new() -> Self {
+        Parts {
+            parts: js_sys::Array::new(),
+            composed: None,
+        }
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.push(&js_sys::Uint8Array::from(bytes));
+        }
+    }
+
+    fn push(&mut self, part: &wasm_bindgen::JsValue) {
+        self.parts.push(part);
+        if self.parts.length() >= 64 {
+            self.fold();
+        }
+    }
+
+    fn fold(&mut self) {
+        if let Some(b) = self.composed.take() {
+            self.parts.unshift(&b);
+        }
+        self.composed = web_sys::Blob::new_with_u8_array_sequence(&self.parts).ok();
+        self.parts = js_sys::Array::new();
+    }
+
+    fn into_url(mut self) -> Option<String> {
+        self.fold();
+        let blob = self.composed?;
+        let bag = web_sys::BlobPropertyBag::new();
+        bag.set_type("application/zip");
+        let typed =
+            web_sys::Blob::new_with_blob_sequence_and_options(&js_sys::Array::of1(&blob), &bag)
+                .ok()?;
+        web_sys::Url::create_object_url_with_blob(&typed).ok()
+    }
+}
+
+impl Runtime {
+    /// Writes the backup and hands it to the browser's downloads.
+    pub(super) async fn export_backup(&mut self, with_history: bool) {
+        self.view
+            .backup_status
+            .set(Some("Preparing the backup…".into()));
+        match self.write_backup(with_history).await {
+            Ok((url, name, summary)) => {
+                let anchor = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.create_element("a").ok())
+                    .and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().ok());
+                if let Some(a) = anchor {
+                    a.set_href(&url);
+                    a.set_download(&name);
+                    a.click();
+                }
+                self.view.backup_status.set(Some(summary));
+                wasm_bindgen_futures::spawn_local(async move {
+                    gloo_timers::future::TimeoutFuture::new(120_000).await;
+                    let _ = web_sys::Url::revoke_object_url(&url);
+                });
+            }
+            Err(e) => {
+                self.view.backup_status.set(None);
+                self.view
+                    .error
+                    .set(Some(format!("Cannot export a backup: {e}")));
+            }
+        }
+    }
+
+    async fn write_backup(
+        &mut self,
+        with_history: bool,
+    ) -> Result<(String, String, String), String> {
+        let now = now_ms();
+        let mut w = BackupWriter::new(now);
+        let mut out = Parts::new();
+        let items: Vec<ferry_core::Item> =
+            self.engine.replica().history().items().cloned().collect();
+        let devices = self.engine.replica().devices();
+        let records = backup::message_records(&items, &devices);
+        let err = |e: backup::BackupError| e.to_string();
+        let json = serde_json::to_vec_pretty(&records).map_err(|e| e.to_string())?;
+        out.bytes(&w.entry("messages.json", &json).map_err(err)?);
+        if with_history {
+            let history = self.engine.replica_mut().doc_mut().save();
+            out.bytes(&w.entry("history.automerge", &history).map_err(err)?);
+        }
+        let fingerprint = self.secret.fingerprint();
+        let html = backup::viewer_html(&records, &fingerprint);
+        out.bytes(&w.entry("index.html", html.as_bytes()).map_err(err)?);
+        // Each file once (two items may share one), oldest first.
+        let mut seen = BTreeSet::new();
+        let files: Vec<(BlobId, String, u64)> = items
+            .iter()
+            .filter_map(|i| i.file.as_ref())
+            .filter(|f| seen.insert(f.root))
+            .map(|f| (f.root, f.name.clone(), f.size))
+            .collect();
+        let mut missing = Vec::new();
+        let total = files.len();
+        for (n, (root, name, size)) in files.into_iter().enumerate() {
+            self.view.backup_status.set(Some(format!(
+                "Exporting the backup: file {} of {total}…",
+                n + 1
+            )));
+            let manifest = match self.store.get(&manifest_key(&root)).await {
+                Ok(Some(bytes)) => FileManifest::decode(&root, &bytes).ok(),
+                _ => None,
+            };
+            let have = self
+                .store
+                .keys(&chunks_prefix(&root))
+                .await
+                .map(|k| k.len())
+                .unwrap_or(0);
+            let Some(manifest) = manifest.filter(|m| have == m.chunk_count() as usize) else {
+                missing.push(MissingFile {
+                    hash: root.to_string(),
+                    name,
+                    size,
+                });
+                continue;
+            };
+            out.bytes(&w.start(&format!("files/{root}")).map_err(err)?);
+            for i in 0..manifest.chunk_count() {
+                let chunk = self
+                    .store
+                    .get_js(&chunk_key(&root, i))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("a part of {name} vanished during the export"))?;
+                let array = js_sys::Uint8Array::new(&chunk);
+                w.data(&array.to_vec()).map_err(err)?;
+                out.push(&chunk);
+            }
+            out.bytes(&w.end().map_err(err)?);
+        }
+        let manifest = Manifest {
+            format: String::new(),
+            version: 0,
+            exported: backup::iso_utc(now),
+            space: fingerprint,
+            devices: devices.iter().map(|d| d.name.clone()).collect(),
+            with_history,
+            entries: Vec::new(),
+            missing_files: missing.clone(),
+        };
+        out.bytes(&w.finish(manifest).map_err(err)?);
+        let name = backup::file_name(now);
+        let url = out
+            .into_url()
+            .ok_or_else(|| "the browser could not hold the file".to_owned())?;
+        let mut summary = format!(
+            "Exported {name}: {} items, {} files",
+            items.len(),
+            total - missing.len()
+        );
+        if !missing.is_empty() {
+            summary.push_str(&format!(
+                " ({} not on this device, listed as missing)",
+                missing.len()
+            ));
+        }
+        Ok((url, name, summary))
+    }
+}

@@ -997,6 +997,7 @@ impl Runtime {
             Intent::CancelFile(root) => self.cancel_file(&root.to_string()).await,
             Intent::RetryFile(root) => self.retry_file(&root.to_string()).await,
             Intent::ExportBackup { with_history } => self.export_backup(with_history).await,
+            Intent::ImportBackup(file, confirmed) => self.import_backup(file, confirmed).await,
             Intent::SaveFile(root) => self.save_file(&root.to_string()).await,
             Intent::SetMailbox(on) => self.set_mailbox(on).await,
             Intent::KeepStorage => request_persistence(self.view),

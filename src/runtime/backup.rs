@@ -192,3 +192,174 @@ impl Runtime {
         Ok((url, name, summary))
     }
 }
+
+/// What an import read from a backup before changing anything.
+struct ReadBackup {
+    manifest: Manifest,
+    history: Option<Vec<u8>>,
+    /// `(root, offset of its data, size)` of each `files/<hash>` entry.
+    files: Vec<(BlobId, u64, u64)>,
+}
+
+/// The tail read to find a backup's directory: its end record with the longest comment, and
+/// the ZIP64 records before it.
+const TAIL: u64 = 66_000;
+
+impl Runtime {
+    /// Devices → **Import backup**: merges a backup into this space, never replacing anything
+    /// (automerge merges; files are kept by their hash). A backup of another space asks first
+    /// (`confirmed` is the person's yes).
+    pub(super) async fn import_backup(&mut self, file: web_sys::File, confirmed: bool) {
+        self.view.import_offer.set(None);
+        self.view
+            .backup_status
+            .set(Some("Reading the backup…".into()));
+        let read = match self.read_backup(&file).await {
+            Ok(read) => read,
+            Err(e) => {
+                self.view.backup_status.set(None);
+                self.view.error.set(Some(format!(
+                    "Cannot import {}: {e}. Nothing was changed.",
+                    file.name()
+                )));
+                return;
+            }
+        };
+        let here = self.secret.fingerprint();
+        if read.manifest.space != here && !confirmed {
+            self.view.backup_status.set(None);
+            self.view
+                .import_offer
+                .set(Some((file, read.manifest.space.clone())));
+            return;
+        }
+        let Some(history) = read.history else {
+            self.view.backup_status.set(None);
+            self.view.error.set(Some(format!(
+                "{} was exported without history: it can be read (open its index.html) but \
+                 not imported. Export with history to import it.",
+                file.name()
+            )));
+            return;
+        };
+        let before = self.engine.replica().history().len();
+        match self.engine.replica_mut().apply_mailbox_changes(&history) {
+            Ok(effects) => self.apply(effects).await,
+            Err(e) => {
+                self.view.backup_status.set(None);
+                self.view.error.set(Some(format!(
+                    "Cannot import {}: its history could not be read ({e}). Nothing was changed.",
+                    file.name()
+                )));
+                return;
+            }
+        }
+        let added = self.engine.replica().history().len().saturating_sub(before);
+        let mut queued = 0;
+        for (root, start, size) in read.files {
+            if self.files_stored().contains(&root) {
+                continue;
+            }
+            let Some(slice) = file
+                .slice_with_f64_and_f64(start as f64, (start + size) as f64)
+                .ok()
+                .and_then(|b| {
+                    web_sys::File::new_with_blob_sequence(
+                        &js_sys::Array::of1(&b),
+                        &root.to_string(),
+                    )
+                    .ok()
+                })
+            else {
+                continue;
+            };
+            if self.import_file(slice, root).is_ok() {
+                queued += 1;
+            }
+        }
+        self.view.backup_status.set(Some(format!(
+            "Imported {}: {added} new items, {queued} files to store",
+            file.name()
+        )));
+    }
+
+    async fn read_backup(&mut self, file: &web_sys::File) -> Result<ReadBackup, String> {
+        use super::files::read_slice;
+        use ferry_core::backup::zip::{Crc32, data_start, find_central, read_central};
+        let len = file.size() as u64;
+        let io = |e: super::files::FileError| e.to_string();
+        let tail = read_slice(file, len.saturating_sub(TAIL), len)
+            .await
+            .map_err(io)?;
+        let (offset, size, count) = find_central(&tail, len).map_err(|e| e.to_string())?;
+        if offset.checked_add(size).is_none_or(|end| end > len) || size > 64 << 20 {
+            return Err("the backup's directory is damaged".into());
+        }
+        let dir = read_slice(file, offset, offset + size).await.map_err(io)?;
+        let entries = read_central(&dir, count).map_err(|e| e.to_string())?;
+        // Reads a (small) entry whole and checks its CRC-32.
+        let mut starts = Vec::new();
+        for e in &entries {
+            let local = read_slice(file, e.header, (e.header + 30).min(len))
+                .await
+                .map_err(io)?;
+            let start = data_start(e, &local).map_err(|e| e.to_string())?;
+            if start.checked_add(e.size).is_none_or(|end| end > len) {
+                return Err(format!("{} is cut off", e.name));
+            }
+            starts.push(start);
+        }
+        let whole = async |name: &str| -> Result<Option<Vec<u8>>, String> {
+            let Some(k) = entries.iter().position(|e| e.name == name) else {
+                return Ok(None);
+            };
+            let e = &entries[k];
+            if e.size > 512 << 20 {
+                return Err(format!("{name} is too large"));
+            }
+            let data = read_slice(file, starts[k], starts[k] + e.size)
+                .await
+                .map_err(io)?;
+            let mut crc = Crc32::default();
+            crc.update(&data);
+            if crc.value() != e.crc {
+                return Err(format!("{name} is damaged"));
+            }
+            Ok(Some(data))
+        };
+        let manifest: Manifest = whole("manifest.json")
+            .await?
+            .and_then(|m| serde_json::from_slice(&m).ok())
+            .ok_or("this is not a Ferry backup (no manifest.json)")?;
+        if manifest.format != backup::FORMAT {
+            return Err("this is not a Ferry backup".into());
+        }
+        if manifest.version > backup::VERSION {
+            return Err("it was made by a newer Ferry; update this device first".into());
+        }
+        let history = whole("history.automerge").await?;
+        if let (Some(h), Some(listed)) = (
+            &history,
+            manifest
+                .entries
+                .iter()
+                .find(|e| e.path == "history.automerge"),
+        ) && blake3::hash(h).to_hex().as_str() != listed.blake3
+        {
+            return Err("its history is damaged".into());
+        }
+        let files = entries
+            .iter()
+            .zip(&starts)
+            .filter_map(|(e, &start)| {
+                let root: BlobId = e.name.strip_prefix("files/")?.parse().ok()?;
+                Some((root, start, e.size))
+            })
+            .collect();
+        Ok(ReadBackup {
+            manifest,
+            history,
+            files,
+        })
+    }
+}

@@ -33,6 +33,9 @@ struct Sending {
     job: SendJob,
     /// Releases the Web Lock that tells sibling tabs this file is being sent (pass 2).
     lock: Option<js_sys::Function>,
+    /// A file from a backup being imported: its item is already in the history (merged from
+    /// the backup), so none is written, and its bytes must hash to this root.
+    import: Option<BlobId>,
 }
 
 /// The Web Lock a tab holds while it stores a file it sends.
@@ -105,7 +108,7 @@ pub(super) fn lock_request() -> Option<(JsValue, js_sys::Function)> {
 
 /// What went wrong sending, storing or saving a file here (shown to the person).
 #[derive(Debug, thiserror::Error)]
-enum FileError {
+pub(super) enum FileError {
     /// The browser could not read the picked file (moved, deleted, permission gone).
     #[error("the file could not be read ({0})")]
     Read(String),
@@ -182,7 +185,11 @@ impl Files {
     }
 }
 
-async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, FileError> {
+pub(super) async fn read_slice(
+    file: &web_sys::File,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, FileError> {
     let blob = file
         .slice_with_f64_and_f64(start as f64, end as f64)
         .map_err(|e| FileError::Read(format!("{e:?}")))?;
@@ -446,8 +453,22 @@ impl Runtime {
                 file,
                 job,
                 lock: None,
+                import: None,
             });
         }
+    }
+
+    /// Stores the bytes of a file an imported backup holds (`file` is a slice of the backup),
+    /// which must hash to `root`; its item came with the backup's history.
+    pub(super) fn import_file(&mut self, file: web_sys::File, root: BlobId) -> Result<(), String> {
+        let job = SendJob::new(file.size() as u64).map_err(|e| e.to_string())?;
+        self.files.jobs.push_back(Sending {
+            file,
+            job,
+            lock: None,
+            import: Some(root),
+        });
+        Ok(())
     }
 
     /// Advances the current sending job by a few chunks.
@@ -457,6 +478,14 @@ impl Runtime {
         };
         let done = match self.step_send(&mut job).await {
             Ok(()) => job.job.is_done(),
+            Err(e) if job.import.is_some() => {
+                // An imported file's item came from elsewhere: it stays (another device, or
+                // a sound backup, can still bring the bytes).
+                self.view
+                    .error
+                    .set(Some(format!("{} was not imported: {e}", job.file.name())));
+                true
+            }
             Err(e) => {
                 // The item may be in the history already (it appears before the bytes are
                 // stored): without its bytes every device would wait for it for ever, so it
@@ -523,6 +552,22 @@ impl Runtime {
         }
         match s.job.read(slices)? {
             SendStep::Hashing => {}
+            SendStep::Hashed(manifest) if s.import.is_some() => {
+                let root = manifest.root();
+                if s.import != Some(root) {
+                    return Err(FileError::Read(format!(
+                        "{} in the backup is damaged (its bytes do not match its name)",
+                        s.file.name()
+                    )));
+                }
+                // Nothing noted for withdrawal: an import cut short must never take away an
+                // item that came from elsewhere; the next import (or a peer) completes it.
+                self.store
+                    .put(&manifest_key(&root), &manifest.encode())
+                    .await?;
+                self.engine.files_mut().writing(root);
+                self.files.view_mut(root).state = FileState::Downloading;
+            }
             SendStep::Hashed(manifest) => {
                 let root = manifest.root();
                 // The manifest is stored before the item exists (no item may wait for a

@@ -44,6 +44,9 @@ pub enum Intent {
         /// Include the automerge history.
         with_history: bool,
     },
+    /// Merge a backup file into this space (`true`: the person agreed to merge a backup of
+    /// another space).
+    ImportBackup(leptos::web_sys::File, bool),
     /// Write a note under an id the editor chose (its edits name it).
     AddNote {
         /// The note's id.

@@ -298,6 +298,9 @@ pub struct ViewState {
     /// What the backup export is doing or did ("Exporting the backup: file 2 of 5…", ending
     /// in "…" while it runs).
     pub backup_status: RwSignal<Option<String>>,
+    /// A backup of another space waiting for the person's yes: the file and that space's
+    /// fingerprint.
+    pub import_offer: RwSignal<Option<(leptos::web_sys::File, String)>, LocalStorage>,
     /// The STUN/TURN servers in use, as "url" or "url (user)" lines, and whether they come
     /// from this device's settings.
     pub ice_summary: RwSignal<(Vec<String>, bool)>,
@@ -368,6 +371,7 @@ impl ViewState {
             window: RwSignal::new(RENDER_WINDOW),
             filter: RwSignal::new(Filter::All),
             backup_status: RwSignal::new(None),
+            import_offer: RwSignal::new_local(None),
             ice_summary: RwSignal::new((vec![], false)),
             update_ready: RwSignal::new(false),
             can_install: RwSignal::new(false),

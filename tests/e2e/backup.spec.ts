@@ -113,3 +113,61 @@ test('Export backup writes a ZIP with messages, files, the history and an offlin
   }
   await d.close();
 });
+
+test('Import backup merges a backup into a space, twice without duplicates; another space asks first; a damaged one changes nothing', async () => {
+  test.setTimeout(150_000);
+  const dir = mkdtempSync(join(tmpdir(), 'ferry-import-'));
+  const doc = join(dir, 'lease.pdf');
+  const bytes = randomBytes(300 * 1024);
+  writeFileSync(doc, bytes);
+
+  // A device of its own space writes and exports, then is gone for good.
+  const old = await Device.launch('import-old');
+  await old.send('from the old phone');
+  await old.attach([doc]);
+  await expect(old.page.getByRole('link', { name: 'Save lease.pdf' })).toBeVisible({ timeout: 30_000 });
+  await old.openDevices();
+  const [download] = await Promise.all([
+    old.page.waitForEvent('download'),
+    old.page.getByRole('button', { name: 'Export backup' }).click(),
+  ]);
+  const backup = join(dir, download.suggestedFilename());
+  await download.saveAs(backup);
+  await old.close();
+
+  // Another device, another space: the import asks first, then merges.
+  const d = await Device.launch('import-new');
+  await d.send('already here');
+  await d.openDevices();
+  await d.page.getByLabel('Backup file to import').setInputFiles(backup);
+  const offer = d.page.getByRole('alertdialog');
+  await expect(offer).toContainText('This backup is of another space');
+  await offer.getByRole('button', { name: 'Merge into this space' }).click();
+  await expect(d.page.getByText(/^Imported .*: 2 new items/)).toBeVisible();
+  await d.page.getByRole('button', { name: 'Back to chat' }).click();
+  await expect(d.message('from the old phone')).toBeVisible();
+  await expect(d.message('already here')).toBeVisible();
+  // The file's bytes came with it: saved from this device, they are the same.
+  const save = d.page.getByRole('link', { name: 'Save lease.pdf' });
+  await expect(save).toBeVisible({ timeout: 30_000 });
+  const [saved] = await Promise.all([d.page.waitForEvent('download'), save.click()]);
+  expect(readFileSync((await saved.path())!).equals(bytes)).toBe(true);
+
+  // The same backup again: nothing new, nothing twice.
+  await d.openDevices();
+  await d.page.getByLabel('Backup file to import').setInputFiles(backup);
+  await d.page.getByRole('alertdialog').getByRole('button', { name: 'Merge into this space' }).click();
+  await expect(d.page.getByText(/^Imported .*: 0 new items/)).toBeVisible();
+  await expect(d.history.getByRole('listitem')).toHaveCount(3);
+
+  // A damaged backup (cut short): a clear error, and the history is as it was.
+  const damaged = join(dir, 'damaged.ferry');
+  writeFileSync(damaged, readFileSync(backup).subarray(0, 200_000));
+  await d.page.getByLabel('Backup file to import').setInputFiles(damaged);
+  await expect(d.alert).toContainText(/Cannot import damaged\.ferry: .*Nothing was changed/);
+  await expect(d.history.getByRole('listitem')).toHaveCount(3);
+  await d.page.reload();
+  await d.ready();
+  await expect(d.history.getByRole('listitem')).toHaveCount(3);
+  await d.close();
+});

@@ -16,7 +16,9 @@ pub(super) fn BackupSection() -> impl IntoView {
         view.backup_status
             .with(|s| s.as_deref().is_some_and(|s| s.ends_with('…')))
     };
-    let (all, current) = (intents.clone(), intents);
+    let (all, current) = (intents.clone(), intents.clone());
+    let (import_pick, import_yes) = (intents.clone(), intents);
+    let picker = NodeRef::<leptos::html::Input>::new();
     view! {
         <section class="backup-section" aria-labelledby="backup-title">
             <h3 id="backup-title">"Backup"</h3>
@@ -26,8 +28,55 @@ pub(super) fn BackupSection() -> impl IntoView {
                     on:click=move |_| all.send(Intent::ExportBackup { with_history: true })>"Export backup"</button>
                 <button type="button" prop:disabled=busy
                     on:click=move |_| current.send(Intent::ExportBackup { with_history: false })>"Export without history"</button>
+                <button type="button" prop:disabled=busy
+                    on:click=move |_| {
+                        if let Some(input) = picker.get() {
+                            input.click();
+                        }
+                    }>"Import backup"</button>
             </div>
+            // Opened by "Import backup"; tests find it by its label.
+            <input type="file" accept=".ferry,application/zip" class="visually-hidden"
+                aria-label="Backup file to import" aria-hidden="true" tabindex="-1" node_ref=picker
+                on:change={
+                    let import = import_pick.clone();
+                    move |ev| {
+                        use leptos::wasm_bindgen::JsCast;
+                        if let Some(input) = ev.target()
+                            .and_then(|t| t.dyn_into::<leptos::web_sys::HtmlInputElement>().ok())
+                        {
+                            let file = input.files().and_then(|l| l.get(0));
+                            input.set_value("");
+                            if let Some(file) = file {
+                                import.send(Intent::ImportBackup(file, false));
+                            }
+                        }
+                    }
+                }/>
             <p class="backup-status" aria-live="polite">{move || view.backup_status.get()}</p>
+            <Show when=move || view.import_offer.with(Option::is_some)>
+                {
+                    let merge = import_yes.clone();
+                    view! {
+                        <div class="import-offer" role="alertdialog" aria-labelledby="import-offer-text">
+                            <p id="import-offer-text">
+                                {move || view.import_offer.with(|o| o.as_ref().map(|(_, space)| format!(
+                                    "This backup is of another space ({space}). Merge its items into this space?                                      To join that space instead, use a pairing link from one of its devices."
+                                )))}
+                            </p>
+                            <button type="button" class="primary" on:click={
+                                let merge = merge.clone();
+                                move |_| {
+                                    if let Some((file, _)) = view.import_offer.get_untracked() {
+                                        merge.send(Intent::ImportBackup(file, true));
+                                    }
+                                }
+                            }>"Merge into this space"</button>
+                            <button type="button" on:click=move |_| view.import_offer.set(None)>"Cancel"</button>
+                        </div>
+                    }
+                }
+            </Show>
         </section>
     }
 }

@@ -19,6 +19,9 @@ pub enum BackupError {
     /// The ZIP stream was misused (a bug here, never the person's data).
     #[error("the backup file could not be written: {0}")]
     Zip(&'static str),
+    /// A backup being read is not one, or is damaged.
+    #[error("{0}")]
+    Damaged(&'static str),
 }
 
 /// The format's name in `manifest.json`.

@@ -326,3 +326,188 @@ mod tests {
         assert!(z.finish().is_err());
     }
 }
+
+/// One entry of an archive being read: where its data is and what it must check to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadEntry {
+    /// Its name.
+    pub name: String,
+    /// Offset of its local header.
+    pub header: u64,
+    /// Its size (stored: compressed and uncompressed are equal).
+    pub size: u64,
+    /// Its CRC-32.
+    pub crc: u32,
+}
+
+/// Where the central directory is: `(offset, size, entries)`, read from the archive's last
+/// bytes (`tail`, which ends at `len`). At most the last 64 KiB + 98 bytes are needed.
+pub fn find_central(tail: &[u8], len: u64) -> Result<(u64, u64, u64), BackupError> {
+    let bad = BackupError::Damaged("this is not a Ferry backup (no ZIP directory at its end)");
+    let base = len
+        .checked_sub(tail.len() as u64)
+        .ok_or(BackupError::Damaged("the backup's end could not be read"))?;
+    let at = tail
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4B, 0x05, 0x06])
+        .ok_or(bad)?;
+    let e = &tail[at..];
+    if e.len() < 22 {
+        return Err(BackupError::Damaged("the backup's end is cut off"));
+    }
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |b: &[u8], i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    let (count, size, offset) = (u16_at(e, 10), u32_at(e, 12), u32_at(e, 16));
+    if count != 0xFFFF && size != u32::MAX && offset != u32::MAX {
+        return Ok((u64::from(offset), u64::from(size), u64::from(count)));
+    }
+    // ZIP64: the locator sits right before the end record and names the ZIP64 end record.
+    let loc = at
+        .checked_sub(20)
+        .filter(|&l| tail[l..l + 4] == [0x50, 0x4B, 0x06, 0x07])
+        .ok_or(BackupError::Damaged("the backup's ZIP64 end is missing"))?;
+    let record = u64_at(tail, loc + 8);
+    let r = record
+        .checked_sub(base)
+        .and_then(|r| usize::try_from(r).ok())
+        .filter(|&r| r + 56 <= tail.len() && tail[r..r + 4] == [0x50, 0x4B, 0x06, 0x06])
+        .ok_or(BackupError::Damaged(
+            "the backup's ZIP64 end record is missing",
+        ))?;
+    Ok((
+        u64_at(tail, r + 48),
+        u64_at(tail, r + 40),
+        u64_at(tail, r + 32),
+    ))
+}
+
+/// The entries of a central directory (`dir`, read from where [`find_central`] said).
+pub fn read_central(dir: &[u8], count: u64) -> Result<Vec<ReadEntry>, BackupError> {
+    let cut = BackupError::Damaged("the backup's directory is damaged");
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    for _ in 0..count {
+        let h = dir
+            .get(i..i + 46)
+            .ok_or(BackupError::Damaged("the backup's directory is cut off"))?;
+        if h[..4] != [0x50, 0x4B, 0x01, 0x02] {
+            return Err(cut);
+        }
+        let u16_at = |i: usize| usize::from(u16::from_le_bytes([h[i], h[i + 1]]));
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        if u16_at(10) != 0 {
+            return Err(BackupError::Damaged(
+                "the backup holds a compressed entry (Ferry writes none)",
+            ));
+        }
+        let (name_len, extra_len, comment_len) = (u16_at(28), u16_at(30), u16_at(32));
+        let name = dir
+            .get(i + 46..i + 46 + name_len)
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .ok_or(BackupError::Damaged("an entry's name is damaged"))?
+            .to_owned();
+        let extra = dir
+            .get(i + 46 + name_len..i + 46 + name_len + extra_len)
+            .ok_or(BackupError::Damaged("the backup's directory is cut off"))?;
+        let mut size = u64::from(u32_at(24));
+        let mut header = u64::from(u32_at(42));
+        // ZIP64 extra: the 64-bit values, in order, of the fields that are 0xFFFFFFFF.
+        let mut x = 0;
+        while x + 4 <= extra.len() {
+            let id = u16::from_le_bytes([extra[x], extra[x + 1]]);
+            let len = usize::from(u16::from_le_bytes([extra[x + 2], extra[x + 3]]));
+            let body = extra.get(x + 4..x + 4 + len).ok_or(cut_extra())?;
+            if id == 0x0001 {
+                let mut vals = body.chunks_exact(8).map(|c| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    u64::from_le_bytes(a)
+                });
+                if u32_at(24) == u32::MAX {
+                    size = vals.next().ok_or(cut_extra())?;
+                    // The compressed size (equal: stored).
+                    vals.next().ok_or(cut_extra())?;
+                }
+                if u32_at(42) == u32::MAX {
+                    header = vals.next().ok_or(cut_extra())?;
+                }
+            }
+            x += 4 + len;
+        }
+        out.push(ReadEntry {
+            name,
+            header,
+            size,
+            crc: u32_at(16),
+        });
+        i += 46 + name_len + extra_len + comment_len;
+    }
+    Ok(out)
+}
+
+fn cut_extra() -> BackupError {
+    BackupError::Damaged("an entry's ZIP64 field is damaged")
+}
+
+/// Where an entry's data starts, from the first 30 bytes of its local header (and the length
+/// of what follows them, which those bytes name).
+pub fn data_start(entry: &ReadEntry, local: &[u8]) -> Result<u64, BackupError> {
+    if local.len() < 30 || local[..4] != [0x50, 0x4B, 0x03, 0x04] {
+        return Err(BackupError::Damaged("an entry's header is damaged"));
+    }
+    let name_len = u64::from(u16::from_le_bytes([local[26], local[27]]));
+    let extra_len = u64::from(u16::from_le_bytes([local[28], local[29]]));
+    Ok(entry.header + 30 + name_len + extra_len)
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    fn archive(limit: u64) -> Vec<u8> {
+        let mut z = ZipWriter::new(0).with_zip64_limit(limit);
+        let mut out = z.entry("a.txt", b"hello").unwrap();
+        out.extend(z.entry("files/big", &[7u8; 10_000]).unwrap());
+        out.extend(z.finish().unwrap());
+        out
+    }
+
+    /// What this writer writes, this reader reads back, with and without ZIP64; damage is a
+    /// clear error, never a panic.
+    #[test]
+    fn reads_back_what_it_wrote() {
+        for limit in [u64::from(u32::MAX), 100] {
+            let bytes = archive(limit);
+            let len = bytes.len() as u64;
+            let tail = &bytes[bytes.len().saturating_sub(66_000)..];
+            let (offset, size, count) = find_central(tail, len).unwrap();
+            let dir = &bytes[offset as usize..(offset + size) as usize];
+            let entries = read_central(dir, count).unwrap();
+            assert_eq!(entries.len(), 2);
+            for (e, want) in entries.iter().zip([&b"hello"[..], &[7u8; 10_000][..]]) {
+                let start = data_start(e, &bytes[e.header as usize..]).unwrap() as usize;
+                let data = &bytes[start..start + e.size as usize];
+                assert_eq!(data, want, "{}", e.name);
+                let mut crc = Crc32::default();
+                crc.update(data);
+                assert_eq!(crc.value(), e.crc);
+            }
+            // Damage anywhere in the end or the directory: an error.
+            for cut in 1..60 {
+                let short = &bytes[..bytes.len() - cut];
+                let tail = &short[short.len().saturating_sub(66_000)..];
+                if let Ok((offset, size, count)) = find_central(tail, short.len() as u64) {
+                    if let Some(dir) = short.get(offset as usize..(offset + size) as usize) {
+                        let _ = read_central(dir, count);
+                    }
+                }
+            }
+        }
+        assert!(find_central(b"not a zip at all", 16).is_err());
+    }
+}

@@ -118,6 +118,7 @@ pub fn spawn(view: ViewState, intents: UnboundedReceiver<Intent>, tx: UnboundedS
 }
 
 mod backup;
+mod cleared;
 mod files;
 mod mailbox;
 
@@ -227,11 +228,20 @@ impl Runtime {
             );
         }
         let device = local.device;
+        // No space here, yet the cookie says Ferry had data in this browser: the browser
+        // cleared it (storage pressure, or Safari's 7 days), which the person must hear about.
+        let fresh = store.get(&key(&["space", "secret"])).await?.is_none();
+        // (A mark from the last minute is a sibling tab starting fresh at the same moment.)
+        if fresh && let Some(last) = cleared::last_here().filter(|t| t + 60_000 < now_ms()) {
+            view.cleared
+                .set(Some(view::format_time(last, offset_min()).1));
+        }
         let secret_bytes = get_or_init(&store, &key(&["space", "secret"]), || {
             SpaceSecret::random().expose().to_vec()
         })
         .await?;
         let secret = SpaceSecret::from_slice(&secret_bytes).map_err(|_| BootError::Secret)?;
+        cleared::mark_here(now_ms());
         let loaded = DocStore::load(&store, &Replica::actor_for(device)).await?;
         let load_skipped_chunks = !loaded.corrupt.is_empty();
         if load_skipped_chunks {

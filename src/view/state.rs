@@ -298,6 +298,9 @@ pub struct ViewState {
     /// What the backup export is doing or did ("Exporting the backup: file 2 of 5…", ending
     /// in "…" while it runs).
     pub backup_status: RwSignal<Option<String>>,
+    /// This browser cleared Ferry's data: when Ferry was last here (local "YYYY-MM-DD
+    /// HH:MM"), shown instead of the first-run card until the device is in a space again.
+    pub cleared: RwSignal<Option<String>>,
     /// A backup of another space waiting for the person's yes: the file and that space's
     /// fingerprint.
     pub import_offer: RwSignal<Option<(leptos::web_sys::File, String)>, LocalStorage>,
@@ -371,6 +374,7 @@ impl ViewState {
             window: RwSignal::new(RENDER_WINDOW),
             filter: RwSignal::new(Filter::All),
             backup_status: RwSignal::new(None),
+            cleared: RwSignal::new(None),
             import_offer: RwSignal::new_local(None),
             ice_summary: RwSignal::new((vec![], false)),
             update_ready: RwSignal::new(false),

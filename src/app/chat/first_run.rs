@@ -32,8 +32,35 @@ pub(in crate::app) fn AddYourPhone() -> impl IntoView {
     };
     view! {
         <Show when=shown>
-            <Card dismissed/>
+            {move || if view.cleared.with(Option::is_some) {
+                view! { <Cleared/> }.into_any()
+            } else {
+                view! { <Card dismissed/> }.into_any()
+            }}
         </Show>
+    }
+}
+
+/// Instead of the first-run card when the browser cleared Ferry's data: what happened, and
+/// how to get everything back (the other devices still have it).
+#[component]
+fn Cleared() -> impl IntoView {
+    let view = expect_context::<ViewState>();
+    let open = expect_context::<DevicesOpen>().0;
+    view! {
+        <section class="first-run cleared" aria-labelledby="cleared-title">
+            <h2 id="cleared-title">"This browser cleared Ferry's data"</h2>
+            <p>
+                {move || format!(
+                    "Ferry was last here with your history on {}. Browsers clear a site's data                      when space runs low, or after days unused. Your other devices still have                      everything: open a pairing link from one of them (its Devices), or scan its                      code, and it all comes back here. A backup file can be imported too.",
+                    view.cleared.get().unwrap_or_default()
+                )}
+            </p>
+            <div class="first-run-actions">
+                <ScanButton/>
+                <button type="button" on:click=move |_| open.set(true)>"Import a backup"</button>
+            </div>
+        </section>
     }
 }
 

@@ -501,10 +501,10 @@ mod read_tests {
             for cut in 1..60 {
                 let short = &bytes[..bytes.len() - cut];
                 let tail = &short[short.len().saturating_sub(66_000)..];
-                if let Ok((offset, size, count)) = find_central(tail, short.len() as u64) {
-                    if let Some(dir) = short.get(offset as usize..(offset + size) as usize) {
-                        let _ = read_central(dir, count);
-                    }
+                if let Ok((offset, size, count)) = find_central(tail, short.len() as u64)
+                    && let Some(dir) = short.get(offset as usize..(offset + size) as usize)
+                {
+                    let _ = read_central(dir, count);
                 }
             }
         }

@@ -756,6 +756,7 @@ impl Runtime {
     }
 
     fn refresh_space(&self) {
+        let storage = self.engine.replica().device_storage();
         let online: Vec<DeviceId> = self.engine.peers().values().copied().collect();
         let devices = view::display_names(&self.engine.replica().devices())
             .into_iter()
@@ -770,6 +771,7 @@ impl Runtime {
                     .seen
                     .get(&id)
                     .map(|ms| view::format_time(*ms, offset_min()).1),
+                at_risk: storage.get(&id).is_some_and(|s| !s.kept),
                 path: self
                     .engine
                     .peers()

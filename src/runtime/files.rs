@@ -756,8 +756,19 @@ impl Runtime {
         }
     }
 
-    async fn refresh_storage(&self) {
+    async fn refresh_storage(&mut self) {
         if let Some((usage, quota)) = free_bytes().await {
+            // The other devices warn when this one's browser may clear the data.
+            if let Some(kept) = self.view.persisted.get_untracked() {
+                match self
+                    .engine
+                    .replica_mut()
+                    .publish_storage(kept, usage as u64, now_ms())
+                {
+                    Ok(effects) if !effects.is_empty() => self.apply(effects).await,
+                    _ => {}
+                }
+            }
             let text = format!(
                 "Storage used: {} of {}",
                 view::format_size(usage as u64),

@@ -221,6 +221,8 @@ pub struct DeviceView {
     pub last_seen: Option<String>,
     /// How it is reached right now ("direct", "relayed via TURN"), when connected over WebRTC.
     pub path: Option<String>,
+    /// It said its browser has not promised to keep Ferry's data (it may clear it).
+    pub at_risk: bool,
 }
 
 /// What each end of a failed connection could offer, as ICE reported it.

@@ -59,3 +59,32 @@ test('after the browser cleared its data, the phone says so and everything comes
   await laptop.close();
   await phone.close();
 });
+
+test('Devices warns about a device whose browser may clear Ferry\'s data', async () => {
+  const laptop = await Device.launch('kept-laptop');
+  // The laptop's browser promises to keep the data (as for an installed app); the phone's does not.
+  const origin = new URL(laptop.page.url()).origin;
+  const cdp = await laptop.context.newCDPSession(laptop.page);
+  await cdp.send('Browser.grantPermissions', { origin, permissions: ['durableStorage'] });
+  await laptop.page.reload();
+  await laptop.ready();
+  const phone = await Device.launch('kept-phone');
+  await phone.openDevices();
+  await phone.page.locator('#device-name').fill('Phone');
+  await phone.page.getByRole('button', { name: 'Rename' }).click();
+  await phone.join(await laptop.pairingLink());
+  await expect(laptop.status).toHaveText('1 device connected');
+  await phone.openAdvanced();
+  await expect(phone.page.getByTestId('persistence')).toHaveText(/^Not kept yet/);
+  await laptop.openAdvanced();
+  await expect(laptop.page.getByTestId('persistence')).toHaveText(/^Kept/);
+
+  const warning = laptop.page.getByText(/: the browser may clear Ferry's data there\./);
+  await expect(warning).toHaveCount(1, { timeout: 20_000 });
+  await expect(warning).toHaveText("Phone: the browser may clear Ferry's data there. Installing Ferry on it (on an iPhone: Share, then Add to Home Screen) usually makes the browser keep it.");
+  // The laptop's is kept: the phone warns about nothing.
+  await phone.page.waitForTimeout(3_000);
+  await expect(phone.page.getByText(/the browser may clear Ferry's data there/)).toHaveCount(0);
+  await laptop.close();
+  await phone.close();
+});

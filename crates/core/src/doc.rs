@@ -145,6 +145,18 @@ pub struct DeviceInfo {
     pub added_at: u64,
 }
 
+/// What a device last said about its browser storage (in its device record as
+/// `storage_kept`, `storage_used`, `storage_at`; an older Ferry ignores them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceStorage {
+    /// The browser promised to keep the data (`navigator.storage.persisted()`).
+    pub kept: bool,
+    /// Bytes used by Ferry there.
+    pub used: u64,
+    /// When it said so (ms since the epoch).
+    pub at: u64,
+}
+
 /// What changed in the document since the previous [`SpaceDoc::take_changes`] (or since
 /// load): which items (added, edited or deleted) and whether the device list changed.
 ///
@@ -776,6 +788,44 @@ impl SpaceDoc {
             .collect();
         out.sort_by_key(|d| (d.added_at, d.id));
         out
+    }
+
+    /// What each device last said about its storage (devices that never said are absent).
+    pub fn device_storage(&self) -> std::collections::BTreeMap<DeviceId, DeviceStorage> {
+        self.doc
+            .keys(&self.devices)
+            .filter_map(|key| {
+                let obj = map_at(&self.doc, &self.devices, &key)?;
+                let kept = match self.doc.get(&obj, "storage_kept") {
+                    Ok(Some((v, _))) => v.as_bool()?,
+                    _ => return None,
+                };
+                Some((
+                    key.parse().ok()?,
+                    DeviceStorage {
+                        kept,
+                        used: u64::try_from(int_at(&self.doc, &obj, "storage_used")?).ok()?,
+                        at: u64::try_from(int_at(&self.doc, &obj, "storage_at")?).ok()?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Records what device `id` says about its storage.
+    pub fn set_device_storage(&mut self, id: DeviceId, s: DeviceStorage) -> Result<(), DocError> {
+        let obj = map_at(&self.doc, &self.devices, &id.to_string()).ok_or(DocError::NotFound)?;
+        self.doc.put(&obj, "storage_kept", s.kept)?;
+        self.doc.put(
+            &obj,
+            "storage_used",
+            i64::try_from(s.used).unwrap_or(i64::MAX),
+        )?;
+        self.doc
+            .put(&obj, "storage_at", i64::try_from(s.at).unwrap_or(i64::MAX))?;
+        self.doc.commit();
+        self.changed.devices = true;
+        Ok(())
     }
 
     /// Current heads: equal heads on two devices mean equal documents.

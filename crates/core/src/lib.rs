@@ -58,7 +58,7 @@ pub use blobs::{
     BlobEffect, BlobError, BlobId, BlobMessage, CHUNK_SIZE, Have, Manifest, ManifestBuilder,
     TransferConfig, TransferStats, Transfers,
 };
-pub use doc::{DeviceInfo, DocError, FileMeta, Item, ItemKind, SpaceDoc};
+pub use doc::{DeviceInfo, DeviceStorage, DocError, FileMeta, Item, ItemKind, SpaceDoc};
 pub use history::{History, HistoryPatch};
 pub use hlc::{Clock, Hlc};
 pub use ice::{IceKind, IceUrlError, check_ice_url};

@@ -471,6 +471,11 @@ impl Replica {
         self.doc.knows(id)
     }
 
+    /// What each device last said about its browser storage.
+    pub fn device_storage(&self) -> std::collections::BTreeMap<DeviceId, crate::DeviceStorage> {
+        self.doc.device_storage()
+    }
+
     /// The document (for persistence).
     pub fn doc_mut(&mut self) -> &mut SpaceDoc {
         &mut self.doc
@@ -635,6 +640,39 @@ impl Replica {
         now_ms: u64,
     ) -> Result<(Item, Vec<Effect>), ReplicaError> {
         self.add_text_kind(text, now_ms, ItemKind::Task)
+    }
+
+    /// Tells the space what this device's browser storage is like: written when "kept"
+    /// changed, when the usage moved by a quarter, or once a day, so the history does not
+    /// grow with every byte stored.
+    pub fn publish_storage(
+        &mut self,
+        kept: bool,
+        used: u64,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, ReplicaError> {
+        if !self.doc.devices().iter().any(|d| d.id == self.device) {
+            return Ok(vec![]);
+        }
+        let last = self.doc.device_storage().get(&self.device).copied();
+        let due = match last {
+            None => true,
+            Some(l) => {
+                l.kept != kept
+                    || used.abs_diff(l.used) > l.used / 4
+                    || now_ms.saturating_sub(l.at) > 86_400_000
+            }
+        };
+        if !due {
+            return Ok(vec![]);
+        }
+        let s = crate::doc::DeviceStorage {
+            kept,
+            used,
+            at: now_ms,
+        };
+        self.doc.set_device_storage(self.device, s)?;
+        self.after_local_change()
     }
 
     /// Writes a note under `id` (chosen by the editor, which names it in the edits that

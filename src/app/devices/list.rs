@@ -25,15 +25,32 @@ pub(super) fn RenameDevice() -> impl IntoView {
     }
 }
 
+/// What is said of a device whose browser has not promised to keep Ferry's data.
+const AT_RISK: &str = "the browser may clear Ferry's data there. Installing Ferry on it (on an iPhone: Share, then Add to Home Screen) usually makes the browser keep it.";
+
 /// Every device of the space: online (and by which path) or when it was last seen.
 #[component]
 pub(super) fn DeviceList() -> impl IntoView {
     let view = expect_context::<ViewState>();
+    // Other devices whose browser may clear Ferry's data: said once, above the list.
+    let at_risk = move || {
+        view.devices.with(|d| {
+            d.iter()
+                .filter(|d| d.at_risk && !d.this)
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>()
+        })
+    };
     view! {
         <h3>"In this space"</h3>
+        {move || at_risk().into_iter().map(|name| view! {
+            <p class="storage-warning">
+                {format!("{name}: {AT_RISK}")}
+            </p>
+        }).collect_view()}
         <ul class="device-list" aria-label="Devices in this space">
             <For each=move || view.devices.get()
-                key=|d| (d.id.clone(), d.online, d.name.clone(), d.last_seen.clone(), d.path.clone())
+                key=|d| (d.id.clone(), d.online, d.name.clone(), d.last_seen.clone(), d.path.clone(), d.at_risk)
                 let:d>
                 <li>
                     <span class="device-name">{d.name.clone()}</span>

@@ -148,12 +148,13 @@ fn dismiss_ios_hint(view: ViewState, intents: &Intents) {
 }
 
 /// Focuses an element that is already in the DOM, or will be after this render.
-fn focus_later(selector: &'static str, within: Option<leptos::web_sys::Element>) {
+fn focus_later(selector: impl Into<String>, within: Option<leptos::web_sys::Element>) {
+    let selector: String = selector.into();
     request_animation_frame(move || {
         use leptos::wasm_bindgen::JsCast;
         let found = match within {
-            Some(root) => root.query_selector(selector).ok().flatten(),
-            None => document().query_selector(selector).ok().flatten(),
+            Some(root) => root.query_selector(&selector).ok().flatten(),
+            None => document().query_selector(&selector).ok().flatten(),
         };
         if let Some(el) = found.and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok()) {
             let _ = el.focus();

@@ -14,7 +14,6 @@ use ferry_core::blobs::{Manifest as FileManifest, chunk_key, chunks_prefix, mani
 use ferry_core::{BlobId, Store};
 use leptos::prelude::*;
 use std::collections::BTreeSet;
-use wasm_bindgen::JsCast;
 
 /// The parts of a Blob being composed, folded every 64 parts.
 struct Parts {
@@ -71,20 +70,8 @@ impl Runtime {
             .set(Some("Preparing the backup…".into()));
         match self.write_backup(with_history).await {
             Ok((url, name, summary)) => {
-                let anchor = web_sys::window()
-                    .and_then(|w| w.document())
-                    .and_then(|d| d.create_element("a").ok())
-                    .and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().ok());
-                if let Some(a) = anchor {
-                    a.set_href(&url);
-                    a.set_download(&name);
-                    a.click();
-                }
+                super::files::download(url, &name);
                 self.view.backup_status.set(Some(summary));
-                wasm_bindgen_futures::spawn_local(async move {
-                    gloo_timers::future::TimeoutFuture::new(120_000).await;
-                    let _ = web_sys::Url::revoke_object_url(&url);
-                });
             }
             Err(e) => {
                 self.view.backup_status.set(None);

@@ -209,6 +209,24 @@ async fn free_bytes() -> Option<(f64, f64)> {
     Some((est.get_usage()?, est.get_quota()?))
 }
 
+/// Hands an object URL to the browser's downloads as `name`, and releases the URL a while
+/// after (the download reads it from the start).
+pub(super) fn download(url: String, name: &str) {
+    let anchor = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element("a").ok())
+        .and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().ok());
+    if let Some(a) = anchor {
+        a.set_href(&url);
+        a.set_download(name);
+        a.click();
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        gloo_timers::future::TimeoutFuture::new(120_000).await;
+        let _ = web_sys::Url::revoke_object_url(&url);
+    });
+}
+
 fn object_url(parts: &js_sys::Array, mime: &str) -> Option<String> {
     let bag = web_sys::BlobPropertyBag::new();
     bag.set_type(mime);
@@ -392,20 +410,7 @@ impl Runtime {
                 return;
             }
         };
-        let anchor = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.create_element("a").ok())
-            .and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().ok());
-        if let Some(a) = anchor {
-            a.set_href(&url);
-            a.set_download(&meta.name);
-            a.click();
-        }
-        // The download has started from the URL; release it a little later.
-        wasm_bindgen_futures::spawn_local(async move {
-            gloo_timers::future::TimeoutFuture::new(60_000).await;
-            let _ = web_sys::Url::revoke_object_url(&url);
-        });
+        download(url, &meta.name);
     }
 
     /// A clear reason if `needed` bytes would not fit in this origin's storage quota.

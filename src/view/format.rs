@@ -103,16 +103,7 @@ pub fn format_time(ms: u64, offset_min: i64) -> (String, String) {
     let days = local_min.div_euclid(1440);
     let min_of_day = local_min.rem_euclid(1440);
     let (h, m) = (min_of_day / 60, min_of_day % 60);
-    // Civil-from-days (Howard Hinnant), for the full date.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let (y, mo, d) = ferry_core::hlc::civil_date(days);
     (
         format!("{h:02}:{m:02}"),
         format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}"),

@@ -216,18 +216,7 @@ fn NoteDialog(id: ItemId, new: bool) -> impl IntoView {
                 super::focus_composer();
             } else {
                 state.closed.set_value(Some(id));
-                let selector = format!("[{NOTE_OPENER}='{id}']");
-                request_animation_frame(move || {
-                    use leptos::wasm_bindgen::JsCast;
-                    if let Some(el) = document()
-                        .query_selector(&selector)
-                        .ok()
-                        .flatten()
-                        .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok())
-                    {
-                        let _ = el.focus();
-                    }
-                });
+                crate::app::focus_later(format!("[{NOTE_OPENER}='{id}']"), None);
             }
         }
     };

@@ -58,18 +58,7 @@ pub(in crate::app) fn ImageViewer() -> impl IntoView {
     let close = move || {
         if let Some(root) = viewer.at.get_untracked() {
             viewer.at.set(None);
-            let selector = format!("[{OPENER}='{root}']");
-            request_animation_frame(move || {
-                use leptos::wasm_bindgen::JsCast;
-                if let Some(el) = document()
-                    .query_selector(&selector)
-                    .ok()
-                    .flatten()
-                    .and_then(|e| e.dyn_into::<leptos::web_sys::HtmlElement>().ok())
-                {
-                    let _ = el.focus();
-                }
-            });
+            crate::app::focus_later(format!("[{OPENER}='{root}']"), None);
         }
     };
     let step = move |dir: i32| {

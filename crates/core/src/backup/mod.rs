@@ -32,22 +32,12 @@ pub const VERSION: u32 = 1;
 /// `(year, month, day, hour, minute, second)` in UTC of `ms` since the epoch.
 pub(crate) fn civil(ms: u64) -> (u32, u32, u32, u32, u32, u32) {
     let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    // Howard Hinnant's days → civil date.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::hlc::civil_date((secs / 86_400) as i64);
     (
         y as u32,
-        m as u32,
-        d as u32,
+        m,
+        d,
         (rem / 3600) as u32,
         (rem % 3600 / 60) as u32,
         (rem % 60) as u32,

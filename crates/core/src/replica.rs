@@ -643,8 +643,8 @@ impl Replica {
     }
 
     /// Tells the space what this device's browser storage is like: written when "kept"
-    /// changed, when the usage moved by a quarter, or once a day, so the history does not
-    /// grow with every byte stored.
+    /// changed, when the usage moved by a quarter (at most hourly), or once a day, so the
+    /// history does not grow with every byte stored.
     pub fn publish_storage(
         &mut self,
         kept: bool,
@@ -658,9 +658,10 @@ impl Replica {
         let due = match last {
             None => true,
             Some(l) => {
+                let since = now_ms.saturating_sub(l.at);
                 l.kept != kept
-                    || used.abs_diff(l.used) > l.used / 4
-                    || now_ms.saturating_sub(l.at) > 86_400_000
+                    || (used.abs_diff(l.used) > l.used / 4 && since > 3_600_000)
+                    || since > 86_400_000
             }
         };
         if !due {
